@@ -1,0 +1,1 @@
+"""Batch ingestion of VQA datasets into Neo4j as STCGs."""

@@ -1,0 +1,33 @@
+"""Constraints and indexes of the STCG graph (the contract is written out in docs/schema.md).
+
+Every node carries a stable string key ``uid`` built from run, example and element, so writes
+use MERGE and a rerun never duplicates anything.
+"""
+from __future__ import annotations
+
+from neo4j import Driver
+
+NODE_LABELS = ("Run", "Example", "Token", "Region", "Timestep", "Perturbation")
+
+CONSTRAINTS: dict[str, str] = {
+    f"stcg_{label.lower()}_uid": f"CREATE CONSTRAINT stcg_{label.lower()}_uid IF NOT EXISTS "
+    f"FOR (n:{label}) REQUIRE n.uid IS UNIQUE"
+    for label in NODE_LABELS
+}
+
+INDEXES: dict[str, str] = {
+    "stcg_run_name": "CREATE INDEX stcg_run_name IF NOT EXISTS FOR (n:Run) ON (n.name)",
+    "stcg_example_run": "CREATE INDEX stcg_example_run IF NOT EXISTS FOR (n:Example) ON (n.run_id, n.complete)",
+    "stcg_example_qtype": "CREATE INDEX stcg_example_qtype IF NOT EXISTS FOR (n:Example) ON (n.question_type)",
+    "stcg_token_word": "CREATE INDEX stcg_token_word IF NOT EXISTS FOR (n:Token) ON (n.word)",
+    "stcg_perturbation_kind": "CREATE INDEX stcg_perturbation_kind IF NOT EXISTS FOR (n:Perturbation) ON (n.kind)",
+}
+
+
+def ensure_schema(driver: Driver, database: str | None = None) -> list[str]:
+    """Create every constraint and index that is missing; returns the names ensured."""
+    with driver.session(database=database) as session:
+        for statement in (*CONSTRAINTS.values(), *INDEXES.values()):
+            session.run(statement).consume()
+        session.run("CALL db.awaitIndexes(120)").consume()
+    return [*CONSTRAINTS, *INDEXES]

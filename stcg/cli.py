@@ -1,0 +1,137 @@
+"""The ``stcg`` command line.
+
+Each sub-command lives with the package that owns the work; this module only wires them up and
+turns ``StcgError`` (a user mistake or an unreachable service) into one line on stderr.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from stcg import __version__
+from stcg.config import Neo4jSettings
+from stcg.errors import StcgError
+
+
+def neo4j_options(f):
+    """Add the standard connection options (each defaults to its NEO4J_* variable)."""
+    f = click.option("--database", envvar="NEO4J_DATABASE", default=None, help="Database name [env NEO4J_DATABASE; default neo4j].")(f)
+    f = click.option("--password", envvar="NEO4J_PASSWORD", default=None, help="Password [env NEO4J_PASSWORD].")(f)
+    f = click.option("--username", envvar="NEO4J_USERNAME", default=None, help="User [env NEO4J_USERNAME; default neo4j].")(f)
+    f = click.option("--uri", envvar="NEO4J_URI", default=None, help="Bolt URI [env NEO4J_URI; default bolt://127.0.0.1:7687].")(f)
+    return f
+
+
+def settings_from(uri, username, password, database) -> Neo4jSettings:
+    return Neo4jSettings.from_env(uri=uri, username=username, password=password, database=database)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="stcg")
+def cli():
+    """Explain BLIP-2 VQA answers as Structured Temporal Counterfactual Graphs in Neo4j.
+
+    \b
+    Typical session:
+      stcg neo4j start              # a local Neo4j 5.26 on 127.0.0.1 (no Docker needed)
+      stcg demo                     # the whole job on the embedded defaults
+    Connection settings come from NEO4J_URI / NEO4J_USERNAME / NEO4J_PASSWORD / NEO4J_DATABASE.
+    """
+
+
+# --------------------------------------------------------------------------- neo4j
+@cli.group()
+def neo4j():
+    """Run a local Neo4j 5.26 Community server (jars from Maven Central, Java 17+)."""
+
+
+def _server_options(f):
+    f = click.option("--pagecache", default="512m", show_default=True, help="Page cache size.")(f)
+    f = click.option("--heap", default="1g", show_default=True, help="JVM heap size.")(f)
+    f = click.option("--http-port", default=7474, show_default=True, type=int, help="HTTP / Neo4j Browser port on 127.0.0.1.")(f)
+    f = click.option("--bolt-port", default=7687, show_default=True, type=int, help="Bolt port on 127.0.0.1.")(f)
+    f = click.option("--cache", type=click.Path(file_okay=False), default=None,
+                     help="Where the server jars are cached [env STCG_CACHE_DIR; default ~/.cache/stcg].")(f)
+    f = click.option("--home", type=click.Path(file_okay=False), default=None,
+                     help="Server data, logs and config [env STCG_NEO4J_HOME; default ./.stcg/neo4j].")(f)
+    return f
+
+
+def _server(home, cache, bolt_port, http_port, heap="1g", pagecache="512m"):
+    from stcg.neo4j_runtime import LocalNeo4j
+
+    return LocalNeo4j(home=home, cache=cache, bolt_port=bolt_port, http_port=http_port, heap=heap, pagecache=pagecache)
+
+
+@neo4j.command("start")
+@_server_options
+@click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for Bolt to answer.")
+def neo4j_start(home, cache, bolt_port, http_port, heap, pagecache, timeout):
+    """Start the server (fetching it once) and wait until Bolt answers. Starting twice is harmless.
+
+    The password is NEO4J_PASSWORD (default stcg-local-password), set before the first start.
+    """
+    _server(home, cache, bolt_port, http_port, heap, pagecache).start(timeout=timeout, log=click.echo)
+
+
+@neo4j.command("status")
+@_server_options
+def neo4j_status(home, cache, bolt_port, http_port, heap, pagecache):
+    """Say whether the server runs, and where. Exit code 0 if running, 3 if not."""
+    st = _server(home, cache, bolt_port, http_port).status()
+    click.echo(st.describe())
+    sys.exit(0 if st.running else 3)
+
+
+@neo4j.command("stop")
+@_server_options
+def neo4j_stop(home, cache, bolt_port, http_port, heap, pagecache):
+    """Stop the server cleanly (no-op if it is not running)."""
+    _server(home, cache, bolt_port, http_port).stop(log=click.echo)
+
+
+# --------------------------------------------------------------------------- db
+@cli.command("init-db")
+@neo4j_options
+def init_db(uri, username, password, database):
+    """Create the STCG constraints and indexes (idempotent)."""
+    from ingest.schema import ensure_schema
+    from stcg.db import connect
+
+    settings = settings_from(uri, username, password, database)
+    with connect(settings) as driver:
+        names = ensure_schema(driver, settings.database)
+    click.echo(f"schema ready on {settings.redacted()}: {len(names)} constraints and indexes")
+
+
+def _register_optional_commands() -> None:
+    """Attach the commands that the other packages own."""
+    from stcg.demo import demo
+
+    cli.add_command(demo)
+
+
+_register_optional_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        rv = cli.main(args=argv, prog_name="stcg", standalone_mode=False)
+    except StcgError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

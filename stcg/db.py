@@ -1,0 +1,33 @@
+"""Open a Neo4j driver with one-line errors instead of tracebacks."""
+from __future__ import annotations
+
+from neo4j import Driver, GraphDatabase
+from neo4j.exceptions import AuthError, ConfigurationError, ServiceUnavailable
+
+from stcg.config import Neo4jSettings
+from stcg.errors import StcgError
+
+
+def connect(settings: Neo4jSettings | None = None, timeout: float = 10.0) -> Driver:
+    """A verified driver for ``settings`` (default: from the environment).
+
+    Raises ``StcgError`` with a one-line reason when the server is down, the URI is malformed
+    or the credentials are wrong.
+    """
+    settings = settings or Neo4jSettings.from_env()
+    try:
+        driver = GraphDatabase.driver(settings.uri, auth=settings.auth, connection_timeout=timeout)
+    except (ValueError, ConfigurationError) as e:
+        raise StcgError(f"invalid NEO4J_URI {settings.uri!r}: {e}") from None
+    try:
+        driver.verify_connectivity()
+    except AuthError:
+        driver.close()
+        raise StcgError(f"Neo4j at {settings.uri} rejected user {settings.username!r}: check NEO4J_USERNAME / NEO4J_PASSWORD") from None
+    except (ServiceUnavailable, OSError) as e:
+        driver.close()
+        raise StcgError(
+            f"Neo4j is not reachable at {settings.uri} ({type(e).__name__}); start it with `stcg neo4j start` "
+            "or point NEO4J_URI at a running server"
+        ) from None
+    return driver

@@ -1,0 +1,357 @@
+"""A local Neo4j Community server, started from Maven Central jars.
+
+Route: ``org.neo4j:neo4j`` + ``org.neo4j.app:neo4j-server`` (+ ``org.neo4j.client:neo4j-browser``)
+resolved by Maven into a cache folder, then ``java -cp 'lib/*' org.neo4j.server.CommunityEntryPoint``
+— the same entry point, jars and configuration file as the official tarball, so Bolt, HTTP and
+Neo4j Browser all behave as in a packaged server. The initial password is set with Neo4j's own
+``neo4j-admin dbms set-initial-password`` (``org.neo4j.cli.AdminTool``) before the first start.
+
+Layout of ``home`` (project-local, default ``./.stcg/neo4j``)::
+
+    conf/neo4j.conf   written on every start from the options below
+    data/ logs/ run/  server state, logs, pid file
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from stcg.errors import StcgError
+
+NEO4J_VERSION = "5.26.30"
+BROWSER_VERSION = "5.24.0"
+MAIN_CLASS = "org.neo4j.server.CommunityEntryPoint"
+ADMIN_CLASS = "org.neo4j.cli.AdminTool"
+MIN_JAVA = 17
+
+_JVM_FLAGS = [
+    "-XX:+UseG1GC",
+    "-XX:-OmitStackTraceInFastThrow",
+    "-XX:+UnlockExperimentalVMOptions",
+    "-XX:+TrustFinalNonStaticFields",
+    "-XX:+DisableExplicitGC",
+    "-Djdk.nio.maxCachedBufferSize=1024",
+    "-Dio.netty.tryReflectionSetAccessible=true",
+    "-Dlog4j2.disable.jmx=true",
+    "-Dfile.encoding=UTF-8",
+    "--add-opens=java.base/java.nio=ALL-UNNAMED",
+    "--add-opens=java.base/java.io=ALL-UNNAMED",
+    "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED",
+]
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("STCG_NEO4J_HOME") or Path.cwd() / ".stcg" / "neo4j")
+
+
+def default_cache() -> Path:
+    root = os.environ.get("STCG_CACHE_DIR") or Path.home() / ".cache" / "stcg"
+    return Path(root) / f"neo4j-{NEO4J_VERSION}"
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    running: bool
+    pid: int | None
+    bolt_uri: str
+    http_uri: str | None
+    home: Path
+    detail: str = ""
+
+    def describe(self) -> str:
+        if not self.running:
+            return f"Neo4j is not running ({self.detail or 'no server'}; home {self.home})"
+        parts = [f"Neo4j {NEO4J_VERSION} is running (pid {self.pid})", f"bolt {self.bolt_uri}"]
+        if self.http_uri:
+            parts.append(f"browser {self.http_uri}/browser/")
+        parts.append(f"home {self.home}")
+        return ", ".join(parts)
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child counts as dead
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _is_our_server(pid: int, home: Path) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return _pid_alive(pid)
+    return MAIN_CLASS in cmdline and str(home) in cmdline
+
+
+class LocalNeo4j:
+    """One Neo4j server bound to 127.0.0.1, its state in ``home``, its jars in ``cache``."""
+
+    def __init__(
+        self,
+        home: Path | str | None = None,
+        cache: Path | str | None = None,
+        bolt_port: int = 7687,
+        http_port: int = 7474,
+        password: str | None = None,
+        heap: str = "1g",
+        pagecache: str = "512m",
+    ):
+        self.home = Path(home or default_home()).resolve()
+        self.cache = Path(cache or default_cache()).resolve()
+        self.bolt_port = int(bolt_port)
+        self.http_port = int(http_port)
+        self.password = password or os.environ.get("NEO4J_PASSWORD") or "stcg-local-password"
+        self.heap = heap
+        self.pagecache = pagecache
+        self.host = "127.0.0.1"
+
+    # ----------------------------------------------------------------- paths
+    @property
+    def lib(self) -> Path:
+        return self.cache / "lib"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "run" / "stcg-neo4j.pid"
+
+    @property
+    def bolt_uri(self) -> str:
+        return f"bolt://{self.host}:{self.bolt_port}"
+
+    @property
+    def http_uri(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
+
+    # ----------------------------------------------------------------- tools
+    def java(self) -> str:
+        """Path of a Java >= 17 executable (JAVA_HOME first, then PATH)."""
+        java_home = os.environ.get("JAVA_HOME")
+        if java_home:
+            exe = Path(java_home) / "bin" / "java"
+            if not exe.is_file():
+                raise StcgError(f"JAVA_HOME={java_home} has no bin/java; install Java {MIN_JAVA}+ or fix JAVA_HOME")
+            java = str(exe)
+        else:
+            found = shutil.which("java")
+            if not found:
+                raise StcgError(f"Java not found: install Java {MIN_JAVA}+ (e.g. apt-get install openjdk-17-jre-headless) or set JAVA_HOME")
+            java = found
+        out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+        m = re.search(r'version "(\d+)(?:\.(\d+))?', out)
+        major = int(m.group(1)) if m else 0
+        if major == 1 and m and m.group(2):  # "1.8.0" style
+            major = int(m.group(2))
+        if major < MIN_JAVA:
+            raise StcgError(f"Neo4j {NEO4J_VERSION} needs Java {MIN_JAVA}+, but {java} is Java {major or '?'}")
+        return java
+
+    def artifacts_ready(self) -> bool:
+        return (self.cache / ".complete").is_file() and any(self.lib.glob(f"neo4j-{NEO4J_VERSION}.jar"))
+
+    def ensure_artifacts(self, log=print) -> Path:
+        """Resolve the server jars with Maven into ``cache/lib`` once; later calls are free."""
+        if self.artifacts_ready():
+            return self.lib
+        mvn = shutil.which("mvn")
+        if not mvn:
+            raise StcgError("Maven (mvn) not found: it fetches the Neo4j jars from Maven Central once; install it (apt-get install maven)")
+        self.cache.mkdir(parents=True, exist_ok=True)
+        template = resources.files("stcg.neo4j_runtime").joinpath("pom.xml").read_text()
+        pom = self.cache / "pom.xml"
+        pom.write_text(template.replace("@NEO4J_VERSION@", NEO4J_VERSION).replace("@BROWSER_VERSION@", BROWSER_VERSION))
+        tmp_lib = self.cache / "lib.partial"
+        shutil.rmtree(tmp_lib, ignore_errors=True)
+        log(f"Fetching Neo4j {NEO4J_VERSION} and Neo4j Browser {BROWSER_VERSION} from Maven Central into {self.cache} ...")
+        proc = subprocess.run(
+            [mvn, "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
+             f"-DoutputDirectory={tmp_lib}", "-DincludeScope=runtime"],
+            capture_output=True, text=True,
+        )
+        if proc.returncode != 0:
+            tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+            raise StcgError(f"Maven could not fetch the Neo4j jars: {' | '.join(tail) or 'exit ' + str(proc.returncode)}")
+        shutil.rmtree(self.lib, ignore_errors=True)
+        tmp_lib.rename(self.lib)
+        (self.cache / ".complete").write_text("\n".join(sorted(p.name for p in self.lib.iterdir())) + "\n")
+        return self.lib
+
+    # ----------------------------------------------------------------- config
+    def _write_conf(self) -> None:
+        for sub in ("conf", "data", "logs", "run", "import", "plugins"):
+            (self.home / sub).mkdir(parents=True, exist_ok=True)
+        conf = f"""# Written by `stcg neo4j start`; edits are overwritten on the next start.
+server.default_listen_address={self.host}
+server.default_advertised_address={self.host}
+server.bolt.enabled=true
+server.bolt.listen_address={self.host}:{self.bolt_port}
+server.http.enabled=true
+server.http.listen_address={self.host}:{self.http_port}
+server.https.enabled=false
+dbms.security.auth_enabled=true
+server.directories.data={self.home / 'data'}
+server.directories.logs={self.home / 'logs'}
+server.directories.run={self.home / 'run'}
+server.directories.import={self.home / 'import'}
+server.directories.plugins={self.home / 'plugins'}
+server.memory.heap.initial_size={self.heap}
+server.memory.heap.max_size={self.heap}
+server.memory.pagecache.size={self.pagecache}
+db.tx_log.rotation.retention_policy=1G size
+dbms.usage_report.enabled=false
+"""
+        (self.home / "conf" / "neo4j.conf").write_text(conf)
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["NEO4J_HOME"] = str(self.home)
+        env["NEO4J_CONF"] = str(self.home / "conf")
+        return env
+
+    def _initialised(self) -> bool:
+        return (self.home / "data" / "dbms" / "auth.ini").exists() or (self.home / "data" / "databases" / "system").exists()
+
+    def _set_initial_password(self, java: str) -> None:
+        if len(self.password) < 8:
+            raise StcgError("NEO4J_PASSWORD must have at least 8 characters (Neo4j's minimum)")
+        proc = subprocess.run(
+            [java, "-cp", f"{self.lib}/*", f"-Dneo4j.home={self.home}", ADMIN_CLASS,
+             "dbms", "set-initial-password", self.password],
+            capture_output=True, text=True, env=self._env(),
+        )
+        if proc.returncode != 0:
+            raise StcgError(f"could not set the initial Neo4j password: {(proc.stdout + proc.stderr).strip().splitlines()[-1:]}")
+
+    # ----------------------------------------------------------------- lifecycle
+    def _read_pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _pid_alive(pid) and _is_our_server(pid, self.home) else None
+
+    def bolt_answers(self, timeout: float = 5.0) -> bool:
+        """True when a Bolt handshake and an authenticated query succeed."""
+        from neo4j import GraphDatabase
+        from neo4j.exceptions import AuthError
+
+        try:
+            with GraphDatabase.driver(self.bolt_uri, auth=("neo4j", self.password), connection_timeout=timeout) as d:
+                d.verify_connectivity()
+                return True
+        except AuthError as e:
+            raise StcgError(
+                f"Neo4j at {self.bolt_uri} rejected the password ({e.message}); it was initialised with another "
+                f"NEO4J_PASSWORD: set that one, or stop it and delete {self.home / 'data'} to start afresh"
+            ) from None
+        except Exception:
+            return False
+
+    def status(self) -> ServerStatus:
+        pid = self._read_pid()
+        if pid is None:
+            return ServerStatus(False, None, self.bolt_uri, None, self.home, "no server process")
+        if not _port_in_use(self.host, self.bolt_port):
+            return ServerStatus(False, pid, self.bolt_uri, None, self.home, f"process {pid} is up but Bolt is not answering yet")
+        http = self.http_uri if _port_in_use(self.host, self.http_port) else None
+        return ServerStatus(True, pid, self.bolt_uri, http, self.home)
+
+    def start(self, timeout: float = 180.0, log=print) -> ServerStatus:
+        """Start the server (or find it running) and return once Bolt answers."""
+        current = self.status()
+        if current.running:
+            log(f"already running: {current.describe()}")
+            return current
+        java = self.java()
+        if current.pid is None:
+            for port, what in ((self.bolt_port, "Bolt"), (self.http_port, "HTTP")):
+                if _port_in_use(self.host, port):
+                    raise StcgError(
+                        f"port {port} on {self.host} ({what}) is already in use by another process; "
+                        f"stop it or choose another port (--{what.lower()}-port)"
+                    )
+        self.ensure_artifacts(log=log)
+        self._write_conf()
+        if not self._initialised():
+            self._set_initial_password(java)
+        pid = current.pid
+        if pid is None:
+            console = open(self.home / "logs" / "console.log", "ab")
+            cmd = [java, f"-Xms{self.heap}", f"-Xmx{self.heap}", *_JVM_FLAGS, "-cp", f"{self.lib}/*",
+                   MAIN_CLASS, f"--home-dir={self.home}", f"--config-dir={self.home / 'conf'}"]
+            proc = subprocess.Popen(cmd, stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=self._env(), cwd=self.home, start_new_session=True)
+            console.close()
+            pid = proc.pid
+            self.pid_file.write_text(f"{pid}\n")
+            log(f"Starting Neo4j {NEO4J_VERSION} (pid {pid}) on {self.bolt_uri} ...")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _pid_alive(pid):
+                self.pid_file.unlink(missing_ok=True)
+                raise StcgError(f"Neo4j exited during start-up: {self._log_tail()}")
+            if _port_in_use(self.host, self.bolt_port) and self.bolt_answers():
+                st = self.status()
+                log(st.describe())
+                return st
+            time.sleep(0.5)
+        raise StcgError(f"Neo4j did not answer on {self.bolt_uri} within {timeout:.0f} s; see {self.home / 'logs'}")
+
+    def stop(self, timeout: float = 60.0, log=print) -> bool:
+        """Stop the server cleanly (SIGTERM, then SIGKILL after ``timeout``). False if none ran."""
+        pid = self._read_pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            log(f"Neo4j is not running (home {self.home})")
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _pid_alive(pid):
+            time.sleep(0.2)
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            while _pid_alive(pid):
+                time.sleep(0.1)
+        try:  # reap if it is our child (same process started it)
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        self.pid_file.unlink(missing_ok=True)
+        log(f"Neo4j stopped (pid {pid})")
+        return True
+
+    def _log_tail(self, n: int = 3) -> str:
+        for name in ("console.log", "neo4j.log", "debug.log"):
+            p = self.home / "logs" / name
+            if p.is_file():
+                lines = [ln for ln in p.read_text(errors="replace").splitlines() if ln.strip()]
+                errs = [ln for ln in lines if "ERROR" in ln or "Exception" in ln] or lines
+                if errs:
+                    return " | ".join(errs[-n:])[:600]
+        return "no log output"
+
+
+if __name__ == "__main__":  # pragma: no cover - debugging aid
+    print(LocalNeo4j().status().describe(), file=sys.stderr)
