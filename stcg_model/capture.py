@@ -1,0 +1,152 @@
+"""Attention capture with named hook points, installed by a context manager that always removes them.
+
+Hook points of a BLIP-2 model with a T5 language model::
+
+    qformer.cross      model.qformer.encoder.layer[i].crossattention.attention   (B, H, Q, 1+P)
+    lm.encoder.self    language_model.encoder.block[i].layer[0].SelfAttention    (B, H, L, L)
+    lm.decoder.cross   language_model.decoder.block[i].layer[1].EncDecAttention  (B, H, T, L)
+
+Each hook averages heads on the device and adds the selected layers into a float32 running sum,
+so memory does not grow with depth. A point only records while it is switched on with
+``capture.recording(...)``; ``capture.pop(name)`` returns the layer aggregate ``(B, q, k)``.
+Eager attention is required (SDPA returns no weights); the hooks raise if weights are missing.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class LayerSelection:
+    """Which layers of a hook point are aggregated: ``"mean"`` (all), ``"last"``, or indices (mean)."""
+
+    spec: str | tuple[int, ...] = "mean"
+
+    @classmethod
+    def parse(cls, text: str | Sequence[int] | "LayerSelection") -> "LayerSelection":
+        if isinstance(text, LayerSelection):
+            return text
+        if isinstance(text, str):
+            t = text.strip().lower()
+            if t in ("mean", "all", "last"):
+                return cls("last" if t == "last" else "mean")
+            try:
+                return cls(tuple(int(x) for x in t.split(",") if x.strip()))
+            except ValueError:
+                from stcg.errors import StcgError
+
+                raise StcgError(f"bad layer selection {text!r}: use mean, last, or comma-separated layer indices") from None
+        return cls(tuple(int(x) for x in text))
+
+    def select(self, n_layers: int) -> list[int]:
+        if self.spec == "mean":
+            return list(range(n_layers))
+        if self.spec == "last":
+            return [n_layers - 1]
+        chosen = sorted({i % n_layers for i in self.spec if -n_layers <= i < n_layers})
+        if not chosen:
+            raise ValueError(f"layer selection {self.spec} is empty for {n_layers} layers")
+        return chosen
+
+    def describe(self) -> str:
+        return self.spec if isinstance(self.spec, str) else ",".join(map(str, self.spec))
+
+
+@dataclass(frozen=True)
+class HookPoint:
+    """A named family of attention modules and where their weights sit in the output tuple."""
+
+    name: str
+    modules: tuple[nn.Module, ...]
+    weights_index: int
+
+
+def blip2_hook_points(model) -> dict[str, HookPoint]:
+    """The hook points of a ``Blip2ForConditionalGeneration`` (T5 or OPT language model)."""
+    cross = tuple(layer.crossattention.attention for layer in model.qformer.encoder.layer
+                  if getattr(layer, "has_cross_attention", False))
+    points = {"qformer.cross": HookPoint("qformer.cross", cross, 1)}
+    lm = model.language_model
+    if model.config.text_config.is_encoder_decoder:
+        points["lm.encoder.self"] = HookPoint("lm.encoder.self", tuple(b.layer[0].SelfAttention for b in lm.encoder.block), 2)
+        points["lm.decoder.cross"] = HookPoint("lm.decoder.cross", tuple(b.layer[1].EncDecAttention for b in lm.decoder.block), 2)
+    else:
+        points["lm.self"] = HookPoint("lm.self", tuple(layer.self_attn for layer in lm.model.decoder.layers), 1)
+    return points
+
+
+class AttentionCapture:
+    """Context manager: hooks on every point, removed on exit even when the body raises."""
+
+    def __init__(self, model, layers: LayerSelection | str = "mean", points: dict[str, HookPoint] | None = None):
+        self.points = points if points is not None else blip2_hook_points(model)
+        self.layers = LayerSelection.parse(layers)
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._active: set[str] = set()
+        self._sum: dict[str, torch.Tensor] = {}
+        self._count: dict[str, int] = {}
+
+    # -- lifecycle
+    def __enter__(self) -> "AttentionCapture":
+        for point in self.points.values():
+            selected = set(self.layers.select(len(point.modules)))
+            for i, module in enumerate(point.modules):
+                if i in selected:
+                    self._handles.append(module.register_forward_hook(self._make_hook(point)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self._active.clear()
+
+    @property
+    def installed(self) -> int:
+        return len(self._handles)
+
+    # -- recording
+    @contextmanager
+    def recording(self, *names: str) -> Iterator["AttentionCapture"]:
+        unknown = set(names) - set(self.points)
+        if unknown:
+            raise KeyError(f"unknown hook points {sorted(unknown)}; have {sorted(self.points)}")
+        for n in names:
+            self._sum.pop(n, None)
+            self._count[n] = 0
+        self._active |= set(names)
+        try:
+            yield self
+        finally:
+            self._active -= set(names)
+
+    def pop(self, name: str) -> torch.Tensor:
+        """(B, q, k) float32 mean over the selected layers of the last recording of ``name``."""
+        if not self._count.get(name):
+            raise RuntimeError(f"hook point {name!r} recorded nothing")
+        out = self._sum.pop(name) / self._count.pop(name)
+        return out
+
+    def _make_hook(self, point: HookPoint):
+        def hook(module, args, output):
+            if point.name not in self._active:
+                return
+            weights = output[point.weights_index] if isinstance(output, tuple) and len(output) > point.weights_index else None
+            if weights is None:
+                raise RuntimeError(f"{point.name}: attention weights are None; load the model with attn_implementation='eager'")
+            w = weights.detach().float().mean(1)  # heads averaged on the device
+            if point.name in self._sum:
+                self._sum[point.name] += w
+            else:
+                self._sum[point.name] = w.clone()
+            self._count[point.name] += 1
+
+        return hook

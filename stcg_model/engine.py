@@ -1,0 +1,370 @@
+"""The STCG engine: batched BLIP-2 passes with attention capture -> one ``STCGraph`` per example.
+
+Per batch of examples (T5 language models):
+
+1. every image variant (clean + each perturbation that needs no attribution) goes through the
+   vision tower, Q-Former and T5 encoder ONCE (capturing ``C`` and ``E``);
+2. greedy decoding from those encoder states gives the clean answer and every perturbed answer;
+3. one teacher-forced decoder pass over all variants with the clean answer gives ``D`` and
+   ``p(y | variant)``;
+4. attribution-dependent perturbations (``saliency_patch_mask``) then run steps 1-3 on their
+   images; optional deletion curves need only teacher-forced probabilities.
+
+The expensive encoders run once per image; decoding reuses their states.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from stcg.errors import StcgError
+from stcg_model import alignment as A
+from stcg_model.capture import AttentionCapture, LayerSelection
+from stcg_model.graph import STCGraph
+from stcg_model.loading import LoadedModel
+from stcg_model.perturbations import (
+    PerturbationContext,
+    PerturbationSpec,
+    apply_perturbation,
+    parse_perturbations,
+    rng_for,
+)
+from stcg_model.regions import RegionGrid
+from stcg_model.text import group_tokens, normalize_answer, word_kind
+
+
+@dataclass
+class VQAInput:
+    """One question about one image. ``meta`` travels into ``STCGraph.meta`` unchanged."""
+
+    example_id: str
+    image: Image.Image
+    question: str
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Prepared:
+    ex: VQAInput
+    pixels: np.ndarray          # (H, W, 3) float32 in [0, 1]
+    grid: RegionGrid
+    token_ids: list[int]        # question tokens + </s>
+    offsets: list[tuple[int, int]]
+
+
+@dataclass
+class _PassResult:
+    """Per-row outputs of one encode + decode pass (row = one image variant)."""
+
+    C: list[np.ndarray]
+    E: list[np.ndarray]
+    D: list[np.ndarray]
+    step_logprob: list[np.ndarray]
+    greedy: list[list[int]]
+
+
+def to_array(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def to_image(arr: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.round(np.clip(arr, 0, 1) * 255.0).astype(np.uint8), "RGB")
+
+
+class STCGEngine:
+    """Builds STCGs for batches of examples with one loaded BLIP-2 model."""
+
+    def __init__(self, lm: LoadedModel, perturbations: Sequence[PerturbationSpec] | str | None = None,
+                 layers: str | LayerSelection = "mean", seed: int = 0, max_new_tokens: int = 10,
+                 deletion_steps: int = 10, store_dense: bool = True):
+        if not lm.is_encoder_decoder:
+            raise StcgError("the STCG engine supports BLIP-2 checkpoints with a T5 language model "
+                            "(e.g. Salesforce/blip2-flan-t5-xl); decoder-only (OPT) checkpoints are not supported yet")
+        self.lm = lm
+        self.model = lm.model
+        self.processor = lm.processor
+        self.tokenizer = lm.processor.tokenizer
+        self.perturbations = list(perturbations) if isinstance(perturbations, (list, tuple)) else parse_perturbations(perturbations)
+        self.layers = LayerSelection.parse(layers)
+        self.seed = int(seed)
+        self.max_new_tokens = int(max_new_tokens)
+        self.deletion_steps = int(deletion_steps)
+        self.store_dense = store_dense
+        cfg = self.model.config
+        self.Q = int(cfg.num_query_tokens)
+        self.image_token_id = int(cfg.image_token_id)
+        vc = cfg.vision_config
+        self.grid_side = int(vc.image_size // vc.patch_size)
+        self.fill = tuple(float(x) for x in self.processor.image_processor.image_mean)
+        self.eos_id = int(cfg.text_config.eos_token_id)
+        self.pad_id = int(cfg.text_config.pad_token_id)
+        self.start_id = int(cfg.text_config.decoder_start_token_id)
+
+    # ------------------------------------------------------------------ public
+    @property
+    def params(self) -> dict:
+        return {
+            "model": self.lm.name, "dtype": str(self.lm.dtype).replace("torch.", ""), "layers": self.layers.describe(),
+            "seed": self.seed, "max_new_tokens": self.max_new_tokens, "deletion_steps": self.deletion_steps,
+            "num_query_tokens": self.Q, "grid": self.grid_side,
+            "perturbations": [{"kind": p.kind, **p.params} for p in self.perturbations],
+        }
+
+    def explain(self, examples: Sequence[VQAInput], batch_size: int = 8,
+                progress: Callable[[int], None] | None = None) -> list[STCGraph]:
+        """STCGs for ``examples`` in order, ``batch_size`` examples (x all variants) per pass."""
+        out: list[STCGraph] = []
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start:start + batch_size]
+            out.extend(self.explain_batch(chunk))
+            if progress:
+                progress(len(chunk))
+        return out
+
+    @torch.no_grad()
+    def explain_batch(self, examples: Sequence[VQAInput]) -> list[STCGraph]:
+        prepared = [self._prepare(ex) for ex in examples]
+        plain = [i for i, p in enumerate(self.perturbations) if not p.needs_attribution]
+        salient = [i for i, p in enumerate(self.perturbations) if p.needs_attribution]
+
+        # pass 1: clean + perturbations that need no attribution; clean answers come from it
+        rows1 = []
+        for ex in prepared:
+            rows1.append((ex, ex.pixels))
+            for k in plain:
+                rows1.append((ex, self._perturb(ex, self.perturbations[k])))
+        per_ex1 = 1 + len(plain)
+        res1 = self._run_pass(rows1, answers=None, per_example=per_ex1)
+        answers = [self._trim_answer(res1.greedy[i * per_ex1]) for i in range(len(prepared))]
+
+        clean = []
+        for i, ex in enumerate(prepared):
+            r = i * per_ex1
+            d = self._derive(ex, res1.C[r], res1.E[r], res1.D[r])
+            d["attribution"] = self._attribution(d["S"], np.array([t == self.eos_id for t in answers[i]]))
+            clean.append(d)
+
+        # pass 2: perturbations that need the clean attribution
+        res2 = None
+        if salient:
+            rows2 = []
+            for i, ex in enumerate(prepared):
+                for k in salient:
+                    rows2.append((ex, self._perturb(ex, self.perturbations[k], clean[i]["attribution"])))
+            res2 = self._run_pass(rows2, answers=[a for a in answers for _ in salient], per_example=1)
+
+        # deletion curves (teacher-forced probabilities only)
+        curves = self._deletion_curves(prepared, answers, clean) if self.deletion_steps > 0 else None
+
+        graphs = []
+        for i, ex in enumerate(prepared):
+            variant_rows: dict[int, tuple[_PassResult, int]] = {}
+            for j, k in enumerate(plain):
+                variant_rows[k] = (res1, i * per_ex1 + 1 + j)
+            for j, k in enumerate(salient):
+                variant_rows[k] = (res2, i * len(salient) + j)
+            graphs.append(self._assemble(ex, answers[i], res1, i * per_ex1, clean[i], variant_rows,
+                                         None if curves is None else curves[i]))
+        return graphs
+
+    # ------------------------------------------------------------------ preparation
+    def _prepare(self, ex: VQAInput) -> _Prepared:
+        pixels = to_array(ex.image)
+        h, w = pixels.shape[:2]
+        enc = self.tokenizer(ex.question, return_offsets_mapping=True, add_special_tokens=True,
+                             truncation=True, max_length=max(8, getattr(self.tokenizer, "model_max_length", 512) - self.Q))
+        ids = list(enc["input_ids"])
+        offsets = [tuple(o) for o in enc["offset_mapping"]]
+        if not ids or ids[-1] != self.eos_id:
+            ids.append(self.eos_id)
+            offsets.append((0, 0))
+        return _Prepared(ex, pixels, RegionGrid(self.grid_side, w, h), ids, offsets)
+
+    def _perturb(self, ex: _Prepared, spec: PerturbationSpec, attribution: np.ndarray | None = None) -> np.ndarray:
+        ctx = PerturbationContext(fill=self.fill, grid=ex.grid, attribution=attribution)
+        return apply_perturbation(spec, ex.pixels, self.seed, ex.ex.example_id, ctx)
+
+    def _pixel_values(self, arrays: Sequence[np.ndarray], same_as_original: Sequence[bool]) -> torch.Tensor:
+        images = [to_image(a) for a in arrays]
+        pv = self.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
+        return pv.to(self.lm.device, self.lm.dtype)
+
+    def _encoder_inputs(self, rows: Sequence[tuple[_Prepared, np.ndarray]]):
+        L = max(self.Q + len(ex.token_ids) for ex, _ in rows)
+        ids = torch.full((len(rows), L), self.pad_id, dtype=torch.long)
+        am = torch.zeros((len(rows), L), dtype=torch.long)
+        for r, (ex, _) in enumerate(rows):
+            seq = [self.image_token_id] * self.Q + ex.token_ids
+            ids[r, :len(seq)] = torch.tensor(seq)
+            am[r, :len(seq)] = 1
+        return ids.to(self.lm.device), am.to(self.lm.device)
+
+    # ------------------------------------------------------------------ model passes
+    @torch.no_grad()
+    def _encode(self, rows, capture: AttentionCapture | None):
+        """Vision + Q-Former + T5 encoder for every row; returns encoder outputs and attention mask."""
+        model = self.model
+        pv = self._pixel_values([a for _, a in rows], [False] * len(rows))
+        ids, am = self._encoder_inputs(rows)
+        feats = model.get_image_features(pv, return_dict=True).pooler_output
+        embeds = model.get_input_embeddings()(ids)
+        mask = (ids == self.image_token_id).unsqueeze(-1)
+        embeds = embeds.masked_scatter(mask, feats.to(embeds.dtype))
+        enc = model.language_model.get_encoder()(inputs_embeds=embeds, attention_mask=am, return_dict=True)
+        return enc, am
+
+    @torch.no_grad()
+    def _teacher_forced(self, enc, am, answers: Sequence[list[int]]):
+        """Decoder pass with the given answers; returns (logprob per step list, T)."""
+        T = max(len(a) for a in answers)
+        dec_in = torch.full((len(answers), T), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(answers), T), -1, dtype=torch.long)
+        dmask = torch.zeros((len(answers), T), dtype=torch.long)
+        for r, a in enumerate(answers):
+            seq = [self.start_id] + list(a[:-1])
+            dec_in[r, :len(seq)] = torch.tensor(seq)
+            labels[r, :len(a)] = torch.tensor(a)
+            dmask[r, :len(a)] = 1
+        dev = self.lm.device
+        out = self.model.language_model(encoder_outputs=enc, attention_mask=am, decoder_input_ids=dec_in.to(dev),
+                                         decoder_attention_mask=dmask.to(dev), return_dict=True)
+        logp = out.logits.float().log_softmax(-1)
+        lab = labels.to(dev)
+        gathered = logp.gather(-1, lab.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return [gathered[r, :len(a)].cpu().numpy() for r, a in enumerate(answers)]
+
+    def _run_pass(self, rows, answers: Sequence[list[int]] | None, per_example: int) -> _PassResult:
+        """Encode all rows once, greedy-decode them, then teacher-force each example's clean answer."""
+        with AttentionCapture(self.model, self.layers) as cap:
+            with cap.recording("qformer.cross", "lm.encoder.self"):
+                enc, am = self._encode(rows, cap)
+            C_raw = cap.pop("qformer.cross")
+            E_raw = cap.pop("lm.encoder.self")
+            gen = self.model.language_model.generate(
+                encoder_outputs=enc, attention_mask=am, max_new_tokens=self.max_new_tokens, do_sample=False,
+                num_beams=1, decoder_start_token_id=self.start_id, eos_token_id=self.eos_id, pad_token_id=self.pad_id)
+            greedy = [self._trim_answer(seq[1:].tolist()) for seq in gen]
+            if answers is None:
+                answers = [greedy[(r // per_example) * per_example] for r in range(len(rows))]
+            with cap.recording("lm.decoder.cross"):
+                step_lp = self._teacher_forced(enc, am, answers)
+            D_raw = cap.pop("lm.decoder.cross")
+        C_all = A.query_region_attention(C_raw.cpu().numpy())
+        E_all, D_all = E_raw.cpu().numpy(), D_raw.cpu().numpy()
+        C, E, D = [], [], []
+        for r, (ex, _) in enumerate(rows):
+            L = self.Q + len(ex.token_ids)
+            C.append(C_all[r])
+            E.append(E_all[r, :L, :L])
+            D.append(D_all[r, :len(answers[r]), :L])
+        return _PassResult(C, E, D, step_lp, greedy)
+
+    def _trim_answer(self, ids: list[int]) -> list[int]:
+        """Generated ids up to and including the first </s>; padding dropped; never empty."""
+        out = []
+        for t in ids:
+            if t == self.pad_id and out:
+                break
+            out.append(int(t))
+            if t == self.eos_id:
+                break
+        return out or [self.eos_id]
+
+    # ------------------------------------------------------------------ quantities
+    def _token_positions(self, ex: _Prepared) -> np.ndarray:
+        return self.Q + np.arange(len(ex.token_ids) - 1)  # question tokens, </s> excluded
+
+    def _derive(self, ex: _Prepared, C, E, D) -> dict:
+        pos = self._token_positions(ex)
+        W, m = A.structural(E, C, pos)
+        S, v, step_token = A.temporal(D, C, pos)
+        return {"C": C, "E": E, "D": D, "W": W, "m": m, "S": S, "v": v, "step_token": step_token}
+
+    def _attribution(self, S: np.ndarray, is_eos: np.ndarray) -> np.ndarray:
+        rows = S[~is_eos] if (~is_eos).any() else S
+        return rows.mean(0)
+
+    def _deletion_curves(self, prepared, answers, clean) -> list[tuple[np.ndarray, np.ndarray]]:
+        steps = self.deletion_steps
+        rows, row_answers, layout = [], [], []
+        for i, ex in enumerate(prepared):
+            P = ex.grid.num_regions
+            attr = clean[i]["attribution"]
+            order = np.lexsort((np.arange(P), -attr))
+            rand = rng_for(self.seed, ex.ex.example_id, "deletion_random").permutation(P)
+            for o in (order, rand):
+                for s in range(1, steps + 1):
+                    k = int(round(s * P / steps))
+                    img = ex.pixels.copy()
+                    img[ex.grid.pixel_mask(o[:k])] = self.fill
+                    rows.append((ex, img))
+                    row_answers.append(answers[i])
+            layout.append(len(rows))
+        probs = []
+        chunk = max(1, 2 * steps)
+        for s in range(0, len(rows), chunk * 4):
+            part = rows[s:s + chunk * 4]
+            enc, am = self._encode(part, None)
+            lps = self._teacher_forced(enc, am, row_answers[s:s + chunk * 4])
+            probs.extend(float(np.exp(lp.sum())) for lp in lps)
+        out = []
+        start = 0
+        for end in layout:
+            vals = probs[start:end]
+            start = end
+            out.append((vals[:steps], vals[steps:]))
+        return out
+
+    def _assemble(self, ex: _Prepared, answer: list[int], res1: _PassResult, clean_row: int, clean: dict,
+                  variant_rows: dict, curve) -> STCGraph:
+        tok = self.tokenizer
+        q_ids = ex.token_ids[:-1]
+        tokens = [t.replace("\u2581", "") or t for t in tok.convert_ids_to_tokens(q_ids)]
+        words, token_word = group_tokens(ex.ex.question, ex.offsets[:-1])
+        is_eos = np.array([t == self.eos_id for t in answer])
+        answer_tokens = [t.replace("\u2581", "") or t for t in tok.convert_ids_to_tokens(answer)]
+        answer_text = self._decode(answer)
+        step_lp = res1.step_logprob[clean_row].astype(np.float32)
+        p_clean = float(np.exp(step_lp.astype(np.float64).sum()))
+        attribution = clean["attribution"]
+
+        K = len(self.perturbations)
+        C_p, W_p, S_p, p_p, pert_answers = [], [], [], [], []
+        for k in range(K):
+            res, row = variant_rows[k]
+            d = self._derive(ex, res.C[row], res.E[row], res.D[row])
+            C_p.append(d["C"]); W_p.append(d["W"]); S_p.append(d["S"])
+            p_p.append(float(np.exp(res.step_logprob[row].astype(np.float64).sum())))
+            pert_answers.append(self._decode(res.greedy[row]))
+        f32 = lambda x: np.asarray(x, dtype=np.float32)  # noqa: E731
+        C_p, W_p, S_p = f32(C_p), f32(W_p), f32(S_p)
+        dW = f32(clean["W"])[None] - W_p
+        n = len(q_ids)
+        g = STCGraph(
+            example_id=ex.ex.example_id, question=ex.ex.question, answer=answer_text, tokens=tokens, words=words,
+            token_word=token_word, word_kinds=[word_kind(w) for w in words], answer_tokens=answer_tokens,
+            answer_is_eos=[bool(x) for x in is_eos], perturbations=[p.kind for p in self.perturbations],
+            perturbation_params=[dict(p.params) for p in self.perturbations], perturbed_answers=pert_answers,
+            grid=self.grid_side, image_size=(ex.grid.width, ex.grid.height), p_clean=p_clean, params=self.params,
+            meta=dict(ex.ex.meta),
+            C=f32(clean["C"]), E=f32(clean["E"]) if self.store_dense else None, D=f32(clean["D"]),
+            W=f32(clean["W"]), m=f32(clean["m"]), S=f32(clean["S"]), v=f32(clean["v"]),
+            step_token=f32(clean["step_token"]), drift=A.drift(f32(clean["S"])), attribution=f32(attribution),
+            step_logprob=step_lp, boxes=ex.grid.boxes(),
+            C_pert=C_p, W_pert=W_p, S_pert=S_p, dW=dW, dS=f32(clean["S"])[None] - S_p, dC=f32(clean["C"])[None] - C_p,
+            dW_fro=f32(np.sqrt((dW.astype(np.float64) ** 2).sum(axis=(1, 2)))) if K else f32(np.zeros(0)),
+            dW_token=f32(np.linalg.norm(dW, axis=2)) if K else f32(np.zeros((0, n))),
+            p_pert=f32(p_p), dp=f32(p_clean - np.asarray(p_p, dtype=np.float64)) if K else f32(np.zeros(0)),
+            answer_changed=np.array([normalize_answer(a) != normalize_answer(answer_text) for a in pert_answers], dtype=bool),
+        )
+        if curve is not None:
+            g.deletion_curve = f32([p_clean, *curve[0]])
+            g.deletion_curve_random = f32([p_clean, *curve[1]])
+        return g
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode([t for t in ids if t != self.eos_id], skip_special_tokens=True).strip()

@@ -1,0 +1,212 @@
+"""``STCGraph``: everything computed for one example, typed, with lossless save/load.
+
+Array shapes (``Q`` query slots, ``P`` regions, ``n`` question tokens, ``T`` answer steps,
+``K`` perturbations, ``L`` encoder positions):
+
+===================  ===========  ===============================================================
+name                 shape        meaning
+===================  ===========  ===============================================================
+C                    (Q, P)       Q-Former cross-attention, CLS dropped, rows renormalised
+E                    (L, L)       language-model encoder self-attention
+D                    (T, L)       decoder cross-attention per answer step
+W                    (n, P)       question token -> region (rows sum to 1)
+m                    (n,)         visual mass of each token
+S                    (T, P)       answer step -> region (rows sum to 1)
+v                    (T,)         visual mass of each step
+step_token           (T, n)       decoder attention of step t on question token i
+drift                (T-1,)       JS divergence (bits) between consecutive rows of S
+attribution          (P,)         clean region attribution (mean of S over answer steps)
+step_logprob         (T,)         log p of each clean answer token, clean image
+C_pert, W_pert,      (K, ...)     the same under each perturbation (clean answer teacher-forced)
+S_pert
+dW, dS, dC           (K, ...)     clean minus perturbed
+dW_fro               (K,)         Frobenius norm of dW ("internal weight variation")
+dW_token             (K, n)       L2 norm of each token's row of dW
+p_pert, dp           (K,)         p(y | I^pi) and p(y | I) - p(y | I^pi)
+answer_changed       (K,)         normalised perturbed greedy answer != clean answer
+deletion_curve       (D+1,)       p(y) as regions are removed by attribution (0%, 10%, ... 100%)
+deletion_curve_random (D+1,)      the same in a seeded random order
+===================  ===========  ===============================================================
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+ARRAY_FIELDS = (
+    "C", "E", "D", "W", "m", "S", "v", "step_token", "drift", "attribution", "step_logprob", "boxes",
+    "C_pert", "W_pert", "S_pert", "dW", "dS", "dC", "dW_fro", "dW_token", "p_pert", "dp", "answer_changed",
+    "deletion_curve", "deletion_curve_random",
+)
+
+
+@dataclass
+class STCGraph:
+    # identity and text
+    example_id: str
+    question: str
+    answer: str
+    tokens: list[str]                 # question tokens (no image slots, no </s>)
+    words: list[str]
+    token_word: list[int]             # word index of each token
+    word_kinds: list[str]             # content | function | punct, per word
+    answer_tokens: list[str]          # T steps (the last may be </s>)
+    answer_is_eos: list[bool]
+    perturbations: list[str]          # K kinds, in array order
+    perturbation_params: list[dict]
+    perturbed_answers: list[str]
+    grid: int
+    image_size: tuple[int, int]       # (width, height) of the original image
+    p_clean: float
+    params: dict                      # model, layers, seed, ... everything used
+    meta: dict = field(default_factory=dict)  # dataset fields: question_type, answers, image path ...
+    # arrays
+    C: np.ndarray = None
+    E: np.ndarray = None
+    D: np.ndarray = None
+    W: np.ndarray = None
+    m: np.ndarray = None
+    S: np.ndarray = None
+    v: np.ndarray = None
+    step_token: np.ndarray = None
+    drift: np.ndarray = None
+    attribution: np.ndarray = None
+    step_logprob: np.ndarray = None
+    boxes: np.ndarray = None
+    C_pert: np.ndarray = None
+    W_pert: np.ndarray = None
+    S_pert: np.ndarray = None
+    dW: np.ndarray = None
+    dS: np.ndarray = None
+    dC: np.ndarray = None
+    dW_fro: np.ndarray = None
+    dW_token: np.ndarray = None
+    p_pert: np.ndarray = None
+    dp: np.ndarray = None
+    answer_changed: np.ndarray = None
+    deletion_curve: np.ndarray = None
+    deletion_curve_random: np.ndarray = None
+
+    # ------------------------------------------------------------ views
+    @property
+    def num_regions(self) -> int:
+        return self.grid * self.grid
+
+    def perturbation_index(self, kind: str) -> int:
+        return self.perturbations.index(kind)
+
+    def word_regions(self, word_index: int) -> np.ndarray:
+        """(P,) region distribution of a word: the mean of its tokens' rows of W."""
+        rows = [i for i, w in enumerate(self.token_word) if w == word_index]
+        return self.W[rows].mean(0)
+
+    def deletion_auc(self) -> tuple[float, float] | None:
+        """(AUC by attribution order, AUC by random order) over the removed fraction 0..1."""
+        if self.deletion_curve is None or len(self.deletion_curve) < 2:
+            return None
+        x = np.linspace(0.0, 1.0, len(self.deletion_curve))
+        return float(np.trapezoid(self.deletion_curve, x)), float(np.trapezoid(self.deletion_curve_random, x))
+
+    # ------------------------------------------------------------ save / load
+    def _meta_dict(self) -> dict:
+        out = {}
+        for f in fields(self):
+            if f.name not in ARRAY_FIELDS:
+                out[f.name] = getattr(self, f.name)
+        out["image_size"] = list(self.image_size)
+        return out
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {name: np.ascontiguousarray(getattr(self, name)) for name in ARRAY_FIELDS if getattr(self, name) is not None}
+
+    def save(self, path: str | Path) -> Path:
+        """One safetensors file: the arrays as tensors, everything else as JSON in its header."""
+        from safetensors.numpy import save_file
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(self.arrays(), str(path), metadata={"stcgraph": json.dumps(self._meta_dict())})
+        return path
+
+    @classmethod
+    def from_parts(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "STCGraph":
+        meta = dict(meta)
+        meta["image_size"] = tuple(meta["image_size"])
+        return cls(**meta, **arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "STCGraph":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            meta = json.loads(f.metadata()["stcgraph"])
+            arrays = {k: f.get_tensor(k) for k in f.keys()}
+        return cls.from_parts(meta, arrays)
+
+    # ------------------------------------------------------------ networkx
+    def to_networkx(self, top_k: int | None = None):
+        """A ``networkx.MultiDiGraph`` with the same node kinds and links as the Neo4j graph.
+
+        ``top_k`` keeps each token's / step's strongest region links (None keeps all).
+        """
+        import networkx as nx
+
+        g = nx.MultiDiGraph()
+        ex = ("Example", self.example_id)
+        g.add_node(ex, label="Example", question=self.question, answer=self.answer, p_clean=self.p_clean)
+        k_keep = self.num_regions if top_k is None else min(top_k, self.num_regions)
+        for p in range(self.num_regions):
+            g.add_node(("Region", p), label="Region", index=p, row=p // self.grid, col=p % self.grid,
+                       box=tuple(int(x) for x in self.boxes[p]))
+            g.add_edge(ex, ("Region", p), key="HAS_REGION")
+        for i, tok in enumerate(self.tokens):
+            node = ("Token", i)
+            w = self.token_word[i]
+            g.add_node(node, label="Token", index=i, text=tok, word=self.words[w], kind=self.word_kinds[w],
+                       visual_mass=float(self.m[i]))
+            g.add_edge(ex, node, key="HAS_TOKEN")
+            order = np.argsort(-self.W[i], kind="stable")[:k_keep]
+            for rank, p in enumerate(order):
+                g.add_edge(node, ("Region", int(p)), key="ATTENDS", weight=float(self.W[i, p]), rank=rank + 1)
+        for t, tok in enumerate(self.answer_tokens):
+            node = ("Timestep", t)
+            g.add_node(node, label="Timestep", step=t, token=tok, is_eos=self.answer_is_eos[t],
+                       visual_mass=float(self.v[t]), logprob=float(self.step_logprob[t]))
+            g.add_edge(ex, node, key="HAS_STEP")
+            order = np.argsort(-self.S[t], kind="stable")[:k_keep]
+            for rank, p in enumerate(order):
+                g.add_edge(node, ("Region", int(p)), key="ATTENDS", weight=float(self.S[t, p]), rank=rank + 1)
+            for i in range(len(self.tokens)):
+                g.add_edge(node, ("Token", i), key="ATTENDS_TOKEN", weight=float(self.step_token[t, i]))
+            if t > 0:
+                g.add_edge(("Timestep", t - 1), node, key="NEXT", js=float(self.drift[t - 1]))
+        for k, kind in enumerate(self.perturbations):
+            node = ("Perturbation", kind)
+            g.add_node(node, label="Perturbation", kind=kind, params=json.dumps(self.perturbation_params[k]),
+                       answer=self.perturbed_answers[k], answer_changed=bool(self.answer_changed[k]),
+                       p_perturbed=float(self.p_pert[k]), dp=float(self.dp[k]), dW_fro=float(self.dW_fro[k]))
+            g.add_edge(ex, node, key="UNDER")
+            for i in range(len(self.tokens)):
+                order = np.argsort(-np.abs(self.dW[k, i]), kind="stable")[:k_keep]
+                for rank, p in enumerate(order):
+                    g.add_edge(("Token", i), ("Region", int(p)), key=f"DW:{kind}", perturbation=kind,
+                               dW=float(self.dW[k, i, p]), rank=rank + 1)
+        return g
+
+    def summary(self) -> dict:
+        return {"example_id": self.example_id, "question": self.question, "answer": self.answer,
+                "p_clean": self.p_clean, **{f"dp[{k}]": float(self.dp[i]) for i, k in enumerate(self.perturbations)}}
+
+
+def graphs_equal(a: STCGraph, b: STCGraph) -> bool:
+    """Exact equality of metadata and every array (used by round-trip tests and the file store)."""
+    if a._meta_dict() != b._meta_dict():
+        return False
+    aa, bb = a.arrays(), b.arrays()
+    return aa.keys() == bb.keys() and all(aa[k].dtype == bb[k].dtype and np.array_equal(aa[k], bb[k]) for k in aa)
+
+
+__all__ = ["STCGraph", "graphs_equal", "ARRAY_FIELDS", "asdict"]

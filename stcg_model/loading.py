@@ -1,0 +1,94 @@
+"""Load any BLIP-2 checkpoint (hub id or local folder) ready for attention capture."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import Blip2ForConditionalGeneration, Blip2Processor
+
+from stcg.errors import StcgError
+
+HUB_DEFAULT = "Salesforce/blip2-flan-t5-xl"
+DEMO_MODEL_DIR = Path(__file__).resolve().parent / "demo_model"
+
+
+def default_model() -> str:
+    """The embedded demo checkpoint when shipped, else the hub default."""
+    return str(DEMO_MODEL_DIR) if (DEMO_MODEL_DIR / "config.json").is_file() else HUB_DEFAULT
+
+
+@dataclass
+class LoadedModel:
+    """A model in eval mode with eager attention, its processor, and where it runs."""
+
+    model: Blip2ForConditionalGeneration
+    processor: Blip2Processor
+    name: str
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def is_encoder_decoder(self) -> bool:
+        return bool(self.model.config.text_config.is_encoder_decoder)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise StcgError("--device cuda was asked for, but no CUDA GPU is available (use --device cpu or auto)")
+    return dev
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device, is_t5: bool) -> torch.dtype:
+    """bfloat16 on GPU, float32 on CPU; float16 refused for T5 language models (they overflow)."""
+    if dtype is None or dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    resolved = dtype if isinstance(dtype, torch.dtype) else table.get(str(dtype))
+    if resolved is None:
+        raise StcgError(f"unknown dtype {dtype!r}; use one of auto, float32, bfloat16, float16")
+    if resolved == torch.float16 and is_t5:
+        raise StcgError("float16 is refused for T5 language models (Flan-T5 overflows in fp16); use bfloat16 or float32")
+    return resolved
+
+
+def prepare(model: Blip2ForConditionalGeneration, processor: Blip2Processor, name: str,
+            device: str | torch.device = "auto", dtype: str | torch.dtype | None = None) -> LoadedModel:
+    """Put an already built model on its device/dtype with eager attention."""
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev, bool(model.config.text_config.is_encoder_decoder))
+    model.set_attn_implementation("eager")
+    model = model.to(device=dev, dtype=dt).eval()
+    return LoadedModel(model=model, processor=processor, name=name, device=dev, dtype=dt)
+
+
+def load_model(name_or_path: str | None = None, device: str = "auto", dtype: str | None = None) -> LoadedModel:
+    """``from_pretrained`` for model and processor; one-line ``StcgError`` when it cannot load."""
+    name = name_or_path or default_model()
+    local = Path(name).expanduser()
+    if (os.sep in name or name.startswith(".")) and not local.exists():
+        raise StcgError(f"model folder not found: {name}")
+    if local.is_dir() and not (local / "config.json").is_file():
+        raise StcgError(f"{name} is not a BLIP-2 checkpoint folder (no config.json)")
+    dev = resolve_device(device)
+    try:
+        from transformers import AutoConfig
+
+        cfg = AutoConfig.from_pretrained(str(local) if local.exists() else name)
+        if getattr(cfg, "model_type", None) != "blip-2":
+            raise StcgError(f"{name} is a {getattr(cfg, 'model_type', '?')} checkpoint, not BLIP-2")
+        dt = resolve_dtype(dtype, dev, bool(cfg.text_config.is_encoder_decoder))
+        model = Blip2ForConditionalGeneration.from_pretrained(
+            str(local) if local.exists() else name, dtype=dt, attn_implementation="eager")
+        processor = Blip2Processor.from_pretrained(str(local) if local.exists() else name)
+    except StcgError:
+        raise
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise StcgError(f"could not load model {name!r}: {first[:300]}") from None
+    return LoadedModel(model=model.to(dev).eval(), processor=processor, name=name, device=dev, dtype=dt)

@@ -1,0 +1,218 @@
+"""Image perturbations (STCG_SPEC section 3): pure functions of the original image.
+
+Every perturbation maps an (H, W, 3) float32 array in [0, 1] to a new array of the same shape.
+Randomness comes only from the ``numpy.random.Generator`` it is handed, which the caller seeds
+from (seed, example key, perturbation name), so results are reproducible. Add your own::
+
+    @register_perturbation("blur", defaults={"radius": 2.0})
+    def blur(image, params, rng, ctx): ...
+"""
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stcg.errors import StcgError
+from stcg_model.regions import RegionGrid, top_fraction
+
+Image = np.ndarray  # (H, W, 3) float32 in [0, 1]
+
+
+@dataclass(frozen=True)
+class PerturbationContext:
+    """What a perturbation may know besides the image."""
+
+    fill: tuple[float, float, float]      # grey: the dataset mean colour, in [0, 1]
+    grid: RegionGrid                      # regions of this image
+    attribution: np.ndarray | None = None  # (P,) clean region attribution, for saliency masks
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    name: str
+    fn: Callable[[Image, dict, np.random.Generator, PerturbationContext], Image]
+    defaults: dict = field(default_factory=dict)
+    needs_attribution: bool = False
+    description: str = ""
+
+
+REGISTRY: dict[str, Perturbation] = {}
+
+
+def register_perturbation(name: str, defaults: dict | None = None, needs_attribution: bool = False):
+    """Decorator: add ``fn(image, params, rng, ctx) -> image`` to the registry under ``name``."""
+
+    def deco(fn):
+        REGISTRY[name] = Perturbation(name, fn, dict(defaults or {}), needs_attribution,
+                                      (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "")
+        return fn
+
+    return deco
+
+
+def get_perturbation(name: str) -> Perturbation:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise StcgError(f"unknown perturbation {name!r}; known: {', '.join(REGISTRY)}") from None
+
+
+@dataclass(frozen=True)
+class PerturbationSpec:
+    """A perturbation by name with its full parameter set (defaults filled in)."""
+
+    kind: str
+    params: dict
+
+    @classmethod
+    def make(cls, kind: str, **overrides) -> "PerturbationSpec":
+        p = get_perturbation(kind)
+        unknown = set(overrides) - set(p.defaults)
+        if unknown:
+            raise StcgError(f"perturbation {kind!r} has no parameter {sorted(unknown)}; it takes {sorted(p.defaults)}")
+        return cls(kind, {**p.defaults, **overrides})
+
+    @property
+    def needs_attribution(self) -> bool:
+        return get_perturbation(self.kind).needs_attribution
+
+
+DEFAULT_KINDS = ("center_mask", "peripheral_mask", "color_shift", "patch_shuffle", "saliency_patch_mask", "gaussian_noise")
+
+
+def parse_perturbations(text: str | None) -> list[PerturbationSpec]:
+    """``"all"`` / ``None`` -> the six defaults; else ``"kind[:k=v[;k=v]],kind,..."``."""
+    if text is None or text.strip() in ("", "all"):
+        return [PerturbationSpec.make(k) for k in DEFAULT_KINDS]
+    specs = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        kind, _, rest = part.partition(":")
+        overrides = {}
+        for kv in filter(None, rest.split(";")):
+            k, eq, v = kv.partition("=")
+            if not eq:
+                raise StcgError(f"bad perturbation parameter {kv!r} in {part!r} (use name:key=value)")
+            try:
+                overrides[k.strip()] = float(v) if any(c in v for c in ".e") else int(v)
+            except ValueError:
+                overrides[k.strip()] = v.strip()
+        specs.append(PerturbationSpec.make(kind.strip(), **overrides))
+    if len({s.kind for s in specs}) != len(specs):
+        raise StcgError("each perturbation kind may appear once")
+    return specs
+
+
+def rng_for(seed: int, example_key: str, kind: str) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(example_key.encode()), zlib.crc32(kind.encode())])
+
+
+def apply_perturbation(spec: PerturbationSpec, image: Image, seed: int, example_key: str,
+                       ctx: PerturbationContext) -> Image:
+    """Run ``spec`` on ``image``; deterministic for (seed, example_key, kind)."""
+    p = get_perturbation(spec.kind)
+    if p.needs_attribution and ctx.attribution is None:
+        raise ValueError(f"{spec.kind} needs the clean attribution")
+    out = p.fn(image, spec.params, rng_for(seed, example_key, spec.kind), ctx)
+    return np.clip(out.astype(np.float32), 0.0, 1.0)
+
+
+# ------------------------------------------------------------------ helpers (pure)
+def centre_box(h: int, w: int, fraction: float) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1) of the central square of side ``fraction * min(h, w)`` (at least 1 px)."""
+    side = max(1, int(round(fraction * min(h, w))))
+    y0, x0 = (h - side) // 2, (w - side) // 2
+    return y0, y0 + side, x0, x0 + side
+
+
+def rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    mx, mn = rgb.max(-1), rgb.min(-1)
+    delta = mx - mn
+    safe = np.where(delta > 0, delta, 1.0)
+    h = np.where(mx == r, ((g - b) / safe) % 6.0, np.where(mx == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0))
+    h = np.where(delta > 0, h / 6.0, 0.0)
+    s = np.where(mx > 0, delta / np.where(mx > 0, mx, 1.0), 0.0)
+    return np.stack([h, s, mx], -1)
+
+
+def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
+    h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+    i = np.floor(h * 6.0).astype(int) % 6
+    f = h * 6.0 - np.floor(h * 6.0)
+    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
+    choices = [np.stack(c, -1) for c in ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))]
+    out = np.zeros_like(hsv)
+    for k, c in enumerate(choices):
+        out = np.where((i == k)[..., None], c, out)
+    return out
+
+
+# ------------------------------------------------------------------ the six kinds of the spec
+@register_perturbation("center_mask", defaults={"fraction": 0.5})
+def center_mask(image, params, rng, ctx):
+    """Grey square (dataset mean colour) of side fraction x min(H, W) at the centre."""
+    out = image.copy()
+    y0, y1, x0, x1 = centre_box(*image.shape[:2], params["fraction"])
+    out[y0:y1, x0:x1] = ctx.fill
+    return out
+
+
+@register_perturbation("peripheral_mask", defaults={"fraction": 0.5})
+def peripheral_mask(image, params, rng, ctx):
+    """Grey everything outside the central square of side fraction x min(H, W)."""
+    out = np.empty_like(image)
+    out[...] = ctx.fill
+    y0, y1, x0, x1 = centre_box(*image.shape[:2], params["fraction"])
+    out[y0:y1, x0:x1] = image[y0:y1, x0:x1]
+    return out
+
+
+@register_perturbation("color_shift", defaults={"hue_shift": 0.5})
+def color_shift(image, params, rng, ctx):
+    """HSV hue rotated by hue_shift (0.5 = 180 degrees); saturation and value kept."""
+    hsv = rgb_to_hsv(image.astype(np.float64))
+    hsv[..., 0] = (hsv[..., 0] + params["hue_shift"]) % 1.0
+    return hsv_to_rgb(hsv).astype(np.float32)
+
+
+@register_perturbation("patch_shuffle", defaults={"tiles": 4})
+def patch_shuffle(image, params, rng, ctx):
+    """Image cut into a tiles x tiles grid, tiles permuted by the seeded RNG.
+
+    Tiles have equal size (H // tiles, W // tiles); the few right/bottom pixels beyond the last
+    whole tile stay in place.
+    """
+    n = int(params["tiles"])
+    h, w = image.shape[:2]
+    th, tw = h // n, w // n
+    if th == 0 or tw == 0:
+        return image.copy()
+    perm = rng.permutation(n * n)
+    while n > 1 and np.array_equal(perm, np.arange(n * n)):
+        perm = rng.permutation(n * n)
+    out = image.copy()
+    for dst, src in enumerate(perm):
+        dr, dc = divmod(dst, n)
+        sr, sc = divmod(int(src), n)
+        out[dr * th:(dr + 1) * th, dc * tw:(dc + 1) * tw] = image[sr * th:(sr + 1) * th, sc * tw:(sc + 1) * tw]
+    return out
+
+
+@register_perturbation("saliency_patch_mask", defaults={"fraction": 0.1}, needs_attribution=True)
+def saliency_patch_mask(image, params, rng, ctx):
+    """Grey the top fraction of regions by clean attribution (region boxes in original pixels)."""
+    out = image.copy()
+    out[ctx.grid.pixel_mask(top_fraction(ctx.attribution, params["fraction"]))] = ctx.fill
+    return out
+
+
+@register_perturbation("gaussian_noise", defaults={"sigma": 0.1})
+def gaussian_noise(image, params, rng, ctx):
+    """Additive N(0, sigma) noise on [0, 1] pixels, clipped."""
+    return np.clip(image + rng.normal(0.0, params["sigma"], size=image.shape), 0.0, 1.0)

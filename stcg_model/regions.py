@@ -1,0 +1,59 @@
+"""Image regions: the ViT patch grid mapped back onto the original image.
+
+BLIP-2's image processor resizes to a square (no crop), so patch ``p`` (row ``p // G``, col
+``p % G``) covers the same fraction of the original image: x in [c W/G, (c+1) W/G), y likewise.
+Integer pixel boxes round those edges, so the boxes of all regions tile the image exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RegionGrid:
+    grid: int          # G, patches per side
+    width: int         # original image width in pixels
+    height: int        # original image height in pixels
+
+    @property
+    def num_regions(self) -> int:
+        return self.grid * self.grid
+
+    def _edges(self, n: int) -> np.ndarray:
+        return np.round(np.arange(self.grid + 1) * n / self.grid).astype(int)
+
+    def boxes(self) -> np.ndarray:
+        """(P, 4) int boxes ``x0, y0, x1, y1`` (x1, y1 exclusive) in original pixels, row-major."""
+        xs, ys = self._edges(self.width), self._edges(self.height)
+        out = np.zeros((self.num_regions, 4), dtype=np.int64)
+        for p in range(self.num_regions):
+            r, c = divmod(p, self.grid)
+            out[p] = (xs[c], ys[r], xs[c + 1], ys[r + 1])
+        return out
+
+    def pixel_mask(self, regions) -> np.ndarray:
+        """(H, W) bool mask, True on the pixels of the given region indices."""
+        mask = np.zeros((self.height, self.width), dtype=bool)
+        boxes = self.boxes()
+        for p in np.asarray(list(regions), dtype=int):
+            x0, y0, x1, y1 = boxes[p]
+            mask[y0:y1, x0:x1] = True
+        return mask
+
+    def upsample(self, values: np.ndarray) -> np.ndarray:
+        """(P,) region values -> (H, W) map on the original image (each region's box filled)."""
+        values = np.asarray(values, dtype=np.float32).reshape(self.grid, self.grid)
+        xs, ys = self._edges(self.width), self._edges(self.height)
+        col = np.repeat(np.arange(self.grid), np.diff(xs))
+        row = np.repeat(np.arange(self.grid), np.diff(ys))
+        return values[row[:, None], col[None, :]]
+
+
+def top_fraction(values: np.ndarray, fraction: float) -> np.ndarray:
+    """Indices of the top ``fraction`` of entries (at least one), highest first; ties by index."""
+    values = np.asarray(values)
+    k = max(1, int(round(fraction * values.size)))
+    order = np.lexsort((np.arange(values.size), -values))
+    return order[:k]
