@@ -108,8 +108,10 @@ def init_db(uri, username, password, database):
 def _register_optional_commands() -> None:
     """Attach the commands that the other packages own."""
     from stcg.demo import demo
+    from stcg_model.cli import explain
 
     cli.add_command(demo)
+    cli.add_command(explain)
 
 
 _register_optional_commands()

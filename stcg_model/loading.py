@@ -71,7 +71,8 @@ def load_model(name_or_path: str | None = None, device: str = "auto", dtype: str
     """``from_pretrained`` for model and processor; one-line ``StcgError`` when it cannot load."""
     name = name_or_path or default_model()
     local = Path(name).expanduser()
-    if (os.sep in name or name.startswith(".")) and not local.exists():
+    looks_local = name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.sep == "\\" and "\\" in name
+    if looks_local and not local.exists():
         raise StcgError(f"model folder not found: {name}")
     if local.is_dir() and not (local / "config.json").is_file():
         raise StcgError(f"{name} is not a BLIP-2 checkpoint folder (no config.json)")
@@ -90,5 +91,6 @@ def load_model(name_or_path: str | None = None, device: str = "auto", dtype: str
         raise
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise StcgError(f"could not load model {name!r}: {first[:300]}") from None
+        where = "local folder" if local.exists() else "hub id (needs network access or a cached copy)"
+        raise StcgError(f"could not load model {name!r} ({where}): {first[:240]}") from None
     return LoadedModel(model=model.to(dev).eval(), processor=processor, name=name, device=dev, dtype=dt)

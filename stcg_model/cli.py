@@ -1,0 +1,64 @@
+"""``stcg explain``: one image and one question end to end, without a database."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+
+@click.command("explain")
+@click.option("--image", "image_path", required=True, type=click.Path(dir_okay=False), help="Image file (any format Pillow reads).")
+@click.option("--question", required=True, help="The question about the image.")
+@click.option("--model", default=None, help="BLIP-2 checkpoint: hub id or local folder [default: the embedded demo model, else Salesforce/blip2-flan-t5-xl].")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]), help="Where the model runs.")
+@click.option("--dtype", default="auto", show_default=True, help="auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16. float16 is refused for T5.")
+@click.option("--perturbations", default="all", show_default=True, help="Comma-separated kinds, each optionally kind:param=value;param=value.")
+@click.option("--layers", default="mean", show_default=True, help="Layer aggregation: mean, last, or comma-separated layer indices.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the random perturbations.")
+@click.option("--deletion-steps", default=10, show_default=True, help="Deletion-curve steps (0 turns it off).")
+@click.option("--top-k", default=3, show_default=True, help="Strongest regions printed and outlined per word.")
+@click.option("--out", default="out/explain", show_default=True, type=click.Path(file_okay=False), help="Folder for pictures and the saved STCGraph.")
+def explain(image_path, question, model, device, dtype, perturbations, layers, seed, deletion_steps, top_k, out):
+    """Explain one answer: print it, each perturbation's effect, and each content word's regions.
+
+    Writes heatmap PNGs (token -> region, step -> region, dW per perturbation), an interactive
+    HTML page, and the STCGraph (graph.safetensors) into --out.
+    """
+    from stcg.errors import StcgError
+    from stcg_model.engine import STCGEngine, VQAInput
+    from stcg_model.images import open_image
+    from stcg_model.loading import load_model
+    from stcg_model.perturbations import parse_perturbations
+    from stcg_model.plots import write_pictures
+
+    if not question.strip():
+        raise StcgError("--question is empty")
+    specs = parse_perturbations(perturbations)
+    image = open_image(image_path)
+    lm = load_model(model, device=device, dtype=None if dtype == "auto" else dtype)
+    engine = STCGEngine(lm, specs, layers=layers, seed=seed, deletion_steps=deletion_steps)
+    g = engine.explain([VQAInput(Path(image_path).stem, image, question, {"image_path": str(image_path)})])[0]
+    out_dir = Path(out)
+    g.save(out_dir / "graph.safetensors")
+    pictures = write_pictures(g, image, out_dir, top_k=top_k)
+
+    click.echo(f"question: {g.question}")
+    click.echo(f"answer:   {g.answer!r}  p(y|I) = {g.p_clean:.4f}")
+    click.echo(f"{'perturbation':<22}{'answer':<16}{'changed':<9}{'dp':>9}{'|dW|_F':>9}")
+    for k, kind in enumerate(g.perturbations):
+        click.echo(f"{kind:<22}{g.perturbed_answers[k][:15]!s:<16}{'yes' if g.answer_changed[k] else 'no':<9}"
+                   f"{g.dp[k]:>9.4f}{g.dW_fro[k]:>9.4f}")
+    click.echo("content words -> strongest regions (row, col: weight):")
+    for wi, (word, kind) in enumerate(zip(g.words, g.word_kinds)):
+        if kind != "content":
+            continue
+        dist = g.word_regions(wi)
+        top = np.argsort(-dist, kind="stable")[:top_k]
+        click.echo(f"  {word:<14}" + "  ".join(f"({p // g.grid},{p % g.grid}): {dist[p]:.3f}" for p in top))
+    auc = g.deletion_auc()
+    if auc:
+        click.echo(f"deletion AUC: attribution {auc[0]:.4f}, random {auc[1]:.4f}")
+    click.echo(f"wrote {len(pictures)} pictures and graph.safetensors to {out_dir}")
+    (out_dir / "summary.json").write_text(json.dumps(g.summary(), indent=2))
