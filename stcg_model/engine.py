@@ -94,6 +94,7 @@ class STCGEngine:
         self.max_new_tokens = int(max_new_tokens)
         self.deletion_steps = int(deletion_steps)
         self.store_dense = store_dense
+        self.min_new_tokens = 0  # benchmarks force a fixed answer length on random weights
         cfg = self.model.config
         self.Q = int(cfg.num_query_tokens)
         self.image_token_id = int(cfg.image_token_id)
@@ -246,7 +247,7 @@ class STCGEngine:
             E_raw = cap.pop("lm.encoder.self")
             gen = self.model.language_model.generate(
                 encoder_outputs=enc, attention_mask=am, max_new_tokens=self.max_new_tokens, do_sample=False,
-                num_beams=1, decoder_start_token_id=self.start_id, eos_token_id=self.eos_id, pad_token_id=self.pad_id)
+                min_new_tokens=self.min_new_tokens or None, num_beams=1, decoder_start_token_id=self.start_id, eos_token_id=self.eos_id, pad_token_id=self.pad_id)
             greedy = [self._trim_answer(seq[1:].tolist()) for seq in gen]
             if answers is None:
                 answers = [greedy[(r // per_example) * per_example] for r in range(len(rows))]
