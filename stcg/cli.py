@@ -10,21 +10,8 @@ import sys
 import click
 
 from stcg import __version__
-from stcg.config import Neo4jSettings
 from stcg.errors import StcgError
-
-
-def neo4j_options(f):
-    """Add the standard connection options (each defaults to its NEO4J_* variable)."""
-    f = click.option("--database", envvar="NEO4J_DATABASE", default=None, help="Database name [env NEO4J_DATABASE; default neo4j].")(f)
-    f = click.option("--password", envvar="NEO4J_PASSWORD", default=None, help="Password [env NEO4J_PASSWORD].")(f)
-    f = click.option("--username", envvar="NEO4J_USERNAME", default=None, help="User [env NEO4J_USERNAME; default neo4j].")(f)
-    f = click.option("--uri", envvar="NEO4J_URI", default=None, help="Bolt URI [env NEO4J_URI; default bolt://127.0.0.1:7687].")(f)
-    return f
-
-
-def settings_from(uri, username, password, database) -> Neo4jSettings:
-    return Neo4jSettings.from_env(uri=uri, username=username, password=password, database=database)
+from stcg.options import neo4j_options, settings_from
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -108,10 +95,15 @@ def init_db(uri, username, password, database):
 def _register_optional_commands() -> None:
     """Attach the commands that the other packages own."""
     from stcg.demo import demo
-    from stcg_model.cli import explain
+    from stcg_model.cli import eval_cmd, explain, train_demo_cmd
 
     cli.add_command(demo)
     cli.add_command(explain)
+    cli.add_command(train_demo_cmd)
+    cli.add_command(eval_cmd)
+    from ingest.cli import ingest
+
+    cli.add_command(ingest)
 
 
 _register_optional_commands()

@@ -62,3 +62,55 @@ def explain(image_path, question, model, device, dtype, perturbations, layers, s
         click.echo(f"deletion AUC: attribution {auc[0]:.4f}, random {auc[1]:.4f}")
     click.echo(f"wrote {len(pictures)} pictures and graph.safetensors to {out_dir}")
     (out_dir / "summary.json").write_text(json.dumps(g.summary(), indent=2))
+
+
+@click.command("train-demo")
+@click.option("--out", default="out/demo-model", show_default=True, type=click.Path(file_okay=False),
+              help="Checkpoint folder to write (the shipped one is stcg_model/demo_model).")
+@click.option("--steps", default=3000, show_default=True, help="Optimisation steps.")
+@click.option("--batch-size", default=64, show_default=True, help="Questions per step.")
+@click.option("--lr", default=1e-3, show_default=True, help="Peak learning rate (AdamW, warm-up then cosine).")
+@click.option("--seed", default=0, show_default=True, help="Seed of initialisation and sampling.")
+@click.option("--limit", default=None, type=int, help="Train on a random subset of this many questions.")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+def train_demo_cmd(out, steps, batch_size, lr, seed, limit, device):
+    """Train the tiny BLIP-2 demo model (T5 language model) on the easy-VQA train split.
+
+    Seeded and reproducible; the tokenizer is built from easy-VQA's words and saved with the
+    checkpoint, which then loads with Blip2ForConditionalGeneration.from_pretrained.
+    """
+    from stcg_model.loading import resolve_device
+    from stcg_model.training import DemoConfig, train_demo
+
+    if steps < 1 or batch_size < 1:
+        from stcg.errors import StcgError
+
+        raise StcgError("--steps and --batch-size must be positive")
+    cfg = DemoConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    train_demo(out, cfg, device=str(resolve_device(device)), limit=limit, log=click.echo)
+
+
+@click.command("eval")
+@click.option("--model", default=None, help="BLIP-2 checkpoint [default: the embedded demo model].")
+@click.option("--dataset", default="easy-vqa", show_default=True, help="Dataset (see `stcg ingest --help` for the forms).")
+@click.option("--split", default="test", show_default=True, help="Dataset split.")
+@click.option("--limit", default=None, type=int, help="Evaluate only the first N questions.")
+@click.option("--batch-size", default=128, show_default=True, help="Questions per batch.")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="Also write per-question rows as CSV.")
+def eval_cmd(model, dataset, split, limit, batch_size, device, out):
+    """Answer accuracy: exact match (and VQA accuracy with 10 human answers), overall and per question type."""
+    from tqdm.auto import tqdm
+
+    from ingest.datasets import open_dataset
+    from stcg_model.evaluation import accuracy_table, evaluate
+    from stcg_model.loading import load_model
+
+    examples = open_dataset(dataset, split=split, limit=limit)
+    lm = load_model(model, device=device)
+    with tqdm(total=len(examples), desc="eval", unit="q") as bar:
+        df = evaluate(lm, examples, batch_size=batch_size, progress=bar.update)
+    click.echo(accuracy_table(df).to_string())
+    if out:
+        df.to_csv(out, index=False)
+        click.echo(f"wrote {out}")

@@ -54,6 +54,7 @@ class _Prepared:
     grid: RegionGrid
     token_ids: list[int]        # question tokens + </s>
     offsets: list[tuple[int, int]]
+    original_size: tuple[int, int]  # (width, height) before any downscaling
 
 
 @dataclass
@@ -94,6 +95,7 @@ class STCGEngine:
         self.max_new_tokens = int(max_new_tokens)
         self.deletion_steps = int(deletion_steps)
         self.store_dense = store_dense
+        self.max_side = 1024     # longer images are downscaled before perturbation (boxes stay in original pixels)
         self.min_new_tokens = 0  # benchmarks force a fixed answer length on random weights
         cfg = self.model.config
         self.Q = int(cfg.num_query_tokens)
@@ -174,7 +176,12 @@ class STCGEngine:
 
     # ------------------------------------------------------------------ preparation
     def _prepare(self, ex: VQAInput) -> _Prepared:
-        pixels = to_array(ex.image)
+        image = ex.image
+        orig = image.size
+        if max(orig) > self.max_side:  # the model sees 224 px; perturb a copy of sane size
+            s = self.max_side / max(orig)
+            image = image.resize((max(1, round(orig[0] * s)), max(1, round(orig[1] * s))), Image.BILINEAR)
+        pixels = to_array(image)
         h, w = pixels.shape[:2]
         enc = self.tokenizer(ex.question, return_offsets_mapping=True, add_special_tokens=True,
                              truncation=True, max_length=max(8, getattr(self.tokenizer, "model_max_length", 512) - self.Q))
@@ -183,7 +190,7 @@ class STCGEngine:
         if not ids or ids[-1] != self.eos_id:
             ids.append(self.eos_id)
             offsets.append((0, 0))
-        return _Prepared(ex, pixels, RegionGrid(self.grid_side, w, h), ids, offsets)
+        return _Prepared(ex, pixels, RegionGrid(self.grid_side, w, h), ids, offsets, orig)
 
     def _perturb(self, ex: _Prepared, spec: PerturbationSpec, attribution: np.ndarray | None = None) -> np.ndarray:
         ctx = PerturbationContext(fill=self.fill, grid=ex.grid, attribution=attribution)
@@ -350,12 +357,12 @@ class STCGEngine:
             token_word=token_word, word_kinds=[word_kind(w) for w in words], answer_tokens=answer_tokens,
             answer_is_eos=[bool(x) for x in is_eos], perturbations=[p.kind for p in self.perturbations],
             perturbation_params=[dict(p.params) for p in self.perturbations], perturbed_answers=pert_answers,
-            grid=self.grid_side, image_size=(ex.grid.width, ex.grid.height), p_clean=p_clean, params=self.params,
+            grid=self.grid_side, image_size=ex.original_size, p_clean=p_clean, params=self.params,
             meta=dict(ex.ex.meta),
             C=f32(clean["C"]), E=f32(clean["E"]) if self.store_dense else None, D=f32(clean["D"]),
             W=f32(clean["W"]), m=f32(clean["m"]), S=f32(clean["S"]), v=f32(clean["v"]),
             step_token=f32(clean["step_token"]), drift=A.drift(f32(clean["S"])), attribution=f32(attribution),
-            step_logprob=step_lp, boxes=ex.grid.boxes(),
+            step_logprob=step_lp, boxes=RegionGrid(self.grid_side, *ex.original_size).boxes(),
             C_pert=C_p, W_pert=W_p, S_pert=S_p, dW=dW, dS=f32(clean["S"])[None] - S_p, dC=f32(clean["C"])[None] - C_p,
             dW_fro=f32(np.sqrt((dW.astype(np.float64) ** 2).sum(axis=(1, 2)))) if K else f32(np.zeros(0)),
             dW_token=f32(np.linalg.norm(dW, axis=2)) if K else f32(np.zeros((0, n))),

@@ -1,0 +1,233 @@
+"""VQA datasets as one stream of ``VQAExample`` records.
+
+easy-VQA comes from the installed ``easy_vqa`` package (images + questions, MIT licence).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stcg.errors import StcgError
+
+
+@dataclass(frozen=True)
+class VQAExample:
+    example_id: str            # stable across runs: "<dataset>:<split>:<question id>"
+    image_path: str
+    question: str
+    answers: tuple[str, ...]   # ground truth: 1 for easy-VQA, the 10 human answers for VQA-v2
+    question_type: str
+    answer_type: str
+    image_id: str
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def answer(self) -> str:
+        """The single reference answer (VQA-v2: ``multiple_choice_answer``)."""
+        return self.extra.get("multiple_choice_answer") or self.answers[0]
+
+    def load_image(self):
+        """The example's image as RGB (``StcgError`` with one line if it cannot be read)."""
+        loader = self.extra.get("image_loader")
+        if loader is not None:
+            return loader()
+        from stcg_model.images import open_image
+
+        return open_image(self.image_path)
+
+    def meta(self) -> dict:
+        return {"question_type": self.question_type, "answer_type": self.answer_type, "image_id": self.image_id,
+                "image_path": self.image_path, "answers": list(self.answers), "gt_answer": self.answer}
+
+
+def easy_vqa_question_type(question: str) -> tuple[str, str]:
+    """(question_type, answer_type) of an easy-VQA question, in VQA-v2's vocabulary."""
+    q = question.lower().strip()
+    if q.startswith("what color"):
+        return "what color", "other"
+    if q.startswith("what"):
+        return "what shape", "other"
+    if q.startswith("does the image contain"):
+        return "does the image contain", "yes/no"
+    if q.startswith("is there"):
+        return "is there", "yes/no"
+    return "other", "other"
+
+
+def load_easy_vqa(split: str = "test") -> list[VQAExample]:
+    """All easy-VQA questions of ``split`` (train: 38,575, test: 9,673), in the package's order."""
+    try:
+        import easy_vqa
+    except ImportError:  # pragma: no cover - it is a declared dependency
+        raise StcgError("easy-VQA is not installed: pip install easy-vqa") from None
+    if split == "train":
+        questions, answers, image_ids = easy_vqa.get_train_questions()
+        paths = easy_vqa.get_train_image_paths()
+    elif split == "test":
+        questions, answers, image_ids = easy_vqa.get_test_questions()
+        paths = easy_vqa.get_test_image_paths()
+    else:
+        raise StcgError(f"easy-VQA has splits train and test, not {split!r}")
+    out = []
+    for i, (q, a, img) in enumerate(zip(questions, answers, image_ids)):
+        qt, at = easy_vqa_question_type(q)
+        out.append(VQAExample(f"easy-vqa:{split}:{i}", str(Path(paths[img])), q, (a,), qt, at, str(img)))
+    return out
+
+
+def easy_vqa_vocabulary() -> list[str]:
+    """Every question and answer text of easy-VQA (train and test), for building the tokenizer."""
+    import easy_vqa
+
+    texts = []
+    for getter in (easy_vqa.get_train_questions, easy_vqa.get_test_questions):
+        q, a, _ = getter()
+        texts.extend(q)
+        texts.extend(a)
+    texts.extend(easy_vqa.get_answers())
+    return texts
+
+
+# --------------------------------------------------------------------------- VQA-v2, official layout
+def _find_image_dir(root: Path, split: str) -> Path:
+    for cand in (root / split, root / "images" / split, root / "images", root):
+        if cand.is_dir() and any(cand.glob(f"COCO_{split}_*.jpg")):
+            return cand
+    return root / split
+
+
+def load_vqa_v2(root: str | Path, split: str = "val2014") -> list[VQAExample]:
+    """VQA-v2 from its official JSON files and the COCO image folder.
+
+    ``root`` holds ``v2_OpenEnded_mscoco_<split>_questions.json``, ``v2_mscoco_<split>_annotations.json``
+    (absent for test splits) and the images ``COCO_<split>_<12-digit image id>.jpg`` in ``root/<split>/``
+    (or ``root/images/<split>/``, ``root/images/``, ``root/``).
+    """
+    import json
+
+    root = Path(root)
+    if not root.is_dir():
+        raise StcgError(f"VQA-v2 folder not found: {root}")
+    qfile = root / f"v2_OpenEnded_mscoco_{split}_questions.json"
+    afile = root / f"v2_mscoco_{split}_annotations.json"
+    if not qfile.is_file():
+        found = sorted(p.name for p in root.glob("v2_OpenEnded_mscoco_*_questions.json"))
+        raise StcgError(f"no {qfile.name} in {root}" + (f" (found: {', '.join(found)})" if found else ""))
+    try:
+        questions = json.loads(qfile.read_text())["questions"]
+        annotations = {a["question_id"]: a for a in json.loads(afile.read_text())["annotations"]} if afile.is_file() else {}
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise StcgError(f"malformed VQA-v2 JSON in {root}: {type(e).__name__}: {e}") from None
+    image_dir = _find_image_dir(root, split)
+    out = []
+    for q in questions:
+        ann = annotations.get(q["question_id"], {})
+        answers = tuple(a["answer"] for a in ann.get("answers", []))
+        mc = ann.get("multiple_choice_answer")
+        out.append(VQAExample(
+            f"vqa-v2:{split}:{q['question_id']}", str(image_dir / f"COCO_{split}_{int(q['image_id']):012d}.jpg"),
+            q["question"], answers or ((mc,) if mc else ("",)), ann.get("question_type", "unknown"),
+            ann.get("answer_type", "unknown"), str(q["image_id"]), {"multiple_choice_answer": mc} if mc else {}))
+    return out
+
+
+# --------------------------------------------------------------------------- HF datasets copy
+def load_hf_vqa(name_or_path: str, split: str = "validation") -> list[VQAExample]:
+    """VQA-v2 from a HuggingFace ``datasets`` copy: a ``save_to_disk`` folder, or a name ``load_dataset`` knows.
+
+    Columns used (those of HuggingFaceM4/VQAv2): question_id, question, image, image_id,
+    question_type, answer_type, multiple_choice_answer, answers ([{answer: ...}] or [str]).
+    """
+    import datasets
+
+    path = Path(name_or_path)
+    try:
+        if path.exists():
+            ds = datasets.load_from_disk(str(path))
+        else:
+            ds = datasets.load_dataset(name_or_path, split=split)
+    except Exception as e:  # datasets raises many types for missing/offline data
+        raise StcgError(f"could not open dataset {name_or_path!r}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+    if isinstance(ds, datasets.DatasetDict):
+        if split not in ds:
+            raise StcgError(f"dataset {name_or_path!r} has splits {', '.join(ds)}, not {split!r}")
+        ds = ds[split]
+    missing = {"question", "image"} - set(ds.column_names)
+    if missing:
+        raise StcgError(f"dataset {name_or_path!r} lacks columns {sorted(missing)} (has {ds.column_names})")
+    meta_cols = [c for c in ds.column_names if c != "image"]
+    table = ds.select_columns(meta_cols).to_list()
+    out = []
+    for i, row in enumerate(table):
+        raw = row.get("answers") or []
+        answers = tuple(a["answer"] if isinstance(a, dict) else str(a) for a in raw)
+        mc = row.get("multiple_choice_answer")
+        qid = row.get("question_id", i)
+
+        def loader(i=i):
+            img = ds[i]["image"]
+            if isinstance(img, str):
+                from stcg_model.images import open_image
+
+                return open_image(img)
+            return img.convert("RGB")
+
+        out.append(VQAExample(
+            f"hf:{path.name if path.exists() else name_or_path}:{split}:{qid}", f"{name_or_path}#{i}", row["question"],
+            answers or ((mc,) if mc else ("",)), row.get("question_type") or "unknown", row.get("answer_type") or "unknown",
+            str(row.get("image_id", i)), {"multiple_choice_answer": mc, "image_loader": loader} if mc else {"image_loader": loader}))
+    return out
+
+
+# --------------------------------------------------------------------------- selection
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"i/N"`` (0 <= i < N) -> (i, N)."""
+    if text is None:
+        return None
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise StcgError(f"invalid --shard {text!r}: use i/N, e.g. 0/4") from None
+    if n < 1 or not 0 <= i < n:
+        raise StcgError(f"invalid --shard {text!r}: need 0 <= i < N")
+    return i, n
+
+
+def select(examples: list[VQAExample], limit: int | None = None, question_type: str | None = None,
+           answer_type: str | None = None, sample: int | None = None, seed: int = 0,
+           shard: tuple[int, int] | None = None) -> list[VQAExample]:
+    """Filter (question type by prefix, answer type exactly), then a seeded random sample or the first ``limit``, then shard i of N."""
+    if question_type:
+        examples = [e for e in examples if e.question_type.startswith(question_type)]
+    if answer_type:
+        examples = [e for e in examples if e.answer_type == answer_type]
+    if sample is not None:
+        import numpy as np
+
+        idx = np.sort(np.random.default_rng(seed).permutation(len(examples))[:sample])
+        examples = [examples[i] for i in idx]
+    if limit is not None:
+        examples = examples[:limit]
+    if shard is not None:
+        i, n = shard
+        examples = examples[i::n]
+    return examples
+
+
+def open_dataset(spec: str, split: str | None = None, limit: int | None = None, question_type: str | None = None,
+                 answer_type: str | None = None, sample: int | None = None, seed: int = 0,
+                 shard: str | tuple[int, int] | None = None) -> list[VQAExample]:
+    """Examples of ``spec``: ``easy-vqa``, ``vqa-v2:<folder>``, or ``hf:<save_to_disk folder or dataset name>``."""
+    if limit is not None and limit < 0:
+        raise StcgError("--limit must be >= 0")
+    shard_t = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
+    kind, _, arg = spec.partition(":")
+    if kind == "easy-vqa" and not arg:
+        examples = load_easy_vqa(split or "test")
+    elif kind == "vqa-v2" and arg:
+        examples = load_vqa_v2(arg, split or "val2014")
+    elif kind == "hf" and arg:
+        examples = load_hf_vqa(arg, split or "validation")
+    else:
+        raise StcgError(f"unknown dataset {spec!r}: use easy-vqa, vqa-v2:<folder> or hf:<folder or name>")
+    return select(examples, limit, question_type, answer_type, sample, seed, shard_t)

@@ -1,0 +1,89 @@
+"""Neo4j writer: UNWIND-batched, parameterised MERGE statements, completion marker last, retries.
+
+Statements are generated from the fixed schema tables in ``ingest.rows`` (labels, types and
+property names are ours, never user text); every value travels as a query parameter.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from neo4j import Driver
+from neo4j.exceptions import ServiceUnavailable, SessionExpired, TransientError
+
+from ingest.rows import REL_TYPES, GraphRows
+from stcg.errors import StcgError
+
+RETRYABLE = (ServiceUnavailable, SessionExpired, TransientError, ConnectionError, OSError)
+
+
+def node_statement(label: str) -> str:
+    return f"UNWIND $rows AS row MERGE (n:{label} {{uid: row.uid}}) SET n += row"
+
+
+def rel_statement(group: str) -> str:
+    start, rtype, end, key = REL_TYPES[group]
+    keypart = f" {{{key}: row.{key}}}" if key else ""
+    return (f"UNWIND $rows AS row MATCH (a:{start} {{uid: row.a}}) MATCH (b:{end} {{uid: row.b}}) "
+            f"MERGE (a)-[r:{rtype}{keypart}]->(b) SET r += row.props")
+
+
+COMPLETE = "UNWIND $uids AS uid MATCH (e:Example {uid: uid}) SET e.complete = true, e.completed_at = datetime()"
+NODE_ORDER = ("Example", "Region", "Token", "Timestep", "Perturbation")
+
+
+def _rel_params(rows: list[dict]) -> list[dict]:
+    return [{"a": r["a"], "b": r["b"], **({"perturbation": r["perturbation"]} if "perturbation" in r else {}),
+             "props": {k: v for k, v in r.items() if k not in ("a", "b")}} for r in rows]
+
+
+class Neo4jWriter:
+    """Writes ``GraphRows`` in chunks of ``chunk_size`` rows per statement, one transaction per call."""
+
+    def __init__(self, driver: Driver, database: str | None = None, chunk_size: int = 5000,
+                 retry_seconds: float = 300.0, log: Callable[[str], None] | None = None):
+        self.driver = driver
+        self.database = database
+        self.chunk_size = chunk_size
+        self.retry_seconds = retry_seconds
+        self.log = log or (lambda s: None)
+        self.nodes_written = 0
+        self.rels_written = 0
+        self.retries = 0
+
+    def _with_retry(self, what: str, fn):
+        delay, deadline = 0.5, time.monotonic() + self.retry_seconds
+        while True:
+            try:
+                with self.driver.session(database=self.database) as session:
+                    return session.execute_write(fn)
+            except RETRYABLE as e:
+                if time.monotonic() > deadline:
+                    raise StcgError(f"Neo4j unavailable for {self.retry_seconds:.0f} s while writing {what}: {type(e).__name__}") from None
+                self.retries += 1
+                self.log(f"Neo4j unavailable ({type(e).__name__}); retrying {what} in {delay:.1f} s")
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def write(self, rows: GraphRows) -> None:
+        """Nodes, then relationships, then (in a separate transaction) the completion markers."""
+        def work(tx):
+            for label in NODE_ORDER:
+                data = rows.nodes.get(label) or []
+                for s in range(0, len(data), self.chunk_size):
+                    tx.run(node_statement(label), rows=data[s:s + self.chunk_size]).consume()
+            for group, data in rows.rels.items():
+                params = _rel_params(data)
+                for s in range(0, len(params), self.chunk_size):
+                    tx.run(rel_statement(group), rows=params[s:s + self.chunk_size]).consume()
+
+        if rows.n_nodes or rows.n_rels:
+            self._with_retry(f"{rows.n_nodes} nodes / {rows.n_rels} relationships", work)
+        if rows.completes:
+            self._with_retry("completion markers", lambda tx: tx.run(COMPLETE, uids=rows.completes).consume())
+        self.nodes_written += rows.n_nodes
+        self.rels_written += rows.n_rels
+
+    def run_query(self, cypher: str, **params):
+        """A read or write of our own fixed statements (used for Run bookkeeping)."""
+        return self._with_retry("run bookkeeping", lambda tx: tx.run(cypher, **params).data())
