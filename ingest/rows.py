@@ -80,6 +80,13 @@ def graph_rows(g: STCGraph, run_id: str, top_k: int, store_ref: dict | None = No
     token_spread = spatial_spread(g.W, g.grid)
     token_mass = top_k_mass(g.W, k)
     auc = g.deletion_auc()
+    jac = None
+    if "gaussian_noise" in g.perturbations:
+        from stcg_model.metrics import jaccard, step_attribution
+        from stcg_model.regions import top_fraction
+
+        noisy = step_attribution(g.S_pert[g.perturbation_index("gaussian_noise")], g.answer_is_eos)
+        jac = jaccard(top_fraction(g.attribution, 0.1), top_fraction(noisy, 0.1))
     rows.nodes["Example"].append({
         "uid": ex, "run_id": run_id, "example_id": g.example_id, "question": g.question,
         "question_type": meta.get("question_type", "unknown"), "answer_type": meta.get("answer_type", "unknown"),
@@ -90,7 +97,7 @@ def graph_rows(g: STCGraph, run_id: str, top_k: int, store_ref: dict | None = No
         "n_tokens": len(g.tokens), "n_steps": len(g.answer_tokens),
         "mean_drift": _f(g.drift.mean()) if len(g.drift) else 0.0,
         "attribution_entropy": _f(entropy_bits(g.attribution)),
-        "deletion_auc": None if auc is None else auc[0], "deletion_auc_random": None if auc is None else auc[1],
+        "stability_jaccard": jac, "deletion_auc": None if auc is None else auc[0], "deletion_auc_random": None if auc is None else auc[1],
         "store_shard": (store_ref or {}).get("shard"), "store_key": (store_ref or {}).get("key"),
         "failed": False, "error": None,
     })

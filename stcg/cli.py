@@ -104,6 +104,10 @@ def _register_optional_commands() -> None:
     from ingest.cli import ingest
 
     cli.add_command(ingest)
+    from queries.cli import metrics, query
+
+    cli.add_command(query)
+    cli.add_command(metrics)
 
 
 _register_optional_commands()

@@ -1,0 +1,24 @@
+// name: example_links
+// question: One example's links as a table: every token -> region and step -> region link (weight, rank) and every token's dW under each perturbation.
+// param: example_id string  -- the example's id (e.g. easy-vqa:test:0)
+// param: run_id string = null  -- run id or name (default: the latest complete run)
+MATCH (r:Run)
+WHERE CASE WHEN $run_id IS NULL THEN r.status = 'complete' ELSE r.uid = $run_id OR r.name = $run_id END
+WITH r ORDER BY r.finished_at DESC LIMIT 1
+MATCH (r)-[:HAS_EXAMPLE]->(e:Example {example_id: $example_id})
+WHERE e.complete
+CALL (e) {
+  MATCH (e)-[:HAS_TOKEN]->(t:Token)-[a:ATTENDS]->(g:Region)
+  RETURN 'token' AS source, t.index AS source_index, t.text AS source_text, null AS perturbation,
+         g.index AS region, g.row AS row, g.col AS col, a.weight AS value, a.rank AS rank
+  UNION ALL
+  MATCH (e)-[:HAS_STEP]->(s:Timestep)-[a:ATTENDS]->(g:Region)
+  RETURN 'step' AS source, s.step AS source_index, s.token AS source_text, null AS perturbation,
+         g.index AS region, g.row AS row, g.col AS col, a.weight AS value, a.rank AS rank
+  UNION ALL
+  MATCH (e)-[:HAS_TOKEN]->(t:Token)-[d:DW]->(g:Region)
+  RETURN 'dW' AS source, t.index AS source_index, t.text AS source_text, d.perturbation AS perturbation,
+         g.index AS region, g.row AS row, g.col AS col, d.dW AS value, d.rank AS rank
+}
+RETURN source, source_index, source_text, perturbation, region, row, col, value, rank
+ORDER BY source, perturbation, source_index, rank
