@@ -91,3 +91,24 @@ def metrics(run, store, n_boot, by_question_type, fmt, uri, username, password, 
     df = metrics_table(graphs, qtypes, n_boot=n_boot, by_question_type=by_question_type)
     click.echo(f"run {run_id}: {len(graphs)} examples")
     click.echo(_format(df, fmt).rstrip())
+
+
+@click.command("report")
+@click.option("--run", "run", default=None, help="Run id or name [default: the latest complete run].")
+@click.option("--out", default="report.html", show_default=True, type=click.Path(dir_okay=False), help="HTML file to write.")
+@click.option("--store", default="out/store", show_default=True, type=click.Path(file_okay=False), help="File store root of the run.")
+@click.option("--examples", default=4, show_default=True, help="Examples shown with heatmaps on their images.")
+@click.option("--bootstrap", "n_boot", default=500, show_default=True, help="Bootstrap resamples for the metric intervals.")
+@neo4j_options
+def report(run, out, store, examples, n_boot, uri, username, password, database):
+    """Write one self-contained HTML report of a run (tables, plots, metrics, example heatmaps; works offline)."""
+    from queries.library import QueryLibrary
+    from queries.metrics import resolve_run
+    from queries.report import build_report
+    from stcg.db import connect
+
+    settings = settings_from(uri, username, password, database)
+    with connect(settings) as driver:
+        run_id = resolve_run(driver, run, settings.database)
+        path = build_report(QueryLibrary(driver, settings.database), run_id, store, out, examples=examples, n_boot=n_boot)
+    click.echo(f"wrote {path}")

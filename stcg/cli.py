@@ -104,10 +104,11 @@ def _register_optional_commands() -> None:
     from ingest.cli import ingest
 
     cli.add_command(ingest)
-    from queries.cli import metrics, query
+    from queries.cli import metrics, query, report
 
     cli.add_command(query)
     cli.add_command(metrics)
+    cli.add_command(report)
 
 
 _register_optional_commands()

@@ -16,7 +16,8 @@ def connect(settings: Neo4jSettings | None = None, timeout: float = 10.0) -> Dri
     """
     settings = settings or Neo4jSettings.from_env()
     try:
-        driver = GraphDatabase.driver(settings.uri, auth=settings.auth, connection_timeout=timeout)
+        driver = GraphDatabase.driver(settings.uri, auth=settings.auth, connection_timeout=timeout,
+                                      notifications_min_severity="OFF", max_transaction_retry_time=15.0)
     except (ValueError, ConfigurationError) as e:
         raise StcgError(f"invalid NEO4J_URI {settings.uri!r}: {e}") from None
     try:

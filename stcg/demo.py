@@ -1,9 +1,12 @@
 """``stcg demo``: the main job on the embedded defaults, end to end.
 
-local Neo4j -> schema -> demo model on easy-VQA -> STCGs -> Neo4j -> query library -> report.
-Steps whose packages are not built yet say so and are skipped; everything that exists runs.
+local Neo4j -> schema -> demo model on easy-VQA test questions (all six perturbations) -> STCGs in
+Neo4j and the file store -> every query template -> report.html -> what to open next.
 """
 from __future__ import annotations
+
+import time
+from pathlib import Path
 
 import click
 
@@ -11,20 +14,63 @@ from stcg.config import Neo4jSettings
 
 
 @click.command("demo")
-@click.option("--examples", default=200, show_default=True, help="easy-VQA test examples to ingest.")
-@click.option("--out", type=click.Path(file_okay=False), default="out/demo", show_default=True, help="Where the report and file store go.")
+@click.option("--examples", default=200, show_default=True, help="easy-VQA test questions to ingest (a seeded sample).")
+@click.option("--out", type=click.Path(file_okay=False), default="out/demo", show_default=True,
+              help="Where report.html, the query results and the file store go.")
+@click.option("--batch-size", default=16, show_default=True, help="Examples per model pass.")
 @click.option("--no-server", is_flag=True, help="Do not start the local Neo4j; use NEO4J_URI as it is.")
-def demo(examples, out, no_server):
-    """Run the whole job on the embedded defaults (local Neo4j, demo model, easy-VQA)."""
-    from ingest.schema import ensure_schema
+def demo(examples, out, batch_size, no_server):
+    """Run the whole job on the embedded defaults (local Neo4j, demo model, easy-VQA).
+
+    Ingests a seeded sample of easy-VQA test questions with the shipped demo model and all six
+    perturbations, runs every query template (results in <out>/queries/), writes <out>/report.html
+    and prints what to open next. Running it again resumes / reuses the same run.
+    """
+    from ingest.pipeline import IngestConfig, run_ingest
+    from queries.library import QueryLibrary, load_template, template_names
+    from queries.report import build_report
     from stcg.db import connect
     from stcg.neo4j_runtime import LocalNeo4j
 
+    t0 = time.time()
     settings = Neo4jSettings.from_env()
+    browser = None
     if not no_server:
-        LocalNeo4j(password=settings.password).start(log=click.echo)
-    with connect(settings) as driver:
-        ensure_schema(driver, settings.database)
+        st = LocalNeo4j(password=settings.password).start(log=click.echo)
+        browser = f"{st.http_uri}/browser/" if st.http_uri else None
+    out_dir = Path(out)
+    store = out_dir / "store"
     click.echo(f"[1/4] Neo4j ready: {settings.redacted()}")
-    for step, what in ((2, "ingest easy-VQA with the demo model"), (3, "run the query library"), (4, "write report.html")):
-        click.echo(f"[{step}/4] {what}: not yet available in this version")
+    cfg = IngestConfig(dataset="easy-vqa", split="test", sample=examples, seed=0, batch_size=batch_size,
+                       store=str(store), run_name=f"demo-easy-vqa-{examples}")
+    click.echo(f"[2/4] ingesting {examples} easy-VQA test questions with the demo model")
+    summary = run_ingest(cfg, settings, log=click.echo)
+    click.echo("      " + summary.describe())
+    click.echo("[3/4] running every query template")
+    qdir = out_dir / "queries"
+    qdir.mkdir(parents=True, exist_ok=True)
+    with connect(settings) as driver:
+        lib = QueryLibrary(driver, settings.database)
+        for name in template_names():
+            t = load_template(name)
+            params = {"run_id": summary.run_id} if any(p.name == "run_id" for p in t.params) else {}
+            if name == "compare_runs":
+                params = {"run_a": summary.run_id, "run_b": summary.run_id}
+            if name == "example_links":
+                first = lib.run("flips", run_id=summary.run_id, perturbation="color_shift", limit=1)
+                params["example_id"] = first["example_id"].iloc[0] if len(first) else "easy-vqa:test:0"
+            df = lib.run(name, **params)
+            df.to_csv(qdir / f"{name}.csv", index=False)
+            click.echo(f"      {name:<32}{len(df):>5} rows")
+        click.echo("[4/4] writing the report")
+        report = build_report(lib, summary.run_id, str(store), out_dir / "report.html")
+        summary_table = lib.run("perturbation_summary", run_id=summary.run_id)
+    click.echo("\nPer perturbation (mean |dW|_F, flip rate, mean dp):")
+    click.echo(summary_table[["perturbation", "examples", "mean_dW_fro", "flip_rate", "mean_dp"]]
+               .to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    click.echo(f"\nDone in {time.time() - t0:.0f} s. Open:")
+    click.echo(f"  report         {report.resolve()}")
+    if browser:
+        click.echo(f"  Neo4j Browser  {browser}  (user {settings.username}, password from NEO4J_PASSWORD)")
+    click.echo(f"  first query    stcg query run flips --param perturbation=color_shift --param run_id={summary.run_id}")
+    click.echo("  in Browser     :param run_id => null  then paste queries/cypher/example_graph.cypher")

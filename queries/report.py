@@ -1,0 +1,158 @@
+"""``stcg report``: one self-contained HTML file (works offline) summarising a run.
+
+Sections: per-perturbation table and a |dW| vs flip-rate plot, token-type localisation, temporal
+drift by question type, the metrics with bootstrap intervals, and example heatmaps on their images.
+Every number comes from the query library or the run's file store; plotly.js is embedded once.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from queries.library import QueryLibrary
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
+h1{font-size:1.6rem} h2{font-size:1.2rem;margin-top:2.2rem;border-bottom:1px solid #ddd;padding-bottom:.3rem}
+table{border-collapse:collapse;font-size:.85rem;margin:.6rem 0} td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:right}
+th{background:#f4f4f4} td:first-child,th:first-child{text-align:left} .meta{color:#666;font-size:.85rem}
+.examples{display:flex;flex-wrap:wrap;gap:1rem} figure{margin:0;width:250px} figure img{width:250px;image-rendering:pixelated}
+figcaption{font-size:.8rem;color:#444} code{background:#f4f4f4;padding:0 .2rem}
+"""
+
+
+def _table(df: pd.DataFrame, floatfmt: str = "{:.4f}") -> str:
+    if df is None or df.empty:
+        return "<p class='meta'>(no rows)</p>"
+    fmt = {c: (lambda v, f=floatfmt: "" if pd.isna(v) else f.format(v)) for c in df.columns if df[c].dtype.kind == "f"}
+    return df.to_html(index=False, escape=True, formatters=fmt, border=0)
+
+
+def _png_data_uri(image) -> str:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+class _Figures:
+    """Plotly figures as HTML fragments; the first one carries plotly.js (offline)."""
+
+    def __init__(self):
+        self.first = True
+
+    def html(self, fig) -> str:
+        out = fig.to_html(full_html=False, include_plotlyjs=self.first, config={"displaylogo": False})
+        self.first = False
+        return out
+
+
+def _example_figures(graphs, n: int) -> str:
+    from stcg_model.images import open_image
+    from stcg_model.plots import overlay
+    from stcg_model.regions import RegionGrid
+
+    blocks = []
+    for g in graphs[:n]:
+        path = (g.meta or {}).get("image_path")
+        try:
+            image = open_image(path)
+        except Exception:
+            continue
+        scale = max(1, 250 // max(1, min(image.size)))
+        big = image.resize((image.width * scale, image.height * scale)) if scale > 1 else image
+        grid = RegionGrid(g.grid, big.width, big.height)
+        tiles = [("image", big)]
+        content = [i for i, k in enumerate(g.word_kinds) if k == "content"]
+        if content:
+            wi = content[0]
+            tiles.append((f"word '{g.words[wi]}' -> regions", overlay(big, g.word_regions(wi), grid)))
+        tiles.append((f"answer step 0 '{g.answer_tokens[0]}' -> regions", overlay(big, g.S[0], grid)))
+        k = int(np.argmax(g.dW_fro)) if len(g.dW_fro) else None
+        if k is not None:
+            tiles.append((f"dW under {g.perturbations[k]} (answer {g.perturbed_answers[k]!r})",
+                          overlay(big, g.dW[k].mean(0), grid, signed=True)))
+        cap = html.escape(f"{g.question} -> {g.answer} (p={g.p_clean:.2f})")
+        figs = "".join(f"<figure><img alt='{html.escape(t)}' src='{_png_data_uri(im)}'><figcaption>{html.escape(t)}</figcaption></figure>"
+                       for t, im in tiles)
+        blocks.append(f"<h3>{cap}</h3><div class='examples'>{figs}</div>")
+    return "".join(blocks) or "<p class='meta'>(no example images available)</p>"
+
+
+def build_report(lib: QueryLibrary, run_id: str, store_root: str, out: str | Path, examples: int = 4,
+                 n_boot: int = 500) -> Path:
+    """Write the report of ``run_id`` to ``out``; returns its path."""
+    import plotly.graph_objects as go
+
+    from queries.metrics import load_run_graphs, metrics_table
+
+    figs = _Figures()
+    runs = lib.run("runs", limit=1000)
+    run = runs[runs.run_id == run_id].iloc[0].to_dict() if (runs.run_id == run_id).any() else {"run_id": run_id}
+    summary = lib.run("perturbation_summary", run_id=run_id)
+    loc = lib.run("token_localisation", run_id=run_id, group_by="kind", min_count=1)
+    words = lib.run("token_localisation", run_id=run_id, group_by="word", min_count=3, limit=15)
+    drift = lib.run("temporal_drift", run_id=run_id)
+    dissoc = lib.run("dissociation", run_id=run_id)
+    graphs, qtypes = load_run_graphs(lib.driver, run_id, store_root, lib.database)
+    metrics = metrics_table(graphs, qtypes, n_boot=n_boot, by_question_type=False) if graphs else pd.DataFrame()
+
+    parts = [f"<h1>STCG report: {html.escape(str(run.get('name') or run_id))}</h1>",
+             f"<p class='meta'>run <code>{html.escape(run_id)}</code> · model {html.escape(str(run.get('model')))} · dataset "
+             f"{html.escape(str(run.get('dataset')))} {html.escape(str(run.get('split') or ''))} · {run.get('complete', len(graphs))} "
+             f"complete examples · generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC</p>"]
+
+    parts.append("<h2>Perturbations: internal change vs answer change</h2>")
+    parts.append(_table(summary))
+    if not summary.empty:
+        fig = go.Figure(go.Scatter(x=summary["mean_dW_fro"], y=summary["flip_rate"], mode="markers+text",
+                                   text=summary["perturbation"], textposition="top center",
+                                   marker={"size": 14, "color": summary["mean_abs_dp"], "colorscale": "Viridis",
+                                           "colorbar": {"title": "mean |dp|"}}))
+        fig.update_layout(title="mean |dW|_F vs answer flip rate", xaxis_title="mean |dW|_F", yaxis_title="flip rate",
+                          height=420, margin={"t": 50})
+        parts.append(figs.html(fig))
+    parts.append("<p>Large |dW| with the answer kept (dissociation):</p>" + _table(dissoc))
+
+    parts.append("<h2>Token-type localisation</h2>")
+    parts.append(_table(loc))
+    if not loc.empty:
+        fig = go.Figure([go.Bar(x=loc["group"], y=loc["mean_entropy_bits"], name="entropy (bits)"),
+                         go.Bar(x=loc["group"], y=loc["mean_top_k_mass"], name="top-k mass")])
+        fig.update_layout(barmode="group", title="region-distribution entropy and top-k mass by token kind", height=380)
+        parts.append(figs.html(fig))
+    parts.append("<p>Most localised words:</p>" + _table(words))
+
+    parts.append("<h2>Temporal drift across answer steps</h2>")
+    parts.append(_table(drift))
+    if not drift.empty:
+        fig = go.Figure(go.Bar(x=drift["group"], y=drift["mean_js_bits"]))
+        fig.update_layout(title="mean JS divergence between consecutive steps, by question type", yaxis_title="bits", height=380)
+        parts.append(figs.html(fig))
+
+    parts.append("<h2>Metrics (95% bootstrap intervals over examples)</h2>")
+    parts.append(_table(metrics))
+    if not metrics.empty:
+        m = metrics.dropna(subset=["value"])
+        fig = go.Figure(go.Scatter(x=m["value"], y=m["metric"], mode="markers",
+                                   error_x={"type": "data", "symmetric": False, "array": m["ci_high"] - m["value"],
+                                            "arrayminus": m["value"] - m["ci_low"]}))
+        fig.update_layout(title="metrics with 95% intervals", height=320, margin={"l": 220})
+        parts.append(figs.html(fig))
+
+    parts.append("<h2>Examples</h2>")
+    parts.append(_example_figures(graphs, examples))
+    parts.append("<p class='meta'>Regenerate: <code>stcg report --run " + html.escape(run_id) + "</code>. "
+                 "Each table is a template of <code>stcg query list</code>.</p>")
+
+    page = ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>STCG report</title>"
+            f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    return out
