@@ -41,16 +41,19 @@ class VQAExample:
 
 
 def easy_vqa_question_type(question: str) -> tuple[str, str]:
-    """(question_type, answer_type) of an easy-VQA question, in VQA-v2's vocabulary."""
+    """(question_type, answer_type) of an easy-VQA question, in the style of VQA-v2's types.
+
+    what color / what shape (answer_type other); is there / is a / is no / does the image contain /
+    does the image not contain (answer_type yes/no).
+    """
     q = question.lower().strip()
     if q.startswith("what color"):
         return "what color", "other"
     if q.startswith("what"):
         return "what shape", "other"
-    if q.startswith("does the image contain"):
-        return "does the image contain", "yes/no"
-    if q.startswith("is there"):
-        return "is there", "yes/no"
+    for prefix in ("does the image not contain", "does the image contain", "is there", "is a", "is no"):
+        if q.startswith(prefix):
+            return prefix, "yes/no"
     return "other", "other"
 
 

@@ -113,7 +113,7 @@ class STCGEngine:
         return {
             "model": self.lm.name, "dtype": str(self.lm.dtype).replace("torch.", ""), "layers": self.layers.describe(),
             "seed": self.seed, "max_new_tokens": self.max_new_tokens, "deletion_steps": self.deletion_steps,
-            "num_query_tokens": self.Q, "grid": self.grid_side,
+            "num_query_tokens": self.Q, "grid": self.grid_side, "fill": list(self.fill), "max_side": self.max_side,
             "perturbations": [{"kind": p.kind, **p.params} for p in self.perturbations],
         }
 
