@@ -3,9 +3,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install neo4j neo4j-stop demo test bench clean
+.PHONY: system install neo4j neo4j-stop demo test bench clean
 
-install: $(VENV)/.installed            ## Python deps into .venv (editable install of this project)
+system:                                ## Java, Maven, docker-compose, Chromium (apt, only what is missing)
+	bash scripts/install-system.sh
+
+install: system $(VENV)/.installed     ## Python deps into .venv (editable install of this project)
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip

@@ -19,6 +19,7 @@ import torch
 
 from ingest.datasets import open_dataset
 from ingest.pipeline import IngestConfig, run_ingest
+from ingest.writer import delete_run
 from stcg.db import connect
 from stcg_model.engine import STCGEngine, VQAInput
 from stcg_model.loading import load_model
@@ -64,7 +65,7 @@ def main():
         eng = time.perf_counter() - t
         # C: end-to-end ingestion (fresh run each time)
         run_name = f"bench-ingest-d{deletion}"
-        driver.execute_query("MATCH (n {run_id: $r}) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 5000 ROWS", r=run_name)
+        delete_run(driver, run_name)
         shutil.rmtree(Path(args.store) / run_name, ignore_errors=True)
         cfg = IngestConfig(dataset="easy-vqa", split="test", sample=args.examples, seed=3, model=args.model,
                            device=args.device, batch_size=args.batch_size, deletion_steps=deletion, run_name=run_name,
@@ -82,7 +83,7 @@ def main():
             "file_store_bytes_per_example": round(store_bytes / max(1, summary.written)),
         }
         print(deletion, result[f"deletion_{deletion}"], flush=True)
-        driver.execute_query("MATCH (n {run_id: $r}) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 5000 ROWS", r=run_name)
+        delete_run(driver, run_name)
     out = Path(args.out or f"benchmarks/results/ingest_{args.device}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))

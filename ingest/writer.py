@@ -87,3 +87,9 @@ class Neo4jWriter:
     def run_query(self, cypher: str, **params):
         """A read or write of our own fixed statements (used for Run bookkeeping)."""
         return self._with_retry("run bookkeeping", lambda tx: tx.run(cypher, **params).data())
+
+
+def delete_run(driver: Driver, run_id: str, database: str | None = None) -> None:
+    """Remove every node of a run (and its links), in batches of 10,000 (auto-commit, as Neo4j requires)."""
+    with driver.session(database=database) as session:
+        session.run("MATCH (n {run_id: $r}) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS", r=run_id).consume()

@@ -67,13 +67,14 @@ def explain(image_path, question, model, device, dtype, perturbations, layers, s
 @click.command("train-demo")
 @click.option("--out", default="out/demo-model", show_default=True, type=click.Path(file_okay=False),
               help="Checkpoint folder to write (the shipped one is stcg_model/demo_model).")
-@click.option("--steps", default=3000, show_default=True, help="Optimisation steps.")
+@click.option("--steps", default=4000, show_default=True, help="Optimisation steps.")
 @click.option("--batch-size", default=64, show_default=True, help="Questions per step.")
-@click.option("--lr", default=1e-3, show_default=True, help="Peak learning rate (AdamW, warm-up then cosine).")
+@click.option("--lr", default=5e-4, show_default=True, help="Peak learning rate (AdamW, warm-up then cosine).")
+@click.option("--warmup", default=200, show_default=True, help="Linear warm-up steps.")
 @click.option("--seed", default=0, show_default=True, help="Seed of initialisation and sampling.")
 @click.option("--limit", default=None, type=int, help="Train on a random subset of this many questions.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-def train_demo_cmd(out, steps, batch_size, lr, seed, limit, device):
+def train_demo_cmd(out, steps, batch_size, lr, warmup, seed, limit, device):
     """Train the tiny BLIP-2 demo model (T5 language model) on the easy-VQA train split.
 
     Seeded and reproducible; the tokenizer is built from easy-VQA's words and saved with the
@@ -86,8 +87,8 @@ def train_demo_cmd(out, steps, batch_size, lr, seed, limit, device):
         from stcg.errors import StcgError
 
         raise StcgError("--steps and --batch-size must be positive")
-    cfg = DemoConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
-    train_demo(out, cfg, device=str(resolve_device(device)), limit=limit, log=click.echo)
+    cfg = DemoConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, seed=seed)
+    train_demo(out, cfg, device=str(resolve_device(device)), limit=limit, log=click.echo, save_every=500)
 
 
 @click.command("eval")

@@ -32,10 +32,10 @@ class DemoConfig:
     layers: int = 3               # ViT layers and T5 encoder/decoder layers each
     qformer_layers: int = 2
     heads: int = 4
-    steps: int = 2500
+    steps: int = 4000
     batch_size: int = 64
-    lr: float = 1e-3
-    warmup: int = 100
+    lr: float = 5e-4
+    warmup: int = 200
     weight_decay: float = 0.01
     seed: int = 0
 
@@ -64,8 +64,15 @@ def _encode_answers(tokenizer, answers: list[str]) -> torch.Tensor:
     return labels
 
 
+def _save(model, processor, out_dir: Path, record: dict) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    (out_dir / "training.json").write_text(json.dumps(record, indent=1))
+
+
 def train_demo(out_dir: str | Path, cfg: DemoConfig | None = None, device: str = "cpu", limit: int | None = None,
-               log: Callable[[str], None] = print, progress: bool = True) -> dict:
+               log: Callable[[str], None] = print, progress: bool = True, save_every: int = 0) -> dict:
     """Train on the easy-VQA train split and save the checkpoint to ``out_dir``; returns the training record."""
     from tqdm.auto import tqdm
 
@@ -118,15 +125,17 @@ def train_demo(out_dir: str | Path, cfg: DemoConfig | None = None, device: str =
         if step % 10 == 0 or step == cfg.steps - 1:
             bar.set_postfix(loss=f"{ema_loss:.3f}", acc=f"{ema_acc:.3f}")
             history.append({"step": step, "loss": round(loss, 5), "ema_loss": round(ema_loss, 5), "ema_acc": round(ema_acc, 4)})
+        if save_every and step and step % save_every == 0:  # a crash or a deadline never loses the run
+            model.eval()
+            _save(model, processor, Path(out_dir), {"config": asdict(cfg), "step": step, "history": history,
+                                                    "seconds": round(time.time() - t0, 1), "partial": True})
+            model.train()
     seconds = time.time() - t0
     model.eval()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
     record = {"config": asdict(cfg), "device": device, "machine": platform.machine(), "threads": torch.get_num_threads(),
               "train_questions": len(train), "seconds": round(seconds, 1), "history": history,
               "parameters": sum(p.numel() for p in model.parameters())}
-    (out_dir / "training.json").write_text(json.dumps(record, indent=1))
+    _save(model, processor, out_dir, record)
     log(f"trained {record['parameters']:,} parameters for {cfg.steps} steps in {seconds:.0f} s -> {out_dir}")
     return record
