@@ -97,6 +97,7 @@ def graph_rows(g: STCGraph, run_id: str, top_k: int, store_ref: dict | None = No
         "n_tokens": len(g.tokens), "n_steps": len(g.answer_tokens),
         "mean_drift": _f(g.drift.mean()) if len(g.drift) else 0.0,
         "attribution_entropy": _f(entropy_bits(g.attribution)),
+        "attribution": [float(x) for x in g.attribution],
         "stability_jaccard": jac, "deletion_auc": None if auc is None else auc[0], "deletion_auc_random": None if auc is None else auc[1],
         "store_shard": (store_ref or {}).get("shard"), "store_key": (store_ref or {}).get("key"),
         "failed": False, "error": None,

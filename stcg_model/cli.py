@@ -73,8 +73,10 @@ def explain(image_path, question, model, device, dtype, perturbations, layers, s
 @click.option("--warmup", default=200, show_default=True, help="Linear warm-up steps.")
 @click.option("--seed", default=0, show_default=True, help="Seed of initialisation and sampling.")
 @click.option("--limit", default=None, type=int, help="Train on a random subset of this many questions.")
+@click.option("--init-from", default=None, type=click.Path(file_okay=False, exists=True),
+              help="Continue training from this checkpoint folder.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-def train_demo_cmd(out, steps, batch_size, lr, warmup, seed, limit, device):
+def train_demo_cmd(out, steps, batch_size, lr, warmup, seed, limit, init_from, device):
     """Train the tiny BLIP-2 demo model (T5 language model) on the easy-VQA train split.
 
     Seeded and reproducible; the tokenizer is built from easy-VQA's words and saved with the
@@ -88,7 +90,8 @@ def train_demo_cmd(out, steps, batch_size, lr, warmup, seed, limit, device):
 
         raise StcgError("--steps and --batch-size must be positive")
     cfg = DemoConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, seed=seed)
-    train_demo(out, cfg, device=str(resolve_device(device)), limit=limit, log=click.echo, save_every=500)
+    train_demo(out, cfg, device=str(resolve_device(device)), limit=limit, log=click.echo, save_every=500,
+               init_from=init_from)
 
 
 @click.command("eval")

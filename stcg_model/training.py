@@ -72,8 +72,12 @@ def _save(model, processor, out_dir: Path, record: dict) -> None:
 
 
 def train_demo(out_dir: str | Path, cfg: DemoConfig | None = None, device: str = "cpu", limit: int | None = None,
-               log: Callable[[str], None] = print, progress: bool = True, save_every: int = 0) -> dict:
-    """Train on the easy-VQA train split and save the checkpoint to ``out_dir``; returns the training record."""
+               log: Callable[[str], None] = print, progress: bool = True, save_every: int = 0,
+               init_from: str | Path | None = None) -> dict:
+    """Train on the easy-VQA train split and save the checkpoint to ``out_dir``; returns the training record.
+
+    ``init_from`` continues from a checkpoint folder (its tokenizer and architecture are kept).
+    """
     from tqdm.auto import tqdm
 
     from ingest.datasets import easy_vqa_vocabulary, load_easy_vqa
@@ -87,7 +91,15 @@ def train_demo(out_dir: str | Path, cfg: DemoConfig | None = None, device: str =
     mcfg = blip2_config("t5", vocab_size=len(tokenizer), image_token_id=image_token_id, image_size=cfg.image_size,
                         patch_size=cfg.patch_size, num_query_tokens=cfg.num_query_tokens, hidden=cfg.hidden,
                         layers=cfg.layers, qformer_layers=cfg.qformer_layers, heads=cfg.heads)
-    model = build_model(mcfg, seed=cfg.seed).to(device).train()
+    model = build_model(mcfg, seed=cfg.seed)
+    if init_from is not None:
+        from transformers import Blip2ForConditionalGeneration, Blip2Processor
+
+        model = Blip2ForConditionalGeneration.from_pretrained(str(init_from), attn_implementation="eager")
+        processor = Blip2Processor.from_pretrained(str(init_from))
+        tokenizer = processor.tokenizer
+        image_token_id = model.config.image_token_id
+    model = model.to(device).train()
 
     train = load_easy_vqa("train")
     if limit:
@@ -133,7 +145,7 @@ def train_demo(out_dir: str | Path, cfg: DemoConfig | None = None, device: str =
     seconds = time.time() - t0
     model.eval()
     out_dir = Path(out_dir)
-    record = {"config": asdict(cfg), "device": device, "machine": platform.machine(), "threads": torch.get_num_threads(),
+    record = {"config": asdict(cfg), "init_from": str(init_from) if init_from else None, "device": device, "machine": platform.machine(), "threads": torch.get_num_threads(),
               "train_questions": len(train), "seconds": round(seconds, 1), "history": history,
               "parameters": sum(p.numel() for p in model.parameters())}
     _save(model, processor, out_dir, record)

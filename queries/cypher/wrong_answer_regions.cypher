@@ -5,14 +5,16 @@
 MATCH (r:Run)
 WHERE CASE WHEN $run_id IS NULL THEN r.status = 'complete' ELSE r.uid = $run_id OR r.name = $run_id END
 WITH r ORDER BY r.finished_at DESC LIMIT 1
-MATCH (r)-[:HAS_EXAMPLE]->(e:Example)-[:HAS_REGION]->(g:Region)
+MATCH (r)-[:HAS_EXAMPLE]->(e:Example)
 WHERE e.complete AND e.correct IS NOT NULL
-WITH g.row AS row, g.col AS col,
-     avg(CASE WHEN NOT e.correct THEN g.attribution END) AS wrong_attribution,
-     avg(CASE WHEN e.correct THEN g.attribution END) AS right_attribution,
-     count(DISTINCT CASE WHEN NOT e.correct THEN e END) AS wrong_examples,
-     count(DISTINCT CASE WHEN e.correct THEN e END) AS right_examples
-RETURN row, col, wrong_attribution, right_attribution,
+WITH e.grid AS grid, e.correct AS correct, e.attribution AS attribution
+UNWIND range(0, size(attribution) - 1) AS idx
+WITH grid, idx,
+     avg(CASE WHEN NOT correct THEN attribution[idx] END) AS wrong_attribution,
+     avg(CASE WHEN correct THEN attribution[idx] END) AS right_attribution,
+     count(CASE WHEN NOT correct THEN 1 END) AS wrong_examples,
+     count(CASE WHEN correct THEN 1 END) AS right_examples
+RETURN idx / grid AS row, idx % grid AS col, wrong_attribution, right_attribution,
        coalesce(wrong_attribution, 0.0) - coalesce(right_attribution, 0.0) AS excess, wrong_examples, right_examples
 ORDER BY excess DESC, row, col
 LIMIT $limit
