@@ -39,3 +39,26 @@ def run_id(driver, neo4j_settings):
             "MATCH (n) WHERE n.run_id = $rid CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 5000 ROWS",
             rid=rid,
         ).consume()
+
+
+TINY_SEED = 11
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> str:
+    """A tiny random BLIP-2 (T5) saved with save_pretrained, loaded by path like any checkpoint."""
+    from stcg_model.tiny import tiny_blip2
+
+    d = tmp_path_factory.mktemp("tiny-ckpt")
+    lm = tiny_blip2("t5", seed=TINY_SEED)
+    lm.model.save_pretrained(d)
+    lm.processor.save_pretrained(d)
+    return str(d)
+
+
+def ingest_fixture_run(folder, checkpoint: str, run_id: str, store, **kw):
+    """Ingest a VQA-v2-format fixture folder with a checkpoint into the real Neo4j (quietly)."""
+    from ingest.pipeline import IngestConfig, run_ingest
+
+    cfg = IngestConfig(dataset=f"vqa-v2:{folder}", model=checkpoint, device="cpu", run_name=run_id, store=str(store), **kw)
+    return run_ingest(cfg, progress=False, log=lambda s: None)

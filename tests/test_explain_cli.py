@@ -15,12 +15,8 @@ from stcg_model.tiny import tiny_blip2
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ckpt")
-    lm = tiny_blip2("t5", seed=5)
-    lm.model.save_pretrained(d)
-    lm.processor.save_pretrained(d)
-    return d
+def checkpoint(tiny_checkpoint):
+    return tiny_checkpoint
 
 
 def run(*args):
@@ -31,7 +27,9 @@ def run(*args):
 def test_loaded_checkpoint_is_eager_and_equal_to_saved(checkpoint):
     lm = load_model(str(checkpoint), device="cpu")
     assert lm.model.config._attn_implementation == "eager" and lm.dtype.is_floating_point
-    ref = tiny_blip2("t5", seed=5)
+    from tests.conftest import TINY_SEED
+
+    ref = tiny_blip2("t5", seed=TINY_SEED)
     for (n1, p1), (n2, p2) in zip(lm.model.state_dict().items(), ref.model.state_dict().items()):
         assert n1 == n2 and np.array_equal(p1.numpy(), p2.numpy()), n1
 

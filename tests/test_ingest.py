@@ -18,17 +18,6 @@ from stcg.errors import StcgError
 from tests.vqa_fixtures import make_vqa_v2_folder
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    from stcg_model.tiny import tiny_blip2
-
-    d = tmp_path_factory.mktemp("tiny-ckpt")
-    lm = tiny_blip2("t5", seed=11)
-    lm.model.save_pretrained(d)
-    lm.processor.save_pretrained(d)
-    return str(d)
-
-
 @pytest.fixture
 def vqa_folder(tmp_path):
     return make_vqa_v2_folder(tmp_path / "vqa", n_images=4, questions_per_image=2)

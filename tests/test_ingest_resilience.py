@@ -22,17 +22,6 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    from stcg_model.tiny import tiny_blip2
-
-    d = tmp_path_factory.mktemp("tiny-ckpt")
-    lm = tiny_blip2("t5", seed=11)
-    lm.model.save_pretrained(d)
-    lm.processor.save_pretrained(d)
-    return str(d)
-
-
 def test_neo4j_restart_mid_run_loses_nothing(tmp_path, tiny_checkpoint):
     server = LocalNeo4j(home=tmp_path / "neo4j", bolt_port=_free_port(), http_port=_free_port(), password=PASSWORD,
                         heap="384m", pagecache="64m")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ingest.pipeline import IngestConfig, run_ingest
+from tests.conftest import ingest_fixture_run
 from queries import views
 from queries.library import QueryLibrary
 from tests.vqa_fixtures import make_vqa_v2_folder
@@ -16,17 +16,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def ingested(tmp_path_factory, driver):
-    from stcg_model.tiny import tiny_blip2
-
+def ingested(tmp_path_factory, driver, tiny_checkpoint):
     tmp = tmp_path_factory.mktemp("views")
-    lm = tiny_blip2("t5", seed=4)
-    lm.model.save_pretrained(tmp / "ckpt")
-    lm.processor.save_pretrained(tmp / "ckpt")
     folder = make_vqa_v2_folder(tmp / "vqa", n_images=3, questions_per_image=2)
     run_id = "test-views-" + tmp.name[-6:]
-    run_ingest(IngestConfig(dataset=f"vqa-v2:{folder}", model=str(tmp / "ckpt"), device="cpu", run_name=run_id,
-                            store=str(tmp / "store"), deletion_steps=0), progress=False, log=lambda s: None)
+    ingest_fixture_run(folder, tiny_checkpoint, run_id, tmp / "store", deletion_steps=0)
     # the notebook's default run is the latest complete one
     yield {"run_id": run_id, "store": str(tmp / "store"), "lib": QueryLibrary(driver)}
     with driver.session() as s:
