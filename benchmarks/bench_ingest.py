@@ -55,7 +55,7 @@ def main():
         with torch.no_grad():
             for s in range(0, len(prepared), args.batch_size):
                 rows = [(p, None) for p in prepared[s:s + args.batch_size] for _ in range(7)]
-                pv = engine._pixel_values(arrays[7 * s:7 * (s + args.batch_size)], [])
+                pv = engine._pixel_values(arrays[7 * s:7 * (s + args.batch_size)])
                 ids, am = engine._encoder_inputs(rows)
                 lm.model.generate(pixel_values=pv, input_ids=ids, attention_mask=am, max_new_tokens=10, do_sample=False)
         bare = time.perf_counter() - t

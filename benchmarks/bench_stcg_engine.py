@@ -94,7 +94,7 @@ def main():
             arrays.append(ex.pixels)
             for spec in engine.perturbations:
                 arrays.append(engine._perturb(ex, spec, g.attribution))
-        pv = engine._pixel_values(arrays, [False] * len(arrays))
+        pv = engine._pixel_values(arrays)
         ids, am = engine._encoder_inputs([(p, None) for p in prepared for _ in range(7)])
 
         def bare():

@@ -15,7 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from stcg import __version__
@@ -103,7 +103,7 @@ RETURN complete, failed
 DONE = "MATCH (e:Example {run_id: $run_id}) WHERE e.complete RETURN e.example_id AS id"
 
 
-def _load_inputs(batch, run_id, store, log_failure):
+def _load_inputs(batch, log_failure):
     """VQAInputs for a batch; examples that cannot be read become failures (reason recorded)."""
     from stcg_model.engine import VQAInput
 
@@ -131,7 +131,7 @@ def run_ingest(cfg: IngestConfig, settings: Neo4jSettings | None = None, log: Ca
     from tqdm.auto import tqdm
 
     from ingest.datasets import open_dataset
-    from ingest.rows import GraphRows, example_uid, failure_rows, graph_rows
+    from ingest.rows import GraphRows, failure_rows, graph_rows
     from ingest.schema import ensure_schema
     from ingest.store import FileStore
     from ingest.writer import Neo4jWriter
@@ -203,7 +203,7 @@ def run_ingest(cfg: IngestConfig, settings: Neo4jSettings | None = None, log: Ca
                 if errors:
                     break
                 batch = todo[s:s + cfg.batch_size]
-                inputs, failed = _load_inputs(batch, run_id, store, log_failure)
+                inputs, failed = _load_inputs(batch, log_failure)
                 graphs = []
                 if inputs:
                     try:
@@ -243,4 +243,4 @@ def run_ingest(cfg: IngestConfig, settings: Neo4jSettings | None = None, log: Ca
         driver.close()
 
 
-__all__ = ["IngestConfig", "IngestSummary", "run_ingest", "make_run_id", "asdict"]
+__all__ = ["IngestConfig", "IngestSummary", "run_ingest", "make_run_id"]

@@ -72,7 +72,7 @@ def graph_rows(g: STCGraph, run_id: str, top_k: int, store_ref: dict | None = No
     """All rows of one example. ``store_ref`` (shard, key) points at its dense arrays on disk."""
     rows = GraphRows()
     ex = example_uid(run_id, g.example_id)
-    P, K = g.num_regions, len(g.perturbations)
+    P = g.num_regions
     k = max(1, min(int(top_k), P))
     meta = g.meta or {}
     gt = meta.get("gt_answer")

@@ -196,7 +196,7 @@ class STCGEngine:
         ctx = PerturbationContext(fill=self.fill, grid=ex.grid, attribution=attribution)
         return apply_perturbation(spec, ex.pixels, self.seed, ex.ex.example_id, ctx)
 
-    def _pixel_values(self, arrays: Sequence[np.ndarray], same_as_original: Sequence[bool]) -> torch.Tensor:
+    def _pixel_values(self, arrays: Sequence[np.ndarray]) -> torch.Tensor:
         images = [to_image(a) for a in arrays]
         pv = self.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
         return pv.to(self.lm.device, self.lm.dtype)
@@ -213,10 +213,10 @@ class STCGEngine:
 
     # ------------------------------------------------------------------ model passes
     @torch.no_grad()
-    def _encode(self, rows, capture: AttentionCapture | None):
+    def _encode(self, rows):
         """Vision + Q-Former + T5 encoder for every row; returns encoder outputs and attention mask."""
         model = self.model
-        pv = self._pixel_values([a for _, a in rows], [False] * len(rows))
+        pv = self._pixel_values([a for _, a in rows])
         ids, am = self._encoder_inputs(rows)
         feats = model.get_image_features(pv, return_dict=True).pooler_output
         embeds = model.get_input_embeddings()(ids)
@@ -249,7 +249,7 @@ class STCGEngine:
         """Encode all rows once, greedy-decode them, then teacher-force each example's clean answer."""
         with AttentionCapture(self.model, self.layers) as cap:
             with cap.recording("qformer.cross", "lm.encoder.self"):
-                enc, am = self._encode(rows, cap)
+                enc, am = self._encode(rows)
             C_raw = cap.pop("qformer.cross")
             E_raw = cap.pop("lm.encoder.self")
             gen = self.model.language_model.generate(
@@ -316,7 +316,7 @@ class STCGEngine:
         chunk = max(1, 2 * steps)
         for s in range(0, len(rows), chunk * 4):
             part = rows[s:s + chunk * 4]
-            enc, am = self._encode(part, None)
+            enc, am = self._encode(part)
             lps = self._teacher_forced(enc, am, row_answers[s:s + chunk * 4])
             probs.extend(float(np.exp(lp.sum())) for lp in lps)
         out = []

@@ -31,7 +31,7 @@ deletion_curve_random (D+1,)      the same in a seeded random order
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -209,4 +209,4 @@ def graphs_equal(a: STCGraph, b: STCGraph) -> bool:
     return aa.keys() == bb.keys() and all(aa[k].dtype == bb[k].dtype and np.array_equal(aa[k], bb[k]) for k in aa)
 
 
-__all__ = ["STCGraph", "graphs_equal", "ARRAY_FIELDS", "asdict"]
+__all__ = ["STCGraph", "graphs_equal", "ARRAY_FIELDS"]

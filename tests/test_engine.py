@@ -73,14 +73,14 @@ def test_captured_lm_attention_equals_output_attentions(lm, engine):
     answers = [[5, 7, 1]]
     with AttentionCapture(lm.model, "mean") as cap:
         with cap.recording("qformer.cross", "lm.encoder.self"):
-            enc, am = engine._encode(rows, cap)
+            enc, am = engine._encode(rows)
         E = cap.pop("lm.encoder.self")[0].numpy()
         C = cap.pop("qformer.cross")[0].numpy()
         with cap.recording("lm.decoder.cross"):
             engine._teacher_forced(enc, am, answers)
         D = cap.pop("lm.decoder.cross")[0].numpy()
     ids, am = engine._encoder_inputs(rows)
-    pv = engine._pixel_values([ex.pixels], [False])
+    pv = engine._pixel_values([ex.pixels])
     lm.model.qformer.config.output_attentions = True
     try:
         with torch.no_grad():
@@ -114,7 +114,7 @@ def test_teacher_forced_probability_equals_generate(lm, engine, graphs):
     g = graphs[0]
     ex = engine._prepare(_examples(1)[0])
     ids, am = engine._encoder_inputs([(ex, ex.pixels)])
-    pv = engine._pixel_values([ex.pixels], [False])
+    pv = engine._pixel_values([ex.pixels])
     gen = lm.model.generate(pixel_values=pv, input_ids=ids, attention_mask=am, max_new_tokens=engine.max_new_tokens,
                             do_sample=False, return_dict_in_generate=True, output_scores=True)
     steps = torch.stack([s.float().log_softmax(-1) for s in gen.scores], 1)[0]

@@ -7,11 +7,9 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from ingest.pipeline import IngestConfig, run_ingest
 from stcg.errors import StcgError
