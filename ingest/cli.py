@@ -19,6 +19,7 @@ from stcg.options import neo4j_options, settings_from
 @click.option("--perturbations", default="all", show_default=True, help="Comma-separated kinds, each optionally kind:param=value;param=value.")
 @click.option("--top-k", default=5, show_default=True, help="Region links kept per token / step / dW row.")
 @click.option("--layers", default="mean", show_default=True, help="Layer aggregation: mean, last, or layer indices.")
+@click.option("--prompt", default=None, help="Prompt around the question, with {question} once [default: the question for T5, \"Question: {question} Answer:\" for OPT].")
 @click.option("--batch-size", default=16, show_default=True, help="Examples per model pass (x 7 images each).")
 @click.option("--deletion-steps", default=10, show_default=True, help="Deletion-curve steps per example (0: off).")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
@@ -28,7 +29,7 @@ from stcg.options import neo4j_options, settings_from
 @click.option("--store", default="out/store", show_default=True, type=click.Path(file_okay=False), help="Root of the dense-array file store.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @neo4j_options
-def ingest(dataset, split, limit, sample, question_type, answer_type, shard, model, perturbations, top_k, layers,
+def ingest(dataset, split, limit, sample, question_type, answer_type, shard, model, perturbations, top_k, layers, prompt,
            batch_size, deletion_steps, device, dtype, seed, run_name, store, quiet, uri, username, password, database):
     """Turn a VQA dataset into STCGs in Neo4j (resumable: run the same command again to continue).
 
@@ -40,7 +41,7 @@ def ingest(dataset, split, limit, sample, question_type, answer_type, shard, mod
 
     cfg = IngestConfig(dataset=dataset, split=split, limit=limit, question_type=question_type, answer_type=answer_type,
                        sample=sample, seed=seed, shard=shard, model=model, device=device, dtype=dtype,
-                       perturbations=perturbations, layers=layers, top_k=top_k, batch_size=batch_size,
+                       perturbations=perturbations, layers=layers, prompt=prompt, top_k=top_k, batch_size=batch_size,
                        deletion_steps=deletion_steps, run_name=run_name, store=store)
     summary = run_ingest(cfg, settings_from(uri, username, password, database), log=click.echo, progress=not quiet)
     click.echo(summary.describe())

@@ -38,6 +38,7 @@ class IngestConfig:
     dtype: str | None = None
     perturbations: str = "all"
     layers: str = "mean"
+    prompt: str | None = None
     top_k: int = 5
     batch_size: int = 16
     deletion_steps: int = 10
@@ -51,7 +52,8 @@ class IngestConfig:
         return {"dataset": self.dataset, "split": self.split, "limit": self.limit, "question_type": self.question_type,
                 "answer_type": self.answer_type, "sample": self.sample, "seed": self.seed, "model": model_name,
                 "dtype": self.dtype, "perturbations": self.perturbations, "layers": self.layers, "top_k": self.top_k,
-                "deletion_steps": self.deletion_steps, "max_new_tokens": self.max_new_tokens}
+                "deletion_steps": self.deletion_steps, "max_new_tokens": self.max_new_tokens,
+                **({"prompt": self.prompt} if self.prompt is not None else {})}
 
 
 @dataclass
@@ -146,6 +148,10 @@ def run_ingest(cfg: IngestConfig, settings: Neo4jSettings | None = None, log: Ca
     from stcg_model.capture import LayerSelection
 
     LayerSelection.parse(cfg.layers)
+    if cfg.prompt is not None:
+        from stcg_model.engine import check_prompt
+
+        check_prompt(cfg.prompt)
     examples = open_dataset(cfg.dataset, split=cfg.split, limit=cfg.limit, question_type=cfg.question_type,
                             answer_type=cfg.answer_type, sample=cfg.sample, seed=cfg.seed, shard=cfg.shard)
     settings = settings or Neo4jSettings.from_env()
@@ -163,7 +169,7 @@ def run_ingest(cfg: IngestConfig, settings: Neo4jSettings | None = None, log: Ca
         summary.failure_log = str(store.dir / "failures.jsonl")
         lm = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
         engine = STCGEngine(lm, specs, layers=cfg.layers, seed=cfg.seed, max_new_tokens=cfg.max_new_tokens,
-                            deletion_steps=cfg.deletion_steps)
+                            deletion_steps=cfg.deletion_steps, prompt=cfg.prompt)
         props = {"name": cfg.run_name or run_id, "model": model_name, "dataset": cfg.dataset,
                  "split": cfg.split or "", "perturbations": [s.kind for s in specs], "top_k": cfg.top_k,
                  "layers": cfg.layers, "code_version": __version__,

@@ -16,11 +16,12 @@ import numpy as np
 @click.option("--dtype", default="auto", show_default=True, help="auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16. float16 is refused for T5.")
 @click.option("--perturbations", default="all", show_default=True, help="Comma-separated kinds, each optionally kind:param=value;param=value.")
 @click.option("--layers", default="mean", show_default=True, help="Layer aggregation: mean, last, or comma-separated layer indices.")
+@click.option("--prompt", default=None, help="Prompt around the question, with {question} once [default: the question for T5, \"Question: {question} Answer:\" for OPT].")
 @click.option("--seed", default=0, show_default=True, help="Seed of the random perturbations.")
 @click.option("--deletion-steps", default=10, show_default=True, help="Deletion-curve steps (0 turns it off).")
 @click.option("--top-k", default=3, show_default=True, help="Strongest regions printed and outlined per word.")
 @click.option("--out", default="out/explain", show_default=True, type=click.Path(file_okay=False), help="Folder for pictures and the saved STCGraph.")
-def explain(image_path, question, model, device, dtype, perturbations, layers, seed, deletion_steps, top_k, out):
+def explain(image_path, question, model, device, dtype, perturbations, layers, prompt, seed, deletion_steps, top_k, out):
     """Explain one answer: print it, each perturbation's effect, and each content word's regions.
 
     Writes heatmap PNGs (token -> region, step -> region, dW per perturbation), an interactive
@@ -38,7 +39,7 @@ def explain(image_path, question, model, device, dtype, perturbations, layers, s
     specs = parse_perturbations(perturbations)
     image = open_image(image_path)
     lm = load_model(model, device=device, dtype=None if dtype == "auto" else dtype)
-    engine = STCGEngine(lm, specs, layers=layers, seed=seed, deletion_steps=deletion_steps)
+    engine = STCGEngine(lm, specs, layers=layers, seed=seed, deletion_steps=deletion_steps, prompt=prompt)
     g = engine.explain([VQAInput(Path(image_path).stem, image, question, {"image_path": str(image_path)})])[0]
     out_dir = Path(out)
     g.save(out_dir / "graph.safetensors")
@@ -67,7 +68,7 @@ def explain(image_path, question, model, device, dtype, perturbations, layers, s
 @click.command("train-demo")
 @click.option("--out", default="out/demo-model", show_default=True, type=click.Path(file_okay=False),
               help="Checkpoint folder to write (the shipped one is stcg_model/demo_model).")
-@click.option("--steps", default=4000, show_default=True, help="Optimisation steps.")
+@click.option("--steps", default=6000, show_default=True, help="Optimisation steps.")
 @click.option("--batch-size", default=64, show_default=True, help="Questions per step.")
 @click.option("--lr", default=5e-4, show_default=True, help="Peak learning rate (AdamW, warm-up then cosine).")
 @click.option("--warmup", default=200, show_default=True, help="Linear warm-up steps.")

@@ -1,6 +1,6 @@
 """The STCG engine: batched BLIP-2 passes with attention capture -> one ``STCGraph`` per example.
 
-Per batch of examples (T5 language models):
+Per batch of examples, T5 language models (e.g. ``Salesforce/blip2-flan-t5-xl``):
 
 1. every image variant (clean + each perturbation that needs no attribution) goes through the
    vision tower, Q-Former and T5 encoder ONCE (capturing ``C`` and ``E``);
@@ -11,6 +11,18 @@ Per batch of examples (T5 language models):
    images; optional deletion curves need only teacher-forced probabilities.
 
 The expensive encoders run once per image; decoding reuses their states.
+
+Decoder-only language models (OPT, e.g. ``Salesforce/blip2-opt-2.7b``) have no encoder, so the
+same quantities come from the causal self-attention of one teacher-forced pass over
+``[query slots | prompt | answer]`` (STCG_SPEC section 2, mapped in docs/stcg.md):
+
+* ``E`` is the self-attention among the ``L`` prompt positions ``[query slots | prompt]``;
+* ``D[t]`` is the attention row of the position that predicts answer token ``t`` (position
+  ``L - 1 + t``), restricted to the prompt positions; it is not renormalised, so the visual
+  mass ``v`` is the share of that row's whole attention that lands on the query slots.
+
+The vision tower and Q-Former still run once per image; greedy decoding (left-padded,
+KV-cached) and the teacher-forced pass reuse the projected query outputs.
 """
 from __future__ import annotations
 
@@ -52,8 +64,9 @@ class _Prepared:
     ex: VQAInput
     pixels: np.ndarray          # (H, W, 3) float32 in [0, 1]
     grid: RegionGrid
-    token_ids: list[int]        # question tokens + </s>
-    offsets: list[tuple[int, int]]
+    token_ids: list[int]        # the whole prompt after the query slots (e.g. question tokens + </s>)
+    offsets: list[tuple[int, int]]  # character spans in the question ((0, 0) outside it)
+    q_index: np.ndarray         # which of token_ids are question tokens (the STCG's Token nodes)
     original_size: tuple[int, int]  # (width, height) before any downscaling
 
 
@@ -76,16 +89,26 @@ def to_image(arr: np.ndarray) -> Image.Image:
     return Image.fromarray(np.round(np.clip(arr, 0, 1) * 255.0).astype(np.uint8), "RGB")
 
 
+def check_prompt(prompt: str) -> str:
+    """The prompt template, or a one-line ``StcgError`` when it lacks exactly one ``{question}``."""
+    if prompt.count("{question}") != 1:
+        raise StcgError(f"the prompt must contain {{question}} exactly once, got {prompt!r}")
+    return prompt
+
+
 class STCGEngine:
     """Builds STCGs for batches of examples with one loaded BLIP-2 model."""
 
     def __init__(self, lm: LoadedModel, perturbations: Sequence[PerturbationSpec] | str | None = None,
                  layers: str | LayerSelection = "mean", seed: int = 0, max_new_tokens: int = 10,
-                 deletion_steps: int = 10, store_dense: bool = True):
-        if not lm.is_encoder_decoder:
-            raise StcgError("the STCG engine supports BLIP-2 checkpoints with a T5 language model "
-                            "(e.g. Salesforce/blip2-flan-t5-xl); decoder-only (OPT) checkpoints are not supported yet")
+                 deletion_steps: int = 10, store_dense: bool = True, prompt: str | None = None):
+        """``prompt`` wraps the question, e.g. ``"Question: {question} Answer:"``; default: the bare
+        question for T5 models and ``"Question: {question} Answer:"`` (BLIP-2's VQA prompt) for OPT."""
         self.lm = lm
+        self.decoder_only = not lm.is_encoder_decoder
+        if prompt is None:
+            prompt = "Question: {question} Answer:" if self.decoder_only else "{question}"
+        self.prompt = check_prompt(prompt)
         self.model = lm.model
         self.processor = lm.processor
         self.tokenizer = lm.processor.tokenizer
@@ -103,16 +126,19 @@ class STCGEngine:
         vc = cfg.vision_config
         self.grid_side = int(vc.image_size // vc.patch_size)
         self.fill = tuple(float(x) for x in self.processor.image_processor.image_mean)
-        self.eos_id = int(cfg.text_config.eos_token_id)
-        self.pad_id = int(cfg.text_config.pad_token_id)
-        self.start_id = int(cfg.text_config.decoder_start_token_id)
+        tc = cfg.text_config
+        self.eos_id = int(tc.eos_token_id)
+        self.pad_id = int(tc.pad_token_id if tc.pad_token_id is not None else tc.eos_token_id)
+        start = getattr(tc, "decoder_start_token_id", None)
+        self.start_id = int(start) if start is not None else self.pad_id
 
     # ------------------------------------------------------------------ public
     @property
     def params(self) -> dict:
         return {
             "model": self.lm.name, "dtype": str(self.lm.dtype).replace("torch.", ""), "layers": self.layers.describe(),
-            "seed": self.seed, "max_new_tokens": self.max_new_tokens, "deletion_steps": self.deletion_steps,
+            "seed": self.seed, "max_new_tokens": self.max_new_tokens, "prompt": self.prompt,
+            "language_model": "decoder-only" if self.decoder_only else "encoder-decoder", "deletion_steps": self.deletion_steps,
             "num_query_tokens": self.Q, "grid": self.grid_side, "fill": list(self.fill), "max_side": self.max_side,
             "perturbations": [{"kind": p.kind, **p.params} for p in self.perturbations],
         }
@@ -183,14 +209,23 @@ class STCGEngine:
             image = image.resize((max(1, round(orig[0] * s)), max(1, round(orig[1] * s))), Image.BILINEAR)
         pixels = to_array(image)
         h, w = pixels.shape[:2]
-        enc = self.tokenizer(ex.question, return_offsets_mapping=True, add_special_tokens=True,
-                             truncation=True, max_length=max(8, getattr(self.tokenizer, "model_max_length", 512) - self.Q))
+        head, tail = self.prompt.split("{question}")
+        text = head + ex.question + tail
+        q0, q1 = len(head), len(head) + len(ex.question)
+        max_len = max(8, min(getattr(self.tokenizer, "model_max_length", 512) or 512, 100_000) - self.Q)
+        enc = self.tokenizer(text, return_offsets_mapping=True, add_special_tokens=True, truncation=True, max_length=max_len)
         ids = list(enc["input_ids"])
-        offsets = [tuple(o) for o in enc["offset_mapping"]]
-        if not ids or ids[-1] != self.eos_id:
-            ids.append(self.eos_id)
-            offsets.append((0, 0))
-        return _Prepared(ex, pixels, RegionGrid(self.grid_side, w, h), ids, offsets, orig)
+        spans = [tuple(o) for o in enc["offset_mapping"]]
+        if not self.decoder_only and (not ids or ids[-1] != self.eos_id):
+            ids.append(self.eos_id)  # T5 encoders expect a closing </s>
+            spans.append((0, 0))
+        # a question token is one whose character span overlaps the question (a BPE token may carry
+        # the space before it); BOS/EOS (empty spans) and the prompt's own words are context only
+        clamped = [(max(s, q0), min(e, q1)) for s, e in spans]
+        inside = [t != self.image_token_id and e > s for t, (s, e) in zip(ids, clamped)]
+        offsets = [(s - q0, e - q0) if k else (0, 0) for k, (s, e) in zip(inside, clamped)]
+        q_index = np.flatnonzero(inside)
+        return _Prepared(ex, pixels, RegionGrid(self.grid_side, w, h), ids, offsets, q_index, orig)
 
     def _perturb(self, ex: _Prepared, spec: PerturbationSpec, attribution: np.ndarray | None = None) -> np.ndarray:
         ctx = PerturbationContext(fill=self.fill, grid=ex.grid, attribution=attribution)
@@ -247,6 +282,8 @@ class STCGEngine:
 
     def _run_pass(self, rows, answers: Sequence[list[int]] | None, per_example: int) -> _PassResult:
         """Encode all rows once, greedy-decode them, then teacher-force each example's clean answer."""
+        if self.decoder_only:
+            return self._run_pass_decoder_only(rows, answers, per_example)
         with AttentionCapture(self.model, self.layers) as cap:
             with cap.recording("qformer.cross", "lm.encoder.self"):
                 enc, am = self._encode(rows)
@@ -271,6 +308,76 @@ class STCGEngine:
             D.append(D_all[r, :len(answers[r]), :L])
         return _PassResult(C, E, D, step_lp, greedy)
 
+    # ------------------------------------------------------------------ decoder-only (OPT) passes
+    def _query_features(self, rows) -> torch.Tensor:
+        """(R, Q, d_lm) projected Q-Former outputs, one vision + Q-Former pass per row."""
+        pv = self._pixel_values([a for _, a in rows])
+        return self.model.get_image_features(pv, return_dict=True).pooler_output
+
+    def _embed(self, seqs: Sequence[list[int]], feats: torch.Tensor, left_pad: bool):
+        """Padded ``inputs_embeds`` with the query features scattered into the image slots."""
+        N = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), N), self.pad_id, dtype=torch.long)
+        am = torch.zeros((len(seqs), N), dtype=torch.long)
+        for r, s in enumerate(seqs):
+            sl = slice(N - len(s), N) if left_pad else slice(0, len(s))
+            ids[r, sl] = torch.tensor(s)
+            am[r, sl] = 1
+        ids, am = ids.to(self.lm.device), am.to(self.lm.device)
+        embeds = self.model.get_input_embeddings()(ids)
+        slots = (ids == self.image_token_id) & am.bool()
+        embeds = embeds.masked_scatter(slots.unsqueeze(-1), feats.to(embeds.dtype))
+        return embeds, am
+
+    def _prompt_ids(self, ex: _Prepared) -> list[int]:
+        return [self.image_token_id] * self.Q + ex.token_ids
+
+    def _teacher_forced_decoder_only(self, rows, feats, answers: Sequence[list[int]]):
+        """One causal pass over ``[slots | prompt | answer[:-1]]`` (right-padded); per-step log p."""
+        seqs = [self._prompt_ids(ex) + list(a[:-1]) for (ex, _), a in zip(rows, answers)]
+        embeds, am = self._embed(seqs, feats, left_pad=False)
+        out = self.model.language_model(inputs_embeds=embeds, attention_mask=am, return_dict=True, use_cache=False)
+        logp = out.logits.float().log_softmax(-1)
+        result = []
+        for r, ((ex, _), a) in enumerate(zip(rows, answers)):
+            L = self.Q + len(ex.token_ids)
+            pos = torch.arange(L - 1, L - 1 + len(a), device=logp.device)
+            tgt = torch.tensor(a, device=logp.device)
+            result.append(logp[r, pos, tgt].cpu().numpy())
+        return result
+
+    def _run_pass_decoder_only(self, rows, answers, per_example: int) -> _PassResult:
+        with AttentionCapture(self.model, self.layers) as cap:
+            with cap.recording("qformer.cross"):
+                feats = self._query_features(rows)
+            C_raw = cap.pop("qformer.cross")
+            embeds, am = self._embed([self._prompt_ids(ex) for ex, _ in rows], feats, left_pad=True)
+            gen = self.model.language_model.generate(
+                inputs_embeds=embeds, attention_mask=am, max_new_tokens=self.max_new_tokens, do_sample=False,
+                min_new_tokens=self.min_new_tokens or None, num_beams=1, eos_token_id=self.eos_id, pad_token_id=self.pad_id)
+            greedy = [self._trim_answer(seq.tolist()) for seq in gen]  # inputs_embeds only: new tokens only
+            if answers is None:
+                answers = [greedy[(r // per_example) * per_example] for r in range(len(rows))]
+            with cap.recording("lm.self"):
+                step_lp = self._teacher_forced_decoder_only(rows, feats, answers)
+            A_raw = cap.pop("lm.self")
+        C_all = A.query_region_attention(C_raw.cpu().numpy())
+        A_all = A_raw.cpu().numpy()
+        C, E, D = [], [], []
+        for r, (ex, _) in enumerate(rows):
+            L = self.Q + len(ex.token_ids)
+            C.append(C_all[r])
+            E.append(A_all[r, :L, :L])
+            D.append(A_all[r, L - 1:L - 1 + len(answers[r]), :L])
+        return _PassResult(C, E, D, step_lp, greedy)
+
+    def _answer_logprobs(self, rows, answers: Sequence[list[int]]) -> list[np.ndarray]:
+        """Teacher-forced per-step log p of ``answers`` (no capture), for either kind of model."""
+        if self.decoder_only:
+            return self._teacher_forced_decoder_only(rows, self._query_features(rows), answers)
+        enc, am = self._encode(rows)
+        return self._teacher_forced(enc, am, answers)
+
     def _trim_answer(self, ids: list[int]) -> list[int]:
         """Generated ids up to and including the first </s>; padding dropped; never empty."""
         out = []
@@ -284,7 +391,7 @@ class STCGEngine:
 
     # ------------------------------------------------------------------ quantities
     def _token_positions(self, ex: _Prepared) -> np.ndarray:
-        return self.Q + np.arange(len(ex.token_ids) - 1)  # question tokens, </s> excluded
+        return self.Q + ex.q_index  # question tokens only (</s>, BOS and prompt words excluded)
 
     def _derive(self, ex: _Prepared, C, E, D) -> dict:
         pos = self._token_positions(ex)
@@ -316,8 +423,7 @@ class STCGEngine:
         chunk = max(1, 2 * steps)
         for s in range(0, len(rows), chunk * 4):
             part = rows[s:s + chunk * 4]
-            enc, am = self._encode(part)
-            lps = self._teacher_forced(enc, am, row_answers[s:s + chunk * 4])
+            lps = self._answer_logprobs(part, row_answers[s:s + chunk * 4])
             probs.extend(float(np.exp(lp.sum())) for lp in lps)
         out = []
         start = 0
@@ -330,9 +436,9 @@ class STCGEngine:
     def _assemble(self, ex: _Prepared, answer: list[int], res1: _PassResult, clean_row: int, clean: dict,
                   variant_rows: dict, curve) -> STCGraph:
         tok = self.tokenizer
-        q_ids = ex.token_ids[:-1]
-        tokens = [t.replace("\u2581", "") or t for t in tok.convert_ids_to_tokens(q_ids)]
-        words, token_word = group_tokens(ex.ex.question, ex.offsets[:-1])
+        q_ids = [ex.token_ids[i] for i in ex.q_index]
+        tokens = [t.replace("\u2581", "").replace("\u0120", "") or t for t in tok.convert_ids_to_tokens(q_ids)]
+        words, token_word = group_tokens(ex.ex.question, [ex.offsets[i] for i in ex.q_index])
         is_eos = np.array([t == self.eos_id for t in answer])
         answer_tokens = [t.replace("\u2581", "") or t for t in tok.convert_ids_to_tokens(answer)]
         answer_text = self._decode(answer)

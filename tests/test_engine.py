@@ -167,12 +167,73 @@ def test_float16_refused_for_t5():
         tiny_blip2("t5", dtype="float16")
 
 
-def test_opt_tiny_model_builds_and_generates_but_engine_says_unsupported():
+@pytest.fixture(scope="module")
+def opt_engine():
+    eng = STCGEngine(tiny_blip2("opt", seed=5), seed=7, deletion_steps=3, prompt="{question}")
+    eng.min_new_tokens = 3  # random weights: force multi-step answers so steps are tested
+    return eng
+
+
+def _opt_reference(eng, ex, answer):
+    """Full-model forward on [slots | prompt | answer[:-1]] with output_attentions (no hooks)."""
+    model = eng.model
+    ids = torch.tensor([[eng.image_token_id] * eng.Q + ex.token_ids + answer[:-1]])
+    pv = eng._pixel_values([ex.pixels])
+    with torch.no_grad():
+        out = model(pixel_values=pv, input_ids=ids, output_attentions=True)
+    att = torch.stack(out.language_model_outputs.attentions).mean(2).mean(0)[0].numpy()
+    return att, out.logits[0].float().log_softmax(-1)
+
+
+def test_opt_engine_matches_output_attentions_and_generate(opt_engine):
+    eng = opt_engine
+    ex_in = _examples(2)[1]
+    g = eng.explain([ex_in])[0]
+    ex = eng._prepare(ex_in)
+    L = eng.Q + len(ex.token_ids)
+    # greedy answer and its step probabilities equal BLIP-2's own generate (3 <= steps <= max_new_tokens)
+    ids = torch.tensor([[eng.image_token_id] * eng.Q + ex.token_ids])
+    gen = eng.model.generate(pixel_values=eng._pixel_values([ex.pixels]), input_ids=ids, max_new_tokens=eng.max_new_tokens,
+                             min_new_tokens=3, do_sample=False, return_dict_in_generate=True, output_logits=True)
+    new = gen.sequences[0, ids.shape[1]:].tolist()
+    answer = eng._trim_answer(new)
+    assert len(answer) == len(g.answer_tokens) >= 3
+    steps = torch.stack([s.float().log_softmax(-1) for s in gen.logits], 1)[0]  # raw logits: min_new_tokens only masks </s>
+    np.testing.assert_allclose(g.step_logprob, steps[torch.arange(len(answer)), torch.tensor(answer)].numpy(), atol=1e-5)
+    # E and D are slices of the causal self-attention of one forward over [slots | prompt | answer[:-1]]
+    att, logp = _opt_reference(eng, ex, answer)
+    np.testing.assert_allclose(g.E, att[:L, :L], atol=1e-6)
+    np.testing.assert_allclose(g.D, att[L - 1:L - 1 + len(answer), :L], atol=1e-6)
+    np.testing.assert_allclose(g.step_logprob, logp[torch.arange(L - 1, L - 1 + len(answer)), torch.tensor(answer)].numpy(), atol=1e-5)
+    # W and S from them, as for T5
+    Q, n = eng.Q, len(g.tokens)
+    a = g.E[Q:Q + n, :Q] / g.E[Q:Q + n, :Q].sum(1, keepdims=True)
+    np.testing.assert_allclose(g.W, a @ g.C, atol=1e-6)
+    b = g.D[:, :Q] / g.D[:, :Q].sum(1, keepdims=True)
+    np.testing.assert_allclose(g.S, b @ g.C, atol=1e-6)
+    np.testing.assert_allclose(g.W.sum(1), 1.0, atol=1e-5)
+    assert g.params["language_model"] == "decoder-only" and (g.v > 0).all() and (g.v < 1).all()
+
+
+def test_opt_batched_equals_one_by_one(opt_engine):
+    exs = _examples(4)  # different question lengths -> left padding in generate, right padding when teacher-forced
+    batched = opt_engine.explain(exs, batch_size=4)
+    for ex, a in zip(exs, batched):
+        b = opt_engine.explain([ex])[0]
+        assert a.answer_tokens == b.answer_tokens and a.perturbed_answers == b.perturbed_answers
+        for name in ("C", "E", "W", "S", "dW", "p_pert", "deletion_curve", "deletion_curve_random"):
+            np.testing.assert_allclose(getattr(a, name), getattr(b, name), atol=2e-5, err_msg=name)
+
+
+def test_prompt_template_words_are_context_not_tokens():
+    eng = STCGEngine(tiny_blip2("opt", seed=5), perturbations="center_mask", deletion_steps=0)
+    assert eng.prompt == "Question: {question} Answer:"
+    g = eng.explain([_examples(1)[0]])[0]
+    assert g.words == ["What", "color", "is", "the", "shape", "?"] and len(g.tokens) == 6
+    ex = eng._prepare(_examples(1)[0])
+    assert len(ex.token_ids) > len(g.tokens)  # "Question:", "Answer:" (and </s>) are in the prompt, not Token nodes
+    assert g.E.shape == (eng.Q + len(ex.token_ids),) * 2
     from stcg.errors import StcgError
 
-    lm = tiny_blip2("opt")
-    ids = torch.tensor([[lm.model.config.image_token_id] * 4 + [5, 6, 1]])
-    out = lm.model.generate(pixel_values=torch.randn(1, 3, 32, 32), input_ids=ids, max_new_tokens=3, do_sample=False)
-    assert out.shape[1] > ids.shape[1]
-    with pytest.raises(StcgError, match="decoder-only"):
-        STCGEngine(lm)
+    with pytest.raises(StcgError, match="exactly once"):
+        STCGEngine(eng.lm, prompt="no placeholder")

@@ -49,6 +49,23 @@ def test_explain_writes_pictures_and_graph(checkpoint, tmp_path):
     assert (out / "shapes.html").stat().st_size > 100_000  # plotly embedded: works offline
 
 
+def test_explain_runs_an_opt_checkpoint(tmp_path):
+    """A decoder-only (OPT) BLIP-2 saved with save_pretrained goes through the same command."""
+    lm = tiny_blip2("opt", seed=4)
+    ckpt = tmp_path / "opt"
+    lm.model.save_pretrained(ckpt)
+    lm.processor.save_pretrained(ckpt)
+    img = tmp_path / "i.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(img)
+    res = run("explain", "--image", str(img), "--question", "is there a red circle?", "--model", str(ckpt),
+              "--out", str(tmp_path / "out"), "--deletion-steps", "0", "--perturbations", "center_mask,color_shift")
+    assert res.returncode == 0, res.stderr
+    g = STCGraph.load(tmp_path / "out" / "graph.safetensors")
+    assert g.params["language_model"] == "decoder-only" and g.params["prompt"] == "Question: {question} Answer:"
+    assert g.words == ["is", "there", "a", "red", "circle", "?"] and g.W.shape == (6, 16)
+    np.testing.assert_allclose(g.W.sum(1), 1.0, atol=1e-5)
+
+
 @pytest.mark.parametrize("args,message", [
     (["--image", "/nonexistent.png", "--question", "q"], "error: image not found: /nonexistent.png"),
     (["--question", "q", "--model", "/no/such/model"], "error: model folder not found: /no/such/model"),

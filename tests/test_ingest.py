@@ -94,6 +94,7 @@ def test_bad_examples_are_recorded_and_the_run_continues(driver, run_id, tmp_pat
     (dict(perturbations="center_mask,blurr"), "unknown perturbation 'blurr'"),
     (dict(shard="3/2"), "invalid --shard '3/2'"),
     (dict(shard="a/b"), "invalid --shard 'a/b'"),
+    (dict(prompt="Question: Answer:"), "the prompt must contain {question} exactly once"),
 ])
 def test_bad_arguments_fail_before_work(kw, message, tmp_path, vqa_folder, tiny_checkpoint):
     with pytest.raises(StcgError, match=message.replace("(", r"\(").replace("[", r"\[")):
