@@ -34,13 +34,19 @@ REL_TYPES = {
 
 @dataclass
 class GraphRows:
-    """Rows grouped by label / relationship type, ready for UNWIND."""
+    """What one writer call stores: packed example subgraphs, plus flat rows (failed examples).
 
+    ``examples`` holds one payload per STCG (see ``example_payload``); ``nodes``/``rels`` hold flat
+    rows grouped by label / relationship group (``REL_TYPES``), ready for UNWIND.
+    """
+
+    examples: list[dict] = field(default_factory=list)
     nodes: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
     rels: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
     completes: list[str] = field(default_factory=list)  # Example uids to mark complete, last
 
     def extend(self, other: "GraphRows") -> None:
+        self.examples.extend(other.examples)
         for k, v in other.nodes.items():
             self.nodes[k].extend(v)
         for k, v in other.rels.items():
@@ -49,11 +55,30 @@ class GraphRows:
 
     @property
     def n_nodes(self) -> int:
-        return sum(len(v) for v in self.nodes.values())
+        return sum(len(v) for v in self.nodes.values()) + sum(payload_counts(x)[0] for x in self.examples)
 
     @property
     def n_rels(self) -> int:
-        return sum(len(v) for v in self.rels.values())
+        return sum(len(v) for v in self.rels.values()) + sum(payload_counts(x)[1] for x in self.examples)
+
+
+# payload list -> (relationship group, columns); index columns point into the payload's node lists
+LINK_COLUMNS = {
+    "attends": ("ATTENDS", ("token", "region", "weight", "rank")),
+    "step_attends": ("STEP_ATTENDS", ("step", "region", "weight", "rank")),
+    "attends_token": ("ATTENDS_TOKEN", ("step", "token", "weight")),
+    "next": ("NEXT", ("step", "js")),
+    "moves": ("MOVES", ("perturbation", "region", "dW", "abs_dW", "rank")),
+    "moves_token": ("MOVES_TOKEN", ("perturbation", "token", "dW_norm")),
+    "dw": ("DW", ("token", "perturbation", "region", "dW", "rank")),
+}
+NODE_LISTS = {"regions": "Region", "tokens": "Token", "steps": "Timestep", "perturbations": "Perturbation"}
+
+
+def payload_counts(x: dict) -> tuple[int, int]:
+    """(nodes, relationships) one example payload writes (HAS_* and HAS_EXAMPLE included)."""
+    children = sum(len(x[k]) for k in NODE_LISTS)
+    return 1 + children, 1 + children + sum(len(x[k]) for k in LINK_COLUMNS)
 
 
 def _f(x) -> float:
@@ -68,17 +93,29 @@ def top_k_mass(p: np.ndarray, k: int) -> np.ndarray:
     return np.sort(p, axis=-1)[..., ::-1][..., :k].sum(-1)
 
 
+def _top_k(x: np.ndarray, k: int) -> np.ndarray:
+    """(..., k) column indices of the k largest entries per row, ties broken by lower index."""
+    return np.argsort(-x, axis=-1, kind="stable")[..., :k]
+
+
 def graph_rows(g: STCGraph, run_id: str, top_k: int, store_ref: dict | None = None) -> GraphRows:
-    """All rows of one example. ``store_ref`` (shard, key) points at its dense arrays on disk."""
-    rows = GraphRows()
+    """All rows of one example, packed (``GraphRows.examples``) for the writer's one-statement path."""
+    payload = example_payload(g, run_id, top_k, store_ref)
+    return GraphRows(examples=[payload], completes=[payload["example"]["uid"]])
+
+
+def example_payload(g: STCGraph, run_id: str, top_k: int, store_ref: dict | None = None) -> dict:
+    """One example's subgraph as node property lists and index-based link tables.
+
+    Region nodes are written for the regions some link touches (the full per-region attribution
+    stays on ``Example.attribution`` and every dense array in the file store).
+    """
     ex = example_uid(run_id, g.example_id)
     P = g.num_regions
+    n, T, K = len(g.tokens), len(g.answer_tokens), len(g.perturbations)
     k = max(1, min(int(top_k), P))
     meta = g.meta or {}
     gt = meta.get("gt_answer")
-    token_entropy = entropy_bits(g.W)
-    token_spread = spatial_spread(g.W, g.grid)
-    token_mass = top_k_mass(g.W, k)
     auc = g.deletion_auc()
     jac = None
     if "gaussian_noise" in g.perturbations:
@@ -87,75 +124,100 @@ def graph_rows(g: STCGraph, run_id: str, top_k: int, store_ref: dict | None = No
 
         noisy = step_attribution(g.S_pert[g.perturbation_index("gaussian_noise")], g.answer_is_eos)
         jac = jaccard(top_fraction(g.attribution, 0.1), top_fraction(noisy, 0.1))
-    rows.nodes["Example"].append({
+    example = {
         "uid": ex, "run_id": run_id, "example_id": g.example_id, "question": g.question,
         "question_type": meta.get("question_type", "unknown"), "answer_type": meta.get("answer_type", "unknown"),
         "answer": g.answer, "gt_answer": gt, "answers": list(meta.get("answers", [])),
         "correct": None if gt is None else normalize_answer(g.answer) == normalize_answer(gt),
         "p_clean": _f(g.p_clean), "image_path": meta.get("image_path"), "image_id": meta.get("image_id"),
         "width": int(g.image_size[0]), "height": int(g.image_size[1]), "grid": int(g.grid),
-        "n_tokens": len(g.tokens), "n_steps": len(g.answer_tokens),
+        "n_tokens": n, "n_steps": T,
         "mean_drift": _f(g.drift.mean()) if len(g.drift) else 0.0,
         "attribution_entropy": _f(entropy_bits(g.attribution)),
-        "attribution": [float(x) for x in g.attribution],
+        "attribution": np.asarray(g.attribution, dtype=np.float64).tolist(),
         "stability_jaccard": jac, "deletion_auc": None if auc is None else auc[0], "deletion_auc_random": None if auc is None else auc[1],
         "store_shard": (store_ref or {}).get("shard"), "store_key": (store_ref or {}).get("key"),
         "failed": False, "error": None,
-    })
-    rows.rels["HAS_EXAMPLE"].append({"a": run_id, "b": ex})
-    rows.completes.append(ex)
-    for p in range(P):
-        x0, y0, x1, y1 = (int(v) for v in g.boxes[p])
-        rows.nodes["Region"].append({"uid": f"{ex}/r{p}", "run_id": run_id, "index": p, "row": p // g.grid,
-                                     "col": p % g.grid, "x0": x0, "y0": y0, "x1": x1, "y1": y1,
-                                     "attribution": _f(g.attribution[p])})
-        rows.rels["HAS_REGION"].append({"a": ex, "b": f"{ex}/r{p}"})
+    }
+
+    # top-k region choices (stable: ties go to the lower region index)
+    tok_top = _top_k(g.W, k) if n else np.zeros((0, k), dtype=int)                      # (n, k)
+    step_top = _top_k(g.S, k) if T else np.zeros((0, k), dtype=int)                     # (T, k)
+    region_abs = np.abs(g.dW).sum(1) if K else np.zeros((0, P))                          # (K, P)
+    region_dw = g.dW.sum(1) if K else np.zeros((0, P))
+    move_top = _top_k(region_abs, k) if K else np.zeros((0, k), dtype=int)              # (K, k)
+    dw_top = _top_k(np.abs(g.dW), k) if K and n else np.zeros((K, n, k), dtype=int)     # (K, n, k)
+    used = np.unique(np.concatenate([tok_top.ravel(), step_top.ravel(), move_top.ravel(), dw_top.ravel()]).astype(int))
+    slot = np.full(P, -1)
+    slot[used] = np.arange(len(used))
+
+    boxes = np.asarray(g.boxes).astype(int).tolist()
+    attribution = np.asarray(g.attribution, dtype=np.float64)
+    regions = [{"uid": f"{ex}/r{p}", "run_id": run_id, "index": p, "row": p // g.grid, "col": p % g.grid,
+                "x0": boxes[p][0], "y0": boxes[p][1], "x1": boxes[p][2], "y1": boxes[p][3],
+                "attribution": float(attribution[p])} for p in used.tolist()]
+    token_entropy, token_spread, token_mass = entropy_bits(g.W), spatial_spread(g.W, g.grid), top_k_mass(g.W, k)
+    tokens = []
     for i, tok in enumerate(g.tokens):
         w = g.token_word[i]
-        uid = f"{ex}/t{i}"
-        rows.nodes["Token"].append({
-            "uid": uid, "run_id": run_id, "index": i, "text": tok, "word": g.words[w].lower(), "word_index": w,
-            "kind": g.word_kinds[w], "visual_mass": _f(g.m[i]), "entropy": _f(token_entropy[i]),
-            "top_k_mass": _f(token_mass[i]), "spread": _f(token_spread[i]),
-        })
-        rows.rels["HAS_TOKEN"].append({"a": ex, "b": uid})
-        order = np.argsort(-g.W[i], kind="stable")[:k]
-        for rank, p in enumerate(order):
-            rows.rels["ATTENDS"].append({"a": uid, "b": f"{ex}/r{int(p)}", "weight": _f(g.W[i, p]), "rank": rank + 1})
+        tokens.append({"uid": f"{ex}/t{i}", "run_id": run_id, "index": i, "text": tok, "word": g.words[w].lower(),
+                       "word_index": w, "kind": g.word_kinds[w], "visual_mass": _f(g.m[i]),
+                       "entropy": _f(token_entropy[i]), "top_k_mass": _f(token_mass[i]), "spread": _f(token_spread[i])})
     step_entropy = entropy_bits(g.S)
-    for t, tok in enumerate(g.answer_tokens):
-        uid = f"{ex}/s{t}"
-        rows.nodes["Timestep"].append({
-            "uid": uid, "run_id": run_id, "step": t, "token": tok, "is_eos": bool(g.answer_is_eos[t]),
-            "visual_mass": _f(g.v[t]), "logprob": _f(g.step_logprob[t]), "entropy": _f(step_entropy[t]),
-        })
-        rows.rels["HAS_STEP"].append({"a": ex, "b": uid})
-        order = np.argsort(-g.S[t], kind="stable")[:k]
-        for rank, p in enumerate(order):
-            rows.rels["STEP_ATTENDS"].append({"a": uid, "b": f"{ex}/r{int(p)}", "weight": _f(g.S[t, p]), "rank": rank + 1})
-        for i in range(len(g.tokens)):
-            rows.rels["ATTENDS_TOKEN"].append({"a": uid, "b": f"{ex}/t{i}", "weight": _f(g.step_token[t, i])})
-        if t > 0:
-            rows.rels["NEXT"].append({"a": f"{ex}/s{t - 1}", "b": uid, "js": _f(g.drift[t - 1])})
-    for j, kind in enumerate(g.perturbations):
-        uid = f"{ex}/p/{kind}"
-        rows.nodes["Perturbation"].append({
-            "uid": uid, "run_id": run_id, "kind": kind, "params": json.dumps(g.perturbation_params[j], sort_keys=True),
-            "answer": g.perturbed_answers[j], "answer_changed": bool(g.answer_changed[j]),
-            "p_perturbed": _f(g.p_pert[j]), "dp": _f(g.dp[j]), "abs_dp": abs(_f(g.dp[j])), "dW_fro": _f(g.dW_fro[j]),
-            "dS_fro": _f(np.linalg.norm(g.dS[j])), "dC_fro": _f(np.linalg.norm(g.dC[j])),
-        })
-        rows.rels["HAS_PERTURBATION"].append({"a": ex, "b": uid})
-        region_dw = g.dW[j].sum(0)            # (P,) signed dW summed over tokens
-        region_abs = np.abs(g.dW[j]).sum(0)   # (P,) |dW| summed over tokens
-        for rank, p in enumerate(np.argsort(-region_abs, kind="stable")[:k]):
-            rows.rels["MOVES"].append({"a": uid, "b": f"{ex}/r{int(p)}", "dW": _f(region_dw[p]),
-                                       "abs_dW": _f(region_abs[p]), "rank": rank + 1})
-        for i in range(len(g.tokens)):
-            rows.rels["MOVES_TOKEN"].append({"a": uid, "b": f"{ex}/t{i}", "dW_norm": _f(g.dW_token[j, i])})
-            for rank, p in enumerate(np.argsort(-np.abs(g.dW[j, i]), kind="stable")[:k]):
-                rows.rels["DW"].append({"a": f"{ex}/t{i}", "b": f"{ex}/r{int(p)}", "perturbation": kind,
-                                        "dW": _f(g.dW[j, i, p]), "rank": rank + 1})
+    steps = [{"uid": f"{ex}/s{t}", "run_id": run_id, "step": t, "token": tok, "is_eos": bool(g.answer_is_eos[t]),
+              "visual_mass": _f(g.v[t]), "logprob": _f(g.step_logprob[t]), "entropy": _f(step_entropy[t])}
+             for t, tok in enumerate(g.answer_tokens)]
+    perturbations = [{"uid": f"{ex}/p/{kind}", "run_id": run_id, "kind": kind,
+                      "params": json.dumps(g.perturbation_params[j], sort_keys=True), "answer": g.perturbed_answers[j],
+                      "answer_changed": bool(g.answer_changed[j]), "p_perturbed": _f(g.p_pert[j]), "dp": _f(g.dp[j]),
+                      "abs_dp": abs(_f(g.dp[j])), "dW_fro": _f(g.dW_fro[j]), "dS_fro": _f(np.linalg.norm(g.dS[j])),
+                      "dC_fro": _f(np.linalg.norm(g.dC[j]))} for j, kind in enumerate(g.perturbations)]
+
+    ranks = list(range(1, k + 1))
+    W, S, dW = np.asarray(g.W, np.float64), np.asarray(g.S, np.float64), np.asarray(g.dW, np.float64)
+    step_token = np.asarray(g.step_token, np.float64)
+    attends = [[i, int(slot[p]), float(W[i, p]), r] for i in range(n) for p, r in zip(tok_top[i].tolist(), ranks)]
+    step_attends = [[t, int(slot[p]), float(S[t, p]), r] for t in range(T) for p, r in zip(step_top[t].tolist(), ranks)]
+    attends_token = [[t, i, float(step_token[t, i])] for t in range(T) for i in range(n)]
+    nxt = [[t, float(g.drift[t])] for t in range(T - 1)]
+    moves = [[j, int(slot[p]), float(region_dw[j, p]), float(region_abs[j, p]), r]
+             for j in range(K) for p, r in zip(move_top[j].tolist(), ranks)]
+    moves_token = [[j, i, float(g.dW_token[j, i])] for j in range(K) for i in range(n)]
+    dw = [[i, j, int(slot[p]), float(dW[j, i, p]), r]
+          for j in range(K) for i in range(n) for p, r in zip(dw_top[j, i].tolist(), ranks)]
+    return {"run_id": run_id, "example": example, "regions": regions, "tokens": tokens, "steps": steps,
+            "perturbations": perturbations, "attends": attends, "step_attends": step_attends,
+            "attends_token": attends_token, "next": nxt, "moves": moves, "moves_token": moves_token, "dw": dw}
+
+
+def flat_rows(payload: dict) -> GraphRows:
+    """The same example as flat, uid-keyed rows (one dict per node and per relationship)."""
+    rows = GraphRows()
+    ex = payload["example"]["uid"]
+    rows.nodes["Example"].append(payload["example"])
+    rows.rels["HAS_EXAMPLE"].append({"a": payload["run_id"], "b": ex})
+    uids = {}
+    for key, label in NODE_LISTS.items():
+        uids[key] = [x["uid"] for x in payload[key]]
+        rows.nodes[label].extend(payload[key])
+        rows.rels[f"HAS_{label.upper()}" if label != "Timestep" else "HAS_STEP"].extend({"a": ex, "b": u} for u in uids[key])
+    kinds = [x["kind"] for x in payload["perturbations"]]
+    ref = {"token": "tokens", "region": "regions", "step": "steps", "perturbation": "perturbations"}
+    for key, (group, cols) in LINK_COLUMNS.items():
+        for x in payload[key]:
+            v = dict(zip(cols, x))
+            if key == "next":
+                rows.rels[group].append({"a": uids["steps"][v["step"]], "b": uids["steps"][v["step"] + 1], "js": v["js"]})
+                continue
+            ends = [c for c in cols if c in ref]
+            if key == "dw":
+                a, b = uids["tokens"][v["token"]], uids["regions"][v["region"]]
+                props = {"perturbation": kinds[v["perturbation"]], "dW": v["dW"], "rank": v["rank"]}
+            else:
+                a, b = (uids[ref[c]][v[c]] for c in ends)
+                props = {c: v[c] for c in cols if c not in ref}
+            rows.rels[group].append({"a": a, "b": b, **props})
+    rows.completes.append(ex)
     return rows
 
 

@@ -1,7 +1,13 @@
-"""Neo4j writer: UNWIND-batched, parameterised MERGE statements, completion marker last, retries.
+"""Neo4j writer: UNWIND-batched, parameterised statements, completion marker last, retries.
 
-Statements are generated from the fixed schema tables in ``ingest.rows`` (labels, types and
-property names are ours, never user text); every value travels as a query parameter.
+An example's whole subgraph is written by ONE statement per chunk of examples
+(``EXAMPLE_STATEMENT``): the Example is MERGEd on its uid, any earlier content of it (from an
+interrupted run) is removed, its nodes are created and bound to lists, and every link is created
+from index tables into those lists, so no link needs a uid lookup or a MERGE scan. Keys stay
+stable and a rerun replaces rather than duplicates: MERGE semantics at example granularity.
+
+Statements are fixed text or generated from the fixed schema tables in ``ingest.rows`` (labels,
+types and property names are ours, never user text); every value travels as a query parameter.
 """
 from __future__ import annotations
 
@@ -28,6 +34,41 @@ def rel_statement(group: str) -> str:
             f"MERGE (a)-[r:{rtype}{keypart}]->(b) SET r += row.props")
 
 
+def _children(var: str, key: str, label: str, rel: str) -> str:
+    return (f"CALL (e, ex) {{ UNWIND ex.{key} AS props CREATE (n:{label}) SET n = props "
+            f"CREATE (e)-[:{rel}]->(n) RETURN collect(n) AS {var} }}\n")
+
+
+EXAMPLE_STATEMENT = (
+    "UNWIND $examples AS ex\n"
+    "MERGE (run:Run {uid: ex.run_id}) ON CREATE SET run.run_id = ex.run_id\n"
+    "MERGE (e:Example {uid: ex.example.uid})\n"
+    "SET e += ex.example\n"
+    "MERGE (run)-[:HAS_EXAMPLE]->(e)\n"
+    "WITH e, ex\n"
+    # a rerun of an example an interrupted run left incomplete replaces what is there
+    "CALL (e) { MATCH (e)-[:HAS_TOKEN|HAS_REGION|HAS_STEP|HAS_PERTURBATION]->(old) DETACH DELETE old }\n"
+    + _children("regions", "regions", "Region", "HAS_REGION")
+    + _children("tokens", "tokens", "Token", "HAS_TOKEN")
+    + _children("steps", "steps", "Timestep", "HAS_STEP")
+    + _children("perts", "perturbations", "Perturbation", "HAS_PERTURBATION")
+    + "CALL (ex, tokens, regions) { UNWIND ex.attends AS x WITH tokens[x[0]] AS a, regions[x[1]] AS b, x "
+      "CREATE (a)-[:ATTENDS {weight: x[2], rank: x[3]}]->(b) }\n"
+      "CALL (ex, steps, regions) { UNWIND ex.step_attends AS x WITH steps[x[0]] AS a, regions[x[1]] AS b, x "
+      "CREATE (a)-[:ATTENDS {weight: x[2], rank: x[3]}]->(b) }\n"
+      "CALL (ex, steps, tokens) { UNWIND ex.attends_token AS x WITH steps[x[0]] AS a, tokens[x[1]] AS b, x "
+      "CREATE (a)-[:ATTENDS_TOKEN {weight: x[2]}]->(b) }\n"
+      "CALL (ex, steps) { UNWIND ex.next AS x WITH steps[x[0]] AS a, steps[x[0] + 1] AS b, x "
+      "CREATE (a)-[:NEXT {js: x[1]}]->(b) }\n"
+      "CALL (ex, perts, regions) { UNWIND ex.moves AS x WITH perts[x[0]] AS a, regions[x[1]] AS b, x "
+      "CREATE (a)-[:MOVES {dW: x[2], abs_dW: x[3], rank: x[4]}]->(b) }\n"
+      "CALL (ex, perts, tokens) { UNWIND ex.moves_token AS x WITH perts[x[0]] AS a, tokens[x[1]] AS b, x "
+      "CREATE (a)-[:MOVES_TOKEN {dW_norm: x[2]}]->(b) }\n"
+      "CALL (ex, tokens, perts, regions) { UNWIND ex.dw AS x WITH tokens[x[0]] AS a, perts[x[1]] AS p, regions[x[2]] AS b, x "
+      "CREATE (a)-[:DW {perturbation: p.kind, dW: x[3], rank: x[4]}]->(b) }\n"
+      "RETURN count(*) AS examples"
+)
+
 COMPLETE = "UNWIND $uids AS uid MATCH (e:Example {uid: uid}) SET e.complete = true, e.completed_at = datetime()"
 NODE_ORDER = ("Example", "Region", "Token", "Timestep", "Perturbation")
 
@@ -38,13 +79,15 @@ def _rel_params(rows: list[dict]) -> list[dict]:
 
 
 class Neo4jWriter:
-    """Writes ``GraphRows`` in chunks of ``chunk_size`` rows per statement, one transaction per call."""
+    """Writes ``GraphRows``: packed examples ``examples_per_statement`` at a time, flat rows in chunks of
+    ``chunk_size`` per statement; one transaction per call."""
 
-    def __init__(self, driver: Driver, database: str | None = None, chunk_size: int = 5000,
+    def __init__(self, driver: Driver, database: str | None = None, chunk_size: int = 5000, examples_per_statement: int = 16,
                  retry_seconds: float = 300.0, log: Callable[[str], None] | None = None):
         self.driver = driver
         self.database = database
         self.chunk_size = chunk_size
+        self.examples_per_statement = examples_per_statement
         self.retry_seconds = retry_seconds
         self.log = log or (lambda s: None)
         self.nodes_written = 0
@@ -66,8 +109,10 @@ class Neo4jWriter:
                 delay = min(delay * 2, 10.0)
 
     def write(self, rows: GraphRows) -> None:
-        """Nodes, then relationships, then (in a separate transaction) the completion markers."""
+        """Example subgraphs and flat rows in one transaction, then (in another) the completion markers."""
         def work(tx):
+            for s in range(0, len(rows.examples), self.examples_per_statement):
+                tx.run(EXAMPLE_STATEMENT, examples=rows.examples[s:s + self.examples_per_statement]).consume()
             for label in NODE_ORDER:
                 data = rows.nodes.get(label) or []
                 for s in range(0, len(data), self.chunk_size):

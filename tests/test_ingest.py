@@ -43,8 +43,12 @@ def test_ingest_writes_the_stcg_and_rerun_duplicates_nothing(driver, run_id, vqa
     summary = run_ingest(_cfg(vqa_folder, tiny_checkpoint, run_id, tmp_path), progress=False, log=lambda s: None)
     assert summary.examples == 8 and summary.written == 8 and summary.failures == 0
     nodes, rels, checksum = _counts(driver, run_id)
-    assert nodes["Example"] == 8 and nodes["Run"] == 1 and nodes["Region"] == 8 * 16 and nodes["Perturbation"] == 8 * 6
+    assert nodes["Example"] == 8 and nodes["Run"] == 1 and nodes["Perturbation"] == 8 * 6
+    assert 8 * 3 <= nodes["Region"] <= 8 * 16  # the regions some link touches (16 per example at most)
     with driver.session() as s:
+        unlinked = s.run("MATCH (g:Region {run_id: $r}) WHERE NOT EXISTS { (g)<-[:ATTENDS|DW|MOVES]-() } "
+                         "RETURN count(g) AS c", r=run_id).single()["c"]
+        assert unlinked == 0
         ex = s.run("MATCH (r:Run {uid: $r})-[:HAS_EXAMPLE]->(e:Example) WHERE e.complete RETURN e ORDER BY e.example_id LIMIT 1",
                    r=run_id).single()["e"]
         n_tok = s.run("MATCH (:Example {uid: $u})-[:HAS_TOKEN]->(t) RETURN count(t) AS c", u=ex["uid"]).single()["c"]
