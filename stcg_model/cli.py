@@ -68,7 +68,9 @@ def explain(image_path, question, model, device, dtype, perturbations, layers, p
 @click.command("train-demo")
 @click.option("--out", default="out/demo-model", show_default=True, type=click.Path(file_okay=False),
               help="Checkpoint folder to write (the shipped one is stcg_model/demo_model).")
-@click.option("--steps", default=6000, show_default=True, help="Optimisation steps.")
+@click.option("--vision-steps", default=1000, show_default=True,
+              help="Stage 1: steps in which the ViT learns each image's shape and colour (0 skips it).")
+@click.option("--steps", default=4000, show_default=True, help="Stage 2: steps on the questions (ViT frozen).")
 @click.option("--batch-size", default=64, show_default=True, help="Questions per step.")
 @click.option("--lr", default=5e-4, show_default=True, help="Peak learning rate (AdamW, warm-up then cosine).")
 @click.option("--warmup", default=200, show_default=True, help="Linear warm-up steps.")
@@ -77,8 +79,12 @@ def explain(image_path, question, model, device, dtype, perturbations, layers, p
 @click.option("--init-from", default=None, type=click.Path(file_okay=False, exists=True),
               help="Continue training from this checkpoint folder.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-def train_demo_cmd(out, steps, batch_size, lr, warmup, seed, limit, init_from, device):
+def train_demo_cmd(out, vision_steps, steps, batch_size, lr, warmup, seed, limit, init_from, device):
     """Train the tiny BLIP-2 demo model (T5 language model) on the easy-VQA train split.
+
+    Two stages, like BLIP-2 itself: the ViT first learns each training image's shape and colour
+    (read off the answers to its questions), then stays frozen while the Q-Former and the T5
+    language model learn to answer the questions.
 
     Seeded and reproducible; the tokenizer is built from easy-VQA's words and saved with the
     checkpoint, which then loads with Blip2ForConditionalGeneration.from_pretrained.
@@ -86,11 +92,11 @@ def train_demo_cmd(out, steps, batch_size, lr, warmup, seed, limit, init_from, d
     from stcg_model.loading import resolve_device
     from stcg_model.training import DemoConfig, train_demo
 
-    if steps < 1 or batch_size < 1:
+    if steps < 1 or batch_size < 1 or vision_steps < 0:
         from stcg.errors import StcgError
 
-        raise StcgError("--steps and --batch-size must be positive")
-    cfg = DemoConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, seed=seed)
+        raise StcgError("--steps and --batch-size must be positive (and --vision-steps >= 0)")
+    cfg = DemoConfig(vision_steps=vision_steps, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, seed=seed)
     train_demo(out, cfg, device=str(resolve_device(device)), limit=limit, log=click.echo, save_every=500,
                init_from=init_from)
 
