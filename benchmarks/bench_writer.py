@@ -1,5 +1,5 @@
 """Neo4j writer throughput (relationships/s), side by side on the same server and the same synthetic
-STCGs (64 regions, 6 perturbations, top-k 5):
+STCGs of the demo model's shape (64 regions, 6 perturbations, top-k 5):
 
   naive   one auto-commit MERGE statement per node and per relationship;
   flat    UNWIND-batched MERGE per label / link group, links found by uid (the first writer);

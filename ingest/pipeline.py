@@ -15,6 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -105,8 +106,8 @@ RETURN complete, failed
 DONE = "MATCH (e:Example {run_id: $run_id}) WHERE e.complete RETURN e.example_id AS id"
 
 
-def _load_inputs(batch, log_failure):
-    """VQAInputs for a batch; examples that cannot be read become failures (reason recorded)."""
+def _load_inputs(batch):
+    """VQAInputs for a batch, and (example, reason) for those that cannot be read."""
     from stcg_model.engine import VQAInput
 
     inputs, failures = [], []
@@ -122,8 +123,6 @@ def _load_inputs(batch, log_failure):
             failures.append((ex, str(e)))
         except Exception as e:  # an unexpected reader error must not stop the run
             failures.append((ex, f"{type(e).__name__}: {e}"))
-    for ex, reason in failures:
-        log_failure(ex, reason)
     return inputs, failures
 
 
@@ -202,18 +201,34 @@ def run_ingest(cfg: IngestConfig, settings: Neo4jSettings | None = None, log: Ca
             summary.failed_ids.append(ex.example_id)
             store.record_failure(ex.example_id, reason, {"image_path": ex.image_path, "question": ex.question[:200]})
 
+        def load(batch):
+            """Reading images and the engine's host work for a batch, in the prefetch thread."""
+            inputs, failed = _load_inputs(batch)
+            host = None
+            if inputs:
+                try:
+                    host = engine.prepare_batch(inputs)
+                except Exception:  # explain_batch redoes it example by example and records the culprit
+                    host = None
+            return inputs, failed, host
+
         t0 = time.time()
         bar = tqdm(total=len(todo), desc="ingest", unit="ex", disable=not progress)
+        batches = [todo[s:s + cfg.batch_size] for s in range(0, len(todo), cfg.batch_size)]
+        ahead = ThreadPoolExecutor(1, thread_name_prefix="stcg-prefetch")
         try:
-            for s in range(0, len(todo), cfg.batch_size):
+            nxt = ahead.submit(load, batches[0]) if batches else None
+            for bi, batch in enumerate(batches):
                 if errors:
                     break
-                batch = todo[s:s + cfg.batch_size]
-                inputs, failed = _load_inputs(batch, log_failure)
+                inputs, failed, host = nxt.result()  # read while the previous batch was on the model
+                nxt = ahead.submit(load, batches[bi + 1]) if bi + 1 < len(batches) else None
+                for ex, reason in failed:
+                    log_failure(ex, reason)
                 graphs = []
                 if inputs:
                     try:
-                        graphs = engine.explain_batch(inputs)
+                        graphs = engine.explain_batch(inputs, host)
                     except Exception:
                         for inp in inputs:  # isolate the example that breaks the batch
                             try:
@@ -235,6 +250,7 @@ def run_ingest(cfg: IngestConfig, settings: Neo4jSettings | None = None, log: Ca
                 q.put(rows)
                 bar.update(len(batch))
         finally:
+            ahead.shutdown(wait=True, cancel_futures=True)
             q.put(None)
             thread.join()
             bar.close()

@@ -26,7 +26,10 @@ KV-cached) and the teacher-forced pass reuse the projected query outputs.
 """
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,6 +84,16 @@ class _PassResult:
     greedy: list[list[int]]
 
 
+@dataclass
+class HostBatch:
+    """The host-side (CPU) work of one batch, done before the model needs it (see ``prepare_batch``)."""
+
+    examples: list
+    prepared: list[_Prepared]
+    rows: list[tuple[_Prepared, np.ndarray]]   # pass-1 rows: clean + plain perturbations per example
+    pixel_values: torch.Tensor                 # (rows, 3, H, W) on the CPU, processor output
+
+
 def to_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
 
@@ -101,9 +114,12 @@ class STCGEngine:
 
     def __init__(self, lm: LoadedModel, perturbations: Sequence[PerturbationSpec] | str | None = None,
                  layers: str | LayerSelection = "mean", seed: int = 0, max_new_tokens: int = 10,
-                 deletion_steps: int = 10, store_dense: bool = True, prompt: str | None = None):
+                 deletion_steps: int = 10, store_dense: bool = True, prompt: str | None = None,
+                 host_workers: int | None = None):
         """``prompt`` wraps the question, e.g. ``"Question: {question} Answer:"``; default: the bare
-        question for T5 models and ``"Question: {question} Answer:"`` (BLIP-2's VQA prompt) for OPT."""
+        question for T5 models and ``"Question: {question} Answer:"`` (BLIP-2's VQA prompt) for OPT.
+        ``host_workers`` threads make perturbed images and pixel tensors (default: up to 8 CPU cores;
+        0 or 1 = in the calling thread); results do not depend on it."""
         self.lm = lm
         self.decoder_only = not lm.is_encoder_decoder
         if prompt is None:
@@ -118,6 +134,9 @@ class STCGEngine:
         self.max_new_tokens = int(max_new_tokens)
         self.deletion_steps = int(deletion_steps)
         self.store_dense = store_dense
+        workers = min(8, os.cpu_count() or 1) if host_workers is None else int(host_workers)
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="stcg-host") if workers > 1 else None
+        self._tokenizer_lock = threading.Lock()
         self.max_side = 1024     # longer images are downscaled before perturbation (boxes stay in original pixels)
         self.min_new_tokens = 0  # benchmarks force a fixed answer length on random weights
         cfg = self.model.config
@@ -145,29 +164,51 @@ class STCGEngine:
 
     def explain(self, examples: Sequence[VQAInput], batch_size: int = 8,
                 progress: Callable[[int], None] | None = None) -> list[STCGraph]:
-        """STCGs for ``examples`` in order, ``batch_size`` examples (x all variants) per pass."""
+        """STCGs for ``examples`` in order, ``batch_size`` examples (x all variants) per pass.
+
+        The host work of the next batch (perturbed images, pixel tensors) runs in a background
+        thread while the model works on the current one."""
         out: list[STCGraph] = []
-        for start in range(0, len(examples), batch_size):
-            chunk = examples[start:start + batch_size]
-            out.extend(self.explain_batch(chunk))
-            if progress:
-                progress(len(chunk))
+        chunks = [examples[s:s + batch_size] for s in range(0, len(examples), batch_size)]
+        with ThreadPoolExecutor(1, thread_name_prefix="stcg-prefetch") as ahead:
+            nxt = ahead.submit(self.prepare_batch, chunks[0]) if chunks else None
+            for i, chunk in enumerate(chunks):
+                host = nxt.result()
+                nxt = ahead.submit(self.prepare_batch, chunks[i + 1]) if i + 1 < len(chunks) else None
+                out.extend(self.explain_batch(chunk, host))
+                if progress:
+                    progress(len(chunk))
         return out
 
-    @torch.no_grad()
-    def explain_batch(self, examples: Sequence[VQAInput]) -> list[STCGraph]:
+    def _map(self, fn, items) -> list:
+        items = list(items)
+        return list(self._pool.map(fn, items)) if self._pool is not None and len(items) > 1 else [fn(x) for x in items]
+
+    def prepare_batch(self, examples: Sequence[VQAInput]) -> HostBatch:
+        """CPU-only work of a batch: tokenising, perturbing (those that need no attribution) and
+        preprocessing every image variant. Safe to run in another thread while the model works."""
         prepared = [self._prepare(ex) for ex in examples]
+        plain = [i for i, p in enumerate(self.perturbations) if not p.needs_attribution]
+
+        def variants(ex: _Prepared) -> list[np.ndarray]:
+            return [ex.pixels] + [self._perturb(ex, self.perturbations[k]) for k in plain]
+
+        rows = [(ex, a) for ex, arrays in zip(prepared, self._map(variants, prepared)) for a in arrays]
+        return HostBatch(list(examples), prepared, rows, self._pixel_values([a for _, a in rows], device=False))
+
+    @torch.no_grad()
+    def explain_batch(self, examples: Sequence[VQAInput], host: HostBatch | None = None) -> list[STCGraph]:
+        """STCGs of one batch; ``host`` is this batch's ``prepare_batch`` result when made ahead."""
+        if host is None or [e.example_id for e in host.examples] != [e.example_id for e in examples]:
+            host = self.prepare_batch(examples)
+        prepared = host.prepared
         plain = [i for i, p in enumerate(self.perturbations) if not p.needs_attribution]
         salient = [i for i, p in enumerate(self.perturbations) if p.needs_attribution]
 
         # pass 1: clean + perturbations that need no attribution; clean answers come from it
-        rows1 = []
-        for ex in prepared:
-            rows1.append((ex, ex.pixels))
-            for k in plain:
-                rows1.append((ex, self._perturb(ex, self.perturbations[k])))
+        rows1 = host.rows
         per_ex1 = 1 + len(plain)
-        res1 = self._run_pass(rows1, answers=None, per_example=per_ex1)
+        res1 = self._run_pass(rows1, answers=None, per_example=per_ex1, pv=host.pixel_values)
         answers = [self._trim_answer(res1.greedy[i * per_ex1]) for i in range(len(prepared))]
 
         clean = []
@@ -180,10 +221,11 @@ class STCGEngine:
         # pass 2: perturbations that need the clean attribution
         res2 = None
         if salient:
-            rows2 = []
-            for i, ex in enumerate(prepared):
-                for k in salient:
-                    rows2.append((ex, self._perturb(ex, self.perturbations[k], clean[i]["attribution"])))
+            def salient_variants(i: int) -> list[np.ndarray]:
+                return [self._perturb(prepared[i], self.perturbations[k], clean[i]["attribution"]) for k in salient]
+
+            rows2 = [(prepared[i], a) for i, arrays in enumerate(self._map(salient_variants, range(len(prepared))))
+                     for a in arrays]
             res2 = self._run_pass(rows2, answers=[a for a in answers for _ in salient], per_example=1)
 
         # deletion curves (teacher-forced probabilities only)
@@ -213,7 +255,8 @@ class STCGEngine:
         text = head + ex.question + tail
         q0, q1 = len(head), len(head) + len(ex.question)
         max_len = max(8, min(getattr(self.tokenizer, "model_max_length", 512) or 512, 100_000) - self.Q)
-        enc = self.tokenizer(text, return_offsets_mapping=True, add_special_tokens=True, truncation=True, max_length=max_len)
+        with self._tokenizer_lock:  # fast tokenizers must not be entered from two threads at once
+            enc = self.tokenizer(text, return_offsets_mapping=True, add_special_tokens=True, truncation=True, max_length=max_len)
         ids = list(enc["input_ids"])
         spans = [tuple(o) for o in enc["offset_mapping"]]
         if not self.decoder_only and (not ids or ids[-1] != self.eos_id):
@@ -231,10 +274,15 @@ class STCGEngine:
         ctx = PerturbationContext(fill=self.fill, grid=ex.grid, attribution=attribution)
         return apply_perturbation(spec, ex.pixels, self.seed, ex.ex.example_id, ctx)
 
-    def _pixel_values(self, arrays: Sequence[np.ndarray]) -> torch.Tensor:
-        images = [to_image(a) for a in arrays]
-        pv = self.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
-        return pv.to(self.lm.device, self.lm.dtype)
+    def _pixel_values(self, arrays: Sequence[np.ndarray], device: bool = True) -> torch.Tensor:
+        """(N, 3, H, W) processor output for float images in [0, 1]; chunks run on the host threads."""
+        def process(chunk: Sequence[np.ndarray]) -> torch.Tensor:
+            return self.processor.image_processor(images=[to_image(a) for a in chunk], return_tensors="pt")["pixel_values"]
+
+        step = 8
+        parts = self._map(process, [arrays[s:s + step] for s in range(0, len(arrays), step)])
+        pv = torch.cat(parts) if len(parts) > 1 else parts[0]
+        return pv.to(self.lm.device, self.lm.dtype) if device else pv
 
     def _encoder_inputs(self, rows: Sequence[tuple[_Prepared, np.ndarray]]):
         L = max(self.Q + len(ex.token_ids) for ex, _ in rows)
@@ -248,10 +296,10 @@ class STCGEngine:
 
     # ------------------------------------------------------------------ model passes
     @torch.no_grad()
-    def _encode(self, rows):
+    def _encode(self, rows, pv: torch.Tensor | None = None):
         """Vision + Q-Former + T5 encoder for every row; returns encoder outputs and attention mask."""
         model = self.model
-        pv = self._pixel_values([a for _, a in rows])
+        pv = self._pixel_values([a for _, a in rows]) if pv is None else pv.to(self.lm.device, self.lm.dtype)
         ids, am = self._encoder_inputs(rows)
         feats = model.get_image_features(pv, return_dict=True).pooler_output
         embeds = model.get_input_embeddings()(ids)
@@ -280,13 +328,14 @@ class STCGEngine:
         gathered = logp.gather(-1, lab.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         return [gathered[r, :len(a)].cpu().numpy() for r, a in enumerate(answers)]
 
-    def _run_pass(self, rows, answers: Sequence[list[int]] | None, per_example: int) -> _PassResult:
+    def _run_pass(self, rows, answers: Sequence[list[int]] | None, per_example: int,
+                  pv: torch.Tensor | None = None) -> _PassResult:
         """Encode all rows once, greedy-decode them, then teacher-force each example's clean answer."""
         if self.decoder_only:
-            return self._run_pass_decoder_only(rows, answers, per_example)
+            return self._run_pass_decoder_only(rows, answers, per_example, pv)
         with AttentionCapture(self.model, self.layers) as cap:
             with cap.recording("qformer.cross", "lm.encoder.self"):
-                enc, am = self._encode(rows)
+                enc, am = self._encode(rows, pv)
             C_raw = cap.pop("qformer.cross")
             E_raw = cap.pop("lm.encoder.self")
             gen = self.model.language_model.generate(
@@ -309,9 +358,9 @@ class STCGEngine:
         return _PassResult(C, E, D, step_lp, greedy)
 
     # ------------------------------------------------------------------ decoder-only (OPT) passes
-    def _query_features(self, rows) -> torch.Tensor:
+    def _query_features(self, rows, pv: torch.Tensor | None = None) -> torch.Tensor:
         """(R, Q, d_lm) projected Q-Former outputs, one vision + Q-Former pass per row."""
-        pv = self._pixel_values([a for _, a in rows])
+        pv = self._pixel_values([a for _, a in rows]) if pv is None else pv.to(self.lm.device, self.lm.dtype)
         return self.model.get_image_features(pv, return_dict=True).pooler_output
 
     def _embed(self, seqs: Sequence[list[int]], feats: torch.Tensor, left_pad: bool):
@@ -346,10 +395,10 @@ class STCGEngine:
             result.append(logp[r, pos, tgt].cpu().numpy())
         return result
 
-    def _run_pass_decoder_only(self, rows, answers, per_example: int) -> _PassResult:
+    def _run_pass_decoder_only(self, rows, answers, per_example: int, pv: torch.Tensor | None = None) -> _PassResult:
         with AttentionCapture(self.model, self.layers) as cap:
             with cap.recording("qformer.cross"):
-                feats = self._query_features(rows)
+                feats = self._query_features(rows, pv)
             C_raw = cap.pop("qformer.cross")
             embeds, am = self._embed([self._prompt_ids(ex) for ex, _ in rows], feats, left_pad=True)
             gen = self.model.language_model.generate(
