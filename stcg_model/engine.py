@@ -98,8 +98,55 @@ def to_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
 
 
+def to_uint8(arr: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(arr, 0, 1) * 255.0).astype(np.uint8)
+
+
 def to_image(arr: np.ndarray) -> Image.Image:
-    return Image.fromarray(np.round(np.clip(arr, 0, 1) * 255.0).astype(np.uint8), "RGB")
+    return Image.fromarray(to_uint8(arr), "RGB")
+
+
+@dataclass(frozen=True)
+class FastBlipPixels:
+    """The BLIP image processor's arithmetic (PIL resize, rescale, normalise) for a batch at once.
+
+    Equal to ``image_processor(images=...)["pixel_values"]`` (tested to 1e-6) and several times
+    faster, because the per-image Python of the generic processor goes away. Only built for the
+    plain BLIP configuration (fixed height x width resize, no crop, no pad); otherwise ``None``.
+    """
+
+    height: int
+    width: int
+    resample: int
+    scale: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @classmethod
+    def for_processor(cls, ip) -> "FastBlipPixels | None":
+        size = getattr(ip, "size", None) or {}
+        get = (lambda k: size.get(k)) if isinstance(size, dict) else (lambda k: getattr(size, k, None))
+        plain = (getattr(ip, "do_resize", False) and get("height") and get("width") and getattr(ip, "do_rescale", False)
+                 and getattr(ip, "do_normalize", False) and not getattr(ip, "do_center_crop", False)
+                 and not getattr(ip, "do_pad", False) and type(ip).__name__.startswith("BlipImageProcessor"))
+        if not plain:
+            return None
+        mean, std = list(ip.image_mean), list(ip.image_std)
+        if len(mean) != 3 or len(std) != 3:
+            return None
+        return cls(int(get("height")), int(get("width")), int(ip.resample), float(ip.rescale_factor), tuple(mean), tuple(std))
+
+    def __call__(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """(N, 3, H, W) float32 from (h, w, 3) uint8 RGB arrays."""
+        out = np.empty((len(images), self.height, self.width, 3), dtype=np.uint8)
+        for i, a in enumerate(images):
+            if a.shape[:2] != (self.height, self.width):
+                a = np.asarray(Image.fromarray(a, "RGB").resize((self.width, self.height), resample=self.resample))
+            out[i] = a
+        x = torch.from_numpy(out).permute(0, 3, 1, 2).to(torch.float32) * self.scale
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1)
+        return ((x - mean) / std).contiguous()
 
 
 def check_prompt(prompt: str) -> str:
@@ -107,6 +154,19 @@ def check_prompt(prompt: str) -> str:
     if prompt.count("{question}") != 1:
         raise StcgError(f"the prompt must contain {{question}} exactly once, got {prompt!r}")
     return prompt
+
+
+def prefetched(pool: ThreadPoolExecutor | None, fn: Callable, items: Sequence):
+    """``fn(item)`` for each item in order; with a pool, item i + 1 is computed while item i is used."""
+    if pool is None:
+        for x in items:
+            yield fn(x)
+        return
+    nxt = pool.submit(fn, items[0]) if items else None
+    for i in range(len(items)):
+        cur = nxt.result()
+        nxt = pool.submit(fn, items[i + 1]) if i + 1 < len(items) else None
+        yield cur
 
 
 class STCGEngine:
@@ -118,8 +178,8 @@ class STCGEngine:
                  host_workers: int | None = None):
         """``prompt`` wraps the question, e.g. ``"Question: {question} Answer:"``; default: the bare
         question for T5 models and ``"Question: {question} Answer:"`` (BLIP-2's VQA prompt) for OPT.
-        ``host_workers`` threads make perturbed images and pixel tensors (default: up to 8 CPU cores;
-        0 or 1 = in the calling thread); results do not depend on it."""
+        ``host_workers`` threads make perturbed images and pixel tensors (default: up to 8 CPU cores
+        when the model is on a GPU, none on CPU; 0 or 1 = in the calling thread); results do not depend on it."""
         self.lm = lm
         self.decoder_only = not lm.is_encoder_decoder
         if prompt is None:
@@ -134,7 +194,10 @@ class STCGEngine:
         self.max_new_tokens = int(max_new_tokens)
         self.deletion_steps = int(deletion_steps)
         self.store_dense = store_dense
-        workers = min(8, os.cpu_count() or 1) if host_workers is None else int(host_workers)
+        if host_workers is None:  # on a CPU-only run the model already uses every core: threads would only contend
+            host_workers = min(8, os.cpu_count() or 1) if lm.device.type != "cpu" else 0
+        workers = int(host_workers)
+        self.prefetch = lm.device.type != "cpu"  # overlap host work with the model only where they do not share cores
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="stcg-host") if workers > 1 else None
         self._tokenizer_lock = threading.Lock()
         self.max_side = 1024     # longer images are downscaled before perturbation (boxes stay in original pixels)
@@ -171,10 +234,7 @@ class STCGEngine:
         out: list[STCGraph] = []
         chunks = [examples[s:s + batch_size] for s in range(0, len(examples), batch_size)]
         with ThreadPoolExecutor(1, thread_name_prefix="stcg-prefetch") as ahead:
-            nxt = ahead.submit(self.prepare_batch, chunks[0]) if chunks else None
-            for i, chunk in enumerate(chunks):
-                host = nxt.result()
-                nxt = ahead.submit(self.prepare_batch, chunks[i + 1]) if i + 1 < len(chunks) else None
+            for host, chunk in zip(prefetched(ahead if self.prefetch else None, self.prepare_batch, chunks), chunks):
                 out.extend(self.explain_batch(chunk, host))
                 if progress:
                     progress(len(chunk))
@@ -276,7 +336,11 @@ class STCGEngine:
 
     def _pixel_values(self, arrays: Sequence[np.ndarray], device: bool = True) -> torch.Tensor:
         """(N, 3, H, W) processor output for float images in [0, 1]; chunks run on the host threads."""
+        fast = FastBlipPixels.for_processor(self.processor.image_processor)
+
         def process(chunk: Sequence[np.ndarray]) -> torch.Tensor:
+            if fast is not None:
+                return fast([to_uint8(a) for a in chunk])
             return self.processor.image_processor(images=[to_image(a) for a in chunk], return_tensors="pt")["pixel_values"]
 
         step = 8

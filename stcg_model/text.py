@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from collections.abc import Sequence
 
 FUNCTION_WORDS = frozenset("""
@@ -66,6 +67,7 @@ _PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
 _COMMA_STRIP = re.compile(r"(\d)(,)(\d)")
 
 
+@lru_cache(maxsize=65536)  # answers repeat a lot (one per perturbation per example)
 def normalize_answer(answer: str) -> str:
     """The official VQA evaluation's answer normalisation (punctuation, digits, articles, contractions)."""
     out = answer.replace("\n", " ").replace("\t", " ").strip().lower()

@@ -237,3 +237,27 @@ def test_prompt_template_words_are_context_not_tokens():
 
     with pytest.raises(StcgError, match="exactly once"):
         STCGEngine(eng.lm, prompt="no placeholder")
+
+
+def test_fast_pixel_path_equals_the_processor(lm):
+    """The engine's batched BLIP preprocessing gives the processor's own tensors (resize included)."""
+    from stcg_model.engine import FastBlipPixels, to_image, to_uint8
+
+    proc = lm.processor.image_processor
+    fast = FastBlipPixels.for_processor(proc)
+    assert fast is not None and (fast.height, fast.width) == (32, 32)
+    rng = np.random.default_rng(3)
+    arrays = [rng.random((h, w, 3)).astype(np.float32) for h, w in [(32, 32), (50, 41), (17, 90)]]
+    ref = proc(images=[to_image(a) for a in arrays], return_tensors="pt")["pixel_values"]
+    np.testing.assert_allclose(fast([to_uint8(a) for a in arrays]).numpy(), ref.numpy(), atol=1e-6)
+
+
+def test_prefetch_and_host_threads_change_nothing(lm, graphs):
+    """What a GPU run does (next batch prepared in the background, images on 3 threads) gives the same STCGs."""
+    eng = STCGEngine(lm, seed=7, deletion_steps=4, host_workers=3)
+    eng.prefetch = True
+    out = eng.explain(_examples(), batch_size=2)
+    for a, b in zip(graphs, out):
+        assert a.answer == b.answer and a.perturbed_answers == b.perturbed_answers
+        for name in ("C", "W", "S", "dW", "p_pert", "deletion_curve"):
+            np.testing.assert_allclose(getattr(a, name), getattr(b, name), atol=2e-5, err_msg=name)
