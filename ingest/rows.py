@@ -173,18 +173,29 @@ def example_payload(g: STCGraph, run_id: str, top_k: int, store_ref: dict | None
                       "abs_dp": abs(_f(g.dp[j])), "dW_fro": _f(g.dW_fro[j]), "dS_fro": _f(np.linalg.norm(g.dS[j])),
                       "dC_fro": _f(np.linalg.norm(g.dC[j]))} for j, kind in enumerate(g.perturbations)]
 
-    ranks = list(range(1, k + 1))
     W, S, dW = np.asarray(g.W, np.float64), np.asarray(g.S, np.float64), np.asarray(g.dW, np.float64)
     step_token = np.asarray(g.step_token, np.float64)
-    attends = [[i, int(slot[p]), float(W[i, p]), r] for i in range(n) for p, r in zip(tok_top[i].tolist(), ranks)]
-    step_attends = [[t, int(slot[p]), float(S[t, p]), r] for t in range(T) for p, r in zip(step_top[t].tolist(), ranks)]
-    attends_token = [[t, i, float(step_token[t, i])] for t in range(T) for i in range(n)]
-    nxt = [[t, float(g.drift[t])] for t in range(T - 1)]
-    moves = [[j, int(slot[p]), float(region_dw[j, p]), float(region_abs[j, p]), r]
-             for j in range(K) for p, r in zip(move_top[j].tolist(), ranks)]
-    moves_token = [[j, i, float(g.dW_token[j, i])] for j in range(K) for i in range(n)]
-    dw = [[i, j, int(slot[p]), float(dW[j, i, p]), r]
-          for j in range(K) for i in range(n) for p, r in zip(dw_top[j, i].tolist(), ranks)]
+    rank = np.arange(1, k + 1)
+
+    def table(*columns) -> list[list]:
+        """Rows of mixed int / float columns (ints stay ints: Cypher indexes lists with them)."""
+        return [list(r) for r in zip(*(np.asarray(c).ravel().tolist() for c in columns))]
+
+    ti, tk = np.divmod(np.arange(n * k), k)                       # token, rank-1 per ATTENDS row
+    attends = table(ti, slot[tok_top[ti, tk]], W[ti, tok_top[ti, tk]], rank[tk])
+    si, sk = np.divmod(np.arange(T * k), k)
+    step_attends = table(si, slot[step_top[si, sk]], S[si, step_top[si, sk]], rank[sk])
+    st, sn = np.divmod(np.arange(T * n), n)
+    attends_token = table(st, sn, step_token[st, sn])
+    nxt = table(np.arange(T - 1), np.asarray(g.drift, np.float64)[:max(0, T - 1)])
+    mj, mk = np.divmod(np.arange(K * k), k)
+    moves = table(mj, slot[move_top[mj, mk]], region_dw[mj, move_top[mj, mk]], region_abs[mj, move_top[mj, mk]], rank[mk])
+    pj, pn = np.divmod(np.arange(K * n), n)
+    moves_token = table(pj, pn, np.asarray(g.dW_token, np.float64)[pj, pn])
+    dj, rest = np.divmod(np.arange(K * n * k), n * k)             # perturbation-major, then token, then rank
+    di, dk = np.divmod(rest, k)
+    dp = dw_top[dj, di, dk]
+    dw = table(di, dj, slot[dp], dW[dj, di, dp], rank[dk])
     return {"run_id": run_id, "example": example, "regions": regions, "tokens": tokens, "steps": steps,
             "perturbations": perturbations, "attends": attends, "step_attends": step_attends,
             "attends_token": attends_token, "next": nxt, "moves": moves, "moves_token": moves_token, "dw": dw}
