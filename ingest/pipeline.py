@@ -48,9 +48,9 @@ class IngestConfig:
     store: str = "out/store"
     queue_size: int = 4
 
-    def identity(self, model_name: str) -> dict:
+    def identity(self, model_name: str, model_fingerprint: str | None = None) -> dict:
         """What determines the result (not the shard, batch size, device or store)."""
-        return {"dataset": self.dataset, "split": self.split, "limit": self.limit, "question_type": self.question_type,
+        return {"model_fingerprint": model_fingerprint, "dataset": self.dataset, "split": self.split, "limit": self.limit, "question_type": self.question_type,
                 "answer_type": self.answer_type, "sample": self.sample, "seed": self.seed, "model": model_name,
                 "dtype": self.dtype, "perturbations": self.perturbations, "layers": self.layers, "top_k": self.top_k,
                 "deletion_steps": self.deletion_steps, "max_new_tokens": self.max_new_tokens,
@@ -78,14 +78,17 @@ class IngestSummary:
                 f"relationships written in {self.seconds:.1f} s ({rate:.2f} examples/s)")
 
 
-def make_run_id(cfg: IngestConfig, model_name: str) -> str:
+def identity_hash(identity: dict) -> str:
+    return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def make_run_id(cfg: IngestConfig, model_name: str, model_fingerprint: str | None = None) -> str:
     if cfg.run_name:
         slug = re.sub(r"[^A-Za-z0-9._-]+", "-", cfg.run_name).strip("-")
         if not slug:
             raise StcgError(f"--run-name {cfg.run_name!r} has no usable characters (letters, digits, . _ -)")
         return slug[:80]
-    digest = hashlib.sha1(json.dumps(cfg.identity(model_name), sort_keys=True).encode()).hexdigest()[:12]
-    return f"run-{digest}"
+    return f"run-{identity_hash(cfg.identity(model_name, model_fingerprint))}"
 
 
 RUN_MERGE = """
@@ -137,8 +140,8 @@ def run_ingest(cfg: IngestConfig, settings: Neo4jSettings | None = None, log: Ca
     from ingest.store import FileStore
     from ingest.writer import Neo4jWriter
     from stcg.db import connect
-    from stcg_model.engine import STCGEngine
-    from stcg_model.loading import default_model, load_model
+    from stcg_model.engine import STCGEngine, prefetched
+    from stcg_model.loading import default_model, load_model, model_fingerprint
     from stcg_model.perturbations import parse_perturbations
 
     if cfg.batch_size < 1 or cfg.top_k < 1:
@@ -158,9 +161,15 @@ def run_ingest(cfg: IngestConfig, settings: Neo4jSettings | None = None, log: Ca
     try:
         ensure_schema(driver, settings.database)
         model_name = cfg.model or default_model()
-        run_id = make_run_id(cfg, model_name)
+        fingerprint = model_fingerprint(model_name)
+        identity = cfg.identity(model_name, fingerprint)
+        run_id = make_run_id(cfg, model_name, fingerprint)
         summary = IngestSummary(run_id=run_id, examples=len(examples))
         writer = Neo4jWriter(driver, settings.database, log=log)
+        held = writer.run_query("MATCH (r:Run {uid: $run_id}) RETURN r.identity AS identity", run_id=run_id)
+        if held and held[0]["identity"] not in (None, identity_hash(identity)):
+            raise StcgError(f"run {run_id!r} already holds results of another model or other parameters; "
+                            "choose another --run-name (resuming it would mix the two)")
         done = {r["id"] for r in writer.run_query(DONE, run_id=run_id)}
         todo = [e for e in examples if e.example_id not in done]
         summary.skipped = len(examples) - len(todo)
@@ -172,7 +181,8 @@ def run_ingest(cfg: IngestConfig, settings: Neo4jSettings | None = None, log: Ca
         props = {"name": cfg.run_name or run_id, "model": model_name, "dataset": cfg.dataset,
                  "split": cfg.split or "", "perturbations": [s.kind for s in specs], "top_k": cfg.top_k,
                  "layers": cfg.layers, "code_version": __version__,
-                 "params": json.dumps({**cfg.identity(model_name), "engine": engine.params}, sort_keys=True, default=str),
+                 "params": json.dumps({**identity, "engine": engine.params}, sort_keys=True, default=str),
+                 "identity": identity_hash(identity),
                  "n_selected": len(examples)}
         writer.run_query(RUN_MERGE, run_id=run_id, props=props)
         store.write_run({"run_id": run_id, **props, "started": datetime.now(timezone.utc).isoformat()})
@@ -217,12 +227,10 @@ def run_ingest(cfg: IngestConfig, settings: Neo4jSettings | None = None, log: Ca
         batches = [todo[s:s + cfg.batch_size] for s in range(0, len(todo), cfg.batch_size)]
         ahead = ThreadPoolExecutor(1, thread_name_prefix="stcg-prefetch")
         try:
-            nxt = ahead.submit(load, batches[0]) if batches else None
-            for bi, batch in enumerate(batches):
+            # on a GPU the next batch is read and prepared while the model works on this one
+            for (inputs, failed, host), batch in zip(prefetched(ahead if engine.prefetch else None, load, batches), batches):
                 if errors:
                     break
-                inputs, failed, host = nxt.result()  # read while the previous batch was on the model
-                nxt = ahead.submit(load, batches[bi + 1]) if bi + 1 < len(batches) else None
                 for ex, reason in failed:
                     log_failure(ex, reason)
                 graphs = []

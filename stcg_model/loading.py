@@ -14,6 +14,30 @@ HUB_DEFAULT = "Salesforce/blip2-flan-t5-xl"
 DEMO_MODEL_DIR = Path(__file__).resolve().parent / "demo_model"
 
 
+def model_fingerprint(name_or_path: str) -> str:
+    """A short content hash of a local checkpoint folder (config + the first and last MiB and the size
+    of every weight file), so results of a retrained checkpoint in the same folder are told apart.
+    A hub id (no local folder) is its own fingerprint."""
+    import hashlib
+
+    folder = Path(name_or_path).expanduser()
+    h = hashlib.sha1()
+    if not folder.is_dir():
+        h.update(name_or_path.encode())
+        return h.hexdigest()[:12]
+    for f in sorted(folder.iterdir()):
+        if f.name == "config.json":
+            h.update(f.read_bytes())
+        elif f.suffix in (".safetensors", ".bin", ".pt"):
+            size = f.stat().st_size
+            h.update(f"{f.name}:{size}".encode())
+            with f.open("rb") as fh:
+                h.update(fh.read(1 << 20))
+                fh.seek(max(0, size - (1 << 20)))
+                h.update(fh.read(1 << 20))
+    return h.hexdigest()[:12]
+
+
 def default_model() -> str:
     """The embedded demo checkpoint when shipped, else the hub default."""
     return str(DEMO_MODEL_DIR) if (DEMO_MODEL_DIR / "config.json").is_file() else HUB_DEFAULT

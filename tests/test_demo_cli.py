@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from queries.library import template_names
+from stcg_model.loading import default_model, model_fingerprint
 
 
 def test_demo_runs_end_to_end(tmp_path, driver):
@@ -19,6 +20,8 @@ def test_demo_runs_end_to_end(tmp_path, driver):
         assert (out / "report.html").stat().st_size > 1_000_000  # plotly embedded
         assert {p.stem for p in (out / "queries").glob("*.csv")} == set(template_names())
         assert "first query" in res.stdout and "report" in res.stdout
+        fingerprint = model_fingerprint(default_model())
+        assert f"run_id=demo-easy-vqa-6-{fingerprint[:8]}" in res.stdout  # a retrained model gets its own run
     finally:
         with driver.session() as s:
-            s.run("MATCH (n {run_id: 'demo-easy-vqa-6'}) DETACH DELETE n").consume()
+            s.run("MATCH (n) WHERE n.run_id STARTS WITH 'demo-easy-vqa-6-' DETACH DELETE n").consume()

@@ -153,3 +153,24 @@ def test_resume_after_sigkill_equals_uninterrupted_run(driver, run_id, tmp_path,
     finally:
         with driver.session() as s:
             s.run("MATCH (n {run_id: $r}) DETACH DELETE n", r=ref_id).consume()
+
+
+def test_a_run_name_is_not_reused_for_another_model(driver, run_id, tmp_path, vqa_folder, tiny_checkpoint):
+    """Resuming a named run with a retrained checkpoint (same folder, new weights) would mix two models."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from stcg_model.loading import model_fingerprint
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, ckpt)
+    run_ingest(_cfg(vqa_folder, str(ckpt), run_id, tmp_path, limit=2), progress=False, log=lambda s: None)
+    before = model_fingerprint(str(ckpt))
+    weights = load_file(ckpt / "model.safetensors")
+    name = sorted(weights)[-1]
+    weights[name] = weights[name] + 1.0  # "retrained" in place
+    save_file(weights, ckpt / "model.safetensors", metadata={"format": "pt"})
+    assert model_fingerprint(str(ckpt)) != before
+    with pytest.raises(StcgError, match="already holds results of another model"):
+        run_ingest(_cfg(vqa_folder, str(ckpt), run_id, tmp_path, limit=2), progress=False, log=lambda s: None)
