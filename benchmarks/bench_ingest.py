@@ -2,7 +2,9 @@
 
     python benchmarks/bench_ingest.py [--examples 64] [--model PATH] [--device cpu]
 Measures (same easy-VQA sample, same batch size, deletion curves off and on):
-  A. bare: batched `generate` of the 7 images of every example (clean + 6 perturbed, preprocessed);
+  A. bare: batched `generate` of the 7 images of every example (clean + 6 perturbed), pixel tensors
+     made beforehand (the strict baseline: model time only); A'. the same plus the stock
+     `processor(images=...)` call a plain inference script would make;
   B. engine: STCGEngine.explain_batch alone (no database);
   C. ingest: `stcg ingest` end to end (images read, engine, rows, file store, Neo4j writes overlapped).
 Writes benchmarks/results/ingest_<device>.json. Needs a running Neo4j (NEO4J_* variables).
@@ -15,20 +17,22 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ingest.datasets import open_dataset
 from ingest.pipeline import IngestConfig, run_ingest
 from ingest.writer import delete_run
 from stcg.db import connect
-from stcg_model.engine import STCGEngine, VQAInput
+from stcg_model.engine import STCGEngine, VQAInput, to_image
 from stcg_model.loading import load_model
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--examples", type=int, default=64)
+    ap.add_argument("--examples", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--model", default=None)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--store", default="/tmp/stcg-bench-store")
@@ -51,33 +55,54 @@ def main():
         for p, g in zip(prepared, clean):
             arrays.append(p.pixels)
             arrays.extend(engine._perturb(p, spec, g.attribution) for spec in engine.perturbations)
-        t = time.perf_counter()
-        with torch.no_grad():
-            for s in range(0, len(prepared), args.batch_size):
-                rows = [(p, None) for p in prepared[s:s + args.batch_size] for _ in range(7)]
-                pv = engine._pixel_values(arrays[7 * s:7 * (s + args.batch_size)])
-                ids, am = engine._encoder_inputs(rows)
-                lm.model.generate(pixel_values=pv, input_ids=ids, attention_mask=am, max_new_tokens=10, do_sample=False)
-        bare = time.perf_counter() - t
-        # B: engine alone
-        t = time.perf_counter()
-        engine.explain(inputs, batch_size=args.batch_size)
-        eng = time.perf_counter() - t
-        # C: end-to-end ingestion (fresh run each time)
+        pvs = [engine._pixel_values(arrays[7 * s:7 * (s + args.batch_size)]) for s in range(0, len(prepared), args.batch_size)]
+
+        def bare_generate(with_processor: bool) -> float:
+            t = time.perf_counter()
+            with torch.no_grad():
+                for b, s in enumerate(range(0, len(prepared), args.batch_size)):
+                    rows = [(p, None) for p in prepared[s:s + args.batch_size] for _ in range(7)]
+                    pv = pvs[b]
+                    if with_processor:
+                        images = [to_image(a) for a in arrays[7 * s:7 * (s + args.batch_size)]]
+                        pv = lm.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
+                    ids, am = engine._encoder_inputs(rows)
+                    lm.model.generate(pixel_values=pv, input_ids=ids, attention_mask=am, max_new_tokens=10, do_sample=False)
+            return time.perf_counter() - t
+
+        def engine_alone() -> float:
+            t = time.perf_counter()
+            engine.explain(inputs, batch_size=args.batch_size)
+            return time.perf_counter() - t
+
         run_name = f"bench-ingest-d{deletion}"
-        delete_run(driver, run_name)
-        shutil.rmtree(Path(args.store) / run_name, ignore_errors=True)
-        cfg = IngestConfig(dataset="easy-vqa", split="test", sample=args.examples, seed=3, model=args.model,
-                           device=args.device, batch_size=args.batch_size, deletion_steps=deletion, run_name=run_name,
-                           store=args.store)
-        summary = run_ingest(cfg, progress=False, log=lambda s: None)
-        store_bytes = sum(p.stat().st_size for p in (Path(args.store) / run_name / "shards").iterdir())
+
+        def ingest() -> tuple[float, object]:  # fresh run each time
+            delete_run(driver, run_name)
+            shutil.rmtree(Path(args.store) / run_name, ignore_errors=True)
+            cfg = IngestConfig(dataset="easy-vqa", split="test", sample=args.examples, seed=3, model=args.model,
+                               device=args.device, batch_size=args.batch_size, deletion_steps=deletion, run_name=run_name,
+                               store=args.store)
+            summary = run_ingest(cfg, progress=False, log=lambda s: None)
+            return summary.seconds, summary
+
+        # the machine's speed drifts: A, A', B, C are interleaved for --rounds rounds and medians kept
+        times = {"bare": [], "bare_proc": [], "engine": [], "ingest": []}
+        for _ in range(args.rounds):
+            times["bare"].append(bare_generate(False))
+            times["bare_proc"].append(bare_generate(True))
+            times["engine"].append(engine_alone())
+            sec, summary = ingest()
+            times["ingest"].append(sec)
+        bare, bare_proc, eng, ing = (float(np.median(times[k])) for k in ("bare", "bare_proc", "engine", "ingest"))
         n = len(exs)
+        store_bytes = sum(p.stat().st_size for p in (Path(args.store) / run_name / "shards").iterdir())
         result[f"deletion_{deletion}"] = {
-            "bare_generate_ex_per_s": round(n / bare, 2), "engine_ex_per_s": round(n / eng, 2),
-            "ingest_ex_per_s": round(summary.written / summary.seconds, 2),
-            "ingest_over_bare": round((summary.written / summary.seconds) / (n / bare), 3),
-            "ingest_over_engine": round((summary.written / summary.seconds) / (n / eng), 3),
+            "bare_generate_ex_per_s": round(n / bare, 2), "bare_with_processor_ex_per_s": round(n / bare_proc, 2),
+            "engine_ex_per_s": round(n / eng, 2), "engine_over_bare": round(bare / eng, 3),
+            "ingest_ex_per_s": round(n / ing, 2), "ingest_over_bare": round(bare / ing, 3),
+            "ingest_over_bare_with_processor": round(bare_proc / ing, 3), "ingest_over_engine": round(eng / ing, 3),
+            "rounds_seconds": {k: [round(x, 3) for x in v] for k, v in times.items()},
             "nodes_per_example": summary.nodes / max(1, summary.written),
             "relationships_per_example": summary.relationships / max(1, summary.written),
             "file_store_bytes_per_example": round(store_bytes / max(1, summary.written)),
