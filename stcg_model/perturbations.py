@@ -176,6 +176,11 @@ def peripheral_mask(image, params, rng, ctx):
 @register_perturbation("color_shift", defaults={"hue_shift": 0.5})
 def color_shift(image, params, rng, ctx):
     """HSV hue rotated by hue_shift (0.5 = 180 degrees); saturation and value kept."""
+    if float(params["hue_shift"]) % 1.0 == 0.5:
+        # the 180-degree rotation in closed form: each channel c -> max + min - c keeps V (max) and
+        # S ((max - min) / max), swaps which channel is largest and smallest and mirrors the middle
+        # one, i.e. hue + 0.5 (equal to the HSV round trip to float precision; tested)
+        return (image.max(-1, keepdims=True) + image.min(-1, keepdims=True) - image).astype(np.float32)
     hsv = rgb_to_hsv(image.astype(np.float64))
     hsv[..., 0] = (hsv[..., 0] + params["hue_shift"]) % 1.0
     return hsv_to_rgb(hsv).astype(np.float32)

@@ -62,6 +62,18 @@ def test_color_shift_moves_hue_by_half_and_keeps_saturation_and_value():
     np.testing.assert_allclose(b[..., 2], a[..., 2], atol=1e-6)  # HSV value (brightness) unchanged
 
 
+def test_color_shift_closed_form_equals_the_hsv_round_trip():
+    """hue_shift 0.5 uses max + min - c; it must equal rotating the hue in HSV and converting back."""
+    from stcg_model.perturbations import hsv_to_rgb
+
+    img = _image(40, 50)
+    hsv = rgb_to_hsv(img.astype(np.float64))
+    hsv[..., 0] = (hsv[..., 0] + 0.5) % 1.0
+    np.testing.assert_allclose(_run("color_shift", img), hsv_to_rgb(hsv), atol=1e-6)
+    other = _run("color_shift", img, hue_shift=0.25)  # any other shift takes the HSV path
+    assert other.shape == img.shape and not np.allclose(other, _run("color_shift", img))
+
+
 def test_patch_shuffle_is_a_permutation_of_the_tiles_and_seeded():
     img = _image(61, 83)  # not divisible by 4: the border beyond whole tiles stays
     out = _run("patch_shuffle", img, seed=3)
