@@ -143,10 +143,12 @@ class FastBlipPixels:
             if a.shape[:2] != (self.height, self.width):
                 a = np.asarray(Image.fromarray(a, "RGB").resize((self.width, self.height), resample=self.resample))
             out[i] = a
-        x = torch.from_numpy(out).permute(0, 3, 1, 2).to(torch.float32) * self.scale
-        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1)
-        return ((x - mean) / std).contiguous()
+        mean = torch.tensor(self.mean, dtype=torch.float64)
+        std = torch.tensor(self.std, dtype=torch.float64)
+        a = (self.scale / std).to(torch.float32).view(1, 3, 1, 1)   # (x * scale - mean) / std = x * a + b
+        b = (-mean / std).to(torch.float32).view(1, 3, 1, 1)
+        x = torch.from_numpy(out).permute(0, 3, 1, 2).to(torch.float32)
+        return torch.addcmul(b, x, a).contiguous()
 
 
 def check_prompt(prompt: str) -> str:
