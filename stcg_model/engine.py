@@ -404,12 +404,8 @@ class STCGEngine:
                 enc, am = self._encode(rows, pv)
             C_raw = cap.pop("qformer.cross")
             E_raw = cap.pop("lm.encoder.self")
-            gen = self.model.language_model.generate(
-                encoder_outputs=enc, attention_mask=am, max_new_tokens=self.max_new_tokens, do_sample=False,
-                min_new_tokens=self.min_new_tokens or None, num_beams=1, decoder_start_token_id=self.start_id, eos_token_id=self.eos_id, pad_token_id=self.pad_id)
-            greedy = [self._trim_answer(seq[1:].tolist()) for seq in gen]
-            if answers is None:
-                answers = [greedy[(r // per_example) * per_example] for r in range(len(rows))]
+            greedy = self._greedy(encoder_outputs=enc, attention_mask=am, decoder_start_token_id=self.start_id)
+            answers = answers or self._clean_answers(greedy, per_example)
             with cap.recording("lm.decoder.cross"):
                 step_lp = self._teacher_forced(enc, am, answers)
             D_raw = cap.pop("lm.decoder.cross")
@@ -467,12 +463,8 @@ class STCGEngine:
                 feats = self._query_features(rows, pv)
             C_raw = cap.pop("qformer.cross")
             embeds, am = self._embed([self._prompt_ids(ex) for ex, _ in rows], feats, left_pad=True)
-            gen = self.model.language_model.generate(
-                inputs_embeds=embeds, attention_mask=am, max_new_tokens=self.max_new_tokens, do_sample=False,
-                min_new_tokens=self.min_new_tokens or None, num_beams=1, eos_token_id=self.eos_id, pad_token_id=self.pad_id)
-            greedy = [self._trim_answer(seq.tolist()) for seq in gen]  # inputs_embeds only: new tokens only
-            if answers is None:
-                answers = [greedy[(r // per_example) * per_example] for r in range(len(rows))]
+            greedy = self._greedy(inputs_embeds=embeds, attention_mask=am)
+            answers = answers or self._clean_answers(greedy, per_example)
             with cap.recording("lm.self"):
                 step_lp = self._teacher_forced_decoder_only(rows, feats, answers)
             A_raw = cap.pop("lm.self")
@@ -492,6 +484,19 @@ class STCGEngine:
             return self._teacher_forced_decoder_only(rows, self._query_features(rows), answers)
         enc, am = self._encode(rows)
         return self._teacher_forced(enc, am, answers)
+
+    def _greedy(self, **inputs) -> list[list[int]]:
+        """Greedy answers (trimmed token ids) of the language model from encoder outputs or embeddings."""
+        gen = self.model.language_model.generate(
+            **inputs, max_new_tokens=self.max_new_tokens, do_sample=False, min_new_tokens=self.min_new_tokens or None,
+            num_beams=1, eos_token_id=self.eos_id, pad_token_id=self.pad_id)
+        skip = 1 if not self.decoder_only else 0  # T5 output starts with the decoder start token; OPT's holds new tokens only
+        return [self._trim_answer(seq[skip:].tolist()) for seq in gen]
+
+    @staticmethod
+    def _clean_answers(greedy: list[list[int]], per_example: int) -> list[list[int]]:
+        """Each row's teacher-forcing target: the greedy answer of its example's clean (first) row."""
+        return [greedy[(r // per_example) * per_example] for r in range(len(greedy))]
 
     def _trim_answer(self, ids: list[int]) -> list[int]:
         """Generated ids up to and including the first </s>; padding dropped; never empty."""
