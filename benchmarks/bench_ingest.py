@@ -2,9 +2,11 @@
 
     python benchmarks/bench_ingest.py [--examples 64] [--model PATH] [--device cpu]
 Measures (same easy-VQA sample, same batch size, deletion curves off and on):
-  A. bare: batched `generate` of the 7 images of every example (clean + 6 perturbed), pixel tensors
-     made beforehand (the strict baseline: model time only); A'. the same plus the stock
-     `processor(images=...)` call a plain inference script would make;
+  A. bare: batched `generate` of the 7 images of every example (clean + 6 perturbed), default (SDPA)
+     attention as `from_pretrained` gives it, pixel tensors made beforehand (the strict baseline:
+     model time only); A'. the same from the 8-bit images, converted by the engine's own batched
+     preprocessing (`FastBlipPixels`); A''. the same with the stock `processor(images=...)` call a
+     plain inference script would make;
   B. engine: STCGEngine.explain_batch alone (no database);
   C. ingest: `stcg ingest` end to end (images read, engine, rows, file store, Neo4j writes overlapped).
 Writes benchmarks/results/ingest_<device>.json. Needs a running Neo4j (NEO4J_* variables).
@@ -24,8 +26,8 @@ from ingest.datasets import open_dataset
 from ingest.pipeline import IngestConfig, run_ingest
 from ingest.writer import delete_run
 from stcg.db import connect
-from stcg_model.engine import STCGEngine, VQAInput, to_image
-from stcg_model.loading import load_model
+from stcg_model.engine import FastBlipPixels, STCGEngine, VQAInput, to_image
+from stcg_model.loading import load_model, use_capture_attention
 
 
 def main():
@@ -57,18 +59,26 @@ def main():
             arrays.extend(engine._perturb(p, spec, g.attribution) for spec in engine.perturbations)
         pvs = [engine._pixel_values(arrays[7 * s:7 * (s + args.batch_size)]) for s in range(0, len(prepared), args.batch_size)]
 
-        def bare_generate(with_processor: bool) -> float:
+        fast = FastBlipPixels.for_processor(lm.processor.image_processor)
+
+        def bare_generate(pixels: str) -> float:
+            """pixels: "given" (tensors made beforehand), "fast" (8-bit images, FastBlipPixels), "processor"."""
+            lm.model.set_attn_implementation("sdpa")  # as a user's from_pretrained model runs
             t = time.perf_counter()
             with torch.no_grad():
                 for b, s in enumerate(range(0, len(prepared), args.batch_size)):
                     rows = [(p, None) for p in prepared[s:s + args.batch_size] for _ in range(7)]
                     pv = pvs[b]
-                    if with_processor:
+                    if pixels == "fast":
+                        pv = fast(arrays[7 * s:7 * (s + args.batch_size)])
+                    elif pixels == "processor":
                         images = [to_image(a) for a in arrays[7 * s:7 * (s + args.batch_size)]]
                         pv = lm.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
                     ids, am = engine._encoder_inputs(rows)
                     lm.model.generate(pixel_values=pv, input_ids=ids, attention_mask=am, max_new_tokens=10, do_sample=False)
-            return time.perf_counter() - t
+            seconds = time.perf_counter() - t
+            use_capture_attention(lm.model)
+            return seconds
 
         def engine_alone() -> float:
             t = time.perf_counter()
@@ -87,20 +97,23 @@ def main():
             return summary.seconds, summary
 
         # the machine's speed drifts: A, A', B, C are interleaved for --rounds rounds and medians kept
-        times = {"bare": [], "bare_proc": [], "engine": [], "ingest": []}
+        times = {"bare": [], "bare_images": [], "bare_proc": [], "engine": [], "ingest": []}
         for _ in range(args.rounds):
-            times["bare"].append(bare_generate(False))
-            times["bare_proc"].append(bare_generate(True))
+            times["bare"].append(bare_generate("given"))
+            times["bare_images"].append(bare_generate("fast"))
+            times["bare_proc"].append(bare_generate("processor"))
             times["engine"].append(engine_alone())
             sec, summary = ingest()
             times["ingest"].append(sec)
-        bare, bare_proc, eng, ing = (float(np.median(times[k])) for k in ("bare", "bare_proc", "engine", "ingest"))
+        bare, bare_img, bare_proc, eng, ing = (float(np.median(times[k])) for k in ("bare", "bare_images", "bare_proc", "engine", "ingest"))
         n = len(exs)
         store_bytes = sum(p.stat().st_size for p in (Path(args.store) / run_name / "shards").iterdir())
         result[f"deletion_{deletion}"] = {
-            "bare_generate_ex_per_s": round(n / bare, 2), "bare_with_processor_ex_per_s": round(n / bare_proc, 2),
+            "bare_generate_ex_per_s": round(n / bare, 2), "bare_from_images_ex_per_s": round(n / bare_img, 2),
+            "bare_with_processor_ex_per_s": round(n / bare_proc, 2),
             "engine_ex_per_s": round(n / eng, 2), "engine_over_bare": round(bare / eng, 3),
             "ingest_ex_per_s": round(n / ing, 2), "ingest_over_bare": round(bare / ing, 3),
+            "ingest_over_bare_from_images": round(bare_img / ing, 3), "engine_over_bare_from_images": round(bare_img / eng, 3),
             "ingest_over_bare_with_processor": round(bare_proc / ing, 3), "ingest_over_engine": round(eng / ing, 3),
             "rounds_seconds": {k: [round(x, 3) for x in v] for k, v in times.items()},
             "nodes_per_example": summary.nodes / max(1, summary.written),

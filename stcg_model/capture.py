@@ -9,16 +9,54 @@ Hook points of a BLIP-2 model with a T5 language model::
 Each hook averages heads on the device and adds the selected layers into a float32 running sum,
 so memory does not grow with depth. A point only records while it is switched on with
 ``capture.recording(...)``; ``capture.pop(name)`` returns the layer aggregate ``(B, q, k)``.
-Eager attention is required (SDPA returns no weights); the hooks raise if weights are missing.
+
+Weights exist only where attention is computed eagerly. Models loaded by ``stcg_model.loading``
+use ``CAPTURE_IMPL``: each attention module runs SDPA (fused, no weights) unless it is a selected
+module of a point that is recording right now, which runs its model family's own eager attention
+and returns the weights. So greedy decoding, the Q-Former's self-attention and unselected layers
+pay nothing for capture. A model with plain ``eager`` attention works too; with ``sdpa`` the hooks
+raise, because there are no weights to read.
 """
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+CAPTURE_IMPL = "stcg_capture"
+_WANTS_WEIGHTS = "_stcg_wants_weights"
+
+
+def _family_eager(module: nn.Module):
+    """The eager attention function of the module's own modelling file (T5, BLIP-2, OPT, ...)."""
+    fn = getattr(sys.modules.get(type(module).__module__), "eager_attention_forward", None)
+    if fn is None:
+        raise RuntimeError(f"{type(module).__name__} has no eager_attention_forward to capture weights with")
+    return fn
+
+
+def capture_attention(module: nn.Module, query, key, value, attention_mask, **kwargs):
+    """``CAPTURE_IMPL``: eager (returns weights) for modules being recorded, SDPA for all others."""
+    if getattr(module, _WANTS_WEIGHTS, False):
+        return _family_eager(module)(module, query, key, value, attention_mask, **kwargs)
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+
+def register_capture_attention() -> str:
+    """Register ``CAPTURE_IMPL`` with transformers (idempotent); masks are eager-style additive floats,
+    which both the eager and the SDPA branch accept."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+
+    AttentionInterface.register(CAPTURE_IMPL, capture_attention)
+    AttentionMaskInterface.register(CAPTURE_IMPL, eager_mask)
+    return CAPTURE_IMPL
 
 
 @dataclass(frozen=True)
@@ -87,6 +125,7 @@ class AttentionCapture:
         self.points = points if points is not None else blip2_hook_points(model)
         self.layers = LayerSelection.parse(layers)
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._hooked: dict[str, list[nn.Module]] = {}
         self._active: set[str] = set()
         self._sum: dict[str, torch.Tensor] = {}
         self._count: dict[str, int] = {}
@@ -98,6 +137,7 @@ class AttentionCapture:
             for i, module in enumerate(point.modules):
                 if i in selected:
                     self._handles.append(module.register_forward_hook(self._make_hook(point)))
+                    self._hooked.setdefault(point.name, []).append(module)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -107,6 +147,10 @@ class AttentionCapture:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        for modules in self._hooked.values():
+            for m in modules:
+                setattr(m, _WANTS_WEIGHTS, False)
+        self._hooked.clear()
         self._active.clear()
 
     @property
@@ -123,10 +167,18 @@ class AttentionCapture:
             self._sum.pop(n, None)
             self._count[n] = 0
         self._active |= set(names)
+        self._want(names, True)
         try:
             yield self
         finally:
             self._active -= set(names)
+            self._want(names, False)
+
+    def _want(self, names, on: bool) -> None:
+        """Switch the selected modules of ``names`` to weight-returning attention (``CAPTURE_IMPL``)."""
+        for n in names:
+            for m in self._hooked.get(n, ()):
+                setattr(m, _WANTS_WEIGHTS, on)
 
     def pop(self, name: str) -> torch.Tensor:
         """(B, q, k) float32 mean over the selected layers of the last recording of ``name``."""
@@ -141,7 +193,8 @@ class AttentionCapture:
                 return
             weights = output[point.weights_index] if isinstance(output, tuple) and len(output) > point.weights_index else None
             if weights is None:
-                raise RuntimeError(f"{point.name}: attention weights are None; load the model with attn_implementation='eager'")
+                raise RuntimeError(f"{point.name}: attention weights are None; load the model with stcg_model.loading "
+                                   f"(attention {CAPTURE_IMPL!r}) or attn_implementation='eager'")
             w = weights.detach().float().mean(1)  # heads averaged on the device
             if point.name in self._sum:
                 self._sum[point.name] += w

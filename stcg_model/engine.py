@@ -46,6 +46,7 @@ from stcg_model.perturbations import (
     PerturbationSpec,
     apply_perturbation,
     parse_perturbations,
+    quantise,
     rng_for,
 )
 from stcg_model.regions import RegionGrid
@@ -65,7 +66,7 @@ class VQAInput:
 @dataclass
 class _Prepared:
     ex: VQAInput
-    pixels: np.ndarray          # (H, W, 3) float32 in [0, 1]
+    pixels: np.ndarray          # (H, W, 3) uint8 RGB (perturbations run on 8-bit images, as the processor sees them)
     grid: RegionGrid
     token_ids: list[int]        # the whole prompt after the query slots (e.g. question tokens + </s>)
     offsets: list[tuple[int, int]]  # character spans in the question ((0, 0) outside it)
@@ -99,7 +100,8 @@ def to_array(image: Image.Image) -> np.ndarray:
 
 
 def to_uint8(arr: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(arr, 0, 1) * 255.0).astype(np.uint8)
+    """(H, W, 3) uint8 of a float image in [0, 1] (uint8 passes through)."""
+    return quantise(arr)
 
 
 def to_image(arr: np.ndarray) -> Image.Image:
@@ -137,18 +139,28 @@ class FastBlipPixels:
         return cls(int(get("height")), int(get("width")), int(ip.resample), float(ip.rescale_factor), tuple(mean), tuple(std))
 
     def __call__(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        """(N, 3, H, W) float32 from (h, w, 3) uint8 RGB arrays."""
-        out = np.empty((len(images), self.height, self.width, 3), dtype=np.uint8)
-        for i, a in enumerate(images):
-            if a.shape[:2] != (self.height, self.width):
-                a = np.asarray(Image.fromarray(a, "RGB").resize((self.width, self.height), resample=self.resample))
-            out[i] = a
+        """(N, 3, H, W) contiguous float32 from (h, w, 3) RGB arrays: uint8, or float in [0, 1],
+        which are first quantised as saving them as an image would (``quantise``)."""
+        same = all(a.shape[:2] == (self.height, self.width) for a in images)
+        if same and all(a.dtype == np.uint8 for a in images):
+            x = torch.from_numpy(np.stack(images))                              # (N, H, W, 3) uint8
+        elif same and all(a.dtype == np.float32 for a in images):
+            x = torch.from_numpy(np.stack(images)).clamp_(0.0, 1.0).mul_(255.0).round_()
+        else:
+            out = np.empty((len(images), self.height, self.width, 3), dtype=np.uint8)
+            for i, a in enumerate(images):
+                a = quantise(a)
+                if a.shape[:2] != (self.height, self.width):
+                    a = np.asarray(Image.fromarray(a, "RGB").resize((self.width, self.height), resample=self.resample))
+                out[i] = a
+            x = torch.from_numpy(out)
         mean = torch.tensor(self.mean, dtype=torch.float64)
         std = torch.tensor(self.std, dtype=torch.float64)
         a = (self.scale / std).to(torch.float32).view(1, 3, 1, 1)   # (x * scale - mean) / std = x * a + b
         b = (-mean / std).to(torch.float32).view(1, 3, 1, 1)
-        x = torch.from_numpy(out).permute(0, 3, 1, 2).to(torch.float32)
-        return torch.addcmul(b, x, a).contiguous()
+        pv = torch.empty((len(images), 3, self.height, self.width), dtype=torch.float32)
+        pv.copy_(x.permute(0, 3, 1, 2))   # one pass: layout and dtype
+        return torch.addcmul(b, pv, a, out=pv)
 
 
 def check_prompt(prompt: str) -> str:
@@ -311,7 +323,7 @@ class STCGEngine:
         if max(orig) > self.max_side:  # the model sees 224 px; perturb a copy of sane size
             s = self.max_side / max(orig)
             image = image.resize((max(1, round(orig[0] * s)), max(1, round(orig[1] * s))), Image.BILINEAR)
-        pixels = to_array(image)
+        pixels = np.array(image.convert("RGB"), dtype=np.uint8)  # writable (PIL arrays are read-only)
         h, w = pixels.shape[:2]
         head, tail = self.prompt.split("{question}")
         text = head + ex.question + tail
@@ -337,15 +349,15 @@ class STCGEngine:
         return apply_perturbation(spec, ex.pixels, self.seed, ex.ex.example_id, ctx)
 
     def _pixel_values(self, arrays: Sequence[np.ndarray], device: bool = True) -> torch.Tensor:
-        """(N, 3, H, W) processor output for float images in [0, 1]; chunks run on the host threads."""
+        """(N, 3, H, W) processor output for uint8 (or float [0, 1]) images; chunks run on the host threads."""
         fast = FastBlipPixels.for_processor(self.processor.image_processor)
 
         def process(chunk: Sequence[np.ndarray]) -> torch.Tensor:
             if fast is not None:
-                return fast([to_uint8(a) for a in chunk])
+                return fast(chunk)
             return self.processor.image_processor(images=[to_image(a) for a in chunk], return_tensors="pt")["pixel_values"]
 
-        step = 8
+        step = 8 if self._pool is not None else max(1, len(arrays))  # one call (no concatenation) without threads
         parts = self._map(process, [arrays[s:s + step] for s in range(0, len(arrays), step)])
         pv = torch.cat(parts) if len(parts) > 1 else parts[0]
         return pv.to(self.lm.device, self.lm.dtype) if device else pv
@@ -525,6 +537,7 @@ class STCGEngine:
 
     def _deletion_curves(self, prepared, answers, clean) -> list[tuple[np.ndarray, np.ndarray]]:
         steps = self.deletion_steps
+        fill = quantise(np.asarray(self.fill, dtype=np.float32))
         rows, row_answers, layout = [], [], []
         for i, ex in enumerate(prepared):
             P = ex.grid.num_regions
@@ -534,9 +547,7 @@ class STCGEngine:
             for o in (order, rand):
                 for s in range(1, steps + 1):
                     k = int(round(s * P / steps))
-                    img = ex.pixels.copy()
-                    img[ex.grid.pixel_mask(o[:k])] = self.fill
-                    rows.append((ex, img))
+                    rows.append((ex, ex.grid.fill_regions(ex.pixels.copy(), o[:k], fill)))
                     row_answers.append(answers[i])
             layout.append(len(rows))
         probs = []

@@ -9,6 +9,7 @@ import torch
 from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
 from stcg.errors import StcgError
+from stcg_model.capture import register_capture_attention
 
 HUB_DEFAULT = "Salesforce/blip2-flan-t5-xl"
 DEMO_MODEL_DIR = Path(__file__).resolve().parent / "demo_model"
@@ -43,9 +44,19 @@ def default_model() -> str:
     return str(DEMO_MODEL_DIR) if (DEMO_MODEL_DIR / "config.json").is_file() else HUB_DEFAULT
 
 
+def use_capture_attention(model: Blip2ForConditionalGeneration) -> Blip2ForConditionalGeneration:
+    """Attention kernels for STCG work: the Q-Former and the language model use ``CAPTURE_IMPL``
+    (SDPA, except eager with weights for a module while its hook point records, see
+    ``stcg_model.capture``); the vision tower, whose weights the STCG never reads, uses SDPA."""
+    impl = register_capture_attention()
+    model.set_attn_implementation(impl)  # recursive: Q-Former, language model and its stacks' config copies
+    model.vision_model.set_attn_implementation("sdpa")
+    return model
+
+
 @dataclass
 class LoadedModel:
-    """A model in eval mode with eager attention, its processor, and where it runs."""
+    """A model in eval mode (eager attention where weights are captured), its processor, and where it runs."""
 
     model: Blip2ForConditionalGeneration
     processor: Blip2Processor
@@ -83,10 +94,10 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device, is_t5: 
 
 def prepare(model: Blip2ForConditionalGeneration, processor: Blip2Processor, name: str,
             device: str | torch.device = "auto", dtype: str | torch.dtype | None = None) -> LoadedModel:
-    """Put an already built model on its device/dtype with eager attention."""
+    """Put an already built model on its device/dtype with capture attention (``use_capture_attention``)."""
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev, bool(model.config.text_config.is_encoder_decoder))
-    model.set_attn_implementation("eager")
+    use_capture_attention(model)
     model = model.to(device=dev, dtype=dt).eval()
     return LoadedModel(model=model, processor=processor, name=name, device=dev, dtype=dt)
 
@@ -110,6 +121,7 @@ def load_model(name_or_path: str | None = None, device: str = "auto", dtype: str
         dt = resolve_dtype(dtype, dev, bool(cfg.text_config.is_encoder_decoder))
         model = Blip2ForConditionalGeneration.from_pretrained(
             str(local) if local.exists() else name, dtype=dt, attn_implementation="eager")
+        use_capture_attention(model)
         processor = Blip2Processor.from_pretrained(str(local) if local.exists() else name)
     except StcgError:
         raise

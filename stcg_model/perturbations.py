@@ -6,6 +6,12 @@ from (seed, example key, perturbation name), so results are reproducible. Add yo
 
     @register_perturbation("blur", defaults={"radius": 2.0})
     def blur(image, params, rng, ctx): ...
+
+The engine works on 8-bit images (what the processor sees anyway): ``apply_perturbation`` on a
+uint8 image returns what the float result would be once saved as an 8-bit image (``quantise``).
+Perturbations registered with ``uint8=True`` compute that directly on the uint8 array (4x less
+memory traffic; the built-ins do, and tests check both paths agree exactly); any other
+perturbation gets the float image and its result is quantised.
 """
 from __future__ import annotations
 
@@ -14,11 +20,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from stcg.errors import StcgError
 from stcg_model.regions import RegionGrid, top_fraction
 
-Image = np.ndarray  # (H, W, 3) float32 in [0, 1]
+Image = np.ndarray  # (H, W, 3) float32 in [0, 1], or uint8 for perturbations registered with uint8=True
+
+
+def quantise(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8: a float image in [0, 1] as an 8-bit image stores it (uint8 passes through)."""
+    if image.dtype == np.uint8:
+        return image
+    return np.round(np.clip(image, 0, 1) * 255.0).astype(np.uint8)
+
+
+def to_float(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) float32 in [0, 1] (float input passes through)."""
+    return image if image.dtype != np.uint8 else np.asarray(image, dtype=np.float32) / 255.0
 
 
 @dataclass(frozen=True)
@@ -29,6 +48,11 @@ class PerturbationContext:
     grid: RegionGrid                      # regions of this image
     attribution: np.ndarray | None = None  # (P,) clean region attribution, for saliency masks
 
+    def fill_for(self, image: np.ndarray) -> np.ndarray:
+        """The fill colour in the image's own dtype (uint8: as the quantised float fill)."""
+        fill = np.asarray(self.fill, dtype=np.float32)
+        return quantise(fill) if image.dtype == np.uint8 else fill
+
 
 @dataclass(frozen=True)
 class Perturbation:
@@ -37,17 +61,22 @@ class Perturbation:
     defaults: dict = field(default_factory=dict)
     needs_attribution: bool = False
     description: str = ""
+    uint8: bool = False  # fn maps uint8 images exactly as it maps float ones, then quantised
 
 
 REGISTRY: dict[str, Perturbation] = {}
 
 
-def register_perturbation(name: str, defaults: dict | None = None, needs_attribution: bool = False):
-    """Decorator: add ``fn(image, params, rng, ctx) -> image`` to the registry under ``name``."""
+def register_perturbation(name: str, defaults: dict | None = None, needs_attribution: bool = False,
+                          uint8: bool = False):
+    """Decorator: add ``fn(image, params, rng, ctx) -> image`` to the registry under ``name``.
+
+    ``uint8=True`` promises that ``fn`` also takes (H, W, 3) uint8 images and returns exactly
+    ``quantise(fn(image / 255))`` for them."""
 
     def deco(fn):
         REGISTRY[name] = Perturbation(name, fn, dict(defaults or {}), needs_attribution,
-                                      (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "")
+                                      (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "", uint8)
         return fn
 
     return deco
@@ -114,11 +143,21 @@ def rng_for(seed: int, example_key: str, kind: str) -> np.random.Generator:
 
 def apply_perturbation(spec: PerturbationSpec, image: Image, seed: int, example_key: str,
                        ctx: PerturbationContext) -> Image:
-    """Run ``spec`` on ``image``; deterministic for (seed, example_key, kind)."""
+    """Run ``spec`` on ``image``; deterministic for (seed, example_key, kind).
+
+    Float in [0, 1] -> float32 in [0, 1]; uint8 -> uint8, equal to ``quantise`` of the float result."""
     p = get_perturbation(spec.kind)
     if p.needs_attribution and ctx.attribution is None:
         raise ValueError(f"{spec.kind} needs the clean attribution")
-    out = p.fn(image, spec.params, rng_for(seed, example_key, spec.kind), ctx)
+    rng = rng_for(seed, example_key, spec.kind)
+    if image.dtype == np.uint8:
+        if p.uint8:
+            out = p.fn(image, spec.params, rng, ctx)
+            if out.dtype != np.uint8 or out.shape != image.shape:
+                raise TypeError(f"perturbation {spec.kind!r} (uint8=True) returned {out.dtype} {out.shape} for a uint8 image")
+            return out
+        return quantise(np.clip(p.fn(to_float(image), spec.params, rng, ctx).astype(np.float32), 0.0, 1.0))
+    out = p.fn(image, spec.params, rng, ctx)
     return np.clip(out.astype(np.float32), 0.0, 1.0)
 
 
@@ -154,41 +193,44 @@ def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ the six kinds of the spec
-@register_perturbation("center_mask", defaults={"fraction": 0.5})
+@register_perturbation("center_mask", defaults={"fraction": 0.5}, uint8=True)
 def center_mask(image, params, rng, ctx):
     """Grey square (dataset mean colour) of side fraction x min(H, W) at the centre."""
     out = image.copy()
     y0, y1, x0, x1 = centre_box(*image.shape[:2], params["fraction"])
-    out[y0:y1, x0:x1] = ctx.fill
+    out[y0:y1, x0:x1] = ctx.fill_for(image)
     return out
 
 
-@register_perturbation("peripheral_mask", defaults={"fraction": 0.5})
+@register_perturbation("peripheral_mask", defaults={"fraction": 0.5}, uint8=True)
 def peripheral_mask(image, params, rng, ctx):
     """Grey everything outside the central square of side fraction x min(H, W)."""
     out = np.empty_like(image)
-    out[...] = ctx.fill
+    out[...] = ctx.fill_for(image)
     y0, y1, x0, x1 = centre_box(*image.shape[:2], params["fraction"])
     out[y0:y1, x0:x1] = image[y0:y1, x0:x1]
     return out
 
 
-@register_perturbation("color_shift", defaults={"hue_shift": 0.5})
+@register_perturbation("color_shift", defaults={"hue_shift": 0.5}, uint8=True)
 def color_shift(image, params, rng, ctx):
     """HSV hue rotated by hue_shift (0.5 = 180 degrees); saturation and value kept."""
     if float(params["hue_shift"]) % 1.0 == 0.5:
         # the 180-degree rotation in closed form: each channel c -> max + min - c keeps V (max) and
         # S ((max - min) / max), swaps which channel is largest and smallest and mirrors the middle
-        # one, i.e. hue + 0.5 (equal to the HSV round trip to float precision; tested)
-        r, g, b = image[..., 0], image[..., 1], image[..., 2]  # elementwise max/min: a reduce over 3 is slow
+        # one, i.e. hue + 0.5 (equal to the HSV round trip to float precision; tested). On 8-bit
+        # values k / 255 it is exact integer arithmetic, so the uint8 path equals the float one.
+        wide = image.astype(np.int16) if image.dtype == np.uint8 else image
+        r, g, b = wide[..., 0], wide[..., 1], wide[..., 2]  # elementwise max/min: a reduce over 3 is slow
         extremes = np.maximum(np.maximum(r, g), b) + np.minimum(np.minimum(r, g), b)
-        return (extremes[..., None] - image).astype(np.float32)
-    hsv = rgb_to_hsv(image.astype(np.float64))
+        return (extremes[..., None] - wide).astype(image.dtype if image.dtype == np.uint8 else np.float32)
+    hsv = rgb_to_hsv(to_float(image).astype(np.float64))
     hsv[..., 0] = (hsv[..., 0] + params["hue_shift"]) % 1.0
-    return hsv_to_rgb(hsv).astype(np.float32)
+    out = hsv_to_rgb(hsv).astype(np.float32)
+    return quantise(out) if image.dtype == np.uint8 else out
 
 
-@register_perturbation("patch_shuffle", defaults={"tiles": 4})
+@register_perturbation("patch_shuffle", defaults={"tiles": 4}, uint8=True)
 def patch_shuffle(image, params, rng, ctx):
     """Image cut into a tiles x tiles grid, tiles permuted by the seeded RNG.
 
@@ -211,18 +253,23 @@ def patch_shuffle(image, params, rng, ctx):
     return out
 
 
-@register_perturbation("saliency_patch_mask", defaults={"fraction": 0.1}, needs_attribution=True)
+@register_perturbation("saliency_patch_mask", defaults={"fraction": 0.1}, needs_attribution=True, uint8=True)
 def saliency_patch_mask(image, params, rng, ctx):
     """Grey the top fraction of regions by clean attribution (region boxes in original pixels)."""
-    out = image.copy()
-    out[ctx.grid.pixel_mask(top_fraction(ctx.attribution, params["fraction"]))] = ctx.fill
-    return out
+    return ctx.grid.fill_regions(image.copy(), top_fraction(ctx.attribution, params["fraction"]), ctx.fill_for(image))
 
 
-@register_perturbation("gaussian_noise", defaults={"sigma": 0.1})
+@register_perturbation("gaussian_noise", defaults={"sigma": 0.1}, uint8=True)
 def gaussian_noise(image, params, rng, ctx):
-    """Additive N(0, sigma) noise on [0, 1] pixels, clipped."""
-    noise = rng.standard_normal(size=image.shape, dtype=np.float32)  # float32: half the work of float64
-    noise *= np.float32(params["sigma"])
-    noise += image
-    return np.clip(noise, 0.0, 1.0, out=noise)
+    """Additive N(0, sigma) noise on [0, 1] pixels, clipped.
+
+    The draws come from a torch generator seeded by ``rng`` (2-3x faster than numpy's normal
+    sampler); the arithmetic is float32 on [0, 1] pixels for float and uint8 images alike."""
+    gen = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))
+    x = torch.from_numpy(np.ascontiguousarray(image))
+    x = x.to(torch.float32).div_(255.0) if image.dtype == np.uint8 else x
+    noisy = torch.randn(image.shape, generator=gen, dtype=torch.float32).mul_(float(params["sigma"]))
+    noisy.add_(x).clamp_(0.0, 1.0)
+    if image.dtype == np.uint8:
+        return noisy.mul_(255.0).round_().to(torch.uint8).numpy()
+    return noisy.numpy()

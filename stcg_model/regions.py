@@ -35,12 +35,21 @@ class RegionGrid:
 
     def pixel_mask(self, regions) -> np.ndarray:
         """(H, W) bool mask, True on the pixels of the given region indices."""
-        mask = np.zeros((self.height, self.width), dtype=bool)
-        boxes = self.boxes()
-        for p in np.asarray(list(regions), dtype=int):
-            x0, y0, x1, y1 = boxes[p]
-            mask[y0:y1, x0:x1] = True
-        return mask
+        chosen = np.zeros(self.num_regions, dtype=bool)
+        chosen[np.asarray(list(regions), dtype=int)] = True
+        g = chosen.reshape(self.grid, self.grid)
+        # region row of each pixel row and region column of each pixel column (boxes tile the image)
+        rows = np.repeat(np.arange(self.grid), np.diff(self._edges(self.height)))
+        cols = np.repeat(np.arange(self.grid), np.diff(self._edges(self.width)))
+        return g[rows[:, None], cols[None, :]]
+
+    def fill_regions(self, image: np.ndarray, regions, value) -> np.ndarray:
+        """Set the pixels of the given regions of ``image`` (H, W, C) to ``value`` in place; returns it."""
+        xs, ys = self._edges(self.width), self._edges(self.height)
+        for p in np.asarray(list(regions), dtype=int).tolist():
+            r, c = divmod(p, self.grid)
+            image[ys[r]:ys[r + 1], xs[c]:xs[c + 1]] = value
+        return image
 
     def upsample(self, values: np.ndarray) -> np.ndarray:
         """(P,) region values -> (H, W) map on the original image (each region's box filled)."""

@@ -1,4 +1,5 @@
-"""The STCG engine on tiny random BLIP-2 models (real transformers classes, eager attention)."""
+"""The STCG engine on tiny random BLIP-2 models (real transformers classes; capture attention, with
+references computed by the whole model in plain eager attention)."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,6 +10,7 @@ from PIL import Image
 from stcg_model.capture import AttentionCapture, LayerSelection
 from stcg_model.engine import STCGEngine, VQAInput
 from stcg_model.graph import STCGraph, graphs_equal
+from stcg_model.loading import use_capture_attention
 from stcg_model.tiny import tiny_blip2
 
 QUESTIONS = ["What color is the shape?", "Is there a red circle?", "what shape is in the image?", "is the triangle blue?"]
@@ -67,6 +69,35 @@ def test_hooks_removed_after_a_forward_that_raises(lm):
     assert n_hooks() == before
 
 
+def test_weights_are_materialised_only_for_modules_being_recorded(lm):
+    """Capture attention: SDPA (no weights) everywhere except the selected modules of a recording point."""
+    model = lm.model
+    layers = [layer.crossattention.attention for layer in model.qformer.encoder.layer]
+    assert len(layers) >= 2
+    seen: list = []
+    handles = [m.register_forward_hook(lambda mod, args, out, i=i: seen.append((i, out[1] is not None)))
+               for i, m in enumerate(layers)]
+
+    def qformer_pass():
+        seen.clear()
+        with torch.no_grad():
+            model.get_image_features(torch.randn(2, 3, 32, 32))
+        return dict(seen)
+
+    try:
+        assert qformer_pass() == {i: False for i in range(len(layers))}          # no capture: SDPA
+        with AttentionCapture(model, "last") as cap:
+            assert qformer_pass() == {i: False for i in range(len(layers))}      # installed, not recording
+            with cap.recording("qformer.cross"):
+                got = qformer_pass()
+            assert got == {i: i == len(layers) - 1 for i in range(len(layers))}  # only the selected layer
+            assert cap.pop("qformer.cross").shape[0] == 2
+        assert qformer_pass() == {i: False for i in range(len(layers))}          # back to SDPA after exit
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def test_captured_lm_attention_equals_output_attentions(lm, engine):
     ex = engine._prepare(_examples(1)[0])
     rows = [(ex, ex.pixels)]
@@ -81,6 +112,8 @@ def test_captured_lm_attention_equals_output_attentions(lm, engine):
         D = cap.pop("lm.decoder.cross")[0].numpy()
     ids, am = engine._encoder_inputs(rows)
     pv = engine._pixel_values([ex.pixels])
+    # the reference: the whole model in plain eager attention (ours runs SDPA wherever no weights are read)
+    lm.model.set_attn_implementation("eager")
     lm.model.qformer.config.output_attentions = True
     try:
         with torch.no_grad():
@@ -88,6 +121,7 @@ def test_captured_lm_attention_equals_output_attentions(lm, engine):
                            decoder_input_ids=torch.tensor([[0, 5, 7]]), output_attentions=True)
     finally:
         lm.model.qformer.config.output_attentions = False
+        use_capture_attention(lm.model)
     ref_E = torch.stack(out.language_model_outputs.encoder_attentions).mean(2).mean(0)[0].numpy()
     ref_D = torch.stack(out.language_model_outputs.cross_attentions).mean(2).mean(0)[0].numpy()
     ref_C = torch.stack(out.qformer_outputs.cross_attentions).mean(2).mean(0)[0].numpy()
@@ -179,8 +213,12 @@ def _opt_reference(eng, ex, answer):
     model = eng.model
     ids = torch.tensor([[eng.image_token_id] * eng.Q + ex.token_ids + answer[:-1]])
     pv = eng._pixel_values([ex.pixels])
-    with torch.no_grad():
-        out = model(pixel_values=pv, input_ids=ids, output_attentions=True)
+    model.set_attn_implementation("eager")  # the reference: plain eager attention everywhere
+    try:
+        with torch.no_grad():
+            out = model(pixel_values=pv, input_ids=ids, output_attentions=True)
+    finally:
+        use_capture_attention(model)
     att = torch.stack(out.language_model_outputs.attentions).mean(2).mean(0)[0].numpy()
     return att, out.logits[0].float().log_softmax(-1)
 
@@ -250,6 +288,10 @@ def test_fast_pixel_path_equals_the_processor(lm):
     arrays = [rng.random((h, w, 3)).astype(np.float32) for h, w in [(32, 32), (50, 41), (17, 90)]]
     ref = proc(images=[to_image(a) for a in arrays], return_tensors="pt")["pixel_values"]
     np.testing.assert_allclose(fast([to_uint8(a) for a in arrays]).numpy(), ref.numpy(), atol=1e-6)
+    np.testing.assert_allclose(fast(arrays).numpy(), ref.numpy(), atol=1e-6)  # float input, quantised the same way
+    same = [rng.random((32, 32, 3)).astype(np.float32) for _ in range(3)]  # the batched all-float path
+    ref = proc(images=[to_image(a) for a in same], return_tensors="pt")["pixel_values"]
+    np.testing.assert_allclose(fast(same).numpy(), ref.numpy(), atol=1e-6)
 
 
 def test_prefetch_and_host_threads_change_nothing(lm, graphs):

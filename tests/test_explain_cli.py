@@ -24,9 +24,15 @@ def run(*args):
                           env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
 
 
-def test_loaded_checkpoint_is_eager_and_equal_to_saved(checkpoint):
+def test_loaded_checkpoint_has_capture_attention_and_equals_saved(checkpoint):
+    from stcg_model.capture import CAPTURE_IMPL
+
     lm = load_model(str(checkpoint), device="cpu")
-    assert lm.model.config._attn_implementation == "eager" and lm.dtype.is_floating_point
+    m = lm.model
+    assert m.qformer.config._attn_implementation == CAPTURE_IMPL
+    assert m.language_model.encoder.config._attn_implementation == CAPTURE_IMPL
+    assert m.language_model.decoder.config._attn_implementation == CAPTURE_IMPL
+    assert m.vision_model.config._attn_implementation == "sdpa" and lm.dtype.is_floating_point
     from tests.conftest import TINY_SEED
 
     ref = tiny_blip2("t5", seed=TINY_SEED)

@@ -12,8 +12,10 @@ from stcg_model.perturbations import (
     apply_perturbation,
     centre_box,
     parse_perturbations,
+    quantise,
     register_perturbation,
     rgb_to_hsv,
+    to_float,
 )
 from stcg_model.regions import RegionGrid, top_fraction
 
@@ -152,5 +154,46 @@ def test_top_fraction_and_parse_and_registry():
     try:
         img = _image()
         np.testing.assert_allclose(_run("invert_test", img), 1 - img, atol=1e-6)
+        # a float-only perturbation on an 8-bit image: run on the float image, result quantised
+        u8 = quantise(img)
+        np.testing.assert_array_equal(_run("invert_test", u8), quantise(1 - to_float(u8)))
     finally:
         REGISTRY.pop("invert_test")
+
+
+@pytest.mark.parametrize("kind,kw", [("center_mask", {}), ("peripheral_mask", {"fraction": 0.3}), ("color_shift", {}),
+                                     ("color_shift", {"hue_shift": 0.25}), ("patch_shuffle", {}),
+                                     ("saliency_patch_mask", {}), ("gaussian_noise", {}), ("gaussian_noise", {"sigma": 0.3})])
+def test_uint8_path_equals_the_float_path_quantised(kind, kw):
+    """The engine perturbs 8-bit images; each built-in gives exactly what its float result gives once saved as 8 bits."""
+    u8 = np.random.default_rng(5).integers(0, 256, (61, 83, 3), dtype=np.uint8)
+    u8[:10, :10] = 128  # grey pixels (no hue) too
+    fl = to_float(u8)
+    attribution = np.random.default_rng(6).random(16)
+    out_u8 = _run(kind, u8, ctx=_ctx(u8, attribution), **kw)
+    out_fl = _run(kind, fl, ctx=_ctx(fl, attribution), **kw)
+    assert out_u8.dtype == np.uint8 and out_fl.dtype == np.float32
+    np.testing.assert_array_equal(out_u8, quantise(out_fl))
+    assert REGISTRY[kind].uint8
+
+
+def test_a_uint8_perturbation_must_return_uint8():
+    @register_perturbation("bad_u8_test", defaults={}, uint8=True)
+    def bad(image, params, rng, ctx):
+        return image.astype(np.float32)
+
+    try:
+        with pytest.raises(TypeError, match="bad_u8_test"):
+            _run("bad_u8_test", np.zeros((4, 4, 3), np.uint8))
+    finally:
+        REGISTRY.pop("bad_u8_test")
+
+
+@pytest.mark.parametrize("w,h,g", [(80, 60, 4), (37, 23, 16), (5, 3, 4)])
+def test_fill_regions_greys_exactly_the_pixel_mask(w, h, g):
+    grid = RegionGrid(g, w, h)
+    regions = np.random.default_rng(1).permutation(g * g)[: max(1, g * g // 3)]
+    img = np.random.default_rng(2).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    expected = img.copy()
+    expected[grid.pixel_mask(regions)] = (1, 2, 3)
+    np.testing.assert_array_equal(grid.fill_regions(img.copy(), regions, (1, 2, 3)), expected)
