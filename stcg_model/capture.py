@@ -39,23 +39,38 @@ def _family_eager(module: nn.Module):
     return fn
 
 
+def _additive_mask(module: nn.Module, query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None):
+    """The float mask eager attention adds, from an SDPA-style mask (boolean, or None when nothing
+    is masked; None on a causal module with several queries means causal)."""
+    if mask is not None and mask.dtype != torch.bool:
+        return mask
+    q, k = query.shape[-2], key.shape[-2]
+    if mask is None:
+        if not (getattr(module, "is_causal", False) and q > 1):
+            return None
+        mask = torch.ones(q, k, dtype=torch.bool, device=query.device).tril(k - q)[None, None]
+    return torch.zeros(mask.shape, dtype=query.dtype, device=query.device).masked_fill_(~mask, torch.finfo(query.dtype).min)
+
+
 def capture_attention(module: nn.Module, query, key, value, attention_mask, **kwargs):
     """``CAPTURE_IMPL``: eager (returns weights) for modules being recorded, SDPA for all others."""
     if getattr(module, _WANTS_WEIGHTS, False):
-        return _family_eager(module)(module, query, key, value, attention_mask, **kwargs)
+        mask = _additive_mask(module, query, key, attention_mask)
+        return _family_eager(module)(module, query, key, value, mask, **kwargs)
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 
 
 def register_capture_attention() -> str:
-    """Register ``CAPTURE_IMPL`` with transformers (idempotent); masks are eager-style additive floats,
-    which both the eager and the SDPA branch accept."""
+    """Register ``CAPTURE_IMPL`` with transformers (idempotent). Masks are SDPA's (boolean, or None
+    where nothing is masked, so the fused kernels stay available); the eager branch turns them into
+    the additive float masks eager attention expects."""
     from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
     AttentionInterface.register(CAPTURE_IMPL, capture_attention)
-    AttentionMaskInterface.register(CAPTURE_IMPL, eager_mask)
+    AttentionMaskInterface.register(CAPTURE_IMPL, sdpa_mask)
     return CAPTURE_IMPL
 
 

@@ -408,7 +408,12 @@ class STCGEngine:
 
     def _run_pass(self, rows, answers: Sequence[list[int]] | None, per_example: int,
                   pv: torch.Tensor | None = None) -> _PassResult:
-        """Encode all rows once, greedy-decode them, then teacher-force each example's clean answer."""
+        """Encode all rows once, greedy-decode them, and teacher-force each example's clean answer.
+
+        Greedy decoding re-runs the decoder on the whole prefix at every step (no cache), so its
+        last step IS the teacher-forced pass of every row on its own greedy answer: the decoder
+        cross-attention and log-probabilities of that pass are kept, and only rows whose greedy
+        answer differs from their teacher-forcing target get a separate teacher-forced pass."""
         if self.decoder_only:
             return self._run_pass_decoder_only(rows, answers, per_example, pv)
         with AttentionCapture(self.model, self.layers) as cap:
@@ -416,20 +421,53 @@ class STCGEngine:
                 enc, am = self._encode(rows, pv)
             C_raw = cap.pop("qformer.cross")
             E_raw = cap.pop("lm.encoder.self")
-            greedy = self._greedy(encoder_outputs=enc, attention_mask=am, decoder_start_token_id=self.start_id)
+            greedy, own_lp, own_D = self._greedy_teacher_forced(enc, am, cap)
             answers = answers or self._clean_answers(greedy, per_example)
-            with cap.recording("lm.decoder.cross"):
-                step_lp = self._teacher_forced(enc, am, answers)
-            D_raw = cap.pop("lm.decoder.cross")
+            step_lp = [own_lp[r][:len(a)] for r, a in enumerate(answers)]
+            D_rows = [own_D[r] for r in range(len(rows))]
+            redo = [r for r, a in enumerate(answers) if greedy[r] != a]
+            if redo:
+                idx = torch.tensor(redo, device=am.device)
+                sub = type(enc)(last_hidden_state=enc.last_hidden_state.index_select(0, idx))
+                with cap.recording("lm.decoder.cross"):
+                    lp = self._teacher_forced(sub, am.index_select(0, idx), [answers[r] for r in redo])
+                D_sub = cap.pop("lm.decoder.cross").cpu().numpy()
+                for j, r in enumerate(redo):
+                    step_lp[r], D_rows[r] = lp[j], D_sub[j]
         C_all = A.query_region_attention(C_raw.cpu().numpy())
-        E_all, D_all = E_raw.cpu().numpy(), D_raw.cpu().numpy()
+        E_all = E_raw.cpu().numpy()
         C, E, D = [], [], []
         for r, (ex, _) in enumerate(rows):
             L = self.Q + len(ex.token_ids)
             C.append(C_all[r])
             E.append(E_all[r, :L, :L])
-            D.append(D_all[r, :len(answers[r]), :L])
+            D.append(D_rows[r][:len(answers[r]), :L])
         return _PassResult(C, E, D, step_lp, greedy)
+
+    @torch.no_grad()
+    def _greedy_teacher_forced(self, enc, am, cap: AttentionCapture):
+        """Greedy answers of an encoder-decoder LM, plus each row's per-step log p and decoder
+        cross-attention (T, L) on its own answer, from the last full-prefix decoder pass."""
+        dev = am.device
+        R = am.shape[0]
+        dec = torch.full((R, 1), self.start_id, dtype=torch.long, device=dev)
+        done = torch.zeros(R, dtype=torch.bool, device=dev)
+        for t in range(self.max_new_tokens):
+            with cap.recording("lm.decoder.cross"):
+                out = self.model.language_model(encoder_outputs=enc, attention_mask=am, decoder_input_ids=dec,
+                                                 use_cache=False, return_dict=True)
+            logits = out.logits[:, -1].float()
+            if t < self.min_new_tokens:
+                logits[:, self.eos_id] = float("-inf")  # as generate's min_new_tokens processor does
+            nxt = torch.where(done, torch.full_like(done, self.pad_id, dtype=torch.long), logits.argmax(-1))
+            dec = torch.cat([dec, nxt[:, None]], 1)
+            done |= nxt == self.eos_id
+            if bool(done.all()):
+                break
+        D_all = cap.pop("lm.decoder.cross").cpu().numpy()               # (R, T, L) of the last pass
+        logp = out.logits.float().log_softmax(-1).gather(-1, dec[:, 1:, None]).squeeze(-1).cpu().numpy()
+        greedy = [self._trim_answer(row) for row in dec[:, 1:].tolist()]
+        return greedy, [logp[r, :len(g)] for r, g in enumerate(greedy)], [D_all[r] for r in range(R)]
 
     # ------------------------------------------------------------------ decoder-only (OPT) passes
     def _query_features(self, rows, pv: torch.Tensor | None = None) -> torch.Tensor:

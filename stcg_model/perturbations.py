@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from stcg.errors import StcgError
-from stcg_model.regions import RegionGrid, top_fraction
+from stcg_model.regions import RegionGrid, fill_rect, top_fraction
 
 Image = np.ndarray  # (H, W, 3) float32 in [0, 1], or uint8 for perturbations registered with uint8=True
 
@@ -196,18 +196,16 @@ def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
 @register_perturbation("center_mask", defaults={"fraction": 0.5}, uint8=True)
 def center_mask(image, params, rng, ctx):
     """Grey square (dataset mean colour) of side fraction x min(H, W) at the centre."""
-    out = image.copy()
     y0, y1, x0, x1 = centre_box(*image.shape[:2], params["fraction"])
-    out[y0:y1, x0:x1] = ctx.fill_for(image)
-    return out
+    return fill_rect(image.copy(), y0, y1, x0, x1, ctx.fill_for(image))
 
 
 @register_perturbation("peripheral_mask", defaults={"fraction": 0.5}, uint8=True)
 def peripheral_mask(image, params, rng, ctx):
     """Grey everything outside the central square of side fraction x min(H, W)."""
-    out = np.empty_like(image)
-    out[...] = ctx.fill_for(image)
-    y0, y1, x0, x1 = centre_box(*image.shape[:2], params["fraction"])
+    h, w = image.shape[:2]
+    out = fill_rect(np.empty_like(image), 0, h, 0, w, ctx.fill_for(image))
+    y0, y1, x0, x1 = centre_box(h, w, params["fraction"])
     out[y0:y1, x0:x1] = image[y0:y1, x0:x1]
     return out
 
@@ -220,10 +218,12 @@ def color_shift(image, params, rng, ctx):
         # S ((max - min) / max), swaps which channel is largest and smallest and mirrors the middle
         # one, i.e. hue + 0.5 (equal to the HSV round trip to float precision; tested). On 8-bit
         # values k / 255 it is exact integer arithmetic, so the uint8 path equals the float one.
-        wide = image.astype(np.int16) if image.dtype == np.uint8 else image
-        r, g, b = wide[..., 0], wide[..., 1], wide[..., 2]  # elementwise max/min: a reduce over 3 is slow
-        extremes = np.maximum(np.maximum(r, g), b) + np.minimum(np.minimum(r, g), b)
-        return (extremes[..., None] - wide).astype(image.dtype if image.dtype == np.uint8 else np.float32)
+        if image.dtype == np.uint8:  # torch's channel reductions on uint8 are 2x numpy's strided maximum
+            x = torch.from_numpy(np.ascontiguousarray(image))
+            return ((x.amax(-1, keepdim=True) - x) + x.amin(-1, keepdim=True)).numpy()  # min <= c <= max: no wrap
+        r, g, b = image[..., 0], image[..., 1], image[..., 2]  # elementwise max/min: a reduce over 3 is slow
+        mx, mn = np.maximum(np.maximum(r, g), b)[..., None], np.minimum(np.minimum(r, g), b)[..., None]
+        return ((mx + mn) - image).astype(np.float32)
     hsv = rgb_to_hsv(to_float(image).astype(np.float64))
     hsv[..., 0] = (hsv[..., 0] + params["hue_shift"]) % 1.0
     out = hsv_to_rgb(hsv).astype(np.float32)

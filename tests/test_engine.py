@@ -303,3 +303,25 @@ def test_prefetch_and_host_threads_change_nothing(lm, graphs):
         assert a.answer == b.answer and a.perturbed_answers == b.perturbed_answers
         for name in ("C", "W", "S", "dW", "p_pert", "deletion_curve"):
             np.testing.assert_allclose(getattr(a, name), getattr(b, name), atol=2e-5, err_msg=name)
+
+
+def test_decoding_reuses_the_greedy_pass_and_equals_generate_plus_teacher_forcing(engine):
+    """The last full-prefix greedy pass stands in for teacher forcing where a row's greedy answer is
+    its target; the result equals HF generate + a separate teacher-forced pass for every row."""
+    host = engine.prepare_batch(_examples(4, seed=2))
+    with AttentionCapture(engine.model, engine.layers) as cap:
+        enc, am = engine._encode(host.rows, host.pixel_values)
+        greedy = engine._greedy(encoder_outputs=enc, attention_mask=am, decoder_start_token_id=engine.start_id)
+        targets = [list(g) for g in greedy]
+        targets[1], targets[4] = [5, 7, 1], [9, 1]  # rows whose target is not their greedy answer
+        with cap.recording("lm.decoder.cross"):
+            lp = engine._teacher_forced(enc, am, targets)
+        D = cap.pop("lm.decoder.cross").numpy()
+    res = engine._run_pass(host.rows, answers=targets, per_example=1, pv=host.pixel_values)
+    assert res.greedy == greedy
+    redone = sum(g != t for g, t in zip(greedy, targets))
+    assert 0 < redone < len(greedy)
+    for r, (ex, _) in enumerate(host.rows):
+        L = engine.Q + len(ex.token_ids)
+        np.testing.assert_allclose(res.step_logprob[r], lp[r], atol=1e-5)
+        np.testing.assert_allclose(res.D[r], D[r, :len(targets[r]), :L], atol=1e-6)
