@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -28,6 +29,29 @@ from ingest.writer import delete_run
 from stcg.db import connect
 from stcg_model.engine import FastBlipPixels, STCGEngine, VQAInput, to_image
 from stcg_model.loading import load_model, use_capture_attention
+
+
+def neo4j_pid() -> int | None:
+    """The local server's pid (``stcg neo4j start``), for its CPU time; None for a remote server."""
+    try:
+        from stcg.neo4j_runtime.server import LocalNeo4j
+
+        return LocalNeo4j().status().pid
+    except Exception:
+        return None
+
+
+def cpu_seconds(pid: int | None) -> tuple[float, float]:
+    """(CPU seconds of this process, of the Neo4j server process or nan) so far."""
+    t = os.times()
+    server = float("nan")
+    if pid is not None:
+        try:
+            f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            server = (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            pass
+    return t.user + t.system, server
 
 
 def main():
@@ -87,9 +111,11 @@ def main():
 
         run_name = f"bench-ingest-d{deletion}"
 
-        def ingest() -> tuple[float, object]:  # fresh run each time
+        def fresh() -> None:  # each ingest starts from an empty run (not timed)
             delete_run(driver, run_name)
             shutil.rmtree(Path(args.store) / run_name, ignore_errors=True)
+
+        def ingest() -> tuple[float, object]:
             cfg = IngestConfig(dataset="easy-vqa", split="test", sample=args.examples, seed=3, model=args.model,
                                device=args.device, batch_size=args.batch_size, deletion_steps=deletion, run_name=run_name,
                                store=args.store)
@@ -98,12 +124,23 @@ def main():
 
         # the machine's speed drifts: A, A', B, C are interleaved for --rounds rounds and medians kept
         times = {"bare": [], "bare_images": [], "bare_proc": [], "engine": [], "ingest": []}
+        cpu = {k: [] for k in times}  # (this process, Neo4j server) CPU seconds per measurement
+        pid = neo4j_pid()
+
+        def measured(key, fn):
+            c0 = cpu_seconds(pid)
+            out = fn()
+            c1 = cpu_seconds(pid)
+            cpu[key].append((c1[0] - c0[0], c1[1] - c0[1]))
+            return out
+
         for _ in range(args.rounds):
-            times["bare"].append(bare_generate("given"))
-            times["bare_images"].append(bare_generate("fast"))
-            times["bare_proc"].append(bare_generate("processor"))
-            times["engine"].append(engine_alone())
-            sec, summary = ingest()
+            times["bare"].append(measured("bare", lambda: bare_generate("given")))
+            times["bare_images"].append(measured("bare_images", lambda: bare_generate("fast")))
+            times["bare_proc"].append(measured("bare_proc", lambda: bare_generate("processor")))
+            times["engine"].append(measured("engine", engine_alone))
+            fresh()
+            sec, summary = measured("ingest", ingest)
             times["ingest"].append(sec)
         bare, bare_img, bare_proc, eng, ing = (float(np.median(times[k])) for k in ("bare", "bare_images", "bare_proc", "engine", "ingest"))
         n = len(exs)
@@ -116,6 +153,10 @@ def main():
             "ingest_over_bare_from_images": round(bare_img / ing, 3), "engine_over_bare_from_images": round(bare_img / eng, 3),
             "ingest_over_bare_with_processor": round(bare_proc / ing, 3), "ingest_over_engine": round(eng / ing, 3),
             "rounds_seconds": {k: [round(x, 3) for x in v] for k, v in times.items()},
+            # CPU seconds (median over rounds): this process (torch threads, writer thread) and the Neo4j server
+            "cpu_seconds_process": {k: round(float(np.median([c[0] for c in v])), 2) for k, v in cpu.items()},
+            "cpu_seconds_neo4j": {k: round(float(np.median([c[1] for c in v])), 2) for k, v in cpu.items()},
+            "cores": os.cpu_count(),
             "nodes_per_example": summary.nodes / max(1, summary.written),
             "relationships_per_example": summary.relationships / max(1, summary.written),
             "file_store_bytes_per_example": round(store_bytes / max(1, summary.written)),

@@ -1,7 +1,8 @@
 """Batch ingestion: dataset -> batches -> STCG engine -> rows -> Neo4j (and the file store).
 
-Model work runs in the calling thread; a writer thread drains a bounded queue into Neo4j, so the
-model never waits for the database while the database keeps up. An example is visible as
+Model work runs in the calling thread; a writer thread drains a bounded queue of finished STCGs
+into the file store and Neo4j (building the rows too), so the model never waits for either while
+they keep up. An example is visible as
 complete (``Example.complete = true``) only after all its nodes and links are written. The run id
 is derived from everything that determines the result, so running the same command again resumes:
 complete examples are skipped and the rest are written with MERGE (no duplicates).
@@ -192,14 +193,28 @@ def run_ingest(cfg: IngestConfig, settings: Neo4jSettings | None = None, log: Ca
         q: queue.Queue = queue.Queue(maxsize=max(1, cfg.queue_size))
         errors: list[BaseException] = []
 
+        def to_rows(graphs, failed) -> GraphRows:
+            """File-store shard first (the Example nodes point into it), then the graph rows."""
+            rows = GraphRows()
+            if graphs:
+                refs = store.write_shard(graphs)
+                for g in graphs:
+                    rows.extend(graph_rows(g, run_id, cfg.top_k, refs[g.example_id]))
+            for ex, reason in failed:
+                rows.extend(failure_rows(run_id, ex.example_id, reason,
+                                         {"question": ex.question[:2000], "question_type": ex.question_type,
+                                          "answer_type": ex.answer_type, "image_path": ex.image_path}))
+            return rows
+
         def drain():
+            """The writer thread: file store, rows and Neo4j, so the model thread never waits on them."""
             while True:
                 item = q.get()
                 if item is None:
                     return
                 try:
                     if not errors:
-                        writer.write(item)
+                        writer.write(to_rows(*item))
                 except BaseException as e:  # surfaced in the main thread
                     errors.append(e)
 
@@ -245,17 +260,8 @@ def run_ingest(cfg: IngestConfig, settings: Neo4jSettings | None = None, log: Ca
                                 ex = next(b for b in batch if b.example_id == inp.example_id)
                                 log_failure(ex, f"model: {type(e).__name__}: {str(e)[:200]}")
                                 failed.append((ex, str(e)))
-                rows = GraphRows()
-                if graphs:
-                    refs = store.write_shard(graphs)
-                    for g in graphs:
-                        rows.extend(graph_rows(g, run_id, cfg.top_k, refs[g.example_id]))
-                for ex, reason in failed:
-                    rows.extend(failure_rows(run_id, ex.example_id, reason,
-                                             {"question": ex.question[:2000], "question_type": ex.question_type,
-                                              "answer_type": ex.answer_type, "image_path": ex.image_path}))
                 summary.written += len(graphs)
-                q.put(rows)
+                q.put((graphs, failed))
                 bar.update(len(batch))
         finally:
             ahead.shutdown(wait=True, cancel_futures=True)
