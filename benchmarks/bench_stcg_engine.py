@@ -1,8 +1,10 @@
 """Cost of building STCGs (clean + 6 perturbations, capture on) vs a bare batched `generate` of the
 same 7 images per example, measured side by side in one process. Bare generation runs with the
 default (SDPA) attention a `from_pretrained` model has; it starts from pixel tensors made beforehand
-(strict: model time only) and, second, from the 8-bit images (converted by the same batched
-preprocessing the engine uses). Each pairing is timed alternately, --reps times, medians kept.
+(strict: model time only), second, from the 8-bit images (converted by the same batched
+preprocessing the engine uses), and third, with all-eager attention from pixel tensors, the
+configuration of shared/bench/blip2_bare_anchor.py (the issue's reference numbers). Each pairing is
+timed alternately, --reps times, medians kept.
 
     python benchmarks/bench_stcg_engine.py --tiny --device cpu            # tiny model, CPU
     python benchmarks/bench_stcg_engine.py --device cuda                  # flan-t5-xl architecture, random bf16
@@ -116,8 +118,10 @@ def main():
         ids, am = engine._encoder_inputs([(p, None) for p in prepared for _ in range(7)])
         fast = FastBlipPixels.for_processor(lm.processor.image_processor)
 
-        def bare(from_images: bool = False):  # as a user runs it: the default (SDPA) attention everywhere
-            lm.model.set_attn_implementation("sdpa")
+        def bare(from_images: bool = False, attention: str = "sdpa"):
+            """As a user runs it: the default (SDPA) attention everywhere; "eager" is the configuration of
+            shared/bench/blip2_bare_anchor.py, which produced the issue's reference numbers."""
+            lm.model.set_attn_implementation(attention)
             with torch.no_grad():
                 pixels = fast(arrays).to(dev, lm.dtype) if from_images else pv
                 lm.model.generate(pixel_values=pixels, input_ids=ids, attention_mask=am, max_new_tokens=args.new_tokens,
@@ -129,6 +133,7 @@ def main():
 
         t_bare, t_stcg = timeit_pair(bare, stcg, dev, args.reps)
         t_bare_img, t_stcg2 = timeit_pair(lambda: bare(True), stcg, dev, args.reps)
+        t_bare_eager, t_stcg3 = timeit_pair(lambda: bare(attention="eager"), stcg, dev, args.reps)
         use_capture_attention(lm.model)
         engine_del = STCGEngine(lm, "all", max_new_tokens=args.new_tokens, deletion_steps=10)
         engine_del.min_new_tokens = args.new_tokens
@@ -137,6 +142,8 @@ def main():
                "bare_from_images_s": round(t_bare_img, 4), "stcg_s_second_pairing": round(t_stcg2, 4),
                "stcg_with_deletion_s": round(t_del, 4), "ratio_stcg_over_bare": round(t_stcg / t_bare, 3),
                "ratio_stcg_over_bare_from_images": round(t_stcg2 / t_bare_img, 3),
+               "bare_eager_s": round(t_bare_eager, 4), "stcg_s_third_pairing": round(t_stcg3, 4),
+               "ratio_stcg_over_bare_eager": round(t_stcg3 / t_bare_eager, 3),
                "bare_ex_per_s": round(n / t_bare, 2), "stcg_ex_per_s": round(n / t_stcg, 2),
                "stcg_with_deletion_ex_per_s": round(n / t_del, 2)}
         if dev.type == "cuda":

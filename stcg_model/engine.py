@@ -574,32 +574,34 @@ class STCGEngine:
         return rows.mean(0)
 
     def _deletion_curves(self, prepared, answers, clean) -> list[tuple[np.ndarray, np.ndarray]]:
+        """p(y) after greying the first s/steps of the regions (s = 1..steps), in decreasing clean
+        attribution order and in a seeded random order. The last step (every region grey) is the
+        same image for both orders, so it is computed once."""
         steps = self.deletion_steps
         fill = quantise(np.asarray(self.fill, dtype=np.float32))
-        rows, row_answers, layout = [], [], []
+        rows, row_answers = [], []
         for i, ex in enumerate(prepared):
             P = ex.grid.num_regions
             attr = clean[i]["attribution"]
             order = np.lexsort((np.arange(P), -attr))
             rand = rng_for(self.seed, ex.ex.example_id, "deletion_random").permutation(P)
             for o in (order, rand):
-                for s in range(1, steps + 1):
+                for s in range(1, steps):
                     k = int(round(s * P / steps))
                     rows.append((ex, ex.grid.fill_regions(ex.pixels.copy(), o[:k], fill)))
-                    row_answers.append(answers[i])
-            layout.append(len(rows))
+            rows.append((ex, ex.grid.fill_regions(ex.pixels.copy(), order, fill)))  # s = steps: all regions
+            row_answers.extend([answers[i]] * (2 * steps - 1))
         probs = []
-        chunk = max(1, 2 * steps)
-        for s in range(0, len(rows), chunk * 4):
-            part = rows[s:s + chunk * 4]
-            lps = self._answer_logprobs(part, row_answers[s:s + chunk * 4])
+        chunk = max(2 * steps, 7 * len(prepared))  # about the rows of the main pass: same memory bound
+        for s in range(0, len(rows), chunk):
+            lps = self._answer_logprobs(rows[s:s + chunk], row_answers[s:s + chunk])
             probs.extend(float(np.exp(lp.sum())) for lp in lps)
         out = []
-        start = 0
-        for end in layout:
-            vals = probs[start:end]
-            start = end
-            out.append((vals[:steps], vals[steps:]))
+        per = 2 * steps - 1
+        for i in range(len(prepared)):
+            vals = probs[i * per:(i + 1) * per]
+            full = vals[-1]
+            out.append((vals[:steps - 1] + [full], vals[steps - 1:2 * steps - 2] + [full]))
         return out
 
     def _assemble(self, ex: _Prepared, answer: list[int], res1: _PassResult, clean_row: int, clean: dict,

@@ -100,3 +100,40 @@ def test_stage_one_labels_come_from_each_images_own_answers():
         elif e.answer in colours:
             assert colours[colour[index[e.image_path]]] == e.answer
     assert (shape != -100).float().mean() > 0.5 and (colour != -100).float().mean() > 0.3
+
+
+def test_deletion_curve_equals_an_independent_teacher_forced_forward(demo):
+    """Deletion curve points = p(clean answer) from BLIP-2's own forward on the image with the top
+    regions greyed (stock processor, no engine code), on the trained demo model whose answers depend on
+    the image; the last point (all grey) is shared by both orders."""
+    import torch
+    from PIL import Image
+
+    from stcg_model.engine import STCGEngine, VQAInput
+
+    ex = next(e for e in load_easy_vqa("test") if e.question == "what is the red shape?")
+    engine = STCGEngine(demo, seed=0, deletion_steps=4)
+    image = ex.load_image().convert("RGB")
+    g = engine.explain([VQAInput(ex.example_id, image, ex.question)])[0]
+    steps = engine.deletion_steps
+    assert len(g.deletion_curve) == len(g.deletion_curve_random) == steps + 1
+    assert g.deletion_curve[0] == pytest.approx(g.p_clean) and g.deletion_curve[-1] == g.deletion_curve_random[-1]
+    prep = engine._prepare(VQAInput(ex.example_id, image, ex.question))
+    ids = torch.tensor([[engine.image_token_id] * engine.Q + prep.token_ids])
+    proc = demo.processor.image_processor
+    with torch.no_grad():
+        gen = demo.model.generate(pixel_values=proc(images=[image], return_tensors="pt")["pixel_values"], input_ids=ids,
+                                  max_new_tokens=engine.max_new_tokens, do_sample=False)
+    y = engine._trim_answer(gen[0, 1:].tolist())
+    P = prep.grid.num_regions
+    order = np.lexsort((np.arange(P), -g.attribution))
+    grey = np.round(np.asarray(engine.fill) * 255).astype(np.uint8)
+    for s in (1, steps // 2, steps):
+        img = np.array(image)
+        img[prep.grid.pixel_mask(order[:int(round(s * P / steps))])] = grey
+        pv = proc(images=[Image.fromarray(img)], return_tensors="pt")["pixel_values"]
+        with torch.no_grad():
+            logits = demo.model(pixel_values=pv, input_ids=ids, decoder_input_ids=torch.tensor([[engine.start_id] + y[:-1]])).logits
+        logp = float(logits[0].float().log_softmax(-1)[torch.arange(len(y)), torch.tensor(y)].sum())
+        assert np.log(g.deletion_curve[s]) == pytest.approx(logp, abs=1e-3)  # in logs: p falls by many orders
+    assert g.deletion_curve[1] < 0.5 * g.p_clean, "the demo model should react to greying its top regions"

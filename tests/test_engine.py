@@ -325,3 +325,4 @@ def test_decoding_reuses_the_greedy_pass_and_equals_generate_plus_teacher_forcin
         L = engine.Q + len(ex.token_ids)
         np.testing.assert_allclose(res.step_logprob[r], lp[r], atol=1e-5)
         np.testing.assert_allclose(res.D[r], D[r, :len(targets[r]), :L], atol=1e-6)
+
