@@ -51,7 +51,9 @@ class IngestConfig:
 
     def identity(self, model_name: str, model_fingerprint: str | None = None) -> dict:
         """What determines the result (not the shard, batch size, device or store)."""
-        return {"model_fingerprint": model_fingerprint, "dataset": self.dataset, "split": self.split, "limit": self.limit, "question_type": self.question_type,
+        from stcg_model.engine import RESULTS_VERSION
+
+        return {"results_version": RESULTS_VERSION, "model_fingerprint": model_fingerprint, "dataset": self.dataset, "split": self.split, "limit": self.limit, "question_type": self.question_type,
                 "answer_type": self.answer_type, "sample": self.sample, "seed": self.seed, "model": model_name,
                 "dtype": self.dtype, "perturbations": self.perturbations, "layers": self.layers, "top_k": self.top_k,
                 "deletion_steps": self.deletion_steps, "max_new_tokens": self.max_new_tokens,

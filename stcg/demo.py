@@ -31,6 +31,7 @@ def demo(examples, out, batch_size, no_server):
     from queries.report import build_report
     from stcg.db import connect
     from stcg.neo4j_runtime import LocalNeo4j
+    from stcg_model.engine import RESULTS_VERSION
     from stcg_model.loading import default_model, model_fingerprint
 
     t0 = time.time()
@@ -43,7 +44,7 @@ def demo(examples, out, batch_size, no_server):
     store = out_dir / "store"
     click.echo(f"[1/4] Neo4j ready: {settings.redacted()}")
     cfg = IngestConfig(dataset="easy-vqa", split="test", sample=examples, seed=0, batch_size=batch_size,
-                       store=str(store), run_name=f"demo-easy-vqa-{examples}-{model_fingerprint(default_model())[:8]}")
+                       store=str(store), run_name=f"demo-easy-vqa-{examples}-{model_fingerprint(default_model())[:8]}-r{RESULTS_VERSION}")
     click.echo(f"[2/4] ingesting {examples} easy-VQA test questions with the demo model")
     summary = run_ingest(cfg, settings, log=click.echo)
     click.echo("      " + summary.describe())

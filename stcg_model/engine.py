@@ -53,6 +53,12 @@ from stcg_model.regions import RegionGrid
 from stcg_model.text import group_tokens, normalize_answer, word_kind
 
 
+RESULTS_VERSION = 2
+"""Bumped whenever the same inputs and parameters give different numbers (2: perturbations on 8-bit
+images, Gaussian noise from a torch generator). Part of an ingestion run's identity, so a run is
+never resumed with results of another version mixed in."""
+
+
 @dataclass
 class VQAInput:
     """One question about one image. ``meta`` travels into ``STCGraph.meta`` unchanged."""
@@ -232,6 +238,7 @@ class STCGEngine:
     @property
     def params(self) -> dict:
         return {
+            "results_version": RESULTS_VERSION,
             "model": self.lm.name, "dtype": str(self.lm.dtype).replace("torch.", ""), "layers": self.layers.describe(),
             "seed": self.seed, "max_new_tokens": self.max_new_tokens, "prompt": self.prompt,
             "language_model": "decoder-only" if self.decoder_only else "encoder-decoder", "deletion_steps": self.deletion_steps,

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from queries.library import template_names
+from stcg_model.engine import RESULTS_VERSION
 from stcg_model.loading import default_model, model_fingerprint
 
 
@@ -21,7 +22,7 @@ def test_demo_runs_end_to_end(tmp_path, driver):
         assert {p.stem for p in (out / "queries").glob("*.csv")} == set(template_names())
         assert "first query" in res.stdout and "report" in res.stdout
         fingerprint = model_fingerprint(default_model())
-        assert f"run_id=demo-easy-vqa-6-{fingerprint[:8]}" in res.stdout  # a retrained model gets its own run
+        assert f"run_id=demo-easy-vqa-6-{fingerprint[:8]}-r{RESULTS_VERSION}" in res.stdout  # a retrained model gets its own run
     finally:
         with driver.session() as s:
             s.run("MATCH (n) WHERE n.run_id STARTS WITH 'demo-easy-vqa-6-' DETACH DELETE n").consume()

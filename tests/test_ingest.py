@@ -174,3 +174,15 @@ def test_a_run_name_is_not_reused_for_another_model(driver, run_id, tmp_path, vq
     assert model_fingerprint(str(ckpt)) != before
     with pytest.raises(StcgError, match="already holds results of another model"):
         run_ingest(_cfg(vqa_folder, str(ckpt), run_id, tmp_path, limit=2), progress=False, log=lambda s: None)
+
+
+def test_run_id_changes_with_the_results_version(monkeypatch):
+    """Results of a code version that computes other numbers never resume (mix into) an older run."""
+    import stcg_model.engine as engine_module
+    from ingest.pipeline import IngestConfig, make_run_id
+
+    cfg = IngestConfig(dataset="easy-vqa", split="test", limit=4)
+    before = make_run_id(cfg, "m", "fp")
+    assert make_run_id(cfg, "m", "fp") == before  # same command, same run: reruns resume
+    monkeypatch.setattr(engine_module, "RESULTS_VERSION", engine_module.RESULTS_VERSION + 1)
+    assert make_run_id(cfg, "m", "fp") != before
