@@ -212,6 +212,8 @@ class STCGEngine:
         self.layers = LayerSelection.parse(layers)
         self.seed = int(seed)
         self.max_new_tokens = int(max_new_tokens)
+        if self.max_new_tokens < 1:
+            raise StcgError(f"max_new_tokens must be at least 1 (an answer needs a step), got {max_new_tokens}")
         self.deletion_steps = int(deletion_steps)
         self.store_dense = store_dense
         if host_workers is None:  # on a CPU-only run the model already uses every core: threads would only contend
@@ -464,8 +466,9 @@ class STCGEngine:
                 out = self.model.language_model(encoder_outputs=enc, attention_mask=am, decoder_input_ids=dec,
                                                  use_cache=False, return_dict=True)
             logits = out.logits[:, -1].float()
-            if t < self.min_new_tokens:
-                logits[:, self.eos_id] = float("-inf")  # as generate's min_new_tokens processor does
+            if t < self.min_new_tokens:  # as generate's min_new_tokens processor does; out of place,
+                # because out.logits (float32 already) is read again below for the step log p
+                logits = logits.index_fill(-1, torch.tensor([self.eos_id], device=dev), float("-inf"))
             nxt = torch.where(done, torch.full_like(done, self.pad_id, dtype=torch.long), logits.argmax(-1))
             dec = torch.cat([dec, nxt[:, None]], 1)
             done |= nxt == self.eos_id

@@ -326,3 +326,44 @@ def test_decoding_reuses_the_greedy_pass_and_equals_generate_plus_teacher_forcin
         np.testing.assert_allclose(res.step_logprob[r], lp[r], atol=1e-5)
         np.testing.assert_allclose(res.D[r], D[r, :len(targets[r]), :L], atol=1e-6)
 
+
+
+def test_forced_answer_length_leaves_the_step_probabilities_raw():
+    """Benchmarks force answers of max_new_tokens steps (min_new_tokens = max_new_tokens): the
+    </s> ban steers decoding only; the step log p stay the model's raw teacher-forced ones.
+    (Seed 1 gives </s> enough mass at the last step for a banned-logit leak to show.)"""
+    eng = STCGEngine(tiny_blip2("t5", seed=1), seed=7, deletion_steps=0, max_new_tokens=1, perturbations="center_mask")
+    eng.min_new_tokens = 1
+    host = eng.prepare_batch(_examples(4, seed=2))
+    res = eng._run_pass(host.rows, answers=None, per_example=1, pv=host.pixel_values)
+    assert all(g[0] != eng.eos_id for g in res.greedy)  # the ban was in force at step 0
+    with AttentionCapture(eng.model, eng.layers):
+        enc, am = eng._encode(host.rows, host.pixel_values)
+        lp = eng._teacher_forced(enc, am, res.greedy)
+    for r in range(len(host.rows)):
+        np.testing.assert_allclose(res.step_logprob[r], lp[r], atol=1e-5)
+
+
+@pytest.mark.parametrize("q,k", [(3, 3), (2, 5)])
+def test_eager_mask_for_an_unmasked_causal_module_matches_sdpa(q, k):
+    """No mask on a causal module: the eager branch's mask reproduces SDPA's is_causal result,
+    including its top-left alignment when there are more keys than queries (static-cache prefill)."""
+    from torch import nn
+    from stcg_model.capture import _additive_mask
+
+    g = torch.Generator().manual_seed(0)
+    query, key, value = (torch.randn(1, 2, n, 4, generator=g) for n in (q, k, k))
+    module = nn.Module()
+    module.is_causal = True
+    mask = _additive_mask(module, query, key, None)
+    eager = ((query @ key.transpose(-1, -2)) / 2 + mask).softmax(-1) @ value
+    sdpa = torch.nn.functional.scaled_dot_product_attention(query, key, value, is_causal=True)
+    torch.testing.assert_close(eager, sdpa, atol=1e-6, rtol=1e-5)
+    module.is_causal = False
+    assert _additive_mask(module, query, key, None) is None
+
+
+def test_zero_answer_steps_refused_with_one_line(lm):
+    from stcg.errors import StcgError
+    with pytest.raises(StcgError, match="max_new_tokens must be at least 1"):
+        STCGEngine(lm, max_new_tokens=0)
