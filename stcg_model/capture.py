@@ -39,23 +39,27 @@ def _family_eager(module: nn.Module):
     return fn
 
 
-def _additive_mask(module: nn.Module, query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None):
+def _additive_mask(module: nn.Module, query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None,
+                   is_causal: bool | None = None):
     """The float mask eager attention adds, from an SDPA-style mask (boolean, or None when nothing
-    is masked; None on a causal module with several queries means causal)."""
+    is masked). None on a causal module with several queries means causal with SDPA's top-left
+    alignment (query i sees keys 0..i), as ``sdpa_attention_forward`` does; with q == k, the only
+    case the engine meets, that is the usual lower triangle."""
     if mask is not None and mask.dtype != torch.bool:
         return mask
     q, k = query.shape[-2], key.shape[-2]
     if mask is None:
-        if not (getattr(module, "is_causal", False) and q > 1):
+        causal = getattr(module, "is_causal", True) if is_causal is None else is_causal
+        if not (causal and q > 1):
             return None
-        mask = torch.ones(q, k, dtype=torch.bool, device=query.device).tril(k - q)[None, None]
+        mask = torch.ones(q, k, dtype=torch.bool, device=query.device).tril()[None, None]
     return torch.zeros(mask.shape, dtype=query.dtype, device=query.device).masked_fill_(~mask, torch.finfo(query.dtype).min)
 
 
 def capture_attention(module: nn.Module, query, key, value, attention_mask, **kwargs):
     """``CAPTURE_IMPL``: eager (returns weights) for modules being recorded, SDPA for all others."""
     if getattr(module, _WANTS_WEIGHTS, False):
-        mask = _additive_mask(module, query, key, attention_mask)
+        mask = _additive_mask(module, query, key, attention_mask, kwargs.get("is_causal"))
         return _family_eager(module)(module, query, key, value, mask, **kwargs)
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
