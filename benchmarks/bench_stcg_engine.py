@@ -45,6 +45,18 @@ def full_size(device):
     return lm, time.time() - t0
 
 
+def cpu_name() -> str:
+    """The host CPU's model name and widest vector extension (CPU numbers differ 2x between hosts)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "cpu"
+    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "cpu")
+    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), [])
+    vec = "avx512" if any(f.startswith("avx512") for f in flags) else "avx2" if "avx2" in flags else "other"
+    return f"{name} ({vec})"
+
+
 def sync(dev):
     if dev.type == "cuda":
         torch.cuda.synchronize()
@@ -95,7 +107,7 @@ def main():
         lm, built = full_size(dev)
     out = Path(args.out or f"benchmarks/results/stcg_engine_{'tiny' if args.tiny else 'xl'}_{dev.type}.jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
-    info = {"device": torch.cuda.get_device_name(0) if dev.type == "cuda" else platform.processor() or "cpu",
+    info = {"device": torch.cuda.get_device_name(0) if dev.type == "cuda" else cpu_name(),
             "torch": torch.__version__, "model": lm.name, "dtype": str(lm.dtype), "built_s": round(built, 1),
             "threads": torch.get_num_threads()}
     print(json.dumps(info), flush=True)
