@@ -70,8 +70,8 @@ def main():
     lm = load_model(args.model, device=args.device)
     exs = open_dataset("easy-vqa", split="test", sample=args.examples, seed=3)
     inputs = [VQAInput(e.example_id, e.load_image(), e.question, e.meta()) for e in exs]
-    result = {"model": lm.name, "device": args.device, "cpu": cpu_name() if args.device == "cpu" else None, "examples": len(exs), "batch_size": args.batch_size,
-              "threads": torch.get_num_threads()}
+    result = {"model": lm.name, "device": args.device, "cpu": cpu_name() if args.device == "cpu" else None,
+              "examples": len(exs), "batch_size": args.batch_size, "threads": torch.get_num_threads()}
     driver = connect()
     for deletion in (0, 10):
         engine = STCGEngine(lm, "all", deletion_steps=deletion)
