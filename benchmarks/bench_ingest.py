@@ -11,6 +11,7 @@ Measures (same easy-VQA sample, same batch size, deletion curves off and on):
   C. ingest: `stcg ingest` end to end (images read, engine, rows, file store, Neo4j writes overlapped).
 Writes benchmarks/results/ingest_<device>.json. Needs a running Neo4j (NEO4J_* variables).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,15 +23,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_stcg_engine import cpu_name
 
-from ingest.datasets import open_dataset
 from ingest.pipeline import IngestConfig, run_ingest
 from ingest.writer import delete_run
+from stcg.datasets import open_dataset
 from stcg.db import connect
-from stcg_model.engine import FastBlipPixels, STCGEngine, VQAInput, to_image
+from stcg.images import to_image
+from stcg_model.engine import FastBlipPixels, STCGEngine, VQAInput
 from stcg_model.loading import load_model, use_capture_attention
-
-from bench_stcg_engine import cpu_name
 
 
 def neo4j_pid() -> int | None:
@@ -70,8 +71,14 @@ def main():
     lm = load_model(args.model, device=args.device)
     exs = open_dataset("easy-vqa", split="test", sample=args.examples, seed=3)
     inputs = [VQAInput(e.example_id, e.load_image(), e.question, e.meta()) for e in exs]
-    result = {"model": lm.name, "device": args.device, "cpu": cpu_name() if args.device == "cpu" else None,
-              "examples": len(exs), "batch_size": args.batch_size, "threads": torch.get_num_threads()}
+    result = {
+        "model": lm.name,
+        "device": args.device,
+        "cpu": cpu_name() if args.device == "cpu" else None,
+        "examples": len(exs),
+        "batch_size": args.batch_size,
+        "threads": torch.get_num_threads(),
+    }
     driver = connect()
     for deletion in (0, 10):
         engine = STCGEngine(lm, "all", deletion_steps=deletion)
@@ -83,7 +90,10 @@ def main():
         for p, g in zip(prepared, clean):
             arrays.append(p.pixels)
             arrays.extend(engine._perturb(p, spec, g.attribution) for spec in engine.perturbations)
-        pvs = [engine._pixel_values(arrays[7 * s:7 * (s + args.batch_size)]) for s in range(0, len(prepared), args.batch_size)]
+        pvs = [
+            engine._pixel_values(arrays[7 * s : 7 * (s + args.batch_size)])
+            for s in range(0, len(prepared), args.batch_size)
+        ]
 
         fast = FastBlipPixels.for_processor(lm.processor.image_processor)
 
@@ -93,15 +103,17 @@ def main():
             t = time.perf_counter()
             with torch.no_grad():
                 for b, s in enumerate(range(0, len(prepared), args.batch_size)):
-                    rows = [(p, None) for p in prepared[s:s + args.batch_size] for _ in range(7)]
+                    rows = [(p, None) for p in prepared[s : s + args.batch_size] for _ in range(7)]
                     pv = pvs[b]
                     if pixels == "fast":
-                        pv = fast(arrays[7 * s:7 * (s + args.batch_size)])
+                        pv = fast(arrays[7 * s : 7 * (s + args.batch_size)])
                     elif pixels == "processor":
-                        images = [to_image(a) for a in arrays[7 * s:7 * (s + args.batch_size)]]
+                        images = [to_image(a) for a in arrays[7 * s : 7 * (s + args.batch_size)]]
                         pv = lm.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
                     ids, am = engine._encoder_inputs(rows)
-                    lm.model.generate(pixel_values=pv, input_ids=ids, attention_mask=am, max_new_tokens=10, do_sample=False)
+                    lm.model.generate(
+                        pixel_values=pv, input_ids=ids, attention_mask=am, max_new_tokens=10, do_sample=False
+                    )
             seconds = time.perf_counter() - t
             use_capture_attention(lm.model)
             return seconds
@@ -128,9 +140,18 @@ def main():
             shutil.rmtree(Path(args.store) / run_name, ignore_errors=True)
 
         def ingest() -> tuple[float, object]:
-            cfg = IngestConfig(dataset="easy-vqa", split="test", sample=args.examples, seed=3, model=args.model,
-                               device=args.device, batch_size=args.batch_size, deletion_steps=deletion, run_name=run_name,
-                               store=args.store)
+            cfg = IngestConfig(
+                dataset="easy-vqa",
+                split="test",
+                sample=args.examples,
+                seed=3,
+                model=args.model,
+                device=args.device,
+                batch_size=args.batch_size,
+                deletion_steps=deletion,
+                run_name=run_name,
+                store=args.store,
+            )
             summary = run_ingest(cfg, progress=False, log=lambda s: None)
             return summary.seconds, summary
 
@@ -155,17 +176,24 @@ def main():
             fresh()
             sec, summary = measured("ingest", ingest)
             times["ingest"].append(sec)
-        bare, bare_img, bare_proc, eng, ing = (float(np.median(times[k])) for k in ("bare", "bare_images", "bare_proc", "engine", "ingest"))
+        bare, bare_img, bare_proc, eng, ing = (
+            float(np.median(times[k])) for k in ("bare", "bare_images", "bare_proc", "engine", "ingest")
+        )
         n = len(exs)
         store_bytes = sum(p.stat().st_size for p in (Path(args.store) / run_name / "shards").iterdir())
         result[f"deletion_{deletion}"] = {
-            "bare_generate_ex_per_s": round(n / bare, 2), "bare_from_images_ex_per_s": round(n / bare_img, 2),
+            "bare_generate_ex_per_s": round(n / bare, 2),
+            "bare_from_images_ex_per_s": round(n / bare_img, 2),
             "bare_with_processor_ex_per_s": round(n / bare_proc, 2),
-            "engine_ex_per_s": round(n / eng, 2), "engine_over_bare": round(bare / eng, 3),
+            "engine_ex_per_s": round(n / eng, 2),
+            "engine_over_bare": round(bare / eng, 3),
             "engine_1_thread_ex_per_s": round(n / float(np.median(times["engine_1_thread"])), 2),
-            "ingest_ex_per_s": round(n / ing, 2), "ingest_over_bare": round(bare / ing, 3),
-            "ingest_over_bare_from_images": round(bare_img / ing, 3), "engine_over_bare_from_images": round(bare_img / eng, 3),
-            "ingest_over_bare_with_processor": round(bare_proc / ing, 3), "ingest_over_engine": round(eng / ing, 3),
+            "ingest_ex_per_s": round(n / ing, 2),
+            "ingest_over_bare": round(bare / ing, 3),
+            "ingest_over_bare_from_images": round(bare_img / ing, 3),
+            "engine_over_bare_from_images": round(bare_img / eng, 3),
+            "ingest_over_bare_with_processor": round(bare_proc / ing, 3),
+            "ingest_over_engine": round(eng / ing, 3),
             "rounds_seconds": {k: [round(x, 3) for x in v] for k, v in times.items()},
             # CPU seconds (median over rounds): this process (torch threads, writer thread) and the Neo4j server
             "cpu_seconds_process": {k: round(float(np.median([c[0] for c in v])), 2) for k, v in cpu.items()},

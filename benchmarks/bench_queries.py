@@ -4,6 +4,7 @@
 Writes benchmarks/results/queries.json (latencies, and the PROFILE of the slowest template at the
 largest size). Needs a running Neo4j; the benchmark runs are deleted afterwards unless --keep.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,9 +18,8 @@ import numpy as np
 from ingest.pipeline import RUN_FINISH, RUN_MERGE
 from ingest.rows import GraphRows, graph_rows
 from ingest.schema import ensure_schema
-from ingest.writer import Neo4jWriter
+from ingest.writer import Neo4jWriter, delete_run
 from queries.library import QueryLibrary, load_template, template_names
-from ingest.writer import delete_run
 from stcg.db import connect
 from stcg_model.synthetic import synthetic_graph
 
@@ -77,14 +77,20 @@ def main():
         result["sizes"][str(n)] = {"write_seconds": round(wt, 1), "p50_seconds": lat}
         slowest = max(lat, key=lat.get)
         t = load_template(slowest)
-        summary = driver.execute_query("PROFILE " + "\n".join(ln for ln in t.cypher.splitlines() if not ln.startswith("//")),
-                                       t.bind(**params_for(slowest, run_id))).summary
+        summary = driver.execute_query(
+            "PROFILE " + "\n".join(ln for ln in t.cypher.splitlines() if not ln.startswith("//")),
+            t.bind(**params_for(slowest, run_id)),
+        ).summary
+
         def plan_lines(plan, depth=0):
-            out = [f"{'  ' * depth}{plan['operatorType']} rows={plan.get('rows')} dbHits={plan.get('dbHits')} "
-                   f"{plan.get('args', {}).get('Details', '')}"[:200]]
+            out = [
+                f"{'  ' * depth}{plan['operatorType']} rows={plan.get('rows')} dbHits={plan.get('dbHits')} "
+                f"{plan.get('args', {}).get('Details', '')}"[:200]
+            ]
             for child in plan.get("children", []):
                 out += plan_lines(child, depth + 1)
             return out
+
         result["sizes"][str(n)]["slowest"] = slowest
         result["sizes"][str(n)]["profile_of_slowest"] = plan_lines(summary.profile)
         if not args.keep:

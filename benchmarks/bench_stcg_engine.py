@@ -11,6 +11,7 @@ timed alternately, --reps times, medians kept.
 Writes a JSON line per batch size to --out (default benchmarks/results/stcg_engine_<device>.jsonl).
 Random weights do not change FLOPs; answers are forced to --new-tokens tokens on both sides.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -102,20 +103,34 @@ def main():
     args = ap.parse_args()
     dev = torch.device(args.device)
     if args.tiny:
-        lm, built = tiny_blip2("t5", image_size=224, patch_size=14, num_query_tokens=32, hidden=64, device=args.device), 0.0
+        lm, built = (
+            tiny_blip2("t5", image_size=224, patch_size=14, num_query_tokens=32, hidden=64, device=args.device),
+            0.0,
+        )
     else:
         lm, built = full_size(dev)
     out = Path(args.out or f"benchmarks/results/stcg_engine_{'tiny' if args.tiny else 'xl'}_{dev.type}.jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
-    info = {"device": torch.cuda.get_device_name(0) if dev.type == "cuda" else cpu_name(),
-            "torch": torch.__version__, "model": lm.name, "dtype": str(lm.dtype), "built_s": round(built, 1),
-            "threads": torch.get_num_threads()}
+    info = {
+        "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else cpu_name(),
+        "torch": torch.__version__,
+        "model": lm.name,
+        "dtype": str(lm.dtype),
+        "built_s": round(built, 1),
+        "threads": torch.get_num_threads(),
+    }
     print(json.dumps(info), flush=True)
     rng = np.random.default_rng(0)
     rows = []
     for n in map(int, args.batches.split(",")):
-        exs = [VQAInput(f"ex{i}", Image.fromarray(rng.integers(0, 255, (args.image_size, args.image_size, 3), dtype=np.uint8)),
-                        "what color is the shape in the picture ?") for i in range(n)]
+        exs = [
+            VQAInput(
+                f"ex{i}",
+                Image.fromarray(rng.integers(0, 255, (args.image_size, args.image_size, 3), dtype=np.uint8)),
+                "what color is the shape in the picture ?",
+            )
+            for i in range(n)
+        ]
         engine = STCGEngine(lm, "all", max_new_tokens=args.new_tokens, deletion_steps=0)
         engine.min_new_tokens = args.new_tokens
         # the bare baseline: the same 7 images per example (clean + the 6 perturbed), preprocessed once
@@ -136,8 +151,14 @@ def main():
             lm.model.set_attn_implementation(attention)
             with torch.no_grad():
                 pixels = fast(arrays).to(dev, lm.dtype) if from_images else pv
-                lm.model.generate(pixel_values=pixels, input_ids=ids, attention_mask=am, max_new_tokens=args.new_tokens,
-                                  min_new_tokens=args.new_tokens, do_sample=False)
+                lm.model.generate(
+                    pixel_values=pixels,
+                    input_ids=ids,
+                    attention_mask=am,
+                    max_new_tokens=args.new_tokens,
+                    min_new_tokens=args.new_tokens,
+                    do_sample=False,
+                )
 
         def stcg():  # eager attention only where weights are captured
             use_capture_attention(lm.model)
@@ -150,14 +171,23 @@ def main():
         engine_del = STCGEngine(lm, "all", max_new_tokens=args.new_tokens, deletion_steps=10)
         engine_del.min_new_tokens = args.new_tokens
         t_del = timeit(lambda: engine_del.explain_batch(exs), dev, 1)
-        row = {"examples": n, "images": 7 * n, "bare_generate_s": round(t_bare, 4), "stcg_s": round(t_stcg, 4),
-               "bare_from_images_s": round(t_bare_img, 4), "stcg_s_second_pairing": round(t_stcg2, 4),
-               "stcg_with_deletion_s": round(t_del, 4), "ratio_stcg_over_bare": round(t_stcg / t_bare, 3),
-               "ratio_stcg_over_bare_from_images": round(t_stcg2 / t_bare_img, 3),
-               "bare_eager_s": round(t_bare_eager, 4), "stcg_s_third_pairing": round(t_stcg3, 4),
-               "ratio_stcg_over_bare_eager": round(t_stcg3 / t_bare_eager, 3),
-               "bare_ex_per_s": round(n / t_bare, 2), "stcg_ex_per_s": round(n / t_stcg, 2),
-               "stcg_with_deletion_ex_per_s": round(n / t_del, 2)}
+        row = {
+            "examples": n,
+            "images": 7 * n,
+            "bare_generate_s": round(t_bare, 4),
+            "stcg_s": round(t_stcg, 4),
+            "bare_from_images_s": round(t_bare_img, 4),
+            "stcg_s_second_pairing": round(t_stcg2, 4),
+            "stcg_with_deletion_s": round(t_del, 4),
+            "ratio_stcg_over_bare": round(t_stcg / t_bare, 3),
+            "ratio_stcg_over_bare_from_images": round(t_stcg2 / t_bare_img, 3),
+            "bare_eager_s": round(t_bare_eager, 4),
+            "stcg_s_third_pairing": round(t_stcg3, 4),
+            "ratio_stcg_over_bare_eager": round(t_stcg3 / t_bare_eager, 3),
+            "bare_ex_per_s": round(n / t_bare, 2),
+            "stcg_ex_per_s": round(n / t_stcg, 2),
+            "stcg_with_deletion_ex_per_s": round(n / t_del, 2),
+        }
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
             engine.explain_batch(exs)

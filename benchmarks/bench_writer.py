@@ -8,6 +8,7 @@ STCGs of the demo model's shape (64 regions, 6 perturbations, top-k 5):
     python benchmarks/bench_writer.py [--examples 300] [--naive-examples 10]
 Writes benchmarks/results/writer.json. Needs a running Neo4j (NEO4J_* variables).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,15 +79,18 @@ def main():
     rng = np.random.default_rng(0)
     graphs = [synthetic_graph(f"ex{i}", rng) for i in range(args.examples)]
     result = {}
-    for name, run_id, n in (("naive", "bench-writer-naive", args.naive_examples), ("flat", "bench-writer-flat", args.examples),
-                            ("packed", "bench-writer-packed", args.examples)):
+    for name, run_id, n in (
+        ("naive", "bench-writer-naive", args.naive_examples),
+        ("flat", "bench-writer-flat", args.examples),
+        ("packed", "bench-writer-packed", args.examples),
+    ):
         cleanup(driver, run_id)
         with driver.session() as s:
             s.run("MERGE (r:Run {uid: $r}) SET r.run_id = $r", r=run_id).consume()
         batches = []
         for b in range(0, n, args.batch):
             rows = GraphRows()
-            for g in graphs[b:min(b + args.batch, n)]:
+            for g in graphs[b : min(b + args.batch, n)]:
                 rows.extend(graph_rows(g, run_id, top_k=5))
             batches.append(rows)
         n_rels = sum(r.n_rels for r in batches)
@@ -96,14 +100,24 @@ def main():
         for rows in batches:
             {"naive": naive_write, "flat": flat_write}.get(name, lambda d, r: writer.write(r))(driver, rows)
         dt = time.perf_counter() - t
-        result[name] = {"examples": n, "nodes": n_nodes, "relationships": n_rels, "seconds": round(dt, 3),
-                        "relationships_per_s": round(n_rels / dt), "examples_per_s": round(n / dt, 2)}
+        result[name] = {
+            "examples": n,
+            "nodes": n_nodes,
+            "relationships": n_rels,
+            "seconds": round(dt, 3),
+            "relationships_per_s": round(n_rels / dt),
+            "examples_per_s": round(n / dt, 2),
+        }
         print(name, result[name], flush=True)
         cleanup(driver, run_id)
     result["speedup"] = round(result["packed"]["relationships_per_s"] / result["naive"]["relationships_per_s"], 1)
-    result["packed_over_flat"] = round(result["packed"]["relationships_per_s"] / result["flat"]["relationships_per_s"], 2)
-    result["per_example"] = {"nodes": result["packed"]["nodes"] / args.examples,
-                             "relationships": result["packed"]["relationships"] / args.examples}
+    result["packed_over_flat"] = round(
+        result["packed"]["relationships_per_s"] / result["flat"]["relationships_per_s"], 2
+    )
+    result["per_example"] = {
+        "nodes": result["packed"]["nodes"] / args.examples,
+        "relationships": result["packed"]["relationships"] / args.examples,
+    }
     print("speedup", result["speedup"], "packed/flat", result["packed_over_flat"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))

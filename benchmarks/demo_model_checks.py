@@ -7,6 +7,7 @@
    perturbed greedy answer, VQA-normalised).
 Writes benchmarks/results/demo_model.json and prints the tables.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,7 +15,7 @@ import json
 import time
 from pathlib import Path
 
-from ingest.datasets import open_dataset
+from stcg.datasets import open_dataset
 from stcg_model.engine import STCGEngine, VQAInput
 from stcg_model.evaluation import accuracy_table, evaluate
 from stcg_model.loading import load_model
@@ -33,13 +34,22 @@ def main():
     print(table.to_string())
     colour = [e for e in test if e.question_type == "what color"]
     engine = STCGEngine(lm, "color_shift,gaussian_noise", deletion_steps=0)
-    graphs = engine.explain([VQAInput(e.example_id, e.load_image(), e.question, e.meta()) for e in colour], batch_size=64)
+    graphs = engine.explain(
+        [VQAInput(e.example_id, e.load_image(), e.question, e.meta()) for e in colour], batch_size=64
+    )
     cs = sum(bool(g.answer_changed[0]) for g in graphs) / len(graphs)
     gn = sum(bool(g.answer_changed[1]) for g in graphs) / len(graphs)
-    print(f"what color questions: {len(graphs)}; color_shift changes the answer for {cs:.1%}, gaussian_noise for {gn:.1%}")
-    result = {"model": lm.name, "accuracy_table": json.loads(table.to_json(orient="index")),
-              "colour_questions": len(graphs), "color_shift_change_rate": round(cs, 4),
-              "gaussian_noise_change_rate": round(gn, 4), "seconds": round(time.time() - t, 1)}
+    print(
+        f"what color questions: {len(graphs)}; color_shift changes the answer for {cs:.1%}, gaussian_noise for {gn:.1%}"
+    )
+    result = {
+        "model": lm.name,
+        "accuracy_table": json.loads(table.to_json(orient="index")),
+        "colour_questions": len(graphs),
+        "color_shift_change_rate": round(cs, 4),
+        "gaussian_noise_change_rate": round(gn, 4),
+        "seconds": round(time.time() - t, 1),
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"wrote {args.out}")

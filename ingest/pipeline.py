@@ -7,6 +7,7 @@ complete (``Example.complete = true``) only after all its nodes and links are wr
 is derived from everything that determines the result, so running the same command again resumes:
 complete examples are skipped and the rest are written with MERGE (no duplicates).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from stcg import __version__
 from stcg.config import Neo4jSettings
@@ -53,11 +54,25 @@ class IngestConfig:
         """What determines the result (not the shard, batch size, device or store)."""
         from stcg_model.engine import RESULTS_VERSION
 
-        return {"results_version": RESULTS_VERSION, "model_fingerprint": model_fingerprint, "dataset": self.dataset, "split": self.split, "limit": self.limit, "question_type": self.question_type,
-                "answer_type": self.answer_type, "sample": self.sample, "seed": self.seed, "model": model_name,
-                "dtype": self.dtype, "perturbations": self.perturbations, "layers": self.layers, "top_k": self.top_k,
-                "deletion_steps": self.deletion_steps, "max_new_tokens": self.max_new_tokens,
-                **({"prompt": self.prompt} if self.prompt is not None else {})}
+        return {
+            "results_version": RESULTS_VERSION,
+            "model_fingerprint": model_fingerprint,
+            "dataset": self.dataset,
+            "split": self.split,
+            "limit": self.limit,
+            "question_type": self.question_type,
+            "answer_type": self.answer_type,
+            "sample": self.sample,
+            "seed": self.seed,
+            "model": model_name,
+            "dtype": self.dtype,
+            "perturbations": self.perturbations,
+            "layers": self.layers,
+            "top_k": self.top_k,
+            "deletion_steps": self.deletion_steps,
+            "max_new_tokens": self.max_new_tokens,
+            **({"prompt": self.prompt} if self.prompt is not None else {}),
+        }
 
 
 @dataclass
@@ -76,9 +91,11 @@ class IngestSummary:
 
     def describe(self) -> str:
         rate = self.written / self.seconds if self.seconds else 0.0
-        return (f"run {self.run_id}: {self.examples} examples selected, {self.skipped} already complete, "
-                f"{self.written} written, {self.failures} failed; {self.nodes} nodes and {self.relationships} "
-                f"relationships written in {self.seconds:.1f} s ({rate:.2f} examples/s)")
+        return (
+            f"run {self.run_id}: {self.examples} examples selected, {self.skipped} already complete, "
+            f"{self.written} written, {self.failures} failed; {self.nodes} nodes and {self.relationships} "
+            f"relationships written in {self.seconds:.1f} s ({rate:.2f} examples/s)"
+        )
 
 
 def identity_hash(identity: dict) -> str:
@@ -132,17 +149,18 @@ def _load_inputs(batch):
     return inputs, failures
 
 
-def run_ingest(cfg: IngestConfig, settings: Neo4jSettings | None = None, log: Callable[[str], None] = print,
-               progress: bool = True) -> IngestSummary:
+def run_ingest(
+    cfg: IngestConfig, settings: Neo4jSettings | None = None, log: Callable[[str], None] = print, progress: bool = True
+) -> IngestSummary:
     """Ingest ``cfg.dataset`` into Neo4j; returns counts. Bad arguments fail before any model work."""
     from tqdm.auto import tqdm
 
-    from ingest.datasets import open_dataset
     from ingest.rows import GraphRows, failure_rows, graph_rows
     from ingest.schema import ensure_schema
-    from ingest.store import FileStore
     from ingest.writer import Neo4jWriter
+    from stcg.datasets import open_dataset
     from stcg.db import connect
+    from stcg.filestore import FileStore
     from stcg_model.engine import STCGEngine, prefetched
     from stcg_model.loading import default_model, load_model, model_fingerprint
     from stcg_model.perturbations import parse_perturbations
@@ -157,8 +175,16 @@ def run_ingest(cfg: IngestConfig, settings: Neo4jSettings | None = None, log: Ca
         from stcg_model.engine import check_prompt
 
         check_prompt(cfg.prompt)
-    examples = open_dataset(cfg.dataset, split=cfg.split, limit=cfg.limit, question_type=cfg.question_type,
-                            answer_type=cfg.answer_type, sample=cfg.sample, seed=cfg.seed, shard=cfg.shard)
+    examples = open_dataset(
+        cfg.dataset,
+        split=cfg.split,
+        limit=cfg.limit,
+        question_type=cfg.question_type,
+        answer_type=cfg.answer_type,
+        sample=cfg.sample,
+        seed=cfg.seed,
+        shard=cfg.shard,
+    )
     settings = settings or Neo4jSettings.from_env()
     driver = connect(settings)
     try:
@@ -171,26 +197,44 @@ def run_ingest(cfg: IngestConfig, settings: Neo4jSettings | None = None, log: Ca
         writer = Neo4jWriter(driver, settings.database, log=log)
         held = writer.run_query("MATCH (r:Run {uid: $run_id}) RETURN r.identity AS identity", run_id=run_id)
         if held and held[0]["identity"] not in (None, identity_hash(identity)):
-            raise StcgError(f"run {run_id!r} already holds results of another model or other parameters; "
-                            "choose another --run-name (resuming it would mix the two)")
+            raise StcgError(
+                f"run {run_id!r} already holds results of another model or other parameters; "
+                "choose another --run-name (resuming it would mix the two)"
+            )
         done = {r["id"] for r in writer.run_query(DONE, run_id=run_id)}
         todo = [e for e in examples if e.example_id not in done]
         summary.skipped = len(examples) - len(todo)
-        store = FileStore(cfg.store, run_id)
+        store = FileStore.create(cfg.store, run_id)
         summary.failure_log = str(store.dir / "failures.jsonl")
         lm = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
-        engine = STCGEngine(lm, specs, layers=cfg.layers, seed=cfg.seed, max_new_tokens=cfg.max_new_tokens,
-                            deletion_steps=cfg.deletion_steps, prompt=cfg.prompt)
-        props = {"name": cfg.run_name or run_id, "model": model_name, "dataset": cfg.dataset,
-                 "split": cfg.split or "", "perturbations": [s.kind for s in specs], "top_k": cfg.top_k,
-                 "layers": cfg.layers, "code_version": __version__,
-                 "params": json.dumps({**identity, "engine": engine.params}, sort_keys=True, default=str),
-                 "identity": identity_hash(identity),
-                 "n_selected": len(examples)}
+        engine = STCGEngine(
+            lm,
+            specs,
+            layers=cfg.layers,
+            seed=cfg.seed,
+            max_new_tokens=cfg.max_new_tokens,
+            deletion_steps=cfg.deletion_steps,
+            prompt=cfg.prompt,
+        )
+        props = {
+            "name": cfg.run_name or run_id,
+            "model": model_name,
+            "dataset": cfg.dataset,
+            "split": cfg.split or "",
+            "perturbations": [s.kind for s in specs],
+            "top_k": cfg.top_k,
+            "layers": cfg.layers,
+            "code_version": __version__,
+            "params": json.dumps({**identity, "engine": engine.params}, sort_keys=True, default=str),
+            "identity": identity_hash(identity),
+            "n_selected": len(examples),
+        }
         writer.run_query(RUN_MERGE, run_id=run_id, props=props)
-        store.write_run({"run_id": run_id, **props, "started": datetime.now(timezone.utc).isoformat()})
-        log(f"run {run_id}: {len(examples)} examples ({summary.skipped} already complete), model {model_name}, "
-            f"perturbations {', '.join(s.kind for s in specs)}")
+        store.write_run({"run_id": run_id, **props, "started": datetime.now(UTC).isoformat()})
+        log(
+            f"run {run_id}: {len(examples)} examples ({summary.skipped} already complete), model {model_name}, "
+            f"perturbations {', '.join(s.kind for s in specs)}"
+        )
 
         q: queue.Queue = queue.Queue(maxsize=max(1, cfg.queue_size))
         errors: list[BaseException] = []
@@ -199,13 +243,23 @@ def run_ingest(cfg: IngestConfig, settings: Neo4jSettings | None = None, log: Ca
             """File-store shard first (the Example nodes point into it), then the graph rows."""
             rows = GraphRows()
             if graphs:
-                refs = store.write_shard(graphs)
+                refs = store.write_shard([g.to_record() for g in graphs])
                 for g in graphs:
                     rows.extend(graph_rows(g, run_id, cfg.top_k, refs[g.example_id]))
             for ex, reason in failed:
-                rows.extend(failure_rows(run_id, ex.example_id, reason,
-                                         {"question": ex.question[:2000], "question_type": ex.question_type,
-                                          "answer_type": ex.answer_type, "image_path": ex.image_path}))
+                rows.extend(
+                    failure_rows(
+                        run_id,
+                        ex.example_id,
+                        reason,
+                        {
+                            "question": ex.question[:2000],
+                            "question_type": ex.question_type,
+                            "answer_type": ex.answer_type,
+                            "image_path": ex.image_path,
+                        },
+                    )
+                )
             return rows
 
         def drain():
@@ -241,11 +295,13 @@ def run_ingest(cfg: IngestConfig, settings: Neo4jSettings | None = None, log: Ca
 
         t0 = time.time()
         bar = tqdm(total=len(todo), desc="ingest", unit="ex", disable=not progress)
-        batches = [todo[s:s + cfg.batch_size] for s in range(0, len(todo), cfg.batch_size)]
+        batches = [todo[s : s + cfg.batch_size] for s in range(0, len(todo), cfg.batch_size)]
         ahead = ThreadPoolExecutor(1, thread_name_prefix="stcg-prefetch")
         try:
             # on a GPU the next batch is read and prepared while the model works on this one
-            for (inputs, failed, host), batch in zip(prefetched(ahead if engine.prefetch else None, load, batches), batches):
+            for (inputs, failed, host), batch in zip(
+                prefetched(ahead if engine.prefetch else None, load, batches), batches
+            ):
                 if errors:
                     break
                 for ex, reason in failed:
@@ -275,7 +331,11 @@ def run_ingest(cfg: IngestConfig, settings: Neo4jSettings | None = None, log: Ca
         finished = len(todo) == 0 or summary.written + summary.failures == len(todo)
         writer.run_query(RUN_FINISH, run_id=run_id, finished=finished and cfg.shard is None)
         summary.seconds = time.time() - t0
-        summary.nodes, summary.relationships, summary.retries = writer.nodes_written, writer.rels_written, writer.retries
+        summary.nodes, summary.relationships, summary.retries = (
+            writer.nodes_written,
+            writer.rels_written,
+            writer.retries,
+        )
         return summary
     finally:
         driver.close()

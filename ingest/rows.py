@@ -3,6 +3,7 @@
 Every node has a stable ``uid`` = ``<run_id>/<example_id>[/<element>]`` so writes MERGE and a rerun
 never duplicates. The schema is documented in docs/schema.md.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,7 +46,7 @@ class GraphRows:
     rels: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
     completes: list[str] = field(default_factory=list)  # Example uids to mark complete, last
 
-    def extend(self, other: "GraphRows") -> None:
+    def extend(self, other: GraphRows) -> None:
         self.examples.extend(other.examples)
         for k, v in other.nodes.items():
             self.nodes[k].extend(v)
@@ -125,53 +126,114 @@ def example_payload(g: STCGraph, run_id: str, top_k: int, store_ref: dict | None
         noisy = step_attribution(g.S_pert[g.perturbation_index("gaussian_noise")], g.answer_is_eos)
         jac = jaccard(top_fraction(g.attribution, 0.1), top_fraction(noisy, 0.1))
     example = {
-        "uid": ex, "run_id": run_id, "example_id": g.example_id, "question": g.question,
-        "question_type": meta.get("question_type", "unknown"), "answer_type": meta.get("answer_type", "unknown"),
-        "answer": g.answer, "gt_answer": gt, "answers": list(meta.get("answers", [])),
+        "uid": ex,
+        "run_id": run_id,
+        "example_id": g.example_id,
+        "question": g.question,
+        "question_type": meta.get("question_type", "unknown"),
+        "answer_type": meta.get("answer_type", "unknown"),
+        "answer": g.answer,
+        "gt_answer": gt,
+        "answers": list(meta.get("answers", [])),
         "correct": None if gt is None else normalize_answer(g.answer) == normalize_answer(gt),
-        "p_clean": _f(g.p_clean), "image_path": meta.get("image_path"), "image_id": meta.get("image_id"),
-        "width": int(g.image_size[0]), "height": int(g.image_size[1]), "grid": int(g.grid),
-        "n_tokens": n, "n_steps": T,
+        "p_clean": _f(g.p_clean),
+        "image_path": meta.get("image_path"),
+        "image_id": meta.get("image_id"),
+        "width": int(g.image_size[0]),
+        "height": int(g.image_size[1]),
+        "grid": int(g.grid),
+        "n_tokens": n,
+        "n_steps": T,
         "mean_drift": _f(g.drift.mean()) if len(g.drift) else 0.0,
         "attribution_entropy": _f(entropy_bits(g.attribution)),
         "attribution": np.asarray(g.attribution, dtype=np.float64).tolist(),
-        "stability_jaccard": jac, "deletion_auc": None if auc is None else auc[0], "deletion_auc_random": None if auc is None else auc[1],
-        "store_shard": (store_ref or {}).get("shard"), "store_key": (store_ref or {}).get("key"),
-        "failed": False, "error": None,
+        "stability_jaccard": jac,
+        "deletion_auc": None if auc is None else auc[0],
+        "deletion_auc_random": None if auc is None else auc[1],
+        "store_shard": (store_ref or {}).get("shard"),
+        "store_key": (store_ref or {}).get("key"),
+        "failed": False,
+        "error": None,
     }
 
     # top-k region choices (stable: ties go to the lower region index)
-    tok_top = _top_k(g.W, k) if n else np.zeros((0, k), dtype=int)                      # (n, k)
-    step_top = _top_k(g.S, k) if T else np.zeros((0, k), dtype=int)                     # (T, k)
-    region_abs = np.abs(g.dW).sum(1) if K else np.zeros((0, P))                          # (K, P)
+    tok_top = _top_k(g.W, k) if n else np.zeros((0, k), dtype=int)  # (n, k)
+    step_top = _top_k(g.S, k) if T else np.zeros((0, k), dtype=int)  # (T, k)
+    region_abs = np.abs(g.dW).sum(1) if K else np.zeros((0, P))  # (K, P)
     region_dw = g.dW.sum(1) if K else np.zeros((0, P))
-    move_top = _top_k(region_abs, k) if K else np.zeros((0, k), dtype=int)              # (K, k)
-    dw_top = _top_k(np.abs(g.dW), k) if K and n else np.zeros((K, n, k), dtype=int)     # (K, n, k)
+    move_top = _top_k(region_abs, k) if K else np.zeros((0, k), dtype=int)  # (K, k)
+    dw_top = _top_k(np.abs(g.dW), k) if K and n else np.zeros((K, n, k), dtype=int)  # (K, n, k)
     used = np.unique(np.concatenate([tok_top.ravel(), step_top.ravel(), move_top.ravel(), dw_top.ravel()]).astype(int))
     slot = np.full(P, -1)
     slot[used] = np.arange(len(used))
 
     boxes = np.asarray(g.boxes).astype(int).tolist()
     attribution = np.asarray(g.attribution, dtype=np.float64)
-    regions = [{"uid": f"{ex}/r{p}", "run_id": run_id, "index": p, "row": p // g.grid, "col": p % g.grid,
-                "x0": boxes[p][0], "y0": boxes[p][1], "x1": boxes[p][2], "y1": boxes[p][3],
-                "attribution": float(attribution[p])} for p in used.tolist()]
+    regions = [
+        {
+            "uid": f"{ex}/r{p}",
+            "run_id": run_id,
+            "index": p,
+            "row": p // g.grid,
+            "col": p % g.grid,
+            "x0": boxes[p][0],
+            "y0": boxes[p][1],
+            "x1": boxes[p][2],
+            "y1": boxes[p][3],
+            "attribution": float(attribution[p]),
+        }
+        for p in used.tolist()
+    ]
     token_entropy, token_spread, token_mass = entropy_bits(g.W), spatial_spread(g.W, g.grid), top_k_mass(g.W, k)
     tokens = []
     for i, tok in enumerate(g.tokens):
         w = g.token_word[i]
-        tokens.append({"uid": f"{ex}/t{i}", "run_id": run_id, "index": i, "text": tok, "word": g.words[w].lower(),
-                       "word_index": w, "kind": g.word_kinds[w], "visual_mass": _f(g.m[i]),
-                       "entropy": _f(token_entropy[i]), "top_k_mass": _f(token_mass[i]), "spread": _f(token_spread[i])})
+        tokens.append(
+            {
+                "uid": f"{ex}/t{i}",
+                "run_id": run_id,
+                "index": i,
+                "text": tok,
+                "word": g.words[w].lower(),
+                "word_index": w,
+                "kind": g.word_kinds[w],
+                "visual_mass": _f(g.m[i]),
+                "entropy": _f(token_entropy[i]),
+                "top_k_mass": _f(token_mass[i]),
+                "spread": _f(token_spread[i]),
+            }
+        )
     step_entropy = entropy_bits(g.S)
-    steps = [{"uid": f"{ex}/s{t}", "run_id": run_id, "step": t, "token": tok, "is_eos": bool(g.answer_is_eos[t]),
-              "visual_mass": _f(g.v[t]), "logprob": _f(g.step_logprob[t]), "entropy": _f(step_entropy[t])}
-             for t, tok in enumerate(g.answer_tokens)]
-    perturbations = [{"uid": f"{ex}/p/{kind}", "run_id": run_id, "kind": kind,
-                      "params": json.dumps(g.perturbation_params[j], sort_keys=True), "answer": g.perturbed_answers[j],
-                      "answer_changed": bool(g.answer_changed[j]), "p_perturbed": _f(g.p_pert[j]), "dp": _f(g.dp[j]),
-                      "abs_dp": abs(_f(g.dp[j])), "dW_fro": _f(g.dW_fro[j]), "dS_fro": _f(np.linalg.norm(g.dS[j])),
-                      "dC_fro": _f(np.linalg.norm(g.dC[j]))} for j, kind in enumerate(g.perturbations)]
+    steps = [
+        {
+            "uid": f"{ex}/s{t}",
+            "run_id": run_id,
+            "step": t,
+            "token": tok,
+            "is_eos": bool(g.answer_is_eos[t]),
+            "visual_mass": _f(g.v[t]),
+            "logprob": _f(g.step_logprob[t]),
+            "entropy": _f(step_entropy[t]),
+        }
+        for t, tok in enumerate(g.answer_tokens)
+    ]
+    perturbations = [
+        {
+            "uid": f"{ex}/p/{kind}",
+            "run_id": run_id,
+            "kind": kind,
+            "params": json.dumps(g.perturbation_params[j], sort_keys=True),
+            "answer": g.perturbed_answers[j],
+            "answer_changed": bool(g.answer_changed[j]),
+            "p_perturbed": _f(g.p_pert[j]),
+            "dp": _f(g.dp[j]),
+            "abs_dp": abs(_f(g.dp[j])),
+            "dW_fro": _f(g.dW_fro[j]),
+            "dS_fro": _f(np.linalg.norm(g.dS[j])),
+            "dC_fro": _f(np.linalg.norm(g.dC[j])),
+        }
+        for j, kind in enumerate(g.perturbations)
+    ]
 
     W, S, dW = np.asarray(g.W, np.float64), np.asarray(g.S, np.float64), np.asarray(g.dW, np.float64)
     step_token = np.asarray(g.step_token, np.float64)
@@ -181,24 +243,38 @@ def example_payload(g: STCGraph, run_id: str, top_k: int, store_ref: dict | None
         """Rows of mixed int / float columns (ints stay ints: Cypher indexes lists with them)."""
         return [list(r) for r in zip(*(np.asarray(c).ravel().tolist() for c in columns))]
 
-    ti, tk = np.divmod(np.arange(n * k), k)                       # token, rank-1 per ATTENDS row
+    ti, tk = np.divmod(np.arange(n * k), k)  # token, rank-1 per ATTENDS row
     attends = table(ti, slot[tok_top[ti, tk]], W[ti, tok_top[ti, tk]], rank[tk])
     si, sk = np.divmod(np.arange(T * k), k)
     step_attends = table(si, slot[step_top[si, sk]], S[si, step_top[si, sk]], rank[sk])
     st, sn = np.divmod(np.arange(T * n), n)
     attends_token = table(st, sn, step_token[st, sn])
-    nxt = table(np.arange(T - 1), np.asarray(g.drift, np.float64)[:max(0, T - 1)])
+    nxt = table(np.arange(T - 1), np.asarray(g.drift, np.float64)[: max(0, T - 1)])
     mj, mk = np.divmod(np.arange(K * k), k)
-    moves = table(mj, slot[move_top[mj, mk]], region_dw[mj, move_top[mj, mk]], region_abs[mj, move_top[mj, mk]], rank[mk])
+    moves = table(
+        mj, slot[move_top[mj, mk]], region_dw[mj, move_top[mj, mk]], region_abs[mj, move_top[mj, mk]], rank[mk]
+    )
     pj, pn = np.divmod(np.arange(K * n), n)
     moves_token = table(pj, pn, np.asarray(g.dW_token, np.float64)[pj, pn])
-    dj, rest = np.divmod(np.arange(K * n * k), n * k)             # perturbation-major, then token, then rank
+    dj, rest = np.divmod(np.arange(K * n * k), n * k)  # perturbation-major, then token, then rank
     di, dk = np.divmod(rest, k)
     dp = dw_top[dj, di, dk]
     dw = table(di, dj, slot[dp], dW[dj, di, dp], rank[dk])
-    return {"run_id": run_id, "example": example, "regions": regions, "tokens": tokens, "steps": steps,
-            "perturbations": perturbations, "attends": attends, "step_attends": step_attends,
-            "attends_token": attends_token, "next": nxt, "moves": moves, "moves_token": moves_token, "dw": dw}
+    return {
+        "run_id": run_id,
+        "example": example,
+        "regions": regions,
+        "tokens": tokens,
+        "steps": steps,
+        "perturbations": perturbations,
+        "attends": attends,
+        "step_attends": step_attends,
+        "attends_token": attends_token,
+        "next": nxt,
+        "moves": moves,
+        "moves_token": moves_token,
+        "dw": dw,
+    }
 
 
 def flat_rows(payload: dict) -> GraphRows:
@@ -211,14 +287,18 @@ def flat_rows(payload: dict) -> GraphRows:
     for key, label in NODE_LISTS.items():
         uids[key] = [x["uid"] for x in payload[key]]
         rows.nodes[label].extend(payload[key])
-        rows.rels[f"HAS_{label.upper()}" if label != "Timestep" else "HAS_STEP"].extend({"a": ex, "b": u} for u in uids[key])
+        rows.rels[f"HAS_{label.upper()}" if label != "Timestep" else "HAS_STEP"].extend(
+            {"a": ex, "b": u} for u in uids[key]
+        )
     kinds = [x["kind"] for x in payload["perturbations"]]
     ref = {"token": "tokens", "region": "regions", "step": "steps", "perturbation": "perturbations"}
     for key, (group, cols) in LINK_COLUMNS.items():
         for x in payload[key]:
             v = dict(zip(cols, x))
             if key == "next":
-                rows.rels[group].append({"a": uids["steps"][v["step"]], "b": uids["steps"][v["step"] + 1], "js": v["js"]})
+                rows.rels[group].append(
+                    {"a": uids["steps"][v["step"]], "b": uids["steps"][v["step"] + 1], "js": v["js"]}
+                )
                 continue
             ends = [c for c in cols if c in ref]
             if key == "dw":
@@ -236,11 +316,18 @@ def failure_rows(run_id: str, example_id: str, error: str, meta: dict | None = N
     """An Example recorded as failed (never complete), with the reason."""
     rows = GraphRows()
     meta = meta or {}
-    rows.nodes["Example"].append({
-        "uid": example_uid(run_id, example_id), "run_id": run_id, "example_id": example_id,
-        "question": meta.get("question"), "question_type": meta.get("question_type", "unknown"),
-        "answer_type": meta.get("answer_type", "unknown"), "image_path": meta.get("image_path"),
-        "failed": True, "error": error[:500],
-    })
+    rows.nodes["Example"].append(
+        {
+            "uid": example_uid(run_id, example_id),
+            "run_id": run_id,
+            "example_id": example_id,
+            "question": meta.get("question"),
+            "question_type": meta.get("question_type", "unknown"),
+            "answer_type": meta.get("answer_type", "unknown"),
+            "image_path": meta.get("image_path"),
+            "failed": True,
+            "error": error[:500],
+        }
+    )
     rows.rels["HAS_EXAMPLE"].append({"a": run_id, "b": example_uid(run_id, example_id)})
     return rows

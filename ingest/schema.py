@@ -3,6 +3,7 @@
 Every node carries a stable string key ``uid`` built from run, example and element, so writes
 use MERGE and a rerun never duplicates anything.
 """
+
 from __future__ import annotations
 
 from neo4j import Driver

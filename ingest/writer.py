@@ -9,6 +9,7 @@ stable and a rerun replaces rather than duplicates: MERGE semantics at example g
 Statements are fixed text or generated from the fixed schema tables in ``ingest.rows`` (labels,
 types and property names are ours, never user text); every value travels as a query parameter.
 """
+
 from __future__ import annotations
 
 import time
@@ -30,13 +31,17 @@ def node_statement(label: str) -> str:
 def rel_statement(group: str) -> str:
     start, rtype, end, key = REL_TYPES[group]
     keypart = f" {{{key}: row.{key}}}" if key else ""
-    return (f"UNWIND $rows AS row MATCH (a:{start} {{uid: row.a}}) MATCH (b:{end} {{uid: row.b}}) "
-            f"MERGE (a)-[r:{rtype}{keypart}]->(b) SET r += row.props")
+    return (
+        f"UNWIND $rows AS row MATCH (a:{start} {{uid: row.a}}) MATCH (b:{end} {{uid: row.b}}) "
+        f"MERGE (a)-[r:{rtype}{keypart}]->(b) SET r += row.props"
+    )
 
 
 def _children(var: str, key: str, label: str, rel: str) -> str:
-    return (f"CALL (e, ex) {{ UNWIND ex.{key} AS props CREATE (n:{label}) SET n = props "
-            f"CREATE (e)-[:{rel}]->(n) RETURN collect(n) AS {var} }}\n")
+    return (
+        f"CALL (e, ex) {{ UNWIND ex.{key} AS props CREATE (n:{label}) SET n = props "
+        f"CREATE (e)-[:{rel}]->(n) RETURN collect(n) AS {var} }}\n"
+    )
 
 
 EXAMPLE_STATEMENT = (
@@ -53,20 +58,20 @@ EXAMPLE_STATEMENT = (
     + _children("steps", "steps", "Timestep", "HAS_STEP")
     + _children("perts", "perturbations", "Perturbation", "HAS_PERTURBATION")
     + "CALL (ex, tokens, regions) { UNWIND ex.attends AS x WITH tokens[x[0]] AS a, regions[x[1]] AS b, x "
-      "CREATE (a)-[:ATTENDS {weight: x[2], rank: x[3]}]->(b) }\n"
-      "CALL (ex, steps, regions) { UNWIND ex.step_attends AS x WITH steps[x[0]] AS a, regions[x[1]] AS b, x "
-      "CREATE (a)-[:ATTENDS {weight: x[2], rank: x[3]}]->(b) }\n"
-      "CALL (ex, steps, tokens) { UNWIND ex.attends_token AS x WITH steps[x[0]] AS a, tokens[x[1]] AS b, x "
-      "CREATE (a)-[:ATTENDS_TOKEN {weight: x[2]}]->(b) }\n"
-      "CALL (ex, steps) { UNWIND ex.next AS x WITH steps[x[0]] AS a, steps[x[0] + 1] AS b, x "
-      "CREATE (a)-[:NEXT {js: x[1]}]->(b) }\n"
-      "CALL (ex, perts, regions) { UNWIND ex.moves AS x WITH perts[x[0]] AS a, regions[x[1]] AS b, x "
-      "CREATE (a)-[:MOVES {dW: x[2], abs_dW: x[3], rank: x[4]}]->(b) }\n"
-      "CALL (ex, perts, tokens) { UNWIND ex.moves_token AS x WITH perts[x[0]] AS a, tokens[x[1]] AS b, x "
-      "CREATE (a)-[:MOVES_TOKEN {dW_norm: x[2]}]->(b) }\n"
-      "CALL (ex, tokens, perts, regions) { UNWIND ex.dw AS x WITH tokens[x[0]] AS a, perts[x[1]] AS p, regions[x[2]] AS b, x "
-      "CREATE (a)-[:DW {perturbation: p.kind, dW: x[3], rank: x[4]}]->(b) }\n"
-      "RETURN count(*) AS examples"
+    "CREATE (a)-[:ATTENDS {weight: x[2], rank: x[3]}]->(b) }\n"
+    "CALL (ex, steps, regions) { UNWIND ex.step_attends AS x WITH steps[x[0]] AS a, regions[x[1]] AS b, x "
+    "CREATE (a)-[:ATTENDS {weight: x[2], rank: x[3]}]->(b) }\n"
+    "CALL (ex, steps, tokens) { UNWIND ex.attends_token AS x WITH steps[x[0]] AS a, tokens[x[1]] AS b, x "
+    "CREATE (a)-[:ATTENDS_TOKEN {weight: x[2]}]->(b) }\n"
+    "CALL (ex, steps) { UNWIND ex.next AS x WITH steps[x[0]] AS a, steps[x[0] + 1] AS b, x "
+    "CREATE (a)-[:NEXT {js: x[1]}]->(b) }\n"
+    "CALL (ex, perts, regions) { UNWIND ex.moves AS x WITH perts[x[0]] AS a, regions[x[1]] AS b, x "
+    "CREATE (a)-[:MOVES {dW: x[2], abs_dW: x[3], rank: x[4]}]->(b) }\n"
+    "CALL (ex, perts, tokens) { UNWIND ex.moves_token AS x WITH perts[x[0]] AS a, tokens[x[1]] AS b, x "
+    "CREATE (a)-[:MOVES_TOKEN {dW_norm: x[2]}]->(b) }\n"
+    "CALL (ex, tokens, perts, regions) { UNWIND ex.dw AS x WITH tokens[x[0]] AS a, perts[x[1]] AS p, regions[x[2]] AS b, x "
+    "CREATE (a)-[:DW {perturbation: p.kind, dW: x[3], rank: x[4]}]->(b) }\n"
+    "RETURN count(*) AS examples"
 )
 
 COMPLETE = "UNWIND $uids AS uid MATCH (e:Example {uid: uid}) SET e.complete = true, e.completed_at = datetime()"
@@ -74,16 +79,30 @@ NODE_ORDER = ("Example", "Region", "Token", "Timestep", "Perturbation")
 
 
 def _rel_params(rows: list[dict]) -> list[dict]:
-    return [{"a": r["a"], "b": r["b"], **({"perturbation": r["perturbation"]} if "perturbation" in r else {}),
-             "props": {k: v for k, v in r.items() if k not in ("a", "b")}} for r in rows]
+    return [
+        {
+            "a": r["a"],
+            "b": r["b"],
+            **({"perturbation": r["perturbation"]} if "perturbation" in r else {}),
+            "props": {k: v for k, v in r.items() if k not in ("a", "b")},
+        }
+        for r in rows
+    ]
 
 
 class Neo4jWriter:
     """Writes ``GraphRows``: packed examples ``examples_per_statement`` at a time, flat rows in chunks of
     ``chunk_size`` per statement; one transaction per call."""
 
-    def __init__(self, driver: Driver, database: str | None = None, chunk_size: int = 5000, examples_per_statement: int = 16,
-                 retry_seconds: float = 300.0, log: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        driver: Driver,
+        database: str | None = None,
+        chunk_size: int = 5000,
+        examples_per_statement: int = 16,
+        retry_seconds: float = 300.0,
+        log: Callable[[str], None] | None = None,
+    ):
         self.driver = driver
         self.database = database
         self.chunk_size = chunk_size
@@ -102,7 +121,9 @@ class Neo4jWriter:
                     return session.execute_write(fn)
             except RETRYABLE as e:
                 if time.monotonic() > deadline:
-                    raise StcgError(f"Neo4j unavailable for {self.retry_seconds:.0f} s while writing {what}: {type(e).__name__}") from None
+                    raise StcgError(
+                        f"Neo4j unavailable for {self.retry_seconds:.0f} s while writing {what}: {type(e).__name__}"
+                    ) from None
                 self.retries += 1
                 self.log(f"Neo4j unavailable ({type(e).__name__}); retrying {what} in {delay:.1f} s")
                 time.sleep(delay)
@@ -110,17 +131,18 @@ class Neo4jWriter:
 
     def write(self, rows: GraphRows) -> None:
         """Example subgraphs and flat rows in one transaction, then (in another) the completion markers."""
+
         def work(tx):
             for s in range(0, len(rows.examples), self.examples_per_statement):
-                tx.run(EXAMPLE_STATEMENT, examples=rows.examples[s:s + self.examples_per_statement]).consume()
+                tx.run(EXAMPLE_STATEMENT, examples=rows.examples[s : s + self.examples_per_statement]).consume()
             for label in NODE_ORDER:
                 data = rows.nodes.get(label) or []
                 for s in range(0, len(data), self.chunk_size):
-                    tx.run(node_statement(label), rows=data[s:s + self.chunk_size]).consume()
+                    tx.run(node_statement(label), rows=data[s : s + self.chunk_size]).consume()
             for group, data in rows.rels.items():
                 params = _rel_params(data)
                 for s in range(0, len(params), self.chunk_size):
-                    tx.run(rel_statement(group), rows=params[s:s + self.chunk_size]).consume()
+                    tx.run(rel_statement(group), rows=params[s : s + self.chunk_size]).consume()
 
         if rows.n_nodes or rows.n_rels:
             self._with_retry(f"{rows.n_nodes} nodes / {rows.n_rels} relationships", work)
@@ -137,4 +159,6 @@ class Neo4jWriter:
 def delete_run(driver: Driver, run_id: str, database: str | None = None) -> None:
     """Remove every node of a run (and its links), in batches of 10,000 (auto-commit, as Neo4j requires)."""
     with driver.session(database=database) as session:
-        session.run("MATCH (n {run_id: $r}) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS", r=run_id).consume()
+        session.run(
+            "MATCH (n {run_id: $r}) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS", r=run_id
+        ).consume()

@@ -9,6 +9,7 @@ Header of a template (comment lines at the top of the file)::
 Parameter types: string, int, float, bool. A parameter without ``= default`` is required. Values
 are always sent as query parameters; the query text never changes.
 """
+
 from __future__ import annotations
 
 import re
@@ -79,7 +80,7 @@ class Template:
     cypher: str  # the whole file, header included (comments are valid Cypher)
 
     @classmethod
-    def parse(cls, name: str, text: str) -> "Template":
+    def parse(cls, name: str, text: str) -> Template:
         header = {}
         params = []
         for line in text.splitlines():
@@ -102,8 +103,10 @@ class Template:
         known = {p.name: p for p in self.params}
         unknown = set(values) - set(known)
         if unknown:
-            raise StcgError(f"template {self.name!r} has no parameter {', '.join(sorted(unknown))}; "
-                            f"its parameters: {', '.join(known) or 'none'}")
+            raise StcgError(
+                f"template {self.name!r} has no parameter {', '.join(sorted(unknown))}; "
+                f"its parameters: {', '.join(known) or 'none'}"
+            )
         return {p.name: p.coerce(values.get(p.name, p.default)) for p in self.params}
 
     def browser_params(self) -> str:
@@ -118,8 +121,11 @@ class Template:
 
 
 def template_names() -> list[str]:
-    return sorted(f.name[:-len(".cypher")] for f in resources.files("queries").joinpath("cypher").iterdir()
-                  if f.name.endswith(".cypher"))
+    return sorted(
+        f.name[: -len(".cypher")]
+        for f in resources.files("queries").joinpath("cypher").iterdir()
+        if f.name.endswith(".cypher")
+    )
 
 
 def load_template(name: str) -> Template:
@@ -162,14 +168,22 @@ def describe_template(name: str) -> str:
 class QueryLibrary:
     """``QueryLibrary(driver_or_uri).run(name, **params) -> pandas.DataFrame``."""
 
-    def __init__(self, driver_or_uri: Driver | str | None = None, database: str | None = None,
-                 auth: tuple[str, str] | None = None):
+    def __init__(
+        self,
+        driver_or_uri: Driver | str | None = None,
+        database: str | None = None,
+        auth: tuple[str, str] | None = None,
+    ):
         self._own = False
         if driver_or_uri is None or isinstance(driver_or_uri, str):
             from stcg.db import connect
 
-            settings = Neo4jSettings.from_env(uri=driver_or_uri, username=auth[0] if auth else None,
-                                              password=auth[1] if auth else None, database=database)
+            settings = Neo4jSettings.from_env(
+                uri=driver_or_uri,
+                username=auth[0] if auth else None,
+                password=auth[1] if auth else None,
+                database=database,
+            )
             self.driver = connect(settings)
             self.database = settings.database
             self._own = True
@@ -188,8 +202,10 @@ class QueryLibrary:
         self.close()
 
     def list(self) -> pd.DataFrame:
-        rows = [{"name": t.name, "question": t.question, "params": ", ".join(p.name for p in t.params)}
-                for t in (load_template(n) for n in template_names())]
+        rows = [
+            {"name": t.name, "question": t.question, "params": ", ".join(p.name for p in t.params)}
+            for t in (load_template(n) for n in template_names())
+        ]
         return pd.DataFrame(rows)
 
     def describe(self, name: str) -> str:
@@ -199,6 +215,7 @@ class QueryLibrary:
         """Run template ``name`` with validated ``params``; one DataFrame row per record."""
         t = load_template(name)
         bound = t.bind(**params)
-        records, _, keys = self.driver.execute_query(t.cypher, bound, database_=self.database,
-                                                     routing_=RoutingControl.READ)
+        records, _, keys = self.driver.execute_query(
+            t.cypher, bound, database_=self.database, routing_=RoutingControl.READ
+        )
         return pd.DataFrame([[_plain(r[k]) for k in keys] for r in records], columns=list(keys))

@@ -4,12 +4,13 @@ Sections: per-perturbation table and a |dW| vs flip-rate plot, token-type locali
 drift by question type, the metrics with bootstrap intervals, and example heatmaps on their images.
 Every number comes from the query library or the run's file store; plotly.js is embedded once.
 """
+
 from __future__ import annotations
 
 import base64
 import html
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,7 @@ class _Figures:
 
 
 def _example_figures(graphs, n: int) -> str:
-    from stcg_model.images import open_image
+    from stcg.images import open_image
     from stcg_model.plots import overlay
     from stcg_model.regions import RegionGrid
 
@@ -75,17 +76,24 @@ def _example_figures(graphs, n: int) -> str:
         tiles.append((f"answer step 0 '{g.answer_tokens[0]}' -> regions", overlay(big, g.S[0], grid)))
         k = int(np.argmax(g.dW_fro)) if len(g.dW_fro) else None
         if k is not None:
-            tiles.append((f"dW under {g.perturbations[k]} (answer {g.perturbed_answers[k]!r})",
-                          overlay(big, g.dW[k].mean(0), grid, signed=True)))
+            tiles.append(
+                (
+                    f"dW under {g.perturbations[k]} (answer {g.perturbed_answers[k]!r})",
+                    overlay(big, g.dW[k].mean(0), grid, signed=True),
+                )
+            )
         cap = html.escape(f"{g.question} -> {g.answer} (p={g.p_clean:.2f})")
-        figs = "".join(f"<figure><img alt='{html.escape(t)}' src='{_png_data_uri(im)}'><figcaption>{html.escape(t)}</figcaption></figure>"
-                       for t, im in tiles)
+        figs = "".join(
+            f"<figure><img alt='{html.escape(t)}' src='{_png_data_uri(im)}'><figcaption>{html.escape(t)}</figcaption></figure>"
+            for t, im in tiles
+        )
         blocks.append(f"<h3>{cap}</h3><div class='examples'>{figs}</div>")
     return "".join(blocks) or "<p class='meta'>(no example images available)</p>"
 
 
-def build_report(lib: QueryLibrary, run_id: str, store_root: str, out: str | Path, examples: int = 4,
-                 n_boot: int = 500) -> Path:
+def build_report(
+    lib: QueryLibrary, run_id: str, store_root: str, out: str | Path, examples: int = 4, n_boot: int = 500
+) -> Path:
     """Write the report of ``run_id`` to ``out``; returns its path."""
     import plotly.graph_objects as go
 
@@ -102,28 +110,50 @@ def build_report(lib: QueryLibrary, run_id: str, store_root: str, out: str | Pat
     graphs, qtypes = load_run_graphs(lib.driver, run_id, store_root, lib.database)
     metrics = metrics_table(graphs, qtypes, n_boot=n_boot, by_question_type=False) if graphs else pd.DataFrame()
 
-    parts = [f"<h1>STCG report: {html.escape(str(run.get('name') or run_id))}</h1>",
-             f"<p class='meta'>run <code>{html.escape(run_id)}</code> · model {html.escape(str(run.get('model')))} · dataset "
-             f"{html.escape(str(run.get('dataset')))} {html.escape(str(run.get('split') or ''))} · {run.get('complete', len(graphs))} "
-             f"complete examples · generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC</p>"]
+    parts = [
+        f"<h1>STCG report: {html.escape(str(run.get('name') or run_id))}</h1>",
+        f"<p class='meta'>run <code>{html.escape(run_id)}</code> · model {html.escape(str(run.get('model')))} · dataset "
+        f"{html.escape(str(run.get('dataset')))} {html.escape(str(run.get('split') or ''))} · {run.get('complete', len(graphs))} "
+        f"complete examples · generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC</p>",
+    ]
 
     parts.append("<h2>Perturbations: internal change vs answer change</h2>")
     parts.append(_table(summary))
     if not summary.empty:
-        fig = go.Figure(go.Scatter(x=summary["mean_dW_fro"], y=summary["flip_rate"], mode="markers+text",
-                                   text=summary["perturbation"], textposition="top center",
-                                   marker={"size": 14, "color": summary["mean_abs_dp"], "colorscale": "Viridis",
-                                           "colorbar": {"title": "mean |dp|"}}))
-        fig.update_layout(title="mean |dW|_F vs answer flip rate", xaxis_title="mean |dW|_F", yaxis_title="flip rate",
-                          height=420, margin={"t": 50})
+        fig = go.Figure(
+            go.Scatter(
+                x=summary["mean_dW_fro"],
+                y=summary["flip_rate"],
+                mode="markers+text",
+                text=summary["perturbation"],
+                textposition="top center",
+                marker={
+                    "size": 14,
+                    "color": summary["mean_abs_dp"],
+                    "colorscale": "Viridis",
+                    "colorbar": {"title": "mean |dp|"},
+                },
+            )
+        )
+        fig.update_layout(
+            title="mean |dW|_F vs answer flip rate",
+            xaxis_title="mean |dW|_F",
+            yaxis_title="flip rate",
+            height=420,
+            margin={"t": 50},
+        )
         parts.append(figs.html(fig))
     parts.append("<p>Large |dW| with the answer kept (dissociation):</p>" + _table(dissoc))
 
     parts.append("<h2>Token-type localisation</h2>")
     parts.append(_table(loc))
     if not loc.empty:
-        fig = go.Figure([go.Bar(x=loc["group"], y=loc["mean_entropy_bits"], name="entropy (bits)"),
-                         go.Bar(x=loc["group"], y=loc["mean_top_k_mass"], name="top-k mass")])
+        fig = go.Figure(
+            [
+                go.Bar(x=loc["group"], y=loc["mean_entropy_bits"], name="entropy (bits)"),
+                go.Bar(x=loc["group"], y=loc["mean_top_k_mass"], name="top-k mass"),
+            ]
+        )
         fig.update_layout(barmode="group", title="region-distribution entropy and top-k mass by token kind", height=380)
         parts.append(figs.html(fig))
     parts.append("<p>Most localised words:</p>" + _table(words))
@@ -132,26 +162,42 @@ def build_report(lib: QueryLibrary, run_id: str, store_root: str, out: str | Pat
     parts.append(_table(drift))
     if not drift.empty:
         fig = go.Figure(go.Bar(x=drift["group"], y=drift["mean_js_bits"]))
-        fig.update_layout(title="mean JS divergence between consecutive steps, by question type", yaxis_title="bits", height=380)
+        fig.update_layout(
+            title="mean JS divergence between consecutive steps, by question type", yaxis_title="bits", height=380
+        )
         parts.append(figs.html(fig))
 
     parts.append("<h2>Metrics (95% bootstrap intervals over examples)</h2>")
     parts.append(_table(metrics))
     if not metrics.empty:
         m = metrics.dropna(subset=["value"])
-        fig = go.Figure(go.Scatter(x=m["value"], y=m["metric"], mode="markers",
-                                   error_x={"type": "data", "symmetric": False, "array": m["ci_high"] - m["value"],
-                                            "arrayminus": m["value"] - m["ci_low"]}))
+        fig = go.Figure(
+            go.Scatter(
+                x=m["value"],
+                y=m["metric"],
+                mode="markers",
+                error_x={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": m["ci_high"] - m["value"],
+                    "arrayminus": m["value"] - m["ci_low"],
+                },
+            )
+        )
         fig.update_layout(title="metrics with 95% intervals", height=320, margin={"l": 220})
         parts.append(figs.html(fig))
 
     parts.append("<h2>Examples</h2>")
     parts.append(_example_figures(graphs, examples))
-    parts.append("<p class='meta'>Regenerate: <code>stcg report --run " + html.escape(run_id) + "</code>. "
-                 "Each table is a template of <code>stcg query list</code>.</p>")
+    parts.append(
+        "<p class='meta'>Regenerate: <code>stcg report --run " + html.escape(run_id) + "</code>. "
+        "Each table is a template of <code>stcg query list</code>.</p>"
+    )
 
-    page = ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>STCG report</title>"
-            f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>")
+    page = (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>STCG report</title>"
+        f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>"
+    )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")

@@ -7,6 +7,7 @@ parameters, which is exact because perturbations are deterministic for (seed, ex
     view = load_example_view(lib, run_id, example_id, store="out/store")
     token_figure(view, word="color").show()
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -57,29 +58,42 @@ class ExampleView:
         return lowered.index(word.lower())
 
 
-def list_examples(lib: QueryLibrary, run_id: str, question_type: str | None = None, perturbation: str | None = None,
-                  changed_only: bool = False, limit: int = 500) -> pd.DataFrame:
+def list_examples(
+    lib: QueryLibrary,
+    run_id: str,
+    question_type: str | None = None,
+    perturbation: str | None = None,
+    changed_only: bool = False,
+    limit: int = 500,
+) -> pd.DataFrame:
     """Complete examples of a run, filterable by question type and by the perturbations that flip them."""
-    records, _, keys = lib.driver.execute_query(LIST_EXAMPLES, run_id=run_id, question_type=question_type,
-                                                perturbation=perturbation, changed_only=bool(changed_only),
-                                                limit=int(limit), database_=lib.database)
+    records, _, keys = lib.driver.execute_query(
+        LIST_EXAMPLES,
+        run_id=run_id,
+        question_type=question_type,
+        perturbation=perturbation,
+        changed_only=bool(changed_only),
+        limit=int(limit),
+        database_=lib.database,
+    )
     return pd.DataFrame([r.values() for r in records], columns=keys)
 
 
 def load_example_view(lib: QueryLibrary, run_id: str, example_id: str, store: str = "out/store") -> ExampleView:
-    from ingest.store import FileStore
-    from stcg_model.images import open_image
+    from stcg.filestore import FileStore
+    from stcg.images import open_image
 
     records, _, _ = lib.driver.execute_query(FIND_EXAMPLE, run_id=run_id, example_id=example_id, database_=lib.database)
     if not records:
         raise StcgError(f"no complete example {example_id!r} in run {run_id!r}")
     rec = records[0]
-    g = FileStore(store, run_id).load(rec["shard"], rec["key"])
+    g = STCGraph.from_parts(*FileStore.open(store, run_id).read(rec["shard"], rec["key"]))
     return ExampleView(run_id, g, open_image(rec["image_path"]))
 
 
-def region_map(view: ExampleView, word: str | int | None = None, step: int | None = None,
-               perturbation: str | None = None) -> np.ndarray:
+def region_map(
+    view: ExampleView, word: str | int | None = None, step: int | None = None, perturbation: str | None = None
+) -> np.ndarray:
     """(G, G) map: a word's regions (W), a step's regions (S), or, with ``perturbation``, the word's dW
     (or, without a word, dW averaged over tokens)."""
     g = view.graph
@@ -101,7 +115,7 @@ def region_map(view: ExampleView, word: str | int | None = None, step: int | Non
 
 def perturbed_image(view: ExampleView, perturbation: str) -> Image.Image:
     """The perturbed image, re-made from the stored parameters (deterministic)."""
-    from stcg_model.engine import to_array, to_image
+    from stcg.images import to_array, to_image
     from stcg_model.perturbations import PerturbationContext, PerturbationSpec, apply_perturbation
     from stcg_model.regions import RegionGrid
 
@@ -121,13 +135,28 @@ def heatmap_figure(image: Image.Image, values: np.ndarray, title: str, signed: b
     G = values.shape[0]
     W, H = image.size
     fig = go.Figure(go.Image(z=np.asarray(image.convert("RGB"))))
-    fig.add_trace(go.Heatmap(z=values, x=(np.arange(G) + 0.5) * W / G, y=(np.arange(G) + 0.5) * H / G, opacity=0.55,
-                             colorscale="RdBu_r" if signed else "Viridis", zmid=0 if signed else None, name="regions"))
+    fig.add_trace(
+        go.Heatmap(
+            z=values,
+            x=(np.arange(G) + 0.5) * W / G,
+            y=(np.arange(G) + 0.5) * H / G,
+            opacity=0.55,
+            colorscale="RdBu_r" if signed else "Viridis",
+            zmid=0 if signed else None,
+            name="regions",
+        )
+    )
     flat = np.abs(values.reshape(-1)) if signed else values.reshape(-1)
     for p in np.argsort(-flat, kind="stable")[:top_k]:
         r, c = divmod(int(p), G)
-        fig.add_shape(type="rect", x0=c * W / G, x1=(c + 1) * W / G, y0=r * H / G, y1=(r + 1) * H / G,
-                      line={"color": "red", "width": 2})
+        fig.add_shape(
+            type="rect",
+            x0=c * W / G,
+            x1=(c + 1) * W / G,
+            y0=r * H / G,
+            y1=(r + 1) * H / G,
+            line={"color": "red", "width": 2},
+        )
     fig.update_layout(title=title, width=420, height=420, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     fig.update_yaxes(autorange="reversed", visible=False)
     fig.update_xaxes(visible=False)
@@ -141,7 +170,9 @@ def token_figure(view: ExampleView, word: str | int, top_k: int = 3):
 
 def step_figure(view: ExampleView, step: int, top_k: int = 3):
     tok = view.graph.answer_tokens[step]
-    return heatmap_figure(view.image, region_map(view, step=step), f"answer step {step} '{tok}' -> regions", top_k=top_k)
+    return heatmap_figure(
+        view.image, region_map(view, step=step), f"answer step {step} '{tok}' -> regions", top_k=top_k
+    )
 
 
 def perturbation_figure(view: ExampleView, perturbation: str, word: str | int | None = None, top_k: int = 3):
@@ -149,15 +180,27 @@ def perturbation_figure(view: ExampleView, perturbation: str, word: str | int | 
     g = view.graph
     k = g.perturbation_index(perturbation)
     title = f"{perturbation}: answer {g.perturbed_answers[k]!r}, dp {g.dp[k]:+.3f}"
-    return heatmap_figure(perturbed_image(view, perturbation), region_map(view, word=word, perturbation=perturbation),
-                          title, signed=True, top_k=top_k)
+    return heatmap_figure(
+        perturbed_image(view, perturbation),
+        region_map(view, word=word, perturbation=perturbation),
+        title,
+        signed=True,
+        top_k=top_k,
+    )
 
 
 def answers_table(view: ExampleView) -> pd.DataFrame:
     g = view.graph
-    return pd.DataFrame({"perturbation": g.perturbations, "answer": g.perturbed_answers,
-                         "answer_changed": [bool(x) for x in g.answer_changed], "p_perturbed": g.p_pert,
-                         "dp": g.dp, "dW_fro": g.dW_fro})
+    return pd.DataFrame(
+        {
+            "perturbation": g.perturbations,
+            "answer": g.perturbed_answers,
+            "answer_changed": [bool(x) for x in g.answer_changed],
+            "p_perturbed": g.p_pert,
+            "dp": g.dp,
+            "dW_fro": g.dW_fro,
+        }
+    )
 
 
 def drift_figure(view: ExampleView):

@@ -1,5 +1,7 @@
 """STCG platform: command line, configuration and the local Neo4j runtime."""
-from importlib.metadata import PackageNotFoundError, version as _version
+
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
 try:
     __version__ = _version("stcg")

@@ -10,6 +10,7 @@
 The default password is only for the loopback server that ``stcg neo4j start``
 creates; set NEO4J_PASSWORD for anything else.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,7 +30,7 @@ class Neo4jSettings:
     database: str = DEFAULT_DATABASE
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides: str | None) -> "Neo4jSettings":
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: str | None) -> Neo4jSettings:
         """Settings from ``env`` (default ``os.environ``); non-None ``overrides`` win."""
         env = os.environ if env is None else env
         base = cls(

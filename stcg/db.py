@@ -1,4 +1,5 @@
 """Open a Neo4j driver with one-line errors instead of tracebacks."""
+
 from __future__ import annotations
 
 from neo4j import Driver, GraphDatabase
@@ -16,15 +17,22 @@ def connect(settings: Neo4jSettings | None = None, timeout: float = 10.0) -> Dri
     """
     settings = settings or Neo4jSettings.from_env()
     try:
-        driver = GraphDatabase.driver(settings.uri, auth=settings.auth, connection_timeout=timeout,
-                                      notifications_min_severity="OFF", max_transaction_retry_time=15.0)
+        driver = GraphDatabase.driver(
+            settings.uri,
+            auth=settings.auth,
+            connection_timeout=timeout,
+            notifications_min_severity="OFF",
+            max_transaction_retry_time=15.0,
+        )
     except (ValueError, ConfigurationError) as e:
         raise StcgError(f"invalid NEO4J_URI {settings.uri!r}: {e}") from None
     try:
         driver.verify_connectivity()
     except AuthError:
         driver.close()
-        raise StcgError(f"Neo4j at {settings.uri} rejected user {settings.username!r}: check NEO4J_USERNAME / NEO4J_PASSWORD") from None
+        raise StcgError(
+            f"Neo4j at {settings.uri} rejected user {settings.username!r}: check NEO4J_USERNAME / NEO4J_PASSWORD"
+        ) from None
     except (ServiceUnavailable, OSError) as e:
         driver.close()
         raise StcgError(

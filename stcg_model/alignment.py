@@ -4,6 +4,7 @@ Shapes: ``Q`` query slots, ``P`` regions, ``n`` question tokens, ``L`` encoder p
 (``[query slots | question tokens | </s>]``), ``T`` answer steps. All attention inputs are already
 averaged over heads and aggregated over layers.
 """
+
 from __future__ import annotations
 
 import numpy as np

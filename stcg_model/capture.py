@@ -17,6 +17,7 @@ and returns the weights. So greedy decoding, the Q-Former's self-attention and u
 pay nothing for capture. A model with plain ``eager`` attention works too; with ``sdpa`` the hooks
 raise, because there are no weights to read.
 """
+
 from __future__ import annotations
 
 import sys
@@ -39,8 +40,9 @@ def _family_eager(module: nn.Module):
     return fn
 
 
-def _additive_mask(module: nn.Module, query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None,
-                   is_causal: bool | None = None):
+def _additive_mask(
+    module: nn.Module, query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, is_causal: bool | None = None
+):
     """The float mask eager attention adds, from an SDPA-style mask (boolean, or None when nothing
     is masked). None on a causal module with several queries means causal with SDPA's top-left
     alignment (query i sees keys 0..i), as ``sdpa_attention_forward`` does; with q == k, the only
@@ -53,7 +55,9 @@ def _additive_mask(module: nn.Module, query: torch.Tensor, key: torch.Tensor, ma
         if not (causal and q > 1):
             return None
         mask = torch.ones(q, k, dtype=torch.bool, device=query.device).tril()[None, None]
-    return torch.zeros(mask.shape, dtype=query.dtype, device=query.device).masked_fill_(~mask, torch.finfo(query.dtype).min)
+    return torch.zeros(mask.shape, dtype=query.dtype, device=query.device).masked_fill_(
+        ~mask, torch.finfo(query.dtype).min
+    )
 
 
 def capture_attention(module: nn.Module, query, key, value, attention_mask, **kwargs):
@@ -85,7 +89,7 @@ class LayerSelection:
     spec: str | tuple[int, ...] = "mean"
 
     @classmethod
-    def parse(cls, text: str | Sequence[int] | "LayerSelection") -> "LayerSelection":
+    def parse(cls, text: str | Sequence[int] | LayerSelection) -> LayerSelection:
         if isinstance(text, LayerSelection):
             return text
         if isinstance(text, str):
@@ -97,7 +101,9 @@ class LayerSelection:
             except ValueError:
                 from stcg.errors import StcgError
 
-                raise StcgError(f"bad layer selection {text!r}: use mean, last, or comma-separated layer indices") from None
+                raise StcgError(
+                    f"bad layer selection {text!r}: use mean, last, or comma-separated layer indices"
+                ) from None
         return cls(tuple(int(x) for x in text))
 
     def select(self, n_layers: int) -> list[int]:
@@ -125,13 +131,20 @@ class HookPoint:
 
 def blip2_hook_points(model) -> dict[str, HookPoint]:
     """The hook points of a ``Blip2ForConditionalGeneration`` (T5 or OPT language model)."""
-    cross = tuple(layer.crossattention.attention for layer in model.qformer.encoder.layer
-                  if getattr(layer, "has_cross_attention", False))
+    cross = tuple(
+        layer.crossattention.attention
+        for layer in model.qformer.encoder.layer
+        if getattr(layer, "has_cross_attention", False)
+    )
     points = {"qformer.cross": HookPoint("qformer.cross", cross, 1)}
     lm = model.language_model
     if model.config.text_config.is_encoder_decoder:
-        points["lm.encoder.self"] = HookPoint("lm.encoder.self", tuple(b.layer[0].SelfAttention for b in lm.encoder.block), 2)
-        points["lm.decoder.cross"] = HookPoint("lm.decoder.cross", tuple(b.layer[1].EncDecAttention for b in lm.decoder.block), 2)
+        points["lm.encoder.self"] = HookPoint(
+            "lm.encoder.self", tuple(b.layer[0].SelfAttention for b in lm.encoder.block), 2
+        )
+        points["lm.decoder.cross"] = HookPoint(
+            "lm.decoder.cross", tuple(b.layer[1].EncDecAttention for b in lm.decoder.block), 2
+        )
     else:
         points["lm.self"] = HookPoint("lm.self", tuple(layer.self_attn for layer in lm.model.decoder.layers), 1)
     return points
@@ -150,7 +163,7 @@ class AttentionCapture:
         self._count: dict[str, int] = {}
 
     # -- lifecycle
-    def __enter__(self) -> "AttentionCapture":
+    def __enter__(self) -> AttentionCapture:
         for point in self.points.values():
             selected = set(self.layers.select(len(point.modules)))
             for i, module in enumerate(point.modules):
@@ -178,7 +191,7 @@ class AttentionCapture:
 
     # -- recording
     @contextmanager
-    def recording(self, *names: str) -> Iterator["AttentionCapture"]:
+    def recording(self, *names: str) -> Iterator[AttentionCapture]:
         unknown = set(names) - set(self.points)
         if unknown:
             raise KeyError(f"unknown hook points {sorted(unknown)}; have {sorted(self.points)}")
@@ -210,10 +223,14 @@ class AttentionCapture:
         def hook(module, args, output):
             if point.name not in self._active:
                 return
-            weights = output[point.weights_index] if isinstance(output, tuple) and len(output) > point.weights_index else None
+            weights = (
+                output[point.weights_index] if isinstance(output, tuple) and len(output) > point.weights_index else None
+            )
             if weights is None:
-                raise RuntimeError(f"{point.name}: attention weights are None; load the model with stcg_model.loading "
-                                   f"(attention {CAPTURE_IMPL!r}) or attn_implementation='eager'")
+                raise RuntimeError(
+                    f"{point.name}: attention weights are None; load the model with stcg_model.loading "
+                    f"(attention {CAPTURE_IMPL!r}) or attn_implementation='eager'"
+                )
             w = weights.detach().float().mean(1)  # heads averaged on the device
             if point.name in self._sum:
                 self._sum[point.name] += w

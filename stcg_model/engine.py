@@ -24,6 +24,7 @@ same quantities come from the causal self-attention of one teacher-forced pass o
 The vision tower and Q-Former still run once per image; greedy decoding (left-padded,
 KV-cached) and the teacher-forced pass reuse the projected query outputs.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,6 +38,7 @@ import torch
 from PIL import Image
 
 from stcg.errors import StcgError
+from stcg.images import quantise, to_image
 from stcg_model import alignment as A
 from stcg_model.capture import AttentionCapture, LayerSelection
 from stcg_model.graph import STCGraph
@@ -46,12 +48,10 @@ from stcg_model.perturbations import (
     PerturbationSpec,
     apply_perturbation,
     parse_perturbations,
-    quantise,
     rng_for,
 )
 from stcg_model.regions import RegionGrid
 from stcg_model.text import group_tokens, normalize_answer, word_kind
-
 
 RESULTS_VERSION = 2
 """Bumped whenever the same inputs and parameters give different numbers (2: perturbations on 8-bit
@@ -72,11 +72,11 @@ class VQAInput:
 @dataclass
 class _Prepared:
     ex: VQAInput
-    pixels: np.ndarray          # (H, W, 3) uint8 RGB (perturbations run on 8-bit images, as the processor sees them)
+    pixels: np.ndarray  # (H, W, 3) uint8 RGB (perturbations run on 8-bit images, as the processor sees them)
     grid: RegionGrid
-    token_ids: list[int]        # the whole prompt after the query slots (e.g. question tokens + </s>)
+    token_ids: list[int]  # the whole prompt after the query slots (e.g. question tokens + </s>)
     offsets: list[tuple[int, int]]  # character spans in the question ((0, 0) outside it)
-    q_index: np.ndarray         # which of token_ids are question tokens (the STCG's Token nodes)
+    q_index: np.ndarray  # which of token_ids are question tokens (the STCG's Token nodes)
     original_size: tuple[int, int]  # (width, height) before any downscaling
 
 
@@ -97,21 +97,8 @@ class HostBatch:
 
     examples: list
     prepared: list[_Prepared]
-    rows: list[tuple[_Prepared, np.ndarray]]   # pass-1 rows: clean + plain perturbations per example
-    pixel_values: torch.Tensor                 # (rows, 3, H, W) on the CPU, processor output
-
-
-def to_array(image: Image.Image) -> np.ndarray:
-    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-
-
-def to_uint8(arr: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 of a float image in [0, 1] (uint8 passes through)."""
-    return quantise(arr)
-
-
-def to_image(arr: np.ndarray) -> Image.Image:
-    return Image.fromarray(to_uint8(arr), "RGB")
+    rows: list[tuple[_Prepared, np.ndarray]]  # pass-1 rows: clean + plain perturbations per example
+    pixel_values: torch.Tensor  # (rows, 3, H, W) on the CPU, processor output
 
 
 @dataclass(frozen=True)
@@ -131,25 +118,34 @@ class FastBlipPixels:
     std: tuple[float, float, float]
 
     @classmethod
-    def for_processor(cls, ip) -> "FastBlipPixels | None":
+    def for_processor(cls, ip) -> FastBlipPixels | None:
         size = getattr(ip, "size", None) or {}
         get = (lambda k: size.get(k)) if isinstance(size, dict) else (lambda k: getattr(size, k, None))
-        plain = (getattr(ip, "do_resize", False) and get("height") and get("width") and getattr(ip, "do_rescale", False)
-                 and getattr(ip, "do_normalize", False) and not getattr(ip, "do_center_crop", False)
-                 and not getattr(ip, "do_pad", False) and type(ip).__name__.startswith("BlipImageProcessor"))
+        plain = (
+            getattr(ip, "do_resize", False)
+            and get("height")
+            and get("width")
+            and getattr(ip, "do_rescale", False)
+            and getattr(ip, "do_normalize", False)
+            and not getattr(ip, "do_center_crop", False)
+            and not getattr(ip, "do_pad", False)
+            and type(ip).__name__.startswith("BlipImageProcessor")
+        )
         if not plain:
             return None
         mean, std = list(ip.image_mean), list(ip.image_std)
         if len(mean) != 3 or len(std) != 3:
             return None
-        return cls(int(get("height")), int(get("width")), int(ip.resample), float(ip.rescale_factor), tuple(mean), tuple(std))
+        return cls(
+            int(get("height")), int(get("width")), int(ip.resample), float(ip.rescale_factor), tuple(mean), tuple(std)
+        )
 
     def __call__(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """(N, 3, H, W) contiguous float32 from (h, w, 3) RGB arrays: uint8, or float in [0, 1],
         which are first quantised as saving them as an image would (``quantise``)."""
         same = all(a.shape[:2] == (self.height, self.width) for a in images)
         if same and all(a.dtype == np.uint8 for a in images):
-            x = torch.from_numpy(np.stack(images))                              # (N, H, W, 3) uint8
+            x = torch.from_numpy(np.stack(images))  # (N, H, W, 3) uint8
         elif same and all(a.dtype == np.float32 for a in images):
             x = torch.from_numpy(np.stack(images)).clamp_(0.0, 1.0).mul_(255.0).round_()
         else:
@@ -162,10 +158,10 @@ class FastBlipPixels:
             x = torch.from_numpy(out)
         mean = torch.tensor(self.mean, dtype=torch.float64)
         std = torch.tensor(self.std, dtype=torch.float64)
-        a = (self.scale / std).to(torch.float32).view(1, 3, 1, 1)   # (x * scale - mean) / std = x * a + b
+        a = (self.scale / std).to(torch.float32).view(1, 3, 1, 1)  # (x * scale - mean) / std = x * a + b
         b = (-mean / std).to(torch.float32).view(1, 3, 1, 1)
         pv = torch.empty((len(images), 3, self.height, self.width), dtype=torch.float32)
-        pv.copy_(x.permute(0, 3, 1, 2))   # one pass: layout and dtype
+        pv.copy_(x.permute(0, 3, 1, 2))  # one pass: layout and dtype
         return torch.addcmul(b, pv, a, out=pv)
 
 
@@ -192,10 +188,18 @@ def prefetched(pool: ThreadPoolExecutor | None, fn: Callable, items: Sequence):
 class STCGEngine:
     """Builds STCGs for batches of examples with one loaded BLIP-2 model."""
 
-    def __init__(self, lm: LoadedModel, perturbations: Sequence[PerturbationSpec] | str | None = None,
-                 layers: str | LayerSelection = "mean", seed: int = 0, max_new_tokens: int = 10,
-                 deletion_steps: int = 10, store_dense: bool = True, prompt: str | None = None,
-                 host_workers: int | None = None):
+    def __init__(
+        self,
+        lm: LoadedModel,
+        perturbations: Sequence[PerturbationSpec] | str | None = None,
+        layers: str | LayerSelection = "mean",
+        seed: int = 0,
+        max_new_tokens: int = 10,
+        deletion_steps: int = 10,
+        store_dense: bool = True,
+        prompt: str | None = None,
+        host_workers: int | None = None,
+    ):
         """``prompt`` wraps the question, e.g. ``"Question: {question} Answer:"``; default: the bare
         question for T5 models and ``"Question: {question} Answer:"`` (BLIP-2's VQA prompt) for OPT.
         ``host_workers`` threads make perturbed images and pixel tensors (default: up to 8 CPU cores
@@ -208,7 +212,9 @@ class STCGEngine:
         self.model = lm.model
         self.processor = lm.processor
         self.tokenizer = lm.processor.tokenizer
-        self.perturbations = list(perturbations) if isinstance(perturbations, (list, tuple)) else parse_perturbations(perturbations)
+        self.perturbations = (
+            list(perturbations) if isinstance(perturbations, (list, tuple)) else parse_perturbations(perturbations)
+        )
         self.layers = LayerSelection.parse(layers)
         self.seed = int(seed)
         self.max_new_tokens = int(max_new_tokens)
@@ -222,7 +228,7 @@ class STCGEngine:
         self.prefetch = lm.device.type != "cpu"  # overlap host work with the model only where they do not share cores
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="stcg-host") if workers > 1 else None
         self._tokenizer_lock = threading.Lock()
-        self.max_side = 1024     # longer images are downscaled before perturbation (boxes stay in original pixels)
+        self.max_side = 1024  # longer images are downscaled before perturbation (boxes stay in original pixels)
         self.min_new_tokens = 0  # benchmarks force a fixed answer length on random weights
         cfg = self.model.config
         self.Q = int(cfg.num_query_tokens)
@@ -241,21 +247,30 @@ class STCGEngine:
     def params(self) -> dict:
         return {
             "results_version": RESULTS_VERSION,
-            "model": self.lm.name, "dtype": str(self.lm.dtype).replace("torch.", ""), "layers": self.layers.describe(),
-            "seed": self.seed, "max_new_tokens": self.max_new_tokens, "prompt": self.prompt,
-            "language_model": "decoder-only" if self.decoder_only else "encoder-decoder", "deletion_steps": self.deletion_steps,
-            "num_query_tokens": self.Q, "grid": self.grid_side, "fill": list(self.fill), "max_side": self.max_side,
+            "model": self.lm.name,
+            "dtype": str(self.lm.dtype).replace("torch.", ""),
+            "layers": self.layers.describe(),
+            "seed": self.seed,
+            "max_new_tokens": self.max_new_tokens,
+            "prompt": self.prompt,
+            "language_model": "decoder-only" if self.decoder_only else "encoder-decoder",
+            "deletion_steps": self.deletion_steps,
+            "num_query_tokens": self.Q,
+            "grid": self.grid_side,
+            "fill": list(self.fill),
+            "max_side": self.max_side,
             "perturbations": [{"kind": p.kind, **p.params} for p in self.perturbations],
         }
 
-    def explain(self, examples: Sequence[VQAInput], batch_size: int = 8,
-                progress: Callable[[int], None] | None = None) -> list[STCGraph]:
+    def explain(
+        self, examples: Sequence[VQAInput], batch_size: int = 8, progress: Callable[[int], None] | None = None
+    ) -> list[STCGraph]:
         """STCGs for ``examples`` in order, ``batch_size`` examples (x all variants) per pass.
 
         The host work of the next batch (perturbed images, pixel tensors) runs in a background
         thread while the model works on the current one."""
         out: list[STCGraph] = []
-        chunks = [examples[s:s + batch_size] for s in range(0, len(examples), batch_size)]
+        chunks = [examples[s : s + batch_size] for s in range(0, len(examples), batch_size)]
         with ThreadPoolExecutor(1, thread_name_prefix="stcg-prefetch") as ahead:
             for host, chunk in zip(prefetched(ahead if self.prefetch else None, self.prepare_batch, chunks), chunks):
                 out.extend(self.explain_batch(chunk, host))
@@ -304,11 +319,15 @@ class STCGEngine:
         # pass 2: perturbations that need the clean attribution
         res2 = None
         if salient:
+
             def salient_variants(i: int) -> list[np.ndarray]:
                 return [self._perturb(prepared[i], self.perturbations[k], clean[i]["attribution"]) for k in salient]
 
-            rows2 = [(prepared[i], a) for i, arrays in enumerate(self._map(salient_variants, range(len(prepared))))
-                     for a in arrays]
+            rows2 = [
+                (prepared[i], a)
+                for i, arrays in enumerate(self._map(salient_variants, range(len(prepared))))
+                for a in arrays
+            ]
             res2 = self._run_pass(rows2, answers=[a for a in answers for _ in salient], per_example=1)
 
         # deletion curves (teacher-forced probabilities only)
@@ -321,8 +340,11 @@ class STCGEngine:
                 variant_rows[k] = (res1, i * per_ex1 + 1 + j)
             for j, k in enumerate(salient):
                 variant_rows[k] = (res2, i * len(salient) + j)
-            graphs.append(self._assemble(ex, answers[i], res1, i * per_ex1, clean[i], variant_rows,
-                                         None if curves is None else curves[i]))
+            graphs.append(
+                self._assemble(
+                    ex, answers[i], res1, i * per_ex1, clean[i], variant_rows, None if curves is None else curves[i]
+                )
+            )
         return graphs
 
     # ------------------------------------------------------------------ preparation
@@ -339,7 +361,9 @@ class STCGEngine:
         q0, q1 = len(head), len(head) + len(ex.question)
         max_len = max(8, min(getattr(self.tokenizer, "model_max_length", 512) or 512, 100_000) - self.Q)
         with self._tokenizer_lock:  # fast tokenizers must not be entered from two threads at once
-            enc = self.tokenizer(text, return_offsets_mapping=True, add_special_tokens=True, truncation=True, max_length=max_len)
+            enc = self.tokenizer(
+                text, return_offsets_mapping=True, add_special_tokens=True, truncation=True, max_length=max_len
+            )
         ids = list(enc["input_ids"])
         spans = [tuple(o) for o in enc["offset_mapping"]]
         if not self.decoder_only and (not ids or ids[-1] != self.eos_id):
@@ -364,10 +388,12 @@ class STCGEngine:
         def process(chunk: Sequence[np.ndarray]) -> torch.Tensor:
             if fast is not None:
                 return fast(chunk)
-            return self.processor.image_processor(images=[to_image(a) for a in chunk], return_tensors="pt")["pixel_values"]
+            return self.processor.image_processor(images=[to_image(a) for a in chunk], return_tensors="pt")[
+                "pixel_values"
+            ]
 
         step = 8 if self._pool is not None else max(1, len(arrays))  # one call (no concatenation) without threads
-        parts = self._map(process, [arrays[s:s + step] for s in range(0, len(arrays), step)])
+        parts = self._map(process, [arrays[s : s + step] for s in range(0, len(arrays), step)])
         pv = torch.cat(parts) if len(parts) > 1 else parts[0]
         return pv.to(self.lm.device, self.lm.dtype) if device else pv
 
@@ -377,8 +403,8 @@ class STCGEngine:
         am = torch.zeros((len(rows), L), dtype=torch.long)
         for r, (ex, _) in enumerate(rows):
             seq = [self.image_token_id] * self.Q + ex.token_ids
-            ids[r, :len(seq)] = torch.tensor(seq)
-            am[r, :len(seq)] = 1
+            ids[r, : len(seq)] = torch.tensor(seq)
+            am[r, : len(seq)] = 1
         return ids.to(self.lm.device), am.to(self.lm.device)
 
     # ------------------------------------------------------------------ model passes
@@ -404,19 +430,25 @@ class STCGEngine:
         dmask = torch.zeros((len(answers), T), dtype=torch.long)
         for r, a in enumerate(answers):
             seq = [self.start_id] + list(a[:-1])
-            dec_in[r, :len(seq)] = torch.tensor(seq)
-            labels[r, :len(a)] = torch.tensor(a)
-            dmask[r, :len(a)] = 1
+            dec_in[r, : len(seq)] = torch.tensor(seq)
+            labels[r, : len(a)] = torch.tensor(a)
+            dmask[r, : len(a)] = 1
         dev = self.lm.device
-        out = self.model.language_model(encoder_outputs=enc, attention_mask=am, decoder_input_ids=dec_in.to(dev),
-                                         decoder_attention_mask=dmask.to(dev), return_dict=True)
+        out = self.model.language_model(
+            encoder_outputs=enc,
+            attention_mask=am,
+            decoder_input_ids=dec_in.to(dev),
+            decoder_attention_mask=dmask.to(dev),
+            return_dict=True,
+        )
         logp = out.logits.float().log_softmax(-1)
         lab = labels.to(dev)
         gathered = logp.gather(-1, lab.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        return [gathered[r, :len(a)].cpu().numpy() for r, a in enumerate(answers)]
+        return [gathered[r, : len(a)].cpu().numpy() for r, a in enumerate(answers)]
 
-    def _run_pass(self, rows, answers: Sequence[list[int]] | None, per_example: int,
-                  pv: torch.Tensor | None = None) -> _PassResult:
+    def _run_pass(
+        self, rows, answers: Sequence[list[int]] | None, per_example: int, pv: torch.Tensor | None = None
+    ) -> _PassResult:
         """Encode all rows once, greedy-decode them, and teacher-force each example's clean answer.
 
         Greedy decoding re-runs the decoder on the whole prefix at every step (no cache), so its
@@ -432,7 +464,7 @@ class STCGEngine:
             E_raw = cap.pop("lm.encoder.self")
             greedy, own_lp, own_D = self._greedy_teacher_forced(enc, am, cap)
             answers = answers or self._clean_answers(greedy, per_example)
-            step_lp = [own_lp[r][:len(a)] for r, a in enumerate(answers)]
+            step_lp = [own_lp[r][: len(a)] for r, a in enumerate(answers)]
             D_rows = [own_D[r] for r in range(len(rows))]
             redo = [r for r, a in enumerate(answers) if greedy[r] != a]
             if redo:
@@ -450,7 +482,7 @@ class STCGEngine:
             L = self.Q + len(ex.token_ids)
             C.append(C_all[r])
             E.append(E_all[r, :L, :L])
-            D.append(D_rows[r][:len(answers[r]), :L])
+            D.append(D_rows[r][: len(answers[r]), :L])
         return _PassResult(C, E, D, step_lp, greedy)
 
     @torch.no_grad()
@@ -463,8 +495,9 @@ class STCGEngine:
         done = torch.zeros(R, dtype=torch.bool, device=dev)
         for t in range(self.max_new_tokens):
             with cap.recording("lm.decoder.cross"):
-                out = self.model.language_model(encoder_outputs=enc, attention_mask=am, decoder_input_ids=dec,
-                                                 use_cache=False, return_dict=True)
+                out = self.model.language_model(
+                    encoder_outputs=enc, attention_mask=am, decoder_input_ids=dec, use_cache=False, return_dict=True
+                )
             logits = out.logits[:, -1].float()
             if t < self.min_new_tokens:  # as generate's min_new_tokens processor does; out of place,
                 # because out.logits (float32 already) is read again below for the step log p
@@ -474,10 +507,10 @@ class STCGEngine:
             done |= nxt == self.eos_id
             if bool(done.all()):
                 break
-        D_all = cap.pop("lm.decoder.cross").cpu().numpy()               # (R, T, L) of the last pass
+        D_all = cap.pop("lm.decoder.cross").cpu().numpy()  # (R, T, L) of the last pass
         logp = out.logits.float().log_softmax(-1).gather(-1, dec[:, 1:, None]).squeeze(-1).cpu().numpy()
         greedy = [self._trim_answer(row) for row in dec[:, 1:].tolist()]
-        return greedy, [logp[r, :len(g)] for r, g in enumerate(greedy)], [D_all[r] for r in range(R)]
+        return greedy, [logp[r, : len(g)] for r, g in enumerate(greedy)], [D_all[r] for r in range(R)]
 
     # ------------------------------------------------------------------ decoder-only (OPT) passes
     def _query_features(self, rows, pv: torch.Tensor | None = None) -> torch.Tensor:
@@ -535,7 +568,7 @@ class STCGEngine:
             L = self.Q + len(ex.token_ids)
             C.append(C_all[r])
             E.append(A_all[r, :L, :L])
-            D.append(A_all[r, L - 1:L - 1 + len(answers[r]), :L])
+            D.append(A_all[r, L - 1 : L - 1 + len(answers[r]), :L])
         return _PassResult(C, E, D, step_lp, greedy)
 
     def _answer_logprobs(self, rows, answers: Sequence[list[int]]) -> list[np.ndarray]:
@@ -548,9 +581,17 @@ class STCGEngine:
     def _greedy(self, **inputs) -> list[list[int]]:
         """Greedy answers (trimmed token ids) of the language model from encoder outputs or embeddings."""
         gen = self.model.language_model.generate(
-            **inputs, max_new_tokens=self.max_new_tokens, do_sample=False, min_new_tokens=self.min_new_tokens or None,
-            num_beams=1, eos_token_id=self.eos_id, pad_token_id=self.pad_id)
-        skip = 1 if not self.decoder_only else 0  # T5 output starts with the decoder start token; OPT's holds new tokens only
+            **inputs,
+            max_new_tokens=self.max_new_tokens,
+            do_sample=False,
+            min_new_tokens=self.min_new_tokens or None,
+            num_beams=1,
+            eos_token_id=self.eos_id,
+            pad_token_id=self.pad_id,
+        )
+        skip = (
+            1 if not self.decoder_only else 0
+        )  # T5 output starts with the decoder start token; OPT's holds new tokens only
         return [self._trim_answer(seq[skip:].tolist()) for seq in gen]
 
     @staticmethod
@@ -604,18 +645,26 @@ class STCGEngine:
         probs = []
         chunk = max(2 * steps, 7 * len(prepared))  # about the rows of the main pass: same memory bound
         for s in range(0, len(rows), chunk):
-            lps = self._answer_logprobs(rows[s:s + chunk], row_answers[s:s + chunk])
+            lps = self._answer_logprobs(rows[s : s + chunk], row_answers[s : s + chunk])
             probs.extend(float(np.exp(lp.sum())) for lp in lps)
         out = []
         per = 2 * steps - 1
         for i in range(len(prepared)):
-            vals = probs[i * per:(i + 1) * per]
+            vals = probs[i * per : (i + 1) * per]
             full = vals[-1]
-            out.append((vals[:steps - 1] + [full], vals[steps - 1:2 * steps - 2] + [full]))
+            out.append((vals[: steps - 1] + [full], vals[steps - 1 : 2 * steps - 2] + [full]))
         return out
 
-    def _assemble(self, ex: _Prepared, answer: list[int], res1: _PassResult, clean_row: int, clean: dict,
-                  variant_rows: dict, curve) -> STCGraph:
+    def _assemble(
+        self,
+        ex: _Prepared,
+        answer: list[int],
+        res1: _PassResult,
+        clean_row: int,
+        clean: dict,
+        variant_rows: dict,
+        curve,
+    ) -> STCGraph:
         tok = self.tokenizer
         q_ids = [ex.token_ids[i] for i in ex.q_index]
         tokens = [t.replace("\u2581", "").replace("\u0120", "") or t for t in tok.convert_ids_to_tokens(q_ids)]
@@ -632,7 +681,9 @@ class STCGEngine:
         for k in range(K):
             res, row = variant_rows[k]
             d = self._derive(ex, res.C[row], res.E[row], res.D[row])
-            C_p.append(d["C"]); W_p.append(d["W"]); S_p.append(d["S"])
+            C_p.append(d["C"])
+            W_p.append(d["W"])
+            S_p.append(d["S"])
             p_p.append(float(np.exp(res.step_logprob[row].astype(np.float64).sum())))
             pert_answers.append(self._decode(res.greedy[row]))
         f32 = lambda x: np.asarray(x, dtype=np.float32)  # noqa: E731
@@ -640,21 +691,48 @@ class STCGEngine:
         dW = f32(clean["W"])[None] - W_p
         n = len(q_ids)
         g = STCGraph(
-            example_id=ex.ex.example_id, question=ex.ex.question, answer=answer_text, tokens=tokens, words=words,
-            token_word=token_word, word_kinds=[word_kind(w) for w in words], answer_tokens=answer_tokens,
-            answer_is_eos=[bool(x) for x in is_eos], perturbations=[p.kind for p in self.perturbations],
-            perturbation_params=[dict(p.params) for p in self.perturbations], perturbed_answers=pert_answers,
-            grid=self.grid_side, image_size=ex.original_size, p_clean=p_clean, params=self.params,
+            example_id=ex.ex.example_id,
+            question=ex.ex.question,
+            answer=answer_text,
+            tokens=tokens,
+            words=words,
+            token_word=token_word,
+            word_kinds=[word_kind(w) for w in words],
+            answer_tokens=answer_tokens,
+            answer_is_eos=[bool(x) for x in is_eos],
+            perturbations=[p.kind for p in self.perturbations],
+            perturbation_params=[dict(p.params) for p in self.perturbations],
+            perturbed_answers=pert_answers,
+            grid=self.grid_side,
+            image_size=ex.original_size,
+            p_clean=p_clean,
+            params=self.params,
             meta=dict(ex.ex.meta),
-            C=f32(clean["C"]), E=f32(clean["E"]) if self.store_dense else None, D=f32(clean["D"]),
-            W=f32(clean["W"]), m=f32(clean["m"]), S=f32(clean["S"]), v=f32(clean["v"]),
-            step_token=f32(clean["step_token"]), drift=A.drift(f32(clean["S"])), attribution=f32(attribution),
-            step_logprob=step_lp, boxes=RegionGrid(self.grid_side, *ex.original_size).boxes(),
-            C_pert=C_p, W_pert=W_p, S_pert=S_p, dW=dW, dS=f32(clean["S"])[None] - S_p, dC=f32(clean["C"])[None] - C_p,
+            C=f32(clean["C"]),
+            E=f32(clean["E"]) if self.store_dense else None,
+            D=f32(clean["D"]),
+            W=f32(clean["W"]),
+            m=f32(clean["m"]),
+            S=f32(clean["S"]),
+            v=f32(clean["v"]),
+            step_token=f32(clean["step_token"]),
+            drift=A.drift(f32(clean["S"])),
+            attribution=f32(attribution),
+            step_logprob=step_lp,
+            boxes=RegionGrid(self.grid_side, *ex.original_size).boxes(),
+            C_pert=C_p,
+            W_pert=W_p,
+            S_pert=S_p,
+            dW=dW,
+            dS=f32(clean["S"])[None] - S_p,
+            dC=f32(clean["C"])[None] - C_p,
             dW_fro=f32(np.sqrt((dW.astype(np.float64) ** 2).sum(axis=(1, 2)))) if K else f32(np.zeros(0)),
             dW_token=f32(np.linalg.norm(dW, axis=2)) if K else f32(np.zeros((0, n))),
-            p_pert=f32(p_p), dp=f32(p_clean - np.asarray(p_p, dtype=np.float64)) if K else f32(np.zeros(0)),
-            answer_changed=np.array([normalize_answer(a) != normalize_answer(answer_text) for a in pert_answers], dtype=bool),
+            p_pert=f32(p_p),
+            dp=f32(p_clean - np.asarray(p_p, dtype=np.float64)) if K else f32(np.zeros(0)),
+            answer_changed=np.array(
+                [normalize_answer(a) != normalize_answer(answer_text) for a in pert_answers], dtype=bool
+            ),
         )
         if curve is not None:
             g.deletion_curve = f32([p_clean, *curve[0]])

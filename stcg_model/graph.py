@@ -28,6 +28,7 @@ deletion_curve       (D+1,)       p(y) as regions are removed by attribution (0%
 deletion_curve_random (D+1,)      the same in a seeded random order
 ===================  ===========  ===============================================================
 """
+
 from __future__ import annotations
 
 import json
@@ -37,9 +38,31 @@ from pathlib import Path
 import numpy as np
 
 ARRAY_FIELDS = (
-    "C", "E", "D", "W", "m", "S", "v", "step_token", "drift", "attribution", "step_logprob", "boxes",
-    "C_pert", "W_pert", "S_pert", "dW", "dS", "dC", "dW_fro", "dW_token", "p_pert", "dp", "answer_changed",
-    "deletion_curve", "deletion_curve_random",
+    "C",
+    "E",
+    "D",
+    "W",
+    "m",
+    "S",
+    "v",
+    "step_token",
+    "drift",
+    "attribution",
+    "step_logprob",
+    "boxes",
+    "C_pert",
+    "W_pert",
+    "S_pert",
+    "dW",
+    "dS",
+    "dC",
+    "dW_fro",
+    "dW_token",
+    "p_pert",
+    "dp",
+    "answer_changed",
+    "deletion_curve",
+    "deletion_curve_random",
 )
 
 
@@ -49,19 +72,19 @@ class STCGraph:
     example_id: str
     question: str
     answer: str
-    tokens: list[str]                 # question tokens (no image slots, no </s>)
+    tokens: list[str]  # question tokens (no image slots, no </s>)
     words: list[str]
-    token_word: list[int]             # word index of each token
-    word_kinds: list[str]             # content | function | punct, per word
-    answer_tokens: list[str]          # T steps (the last may be </s>)
+    token_word: list[int]  # word index of each token
+    word_kinds: list[str]  # content | function | punct, per word
+    answer_tokens: list[str]  # T steps (the last may be </s>)
     answer_is_eos: list[bool]
-    perturbations: list[str]          # K kinds, in array order
+    perturbations: list[str]  # K kinds, in array order
     perturbation_params: list[dict]
     perturbed_answers: list[str]
     grid: int
-    image_size: tuple[int, int]       # (width, height) of the original image
+    image_size: tuple[int, int]  # (width, height) of the original image
     p_clean: float
-    params: dict                      # model, layers, seed, ... everything used
+    params: dict  # model, layers, seed, ... everything used
     meta: dict = field(default_factory=dict)  # dataset fields: question_type, answers, image path ...
     # arrays
     C: np.ndarray = None
@@ -119,8 +142,14 @@ class STCGraph:
         out["image_size"] = list(self.image_size)
         return out
 
+    def to_record(self) -> tuple[str, dict, dict[str, np.ndarray]]:
+        """``(example_id, meta, arrays)``: what ``stcg.filestore.FileStore.write_shard`` stores."""
+        return self.example_id, self._meta_dict(), self.arrays()
+
     def arrays(self) -> dict[str, np.ndarray]:
-        return {name: np.ascontiguousarray(getattr(self, name)) for name in ARRAY_FIELDS if getattr(self, name) is not None}
+        return {
+            name: np.ascontiguousarray(getattr(self, name)) for name in ARRAY_FIELDS if getattr(self, name) is not None
+        }
 
     def save(self, path: str | Path) -> Path:
         """One safetensors file: the arrays as tensors, everything else as JSON in its header."""
@@ -132,13 +161,13 @@ class STCGraph:
         return path
 
     @classmethod
-    def from_parts(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "STCGraph":
+    def from_parts(cls, meta: dict, arrays: dict[str, np.ndarray]) -> STCGraph:
         meta = dict(meta)
         meta["image_size"] = tuple(meta["image_size"])
         return cls(**meta, **arrays)
 
     @classmethod
-    def load(cls, path: str | Path) -> "STCGraph":
+    def load(cls, path: str | Path) -> STCGraph:
         from safetensors import safe_open
 
         with safe_open(str(path), framework="numpy") as f:
@@ -159,22 +188,42 @@ class STCGraph:
         g.add_node(ex, label="Example", question=self.question, answer=self.answer, p_clean=self.p_clean)
         k_keep = self.num_regions if top_k is None else min(top_k, self.num_regions)
         for p in range(self.num_regions):
-            g.add_node(("Region", p), label="Region", index=p, row=p // self.grid, col=p % self.grid,
-                       box=tuple(int(x) for x in self.boxes[p]))
+            g.add_node(
+                ("Region", p),
+                label="Region",
+                index=p,
+                row=p // self.grid,
+                col=p % self.grid,
+                box=tuple(int(x) for x in self.boxes[p]),
+            )
             g.add_edge(ex, ("Region", p), key="HAS_REGION")
         for i, tok in enumerate(self.tokens):
             node = ("Token", i)
             w = self.token_word[i]
-            g.add_node(node, label="Token", index=i, text=tok, word=self.words[w], kind=self.word_kinds[w],
-                       visual_mass=float(self.m[i]))
+            g.add_node(
+                node,
+                label="Token",
+                index=i,
+                text=tok,
+                word=self.words[w],
+                kind=self.word_kinds[w],
+                visual_mass=float(self.m[i]),
+            )
             g.add_edge(ex, node, key="HAS_TOKEN")
             order = np.argsort(-self.W[i], kind="stable")[:k_keep]
             for rank, p in enumerate(order):
                 g.add_edge(node, ("Region", int(p)), key="ATTENDS", weight=float(self.W[i, p]), rank=rank + 1)
         for t, tok in enumerate(self.answer_tokens):
             node = ("Timestep", t)
-            g.add_node(node, label="Timestep", step=t, token=tok, is_eos=self.answer_is_eos[t],
-                       visual_mass=float(self.v[t]), logprob=float(self.step_logprob[t]))
+            g.add_node(
+                node,
+                label="Timestep",
+                step=t,
+                token=tok,
+                is_eos=self.answer_is_eos[t],
+                visual_mass=float(self.v[t]),
+                logprob=float(self.step_logprob[t]),
+            )
             g.add_edge(ex, node, key="HAS_STEP")
             order = np.argsort(-self.S[t], kind="stable")[:k_keep]
             for rank, p in enumerate(order):
@@ -185,20 +234,39 @@ class STCGraph:
                 g.add_edge(("Timestep", t - 1), node, key="NEXT", js=float(self.drift[t - 1]))
         for k, kind in enumerate(self.perturbations):
             node = ("Perturbation", kind)
-            g.add_node(node, label="Perturbation", kind=kind, params=json.dumps(self.perturbation_params[k]),
-                       answer=self.perturbed_answers[k], answer_changed=bool(self.answer_changed[k]),
-                       p_perturbed=float(self.p_pert[k]), dp=float(self.dp[k]), dW_fro=float(self.dW_fro[k]))
+            g.add_node(
+                node,
+                label="Perturbation",
+                kind=kind,
+                params=json.dumps(self.perturbation_params[k]),
+                answer=self.perturbed_answers[k],
+                answer_changed=bool(self.answer_changed[k]),
+                p_perturbed=float(self.p_pert[k]),
+                dp=float(self.dp[k]),
+                dW_fro=float(self.dW_fro[k]),
+            )
             g.add_edge(ex, node, key="UNDER")
             for i in range(len(self.tokens)):
                 order = np.argsort(-np.abs(self.dW[k, i]), kind="stable")[:k_keep]
                 for rank, p in enumerate(order):
-                    g.add_edge(("Token", i), ("Region", int(p)), key=f"DW:{kind}", perturbation=kind,
-                               dW=float(self.dW[k, i, p]), rank=rank + 1)
+                    g.add_edge(
+                        ("Token", i),
+                        ("Region", int(p)),
+                        key=f"DW:{kind}",
+                        perturbation=kind,
+                        dW=float(self.dW[k, i, p]),
+                        rank=rank + 1,
+                    )
         return g
 
     def summary(self) -> dict:
-        return {"example_id": self.example_id, "question": self.question, "answer": self.answer,
-                "p_clean": self.p_clean, **{f"dp[{k}]": float(self.dp[i]) for i, k in enumerate(self.perturbations)}}
+        return {
+            "example_id": self.example_id,
+            "question": self.question,
+            "answer": self.answer,
+            "p_clean": self.p_clean,
+            **{f"dp[{k}]": float(self.dp[i]) for i, k in enumerate(self.perturbations)},
+        }
 
 
 def graphs_equal(a: STCGraph, b: STCGraph) -> bool:

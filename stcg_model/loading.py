@@ -1,4 +1,5 @@
 """Load any BLIP-2 checkpoint (hub id or local folder) ready for attention capture."""
+
 from __future__ import annotations
 
 import os
@@ -82,18 +83,31 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device, is_t5: 
     """bfloat16 on GPU, float32 on CPU; float16 refused for T5 language models (they overflow)."""
     if dtype is None or dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
-    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}
+    table = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
     resolved = dtype if isinstance(dtype, torch.dtype) else table.get(str(dtype))
     if resolved is None:
         raise StcgError(f"unknown dtype {dtype!r}; use one of auto, float32, bfloat16, float16")
     if resolved == torch.float16 and is_t5:
-        raise StcgError("float16 is refused for T5 language models (Flan-T5 overflows in fp16); use bfloat16 or float32")
+        raise StcgError(
+            "float16 is refused for T5 language models (Flan-T5 overflows in fp16); use bfloat16 or float32"
+        )
     return resolved
 
 
-def prepare(model: Blip2ForConditionalGeneration, processor: Blip2Processor, name: str,
-            device: str | torch.device = "auto", dtype: str | torch.dtype | None = None) -> LoadedModel:
+def prepare(
+    model: Blip2ForConditionalGeneration,
+    processor: Blip2Processor,
+    name: str,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype | None = None,
+) -> LoadedModel:
     """Put an already built model on its device/dtype with capture attention (``use_capture_attention``)."""
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev, bool(model.config.text_config.is_encoder_decoder))
@@ -120,7 +134,8 @@ def load_model(name_or_path: str | None = None, device: str = "auto", dtype: str
             raise StcgError(f"{name} is a {getattr(cfg, 'model_type', '?')} checkpoint, not BLIP-2")
         dt = resolve_dtype(dtype, dev, bool(cfg.text_config.is_encoder_decoder))
         model = Blip2ForConditionalGeneration.from_pretrained(
-            str(local) if local.exists() else name, dtype=dt, attn_implementation="eager")
+            str(local) if local.exists() else name, dtype=dt, attn_implementation="eager"
+        )
         use_capture_attention(model)
         processor = Blip2Processor.from_pretrained(str(local) if local.exists() else name)
     except StcgError:

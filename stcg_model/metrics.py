@@ -7,6 +7,7 @@
 - Jaccard stability: overlap of the top-10% region sets of the clean explanation and of the
   explanation under ``gaussian_noise``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -22,9 +23,9 @@ from stcg_model.regions import top_fraction
 @dataclass(frozen=True)
 class Estimate:
     value: float
-    low: float      # 2.5th bootstrap percentile
-    high: float     # 97.5th bootstrap percentile
-    n: int          # examples
+    low: float  # 2.5th bootstrap percentile
+    high: float  # 97.5th bootstrap percentile
+    n: int  # examples
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -53,8 +54,9 @@ def _corr(kind: str, x: np.ndarray, y: np.ndarray) -> float:
     return float(stats.pearsonr(x, y)[0] if kind == "pearson" else stats.spearmanr(x, y)[0])
 
 
-def causal_faithfulness(dW_fro: Sequence[np.ndarray], dp: Sequence[np.ndarray], n_boot: int = 1000,
-                        seed: int = 0) -> dict[str, Estimate]:
+def causal_faithfulness(
+    dW_fro: Sequence[np.ndarray], dp: Sequence[np.ndarray], n_boot: int = 1000, seed: int = 0
+) -> dict[str, Estimate]:
     """Per example arrays (K,) of ``|dW|_F`` and ``dp``; correlation of ``|dW|_F`` with ``|dp|``."""
     xs = [np.asarray(a, float) for a in dW_fro]
     ys = [np.abs(np.asarray(b, float)) for b in dp]
@@ -71,8 +73,9 @@ def auc(curve: np.ndarray) -> float:
     return float(np.trapezoid(curve, np.linspace(0.0, 1.0, len(curve))))
 
 
-def deletion_faithfulness(curves: Sequence[np.ndarray], random_curves: Sequence[np.ndarray], n_boot: int = 1000,
-                          seed: int = 0) -> dict[str, Estimate]:
+def deletion_faithfulness(
+    curves: Sequence[np.ndarray], random_curves: Sequence[np.ndarray], n_boot: int = 1000, seed: int = 0
+) -> dict[str, Estimate]:
     """AUC by attribution order, by random order, and their ratio (mean AUC / mean random AUC)."""
     a = np.array([auc(c) for c in curves])
     r = np.array([auc(c) for c in random_curves])
@@ -94,15 +97,21 @@ def step_attribution(S: np.ndarray, is_eos: Sequence[bool]) -> np.ndarray:
     return (S[keep] if keep.any() else S).mean(0)
 
 
-def jaccard_stability(clean: Sequence[np.ndarray], perturbed: Sequence[np.ndarray], fraction: float = 0.1,
-                      n_boot: int = 1000, seed: int = 0) -> Estimate:
+def jaccard_stability(
+    clean: Sequence[np.ndarray],
+    perturbed: Sequence[np.ndarray],
+    fraction: float = 0.1,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> Estimate:
     """Mean Jaccard index of the top-``fraction`` region sets, clean vs perturbed attribution."""
     j = np.array([jaccard(top_fraction(c, fraction), top_fraction(p, fraction)) for c, p in zip(clean, perturbed)])
     return bootstrap(lambda i: j[i].mean(), len(j), n_boot, seed)
 
 
-def summarise(graphs: Sequence[STCGraph], stability_perturbation: str = "gaussian_noise", n_boot: int = 1000,
-              seed: int = 0) -> dict[str, Estimate]:
+def summarise(
+    graphs: Sequence[STCGraph], stability_perturbation: str = "gaussian_noise", n_boot: int = 1000, seed: int = 0
+) -> dict[str, Estimate]:
     """All metrics over a set of STCGs (those missing a perturbation or curve are left out of that metric)."""
     out: dict[str, Estimate] = {}
     cf = causal_faithfulness([g.dW_fro for g in graphs], [g.dp for g in graphs], n_boot, seed)
@@ -110,11 +119,15 @@ def summarise(graphs: Sequence[STCGraph], stability_perturbation: str = "gaussia
     out["causal_faithfulness_spearman"] = cf["spearman"]
     with_curves = [g for g in graphs if g.deletion_curve is not None]
     if with_curves:
-        df = deletion_faithfulness([g.deletion_curve for g in with_curves], [g.deletion_curve_random for g in with_curves],
-                                   n_boot, seed)
+        df = deletion_faithfulness(
+            [g.deletion_curve for g in with_curves], [g.deletion_curve_random for g in with_curves], n_boot, seed
+        )
         out.update({f"deletion_{k}": v for k, v in df.items()})
     with_noise = [g for g in graphs if stability_perturbation in g.perturbations]
     if with_noise:
-        pert = [step_attribution(g.S_pert[g.perturbation_index(stability_perturbation)], g.answer_is_eos) for g in with_noise]
+        pert = [
+            step_attribution(g.S_pert[g.perturbation_index(stability_perturbation)], g.answer_is_eos)
+            for g in with_noise
+        ]
         out["jaccard_stability"] = jaccard_stability([g.attribution for g in with_noise], pert, 0.1, n_boot, seed)
     return out

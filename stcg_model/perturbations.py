@@ -13,6 +13,7 @@ Perturbations registered with ``uint8=True`` compute that directly on the uint8 
 memory traffic; the built-ins do, and tests check both paths agree exactly); any other
 perturbation gets the float image and its result is quantised.
 """
+
 from __future__ import annotations
 
 import zlib
@@ -23,16 +24,10 @@ import numpy as np
 import torch
 
 from stcg.errors import StcgError
+from stcg.images import quantise
 from stcg_model.regions import RegionGrid, fill_rect, top_fraction
 
 Image = np.ndarray  # (H, W, 3) float32 in [0, 1], or uint8 for perturbations registered with uint8=True
-
-
-def quantise(image: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8: a float image in [0, 1] as an 8-bit image stores it (uint8 passes through)."""
-    if image.dtype == np.uint8:
-        return image
-    return np.round(np.clip(image, 0, 1) * 255.0).astype(np.uint8)
 
 
 def to_float(image: np.ndarray) -> np.ndarray:
@@ -44,8 +39,8 @@ def to_float(image: np.ndarray) -> np.ndarray:
 class PerturbationContext:
     """What a perturbation may know besides the image."""
 
-    fill: tuple[float, float, float]      # grey: the dataset mean colour, in [0, 1]
-    grid: RegionGrid                      # regions of this image
+    fill: tuple[float, float, float]  # grey: the dataset mean colour, in [0, 1]
+    grid: RegionGrid  # regions of this image
     attribution: np.ndarray | None = None  # (P,) clean region attribution, for saliency masks
 
     def fill_for(self, image: np.ndarray) -> np.ndarray:
@@ -67,16 +62,23 @@ class Perturbation:
 REGISTRY: dict[str, Perturbation] = {}
 
 
-def register_perturbation(name: str, defaults: dict | None = None, needs_attribution: bool = False,
-                          uint8: bool = False):
+def register_perturbation(
+    name: str, defaults: dict | None = None, needs_attribution: bool = False, uint8: bool = False
+):
     """Decorator: add ``fn(image, params, rng, ctx) -> image`` to the registry under ``name``.
 
     ``uint8=True`` promises that ``fn`` also takes (H, W, 3) uint8 images and returns exactly
     ``quantise(fn(image / 255))`` for them."""
 
     def deco(fn):
-        REGISTRY[name] = Perturbation(name, fn, dict(defaults or {}), needs_attribution,
-                                      (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "", uint8)
+        REGISTRY[name] = Perturbation(
+            name,
+            fn,
+            dict(defaults or {}),
+            needs_attribution,
+            (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "",
+            uint8,
+        )
         return fn
 
     return deco
@@ -97,7 +99,7 @@ class PerturbationSpec:
     params: dict
 
     @classmethod
-    def make(cls, kind: str, **overrides) -> "PerturbationSpec":
+    def make(cls, kind: str, **overrides) -> PerturbationSpec:
         p = get_perturbation(kind)
         unknown = set(overrides) - set(p.defaults)
         if unknown:
@@ -109,7 +111,14 @@ class PerturbationSpec:
         return get_perturbation(self.kind).needs_attribution
 
 
-DEFAULT_KINDS = ("center_mask", "peripheral_mask", "color_shift", "patch_shuffle", "saliency_patch_mask", "gaussian_noise")
+DEFAULT_KINDS = (
+    "center_mask",
+    "peripheral_mask",
+    "color_shift",
+    "patch_shuffle",
+    "saliency_patch_mask",
+    "gaussian_noise",
+)
 
 
 def parse_perturbations(text: str | None) -> list[PerturbationSpec]:
@@ -141,8 +150,9 @@ def rng_for(seed: int, example_key: str, kind: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(example_key.encode()), zlib.crc32(kind.encode())])
 
 
-def apply_perturbation(spec: PerturbationSpec, image: Image, seed: int, example_key: str,
-                       ctx: PerturbationContext) -> Image:
+def apply_perturbation(
+    spec: PerturbationSpec, image: Image, seed: int, example_key: str, ctx: PerturbationContext
+) -> Image:
     """Run ``spec`` on ``image``; deterministic for (seed, example_key, kind).
 
     Float in [0, 1] -> float32 in [0, 1]; uint8 -> uint8, equal to ``quantise`` of the float result."""
@@ -154,7 +164,9 @@ def apply_perturbation(spec: PerturbationSpec, image: Image, seed: int, example_
         if p.uint8:
             out = p.fn(image, spec.params, rng, ctx)
             if out.dtype != np.uint8 or out.shape != image.shape:
-                raise TypeError(f"perturbation {spec.kind!r} (uint8=True) returned {out.dtype} {out.shape} for a uint8 image")
+                raise TypeError(
+                    f"perturbation {spec.kind!r} (uint8=True) returned {out.dtype} {out.shape} for a uint8 image"
+                )
             return out
         return quantise(np.clip(p.fn(to_float(image), spec.params, rng, ctx).astype(np.float32), 0.0, 1.0))
     out = p.fn(image, spec.params, rng, ctx)
@@ -249,7 +261,7 @@ def patch_shuffle(image, params, rng, ctx):
     for dst, src in enumerate(perm):
         dr, dc = divmod(dst, n)
         sr, sc = divmod(int(src), n)
-        out[dr * th:(dr + 1) * th, dc * tw:(dc + 1) * tw] = image[sr * th:(sr + 1) * th, sc * tw:(sc + 1) * tw]
+        out[dr * th : (dr + 1) * th, dc * tw : (dc + 1) * tw] = image[sr * th : (sr + 1) * th, sc * tw : (sc + 1) * tw]
     return out
 
 

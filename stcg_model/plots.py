@@ -1,4 +1,5 @@
 """Pictures of one STCG: region heatmaps over the original image (PNG) and an interactive plotly page."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,8 +23,14 @@ def colormap(x: np.ndarray, ramp: np.ndarray) -> np.ndarray:
     return ramp[i] * (1 - f) + ramp[i + 1] * f
 
 
-def overlay(image: Image.Image, values: np.ndarray, grid: RegionGrid, signed: bool = False, alpha: float = 0.55,
-            boxes: np.ndarray | None = None) -> Image.Image:
+def overlay(
+    image: Image.Image,
+    values: np.ndarray,
+    grid: RegionGrid,
+    signed: bool = False,
+    alpha: float = 0.55,
+    boxes: np.ndarray | None = None,
+) -> Image.Image:
     """``values`` (P,) drawn over ``image``; ``signed`` uses a diverging ramp centred on 0.
 
     ``boxes`` (k, 4) are outlined (e.g. the top-k regions).
@@ -42,7 +49,9 @@ def overlay(image: Image.Image, values: np.ndarray, grid: RegionGrid, signed: bo
     if boxes is not None:
         draw = ImageDraw.Draw(out)
         for x0, y0, x1, y1 in boxes:
-            draw.rectangle([int(x0), int(y0), int(x1) - 1, int(y1) - 1], outline=(255, 40, 40), width=max(1, min(out.size) // 100))
+            draw.rectangle(
+                [int(x0), int(y0), int(x1) - 1, int(y1) - 1], outline=(255, 40, 40), width=max(1, min(out.size) // 100)
+            )
     return out
 
 
@@ -100,14 +109,36 @@ def figure(g: STCGraph, image: Image.Image):
     ys = (np.arange(g.grid) + 0.5) * H / g.grid
     for j, name in enumerate(names):
         values, signed = m[name]
-        fig.add_trace(go.Heatmap(z=values.reshape(g.grid, g.grid), x=xs, y=ys, opacity=0.55, visible=j == 0, name=name,
-                                 colorscale="RdBu_r" if signed else "Viridis", zmid=0 if signed else None,
-                                 hovertemplate="row %{y:.0f}px, col %{x:.0f}px<br>value %{z:.4f}<extra>" + name + "</extra>"))
-    buttons = [dict(label=name, method="update",
-                    args=[{"visible": [True] + [k == j for k in range(len(names))]}, {"title": f"{g.question} -> {g.answer} | {name}"}])
-               for j, name in enumerate(names)]
-    fig.update_layout(title=f"{g.question} -> {g.answer} | {names[0] if names else ''}",
-                      updatemenus=[dict(buttons=buttons, x=1.02, y=1, xanchor="left")], width=900, height=650)
+        fig.add_trace(
+            go.Heatmap(
+                z=values.reshape(g.grid, g.grid),
+                x=xs,
+                y=ys,
+                opacity=0.55,
+                visible=j == 0,
+                name=name,
+                colorscale="RdBu_r" if signed else "Viridis",
+                zmid=0 if signed else None,
+                hovertemplate="row %{y:.0f}px, col %{x:.0f}px<br>value %{z:.4f}<extra>" + name + "</extra>",
+            )
+        )
+    buttons = [
+        dict(
+            label=name,
+            method="update",
+            args=[
+                {"visible": [True] + [k == j for k in range(len(names))]},
+                {"title": f"{g.question} -> {g.answer} | {name}"},
+            ],
+        )
+        for j, name in enumerate(names)
+    ]
+    fig.update_layout(
+        title=f"{g.question} -> {g.answer} | {names[0] if names else ''}",
+        updatemenus=[dict(buttons=buttons, x=1.02, y=1, xanchor="left")],
+        width=900,
+        height=650,
+    )
     fig.update_yaxes(autorange="reversed")
     return fig
 

@@ -4,6 +4,7 @@ BLIP-2's image processor resizes to a square (no crop), so patch ``p`` (row ``p 
 ``p % G``) covers the same fraction of the original image: x in [c W/G, (c+1) W/G), y likewise.
 Integer pixel boxes round those edges, so the boxes of all regions tile the image exactly.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ def fill_rect(image: np.ndarray, y0: int, y1: int, x0: int, x1: int, value) -> n
     value = np.asarray(value, dtype=image.dtype)
     if image.ndim == 3 and image.flags.c_contiguous and value.shape == (image.shape[2],) and x1 > x0:
         c = image.shape[2]
-        image.reshape(image.shape[0], -1)[y0:y1, x0 * c:x1 * c] = np.tile(value, x1 - x0)
+        image.reshape(image.shape[0], -1)[y0:y1, x0 * c : x1 * c] = np.tile(value, x1 - x0)
     else:
         image[y0:y1, x0:x1] = value
     return image
@@ -26,9 +27,9 @@ def fill_rect(image: np.ndarray, y0: int, y1: int, x0: int, x1: int, value) -> n
 
 @dataclass(frozen=True)
 class RegionGrid:
-    grid: int          # G, patches per side
-    width: int         # original image width in pixels
-    height: int        # original image height in pixels
+    grid: int  # G, patches per side
+    width: int  # original image width in pixels
+    height: int  # original image height in pixels
 
     @property
     def num_regions(self) -> int:

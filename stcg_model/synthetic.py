@@ -1,4 +1,5 @@
 """Synthetic STCGs with realistic shapes, for size and speed benchmarks (never for correctness claims)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,8 +20,14 @@ def _dist(rng, shape, sharp=3.0):
     return (x / x.sum(-1, keepdims=True)).astype(np.float32)
 
 
-def synthetic_graph(example_id: str, rng: np.random.Generator, grid: int = 8, n_queries: int = 8,
-                    perturbations=DEFAULT_KINDS, image_size=(64, 64)) -> STCGraph:
+def synthetic_graph(
+    example_id: str,
+    rng: np.random.Generator,
+    grid: int = 8,
+    n_queries: int = 8,
+    perturbations=DEFAULT_KINDS,
+    image_size=(64, 64),
+) -> STCGraph:
     """A random but internally consistent STCGraph (rows sum to 1, dW = W - W_pert, ...)."""
     from stcg_model.alignment import drift
     from stcg_model.text import word_kind, word_spans
@@ -42,18 +49,52 @@ def synthetic_graph(example_id: str, rng: np.random.Generator, grid: int = 8, n_
     pert_answers = [answer if rng.random() < 0.6 else answers[int(rng.integers(len(answers)))] for _ in range(K)]
     dW = W[None] - W_p
     return STCGraph(
-        example_id=example_id, question=q, answer=answer, tokens=[w.lower() for w in words], words=words,
-        token_word=list(range(n)), word_kinds=[word_kind(w) for w in words], answer_tokens=[answer, "</s>"],
-        answer_is_eos=[False, True], perturbations=list(perturbations), perturbation_params=[{} for _ in perturbations],
-        perturbed_answers=pert_answers, grid=grid, image_size=image_size, p_clean=p_clean, params={"synthetic": True},
-        meta={"question_type": qtype, "answer_type": atype, "gt_answer": answers[0], "answers": [answers[0]],
-              "image_path": None, "image_id": example_id},
-        C=C, E=_dist(rng, (L, L)), D=_dist(rng, (T, L)), W=W, m=rng.uniform(0.1, 0.9, n).astype(np.float32), S=S,
-        v=rng.uniform(0.1, 0.9, T).astype(np.float32), step_token=_dist(rng, (T, n)), drift=drift(S),
-        attribution=S[0].copy(), step_logprob=np.log(rng.uniform(0.5, 1.0, T)).astype(np.float32),
-        boxes=RegionGrid(grid, *image_size).boxes(), C_pert=C_p, W_pert=W_p, S_pert=S_p, dW=dW, dS=S[None] - S_p,
-        dC=C[None] - C_p, dW_fro=np.sqrt((dW ** 2).sum(axis=(1, 2))).astype(np.float32),
-        dW_token=np.linalg.norm(dW, axis=2).astype(np.float32), p_pert=p_p, dp=(p_clean - p_p).astype(np.float32),
+        example_id=example_id,
+        question=q,
+        answer=answer,
+        tokens=[w.lower() for w in words],
+        words=words,
+        token_word=list(range(n)),
+        word_kinds=[word_kind(w) for w in words],
+        answer_tokens=[answer, "</s>"],
+        answer_is_eos=[False, True],
+        perturbations=list(perturbations),
+        perturbation_params=[{} for _ in perturbations],
+        perturbed_answers=pert_answers,
+        grid=grid,
+        image_size=image_size,
+        p_clean=p_clean,
+        params={"synthetic": True},
+        meta={
+            "question_type": qtype,
+            "answer_type": atype,
+            "gt_answer": answers[0],
+            "answers": [answers[0]],
+            "image_path": None,
+            "image_id": example_id,
+        },
+        C=C,
+        E=_dist(rng, (L, L)),
+        D=_dist(rng, (T, L)),
+        W=W,
+        m=rng.uniform(0.1, 0.9, n).astype(np.float32),
+        S=S,
+        v=rng.uniform(0.1, 0.9, T).astype(np.float32),
+        step_token=_dist(rng, (T, n)),
+        drift=drift(S),
+        attribution=S[0].copy(),
+        step_logprob=np.log(rng.uniform(0.5, 1.0, T)).astype(np.float32),
+        boxes=RegionGrid(grid, *image_size).boxes(),
+        C_pert=C_p,
+        W_pert=W_p,
+        S_pert=S_p,
+        dW=dW,
+        dS=S[None] - S_p,
+        dC=C[None] - C_p,
+        dW_fro=np.sqrt((dW**2).sum(axis=(1, 2))).astype(np.float32),
+        dW_token=np.linalg.norm(dW, axis=2).astype(np.float32),
+        p_pert=p_p,
+        dp=(p_clean - p_p).astype(np.float32),
         answer_changed=np.array([a != answer for a in pert_answers]),
         deletion_curve=np.linspace(p_clean, 0.05, 11).astype(np.float32) ** 2,
         deletion_curve_random=np.linspace(p_clean, 0.05, 11).astype(np.float32),

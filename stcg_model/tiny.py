@@ -4,6 +4,7 @@ All use the real ``Blip2ForConditionalGeneration`` class. Two transformers 5.x d
 model built from config useless and are fixed here (STCG_SPEC section 1): ``query_tokens`` start
 at zero (every query identical) and the vision tower's ``initializer_range`` is 1e-10.
 """
+
 from __future__ import annotations
 
 import torch
@@ -53,30 +54,56 @@ def blip2_config(
     if image_size % patch_size:
         raise ValueError("image_size must be a multiple of patch_size")
     vision = Blip2VisionConfig(
-        hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers, num_attention_heads=heads,
-        image_size=image_size, patch_size=patch_size, initializer_range=0.02,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        image_size=image_size,
+        patch_size=patch_size,
+        initializer_range=0.02,
     )
     qformer = Blip2QFormerConfig(
-        hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=qformer_layers,
-        num_attention_heads=heads, cross_attention_frequency=cross_attention_frequency,
-        encoder_hidden_size=hidden, vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=qformer_layers,
+        num_attention_heads=heads,
+        cross_attention_frequency=cross_attention_frequency,
+        encoder_hidden_size=hidden,
+        vocab_size=vocab_size,
     )
     if lm == "t5":
         text = T5Config(
-            vocab_size=vocab_size, d_model=hidden, d_kv=hidden // heads, d_ff=2 * hidden, num_layers=layers,
-            num_decoder_layers=layers, num_heads=heads, pad_token_id=pad_token_id, eos_token_id=eos_token_id,
-            decoder_start_token_id=pad_token_id, tie_word_embeddings=False,
+            vocab_size=vocab_size,
+            d_model=hidden,
+            d_kv=hidden // heads,
+            d_ff=2 * hidden,
+            num_layers=layers,
+            num_decoder_layers=layers,
+            num_heads=heads,
+            pad_token_id=pad_token_id,
+            eos_token_id=eos_token_id,
+            decoder_start_token_id=pad_token_id,
+            tie_word_embeddings=False,
         )
     elif lm == "opt":
         text = OPTConfig(
-            vocab_size=vocab_size, hidden_size=hidden, ffn_dim=2 * hidden, num_hidden_layers=layers,
-            num_attention_heads=heads, word_embed_proj_dim=hidden, max_position_embeddings=128,
-            pad_token_id=pad_token_id, bos_token_id=eos_token_id, eos_token_id=eos_token_id,
+            vocab_size=vocab_size,
+            hidden_size=hidden,
+            ffn_dim=2 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            word_embed_proj_dim=hidden,
+            max_position_embeddings=128,
+            pad_token_id=pad_token_id,
+            bos_token_id=eos_token_id,
+            eos_token_id=eos_token_id,
         )
     else:
         raise ValueError(f"unknown language model kind {lm!r} (t5 or opt)")
     cfg = Blip2Config(
-        vision_config=vision.to_dict(), qformer_config=qformer.to_dict(), text_config=text.to_dict(),
+        vision_config=vision.to_dict(),
+        qformer_config=qformer.to_dict(),
+        text_config=text.to_dict(),
         num_query_tokens=num_query_tokens,
         image_token_id=vocab_size - 1 if image_token_id is None else image_token_id,
     )
@@ -95,28 +122,55 @@ def build_model(config: Blip2Config, seed: int = 0) -> Blip2ForConditionalGenera
 def flan_t5_xl_config() -> Blip2Config:
     """The architecture of ``Salesforce/blip2-flan-t5-xl`` (ViT-g 224/14, 32 queries, Flan-T5-XL)."""
     t5 = T5Config(
-        vocab_size=32128, d_model=2048, d_kv=64, d_ff=5120, num_layers=24, num_decoder_layers=24, num_heads=32,
-        feed_forward_proj="gated-gelu", decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
+        vocab_size=32128,
+        d_model=2048,
+        d_kv=64,
+        d_ff=5120,
+        num_layers=24,
+        num_decoder_layers=24,
+        num_heads=32,
+        feed_forward_proj="gated-gelu",
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        eos_token_id=1,
         tie_word_embeddings=False,
     )
     cfg = Blip2Config(
         vision_config=Blip2VisionConfig(initializer_range=0.02).to_dict(),
-        qformer_config=Blip2QFormerConfig().to_dict(), text_config=t5.to_dict(),
-        num_query_tokens=32, image_token_id=32100,
+        qformer_config=Blip2QFormerConfig().to_dict(),
+        text_config=t5.to_dict(),
+        num_query_tokens=32,
+        image_token_id=32100,
     )
     cfg._attn_implementation = "eager"
     return cfg
 
 
-def tiny_blip2(lm: str = "t5", texts=(TINY_TEXTS,), image_size: int = 32, patch_size: int = 8,
-               num_query_tokens: int = 4, seed: int = 0, device: str = "cpu", dtype: str | None = None, **kw):
+def tiny_blip2(
+    lm: str = "t5",
+    texts=(TINY_TEXTS,),
+    image_size: int = 32,
+    patch_size: int = 8,
+    num_query_tokens: int = 4,
+    seed: int = 0,
+    device: str = "cpu",
+    dtype: str | None = None,
+    **kw,
+):
     """A tiny random BLIP-2 with a word-level tokenizer and processor, as a ``LoadedModel``."""
     from stcg_model.loading import prepare
 
     tok = build_word_tokenizer(texts)
     image_token_id = tok.convert_tokens_to_ids("<image>")
-    cfg = blip2_config(lm=lm, vocab_size=len(tok), image_token_id=image_token_id, image_size=image_size,
-                       patch_size=patch_size, num_query_tokens=num_query_tokens, **kw)
+    cfg = blip2_config(
+        lm=lm,
+        vocab_size=len(tok),
+        image_token_id=image_token_id,
+        image_size=image_size,
+        patch_size=patch_size,
+        num_query_tokens=num_query_tokens,
+        **kw,
+    )
     model = build_model(cfg, seed=seed)
     processor = make_processor(tok, image_size, num_query_tokens)
     return prepare(model, processor, name=f"tiny-{lm}-random", device=device, dtype=dtype)

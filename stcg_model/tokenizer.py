@@ -4,6 +4,7 @@ Used for the tiny test models and the embedded demo model. They save with ``save
 load back through ``AutoTokenizer`` / ``Blip2Processor.from_pretrained`` like any checkpoint's.
 Layout of the vocabulary: ``<pad>`` 0, ``</s>`` 1, ``<unk>`` 2, the words, ``<image>`` last.
 """
+
 from __future__ import annotations
 
 import re
@@ -11,7 +12,6 @@ from collections.abc import Iterable
 
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import Blip2Processor, BlipImageProcessorPil, PreTrainedTokenizerFast
-
 
 SPECIALS = ["<pad>", "</s>", "<unk>"]
 IMAGE_TOKEN = "<image>"
@@ -31,21 +31,31 @@ def build_word_tokenizer(texts: Iterable[str]) -> PreTrainedTokenizerFast:
     tk.normalizer = normalizers.Lowercase()
     tk.pre_tokenizer = pre_tokenizers.Split(Regex(r"[a-z0-9]+|[^\sa-z0-9]"), behavior="isolated")
     tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), tk.pre_tokenizer])
-    tk.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
-                                                      special_tokens=[("</s>", 1)])
+    tk.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
+    )
     tok = PreTrainedTokenizerFast(
-        tokenizer_object=tk, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+        tokenizer_object=tk,
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
         model_max_length=128,
     )
     return tok
 
 
-def make_processor(tokenizer, image_size: int, num_query_tokens: int,
-                   image_mean=(0.48145466, 0.4578275, 0.40821073),
-                   image_std=(0.26862954, 0.26130258, 0.27577711)) -> Blip2Processor:
+def make_processor(
+    tokenizer,
+    image_size: int,
+    num_query_tokens: int,
+    image_mean=(0.48145466, 0.4578275, 0.40821073),
+    image_std=(0.26862954, 0.26130258, 0.27577711),
+) -> Blip2Processor:
     """A ``Blip2Processor`` that resizes to ``image_size`` square and inserts the query placeholders."""
     image_processor = BlipImageProcessorPil(
-        size={"height": image_size, "width": image_size}, image_mean=list(image_mean), image_std=list(image_std),
+        size={"height": image_size, "width": image_size},
+        image_mean=list(image_mean),
+        image_std=list(image_std),
         do_convert_rgb=True,
     )
     return Blip2Processor(image_processor=image_processor, tokenizer=tokenizer, num_query_tokens=num_query_tokens)

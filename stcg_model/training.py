@@ -4,6 +4,7 @@ The result is an ordinary checkpoint folder (``config.json``, ``model.safetensor
 tokenizer files) that ``Blip2ForConditionalGeneration.from_pretrained`` and
 ``Blip2Processor.from_pretrained`` load like any hub checkpoint.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,19 +26,21 @@ from stcg_model.tokenizer import build_word_tokenizer, make_processor
 class DemoConfig:
     """Architecture and optimisation of the demo model (defaults: the shipped checkpoint)."""
 
-    image_size: int = 64          # easy-VQA images are 64 x 64
-    patch_size: int = 8           # -> an 8 x 8 grid of 64 regions
+    image_size: int = 64  # easy-VQA images are 64 x 64
+    patch_size: int = 8  # -> an 8 x 8 grid of 64 regions
     num_query_tokens: int = 8
     hidden: int = 128
-    layers: int = 3               # ViT layers and T5 encoder/decoder layers each
+    layers: int = 3  # ViT layers and T5 encoder/decoder layers each
     qformer_layers: int = 2
     heads: int = 4
-    vision_steps: int = 1000      # stage 1: the ViT learns shape and colour of each training image
+    vision_steps: int = 1000  # stage 1: the ViT learns shape and colour of each training image
     vision_lr: float = 5e-4
-    freeze_vision: bool = True    # stage 2 keeps the ViT frozen, as BLIP-2 does with its pretrained ViT
-    steps: int = 4000             # stage 2: Q-Former + language model on the questions
-    batch_size: int = 64          # questions per step
-    questions_per_image: int = 2  # a step sees batch_size / questions_per_image images; the vision tower runs once per image
+    freeze_vision: bool = True  # stage 2 keeps the ViT frozen, as BLIP-2 does with its pretrained ViT
+    steps: int = 4000  # stage 2: Q-Former + language model on the questions
+    batch_size: int = 64  # questions per step
+    questions_per_image: int = (
+        2  # a step sees batch_size / questions_per_image images; the vision tower runs once per image
+    )
     lr: float = 5e-4
     warmup: int = 200
     weight_decay: float = 0.01
@@ -50,11 +53,13 @@ def _load_pixels(processor, paths: list[str]) -> torch.Tensor:
     images = [Image.open(p).convert("RGB") for p in paths]
     out = []
     for s in range(0, len(images), 512):
-        out.append(processor.image_processor(images=images[s:s + 512], return_tensors="pt")["pixel_values"])
+        out.append(processor.image_processor(images=images[s : s + 512], return_tensors="pt")["pixel_values"])
     return torch.cat(out)
 
 
-def _encode_questions(tokenizer, questions: list[str], Q: int, image_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _encode_questions(
+    tokenizer, questions: list[str], Q: int, image_token_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     enc = tokenizer(questions, padding=True, return_tensors="pt")
     ids = torch.cat([torch.full((len(questions), Q), image_token_id), enc["input_ids"]], 1)
     am = torch.cat([torch.ones((len(questions), Q), dtype=torch.long), enc["attention_mask"]], 1)
@@ -85,7 +90,9 @@ def _forward_shared_images(model, pixel_values, per_image: int, input_ids, atten
 SHAPES = ("circle", "rectangle", "triangle")
 
 
-def image_labels(train, path_index: dict[str, int], n_images: int, answers: list[str]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def image_labels(
+    train, path_index: dict[str, int], n_images: int, answers: list[str]
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Per training image, its shape and colour class read off the answers of its own questions.
 
     Returns shape (N,) in SHAPES order, colour (N,) indices into the returned colour names; -100 where
@@ -103,8 +110,19 @@ def image_labels(train, path_index: dict[str, int], n_images: int, answers: list
     return shape, colour, colours
 
 
-def pretrain_vision(vision, pixels: torch.Tensor, shape: torch.Tensor, colour: torch.Tensor, n_colours: int,
-                    steps: int, lr: float, batch_size: int, seed: int, device: str, progress: bool = True) -> dict:
+def pretrain_vision(
+    vision,
+    pixels: torch.Tensor,
+    shape: torch.Tensor,
+    colour: torch.Tensor,
+    n_colours: int,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    device: str,
+    progress: bool = True,
+) -> dict:
     """Stage 1: the ViT (mean of its patch outputs -> two linear heads) learns each image's shape and colour.
 
     Plays the part of BLIP-2's pretrained image encoder; the heads are thrown away afterwards.
@@ -114,11 +132,14 @@ def pretrain_vision(vision, pixels: torch.Tensor, shape: torch.Tensor, colour: t
 
     gen = torch.Generator().manual_seed(seed)
     d = vision.config.hidden_size
-    heads = torch.nn.ModuleDict({"shape": torch.nn.Linear(d, len(SHAPES)), "colour": torch.nn.Linear(d, n_colours)}).to(device)
+    heads = torch.nn.ModuleDict({"shape": torch.nn.Linear(d, len(SHAPES)), "colour": torch.nn.Linear(d, n_colours)}).to(
+        device
+    )
     params = [*vision.parameters(), *heads.parameters()]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+        opt, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))
+    )
     vision.train()
     ema = {"shape": None, "colour": None}
     bar = tqdm(range(steps), desc="train-demo: vision", disable=not progress)
@@ -150,16 +171,23 @@ def _save(model, processor, out_dir: Path, record: dict) -> None:
     (out_dir / "training.json").write_text(json.dumps(record, indent=1))
 
 
-def train_demo(out_dir: str | Path, cfg: DemoConfig | None = None, device: str = "cpu", limit: int | None = None,
-               log: Callable[[str], None] = print, progress: bool = True, save_every: int = 0,
-               init_from: str | Path | None = None) -> dict:
+def train_demo(
+    out_dir: str | Path,
+    cfg: DemoConfig | None = None,
+    device: str = "cpu",
+    limit: int | None = None,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+    save_every: int = 0,
+    init_from: str | Path | None = None,
+) -> dict:
     """Train on the easy-VQA train split and save the checkpoint to ``out_dir``; returns the training record.
 
     ``init_from`` continues from a checkpoint folder (its tokenizer and architecture are kept).
     """
     from tqdm.auto import tqdm
 
-    from ingest.datasets import easy_vqa_vocabulary, load_easy_vqa
+    from stcg.datasets import easy_vqa_vocabulary, load_easy_vqa
 
     cfg = cfg or DemoConfig()
     torch.manual_seed(cfg.seed)
@@ -167,9 +195,18 @@ def train_demo(out_dir: str | Path, cfg: DemoConfig | None = None, device: str =
     tokenizer = build_word_tokenizer(easy_vqa_vocabulary())
     image_token_id = tokenizer.convert_tokens_to_ids("<image>")
     processor = make_processor(tokenizer, cfg.image_size, cfg.num_query_tokens)
-    mcfg = blip2_config("t5", vocab_size=len(tokenizer), image_token_id=image_token_id, image_size=cfg.image_size,
-                        patch_size=cfg.patch_size, num_query_tokens=cfg.num_query_tokens, hidden=cfg.hidden,
-                        layers=cfg.layers, qformer_layers=cfg.qformer_layers, heads=cfg.heads)
+    mcfg = blip2_config(
+        "t5",
+        vocab_size=len(tokenizer),
+        image_token_id=image_token_id,
+        image_size=cfg.image_size,
+        patch_size=cfg.patch_size,
+        num_query_tokens=cfg.num_query_tokens,
+        hidden=cfg.hidden,
+        layers=cfg.layers,
+        qformer_layers=cfg.qformer_layers,
+        heads=cfg.heads,
+    )
     model = build_model(mcfg, seed=cfg.seed)
     if init_from is not None:
         from transformers import Blip2ForConditionalGeneration, Blip2Processor
@@ -196,8 +233,19 @@ def train_demo(out_dir: str | Path, cfg: DemoConfig | None = None, device: str =
         from easy_vqa import get_answers
 
         shape, colour, colours = image_labels(train, path_index, len(paths), list(get_answers()))
-        vision_record = pretrain_vision(model.vision_model, pixels, shape, colour, len(colours), cfg.vision_steps,
-                                        cfg.vision_lr, cfg.batch_size, cfg.seed, device, progress)
+        vision_record = pretrain_vision(
+            model.vision_model,
+            pixels,
+            shape,
+            colour,
+            len(colours),
+            cfg.vision_steps,
+            cfg.vision_lr,
+            cfg.batch_size,
+            cfg.seed,
+            device,
+            progress,
+        )
         log(f"stage 1 (vision): training accuracy {vision_record}")
     if cfg.freeze_vision:
         model.vision_model.requires_grad_(False)
@@ -212,7 +260,8 @@ def train_demo(out_dir: str | Path, cfg: DemoConfig | None = None, device: str =
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps))))
+        opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps)))
+    )
     history = []
     bar = tqdm(range(cfg.steps), desc="train-demo", disable=not progress)
     ema_loss, ema_acc = None, None
@@ -221,8 +270,15 @@ def train_demo(out_dir: str | Path, cfg: DemoConfig | None = None, device: str =
         rows = [int(q) for i in imgs for q in rng.choice(by_image[i], size=qpi, replace=len(by_image[i]) < qpi)]
         b = torch.as_tensor(rows)
         lab = labels[b].to(device)
-        out = _forward_shared_images(model, pixels[torch.as_tensor(imgs)].to(device), qpi, ids[b].to(device),
-                                     am[b].to(device), lab, image_token_id)
+        out = _forward_shared_images(
+            model,
+            pixels[torch.as_tensor(imgs)].to(device),
+            qpi,
+            ids[b].to(device),
+            am[b].to(device),
+            lab,
+            image_token_id,
+        )
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -236,20 +292,43 @@ def train_demo(out_dir: str | Path, cfg: DemoConfig | None = None, device: str =
         ema_acc = ok if ema_acc is None else 0.95 * ema_acc + 0.05 * ok
         if step % 10 == 0 or step == cfg.steps - 1:
             bar.set_postfix(loss=f"{ema_loss:.3f}", acc=f"{ema_acc:.3f}")
-            history.append({"step": step, "loss": round(loss, 5), "ema_loss": round(ema_loss, 5), "ema_acc": round(ema_acc, 4)})
+            history.append(
+                {"step": step, "loss": round(loss, 5), "ema_loss": round(ema_loss, 5), "ema_acc": round(ema_acc, 4)}
+            )
         if save_every and step and step % save_every == 0:  # a crash or a deadline never loses the run
             model.eval()
-            _save(model, processor, Path(out_dir), {"config": asdict(cfg), "step": step, "history": history,
-                                                    "seconds": round(time.time() - t_start, 1), "partial": True})
+            _save(
+                model,
+                processor,
+                Path(out_dir),
+                {
+                    "config": asdict(cfg),
+                    "step": step,
+                    "history": history,
+                    "seconds": round(time.time() - t_start, 1),
+                    "partial": True,
+                },
+            )
             model.train()
             if cfg.freeze_vision:
                 model.vision_model.eval()
     seconds = time.time() - t_start
     model.eval()
     out_dir = Path(out_dir)
-    record = {"config": asdict(cfg), "init_from": str(init_from) if init_from else None, "device": device, "machine": platform.machine(), "threads": torch.get_num_threads(),
-              "train_questions": len(train), "seconds": round(seconds, 1), "history": history, "vision_stage": vision_record,
-              "parameters": sum(p.numel() for p in model.parameters())}
+    record = {
+        "config": asdict(cfg),
+        "init_from": str(init_from) if init_from else None,
+        "device": device,
+        "machine": platform.machine(),
+        "threads": torch.get_num_threads(),
+        "train_questions": len(train),
+        "seconds": round(seconds, 1),
+        "history": history,
+        "vision_stage": vision_record,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
     _save(model, processor, out_dir, record)
-    log(f"trained {record['parameters']:,} parameters ({cfg.vision_steps} vision + {cfg.steps} VQA steps) in {seconds:.0f} s -> {out_dir}")
+    log(
+        f"trained {record['parameters']:,} parameters ({cfg.vision_steps} vision + {cfg.steps} VQA steps) in {seconds:.0f} s -> {out_dir}"
+    )
     return record

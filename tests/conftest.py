@@ -2,6 +2,7 @@
 
 Tests never skip when Neo4j is down: they fail with a message that says how to start it.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -60,5 +61,7 @@ def ingest_fixture_run(folder, checkpoint: str, run_id: str, store, **kw):
     """Ingest a VQA-v2-format fixture folder with a checkpoint into the real Neo4j (quietly)."""
     from ingest.pipeline import IngestConfig, run_ingest
 
-    cfg = IngestConfig(dataset=f"vqa-v2:{folder}", model=checkpoint, device="cpu", run_name=run_id, store=str(store), **kw)
+    cfg = IngestConfig(
+        dataset=f"vqa-v2:{folder}", model=checkpoint, device="cpu", run_name=run_id, store=str(store), **kw
+    )
     return run_ingest(cfg, progress=False, log=lambda s: None)

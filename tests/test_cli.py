@@ -1,11 +1,12 @@
 """The CLI tree: every command has --help that explains itself; --version works."""
+
 from __future__ import annotations
 
 import click
 from click.testing import CliRunner
 
 from stcg import __version__
-from stcg.cli import cli
+from stcg_cli.main import cli
 
 
 def _walk(group: click.Group, prefix: tuple[str, ...] = ()):
@@ -18,7 +19,9 @@ def _walk(group: click.Group, prefix: tuple[str, ...] = ()):
 def test_every_command_has_help():
     runner = CliRunner()
     paths = list(_walk(cli))
-    assert {("neo4j", "start"), ("neo4j", "status"), ("neo4j", "stop"), ("demo",), ("init-db",)} <= {p for p, _ in paths}
+    assert {("neo4j", "start"), ("neo4j", "status"), ("neo4j", "stop"), ("demo",), ("init-db",)} <= {
+        p for p, _ in paths
+    }
     for path, cmd in paths:
         res = runner.invoke(cli, [*path, "--help"])
         assert res.exit_code == 0, (path, res.output)
@@ -32,10 +35,12 @@ def test_version():
 
 
 def test_unreachable_database_is_one_line(tmp_path):
-    import subprocess, sys, os
+    import os
+    import subprocess
+    import sys
 
     env = {**os.environ, "NEO4J_URI": "bolt://127.0.0.1:1"}
-    res = subprocess.run([sys.executable, "-m", "stcg.cli", "init-db"], capture_output=True, text=True, env=env)
+    res = subprocess.run([sys.executable, "-m", "stcg_cli.main", "init-db"], capture_output=True, text=True, env=env)
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [
         "error: Neo4j is not reachable at bolt://127.0.0.1:1 (ServiceUnavailable); start it with `stcg neo4j start` "

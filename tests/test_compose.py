@@ -1,4 +1,5 @@
 """docker-compose.yml: validated by docker compose when present, and checked for what users rely on."""
+
 from __future__ import annotations
 
 import shutil
@@ -19,7 +20,14 @@ def _compose_cmd() -> list[str]:
 
 
 def test_compose_file_validates_with_compose():
-    cmd = _compose_cmd() + ["-f", str(ROOT / "docker-compose.yml"), "--env-file", str(ROOT / ".env.example"), "config", "-q"]
+    cmd = _compose_cmd() + [
+        "-f",
+        str(ROOT / "docker-compose.yml"),
+        "--env-file",
+        str(ROOT / ".env.example"),
+        "config",
+        "-q",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
 

@@ -1,4 +1,5 @@
 """`stcg demo` end to end on a few examples: ingest with the shipped demo model, every template, the report."""
+
 from __future__ import annotations
 
 import os
@@ -13,16 +14,34 @@ from stcg_model.loading import default_model, model_fingerprint
 def test_demo_runs_end_to_end(tmp_path, driver):
     out = tmp_path / "demo"
     try:
-        res = subprocess.run([sys.executable, "-m", "stcg.cli", "demo", "--examples", "6", "--out", str(out),
-                              "--no-server", "--batch-size", "3"], capture_output=True, text=True,
-                             env={**os.environ}, timeout=600)
+        res = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "stcg_cli.main",
+                "demo",
+                "--examples",
+                "6",
+                "--out",
+                str(out),
+                "--no-server",
+                "--batch-size",
+                "3",
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ},
+            timeout=600,
+        )
         assert res.returncode == 0, res.stderr[-3000:]
         assert "6 written, 0 failed" in res.stdout
         assert (out / "report.html").stat().st_size > 1_000_000  # plotly embedded
         assert {p.stem for p in (out / "queries").glob("*.csv")} == set(template_names())
         assert "first query" in res.stdout and "report" in res.stdout
         fingerprint = model_fingerprint(default_model())
-        assert f"run_id=demo-easy-vqa-6-{fingerprint[:8]}-r{RESULTS_VERSION}" in res.stdout  # a retrained model gets its own run
+        assert (
+            f"run_id=demo-easy-vqa-6-{fingerprint[:8]}-r{RESULTS_VERSION}" in res.stdout
+        )  # a retrained model gets its own run
     finally:
         with driver.session() as s:
             s.run("MATCH (n) WHERE n.run_id STARTS WITH 'demo-easy-vqa-6-' DETACH DELETE n").consume()

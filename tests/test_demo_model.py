@@ -1,10 +1,11 @@
 """The embedded demo model: shipped checkpoint quality, tokenizer coverage, and train-demo itself."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ingest.datasets import easy_vqa_vocabulary, load_easy_vqa
+from stcg.datasets import easy_vqa_vocabulary, load_easy_vqa
 from stcg_model.loading import DEMO_MODEL_DIR, default_model, load_model
 from stcg_model.text import normalize_answer
 from stcg_model.tokenizer import split_words
@@ -52,11 +53,15 @@ def test_tokenizer_round_trips_every_easy_vqa_word(demo):
 def test_train_demo_runs_and_its_loss_decreases(tmp_path):
     from stcg_model.training import DemoConfig, train_demo
 
-    cfg = DemoConfig(vision_steps=120, vision_lr=2e-3, steps=60, batch_size=32, warmup=5, hidden=64, layers=1, qformer_layers=1)
+    cfg = DemoConfig(
+        vision_steps=120, vision_lr=2e-3, steps=60, batch_size=32, warmup=5, hidden=64, layers=1, qformer_layers=1
+    )
     rec = train_demo(tmp_path / "ckpt", cfg, limit=600, progress=False, log=lambda s: None)
     losses = [h["loss"] for h in rec["history"]]
     assert np.mean(losses[-2:]) < 0.5 * np.mean(losses[:2])
-    assert set(rec["vision_stage"]) == {"shape", "colour"} and rec["vision_stage"]["colour"] > 0.2  # stage 1 learnt (chance: 1/8)
+    assert (
+        set(rec["vision_stage"]) == {"shape", "colour"} and rec["vision_stage"]["colour"] > 0.2
+    )  # stage 1 learnt (chance: 1/8)
     lm = load_model(str(tmp_path / "ckpt"), device="cpu")
     assert lm.model.config.num_query_tokens == 8
 
@@ -71,7 +76,12 @@ def test_shared_image_forward_equals_the_model_forward():
     lm = tiny_blip2("t5", seed=2)
     model, tok = lm.model, lm.processor.tokenizer
     img_id = model.config.image_token_id
-    qs = ["what color is the shape ?", "is there a red circle ?", "what shape is in the image ?", "is the triangle blue ?"]
+    qs = [
+        "what color is the shape ?",
+        "is there a red circle ?",
+        "what shape is in the image ?",
+        "is the triangle blue ?",
+    ]
     enc = tok(qs, padding=True, return_tensors="pt")
     ids = torch.cat([torch.full((4, model.config.num_query_tokens), img_id), enc["input_ids"]], 1)
     am = torch.cat([torch.ones((4, model.config.num_query_tokens), dtype=torch.long), enc["attention_mask"]], 1)
@@ -122,18 +132,24 @@ def test_deletion_curve_equals_an_independent_teacher_forced_forward(demo):
     ids = torch.tensor([[engine.image_token_id] * engine.Q + prep.token_ids])
     proc = demo.processor.image_processor
     with torch.no_grad():
-        gen = demo.model.generate(pixel_values=proc(images=[image], return_tensors="pt")["pixel_values"], input_ids=ids,
-                                  max_new_tokens=engine.max_new_tokens, do_sample=False)
+        gen = demo.model.generate(
+            pixel_values=proc(images=[image], return_tensors="pt")["pixel_values"],
+            input_ids=ids,
+            max_new_tokens=engine.max_new_tokens,
+            do_sample=False,
+        )
     y = engine._trim_answer(gen[0, 1:].tolist())
     P = prep.grid.num_regions
     order = np.lexsort((np.arange(P), -g.attribution))
     grey = np.round(np.asarray(engine.fill) * 255).astype(np.uint8)
     for s in (1, steps // 2, steps):
         img = np.array(image)
-        img[prep.grid.pixel_mask(order[:int(round(s * P / steps))])] = grey
+        img[prep.grid.pixel_mask(order[: int(round(s * P / steps))])] = grey
         pv = proc(images=[Image.fromarray(img)], return_tensors="pt")["pixel_values"]
         with torch.no_grad():
-            logits = demo.model(pixel_values=pv, input_ids=ids, decoder_input_ids=torch.tensor([[engine.start_id] + y[:-1]])).logits
+            logits = demo.model(
+                pixel_values=pv, input_ids=ids, decoder_input_ids=torch.tensor([[engine.start_id] + y[:-1]])
+            ).logits
         logp = float(logits[0].float().log_softmax(-1)[torch.arange(len(y)), torch.tensor(y)].sum())
         assert np.log(g.deletion_curve[s]) == pytest.approx(logp, abs=1e-3)  # in logs: p falls by many orders
     assert g.deletion_curve[1] < 0.5 * g.p_clean, "the demo model should react to greying its top regions"

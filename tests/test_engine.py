@@ -1,5 +1,6 @@
 """The STCG engine on tiny random BLIP-2 models (real transformers classes; capture attention, with
 references computed by the whole model in plain eager attention)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +14,12 @@ from stcg_model.graph import STCGraph, graphs_equal
 from stcg_model.loading import use_capture_attention
 from stcg_model.tiny import tiny_blip2
 
-QUESTIONS = ["What color is the shape?", "Is there a red circle?", "what shape is in the image?", "is the triangle blue?"]
+QUESTIONS = [
+    "What color is the shape?",
+    "Is there a red circle?",
+    "what shape is in the image?",
+    "is the triangle blue?",
+]
 
 
 def _examples(n=4, seed=0):
@@ -21,8 +27,14 @@ def _examples(n=4, seed=0):
     out = []
     for i in range(n):
         h, w = 36 + 5 * i, 48 - 3 * i
-        out.append(VQAInput(f"ex{i}", Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)),
-                            QUESTIONS[i % len(QUESTIONS)], {"question_type": "what color"}))
+        out.append(
+            VQAInput(
+                f"ex{i}",
+                Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)),
+                QUESTIONS[i % len(QUESTIONS)],
+                {"question_type": "what color"},
+            )
+        )
     return out
 
 
@@ -63,8 +75,11 @@ def test_hooks_removed_after_a_forward_that_raises(lm):
         with AttentionCapture(model) as cap:
             assert n_hooks() == before + cap.installed > before
             with cap.recording("qformer.cross"):
-                model(pixel_values=torch.randn(1, 3, 32, 32), input_ids=torch.tensor([[5]]),
-                      decoder_input_ids=torch.tensor([[0]]))
+                model(
+                    pixel_values=torch.randn(1, 3, 32, 32),
+                    input_ids=torch.tensor([[5]]),
+                    decoder_input_ids=torch.tensor([[0]]),
+                )
                 raise RuntimeError("boom")
     assert n_hooks() == before
 
@@ -75,8 +90,10 @@ def test_weights_are_materialised_only_for_modules_being_recorded(lm):
     layers = [layer.crossattention.attention for layer in model.qformer.encoder.layer]
     assert len(layers) >= 2
     seen: list = []
-    handles = [m.register_forward_hook(lambda mod, args, out, i=i: seen.append((i, out[1] is not None)))
-               for i, m in enumerate(layers)]
+    handles = [
+        m.register_forward_hook(lambda mod, args, out, i=i: seen.append((i, out[1] is not None)))
+        for i, m in enumerate(layers)
+    ]
 
     def qformer_pass():
         seen.clear()
@@ -85,14 +102,14 @@ def test_weights_are_materialised_only_for_modules_being_recorded(lm):
         return dict(seen)
 
     try:
-        assert qformer_pass() == {i: False for i in range(len(layers))}          # no capture: SDPA
+        assert qformer_pass() == {i: False for i in range(len(layers))}  # no capture: SDPA
         with AttentionCapture(model, "last") as cap:
-            assert qformer_pass() == {i: False for i in range(len(layers))}      # installed, not recording
+            assert qformer_pass() == {i: False for i in range(len(layers))}  # installed, not recording
             with cap.recording("qformer.cross"):
                 got = qformer_pass()
             assert got == {i: i == len(layers) - 1 for i in range(len(layers))}  # only the selected layer
             assert cap.pop("qformer.cross").shape[0] == 2
-        assert qformer_pass() == {i: False for i in range(len(layers))}          # back to SDPA after exit
+        assert qformer_pass() == {i: False for i in range(len(layers))}  # back to SDPA after exit
     finally:
         for h in handles:
             h.remove()
@@ -117,8 +134,13 @@ def test_captured_lm_attention_equals_output_attentions(lm, engine):
     lm.model.qformer.config.output_attentions = True
     try:
         with torch.no_grad():
-            out = lm.model(pixel_values=pv, input_ids=ids, attention_mask=am,
-                           decoder_input_ids=torch.tensor([[0, 5, 7]]), output_attentions=True)
+            out = lm.model(
+                pixel_values=pv,
+                input_ids=ids,
+                attention_mask=am,
+                decoder_input_ids=torch.tensor([[0, 5, 7]]),
+                output_attentions=True,
+            )
     finally:
         lm.model.qformer.config.output_attentions = False
         use_capture_attention(lm.model)
@@ -134,14 +156,14 @@ def test_W_equals_independent_einsum(graphs, engine):
     g = graphs[1]
     Q = engine.Q
     n = len(g.tokens)
-    Erows = g.E[Q:Q + n, :Q]
+    Erows = g.E[Q : Q + n, :Q]
     a = Erows / Erows.sum(1, keepdims=True)
     W = np.einsum("ik,kp->ip", a, g.C)
     np.testing.assert_allclose(g.W, W, atol=1e-6)
     Drows = g.D[:, :Q]
     S = np.einsum("tk,kp->tp", Drows / Drows.sum(1, keepdims=True), g.C)
     np.testing.assert_allclose(g.S, S, atol=1e-6)
-    np.testing.assert_allclose(g.step_token, g.D[:, Q:Q + n], atol=1e-7)
+    np.testing.assert_allclose(g.step_token, g.D[:, Q : Q + n], atol=1e-7)
 
 
 def test_teacher_forced_probability_equals_generate(lm, engine, graphs):
@@ -149,8 +171,15 @@ def test_teacher_forced_probability_equals_generate(lm, engine, graphs):
     ex = engine._prepare(_examples(1)[0])
     ids, am = engine._encoder_inputs([(ex, ex.pixels)])
     pv = engine._pixel_values([ex.pixels])
-    gen = lm.model.generate(pixel_values=pv, input_ids=ids, attention_mask=am, max_new_tokens=engine.max_new_tokens,
-                            do_sample=False, return_dict_in_generate=True, output_scores=True)
+    gen = lm.model.generate(
+        pixel_values=pv,
+        input_ids=ids,
+        attention_mask=am,
+        max_new_tokens=engine.max_new_tokens,
+        do_sample=False,
+        return_dict_in_generate=True,
+        output_scores=True,
+    )
     steps = torch.stack([s.float().log_softmax(-1) for s in gen.scores], 1)[0]
     seq = gen.sequences[0, 1:]
     n = len(g.answer_tokens)
@@ -231,21 +260,34 @@ def test_opt_engine_matches_output_attentions_and_generate(opt_engine):
     L = eng.Q + len(ex.token_ids)
     # greedy answer and its step probabilities equal BLIP-2's own generate (3 <= steps <= max_new_tokens)
     ids = torch.tensor([[eng.image_token_id] * eng.Q + ex.token_ids])
-    gen = eng.model.generate(pixel_values=eng._pixel_values([ex.pixels]), input_ids=ids, max_new_tokens=eng.max_new_tokens,
-                             min_new_tokens=3, do_sample=False, return_dict_in_generate=True, output_logits=True)
-    new = gen.sequences[0, ids.shape[1]:].tolist()
+    gen = eng.model.generate(
+        pixel_values=eng._pixel_values([ex.pixels]),
+        input_ids=ids,
+        max_new_tokens=eng.max_new_tokens,
+        min_new_tokens=3,
+        do_sample=False,
+        return_dict_in_generate=True,
+        output_logits=True,
+    )
+    new = gen.sequences[0, ids.shape[1] :].tolist()
     answer = eng._trim_answer(new)
     assert len(answer) == len(g.answer_tokens) >= 3
-    steps = torch.stack([s.float().log_softmax(-1) for s in gen.logits], 1)[0]  # raw logits: min_new_tokens only masks </s>
-    np.testing.assert_allclose(g.step_logprob, steps[torch.arange(len(answer)), torch.tensor(answer)].numpy(), atol=1e-5)
+    steps = torch.stack([s.float().log_softmax(-1) for s in gen.logits], 1)[
+        0
+    ]  # raw logits: min_new_tokens only masks </s>
+    np.testing.assert_allclose(
+        g.step_logprob, steps[torch.arange(len(answer)), torch.tensor(answer)].numpy(), atol=1e-5
+    )
     # E and D are slices of the causal self-attention of one forward over [slots | prompt | answer[:-1]]
     att, logp = _opt_reference(eng, ex, answer)
     np.testing.assert_allclose(g.E, att[:L, :L], atol=1e-6)
-    np.testing.assert_allclose(g.D, att[L - 1:L - 1 + len(answer), :L], atol=1e-6)
-    np.testing.assert_allclose(g.step_logprob, logp[torch.arange(L - 1, L - 1 + len(answer)), torch.tensor(answer)].numpy(), atol=1e-5)
+    np.testing.assert_allclose(g.D, att[L - 1 : L - 1 + len(answer), :L], atol=1e-6)
+    np.testing.assert_allclose(
+        g.step_logprob, logp[torch.arange(L - 1, L - 1 + len(answer)), torch.tensor(answer)].numpy(), atol=1e-5
+    )
     # W and S from them, as for T5
     Q, n = eng.Q, len(g.tokens)
-    a = g.E[Q:Q + n, :Q] / g.E[Q:Q + n, :Q].sum(1, keepdims=True)
+    a = g.E[Q : Q + n, :Q] / g.E[Q : Q + n, :Q].sum(1, keepdims=True)
     np.testing.assert_allclose(g.W, a @ g.C, atol=1e-6)
     b = g.D[:, :Q] / g.D[:, :Q].sum(1, keepdims=True)
     np.testing.assert_allclose(g.S, b @ g.C, atol=1e-6)
@@ -279,7 +321,9 @@ def test_prompt_template_words_are_context_not_tokens():
 
 def test_fast_pixel_path_equals_the_processor(lm):
     """The engine's batched BLIP preprocessing gives the processor's own tensors (resize included)."""
-    from stcg_model.engine import FastBlipPixels, to_image, to_uint8
+    from stcg.images import quantise as to_uint8
+    from stcg.images import to_image
+    from stcg_model.engine import FastBlipPixels
 
     proc = lm.processor.image_processor
     fast = FastBlipPixels.for_processor(proc)
@@ -324,8 +368,7 @@ def test_decoding_reuses_the_greedy_pass_and_equals_generate_plus_teacher_forcin
     for r, (ex, _) in enumerate(host.rows):
         L = engine.Q + len(ex.token_ids)
         np.testing.assert_allclose(res.step_logprob[r], lp[r], atol=1e-5)
-        np.testing.assert_allclose(res.D[r], D[r, :len(targets[r]), :L], atol=1e-6)
-
+        np.testing.assert_allclose(res.D[r], D[r, : len(targets[r]), :L], atol=1e-6)
 
 
 def test_forced_answer_length_leaves_the_step_probabilities_raw():
@@ -349,6 +392,7 @@ def test_eager_mask_for_an_unmasked_causal_module_matches_sdpa(q, k):
     """No mask on a causal module: the eager branch's mask reproduces SDPA's is_causal result,
     including its top-left alignment when there are more keys than queries (static-cache prefill)."""
     from torch import nn
+
     from stcg_model.capture import _additive_mask
 
     g = torch.Generator().manual_seed(0)
@@ -365,5 +409,6 @@ def test_eager_mask_for_an_unmasked_causal_module_matches_sdpa(q, k):
 
 def test_zero_answer_steps_refused_with_one_line(lm):
     from stcg.errors import StcgError
+
     with pytest.raises(StcgError, match="max_new_tokens must be at least 1"):
         STCGEngine(lm, max_new_tokens=0)

@@ -1,4 +1,5 @@
 """`stcg explain` end to end on a saved tiny checkpoint (loaded through from_pretrained), and its errors."""
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,13 @@ def checkpoint(tiny_checkpoint):
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "stcg.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "stcg_cli.main", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=300,
+    )
 
 
 def test_loaded_checkpoint_has_capture_attention_and_equals_saved(checkpoint):
@@ -44,8 +50,19 @@ def test_explain_writes_pictures_and_graph(checkpoint, tmp_path):
     img = tmp_path / "shapes.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (50, 70, 3), dtype=np.uint8)).save(img)
     out = tmp_path / "out"
-    res = run("explain", "--image", str(img), "--question", "What color is the shape?", "--model", str(checkpoint),
-              "--out", str(out), "--deletion-steps", "2")
+    res = run(
+        "explain",
+        "--image",
+        str(img),
+        "--question",
+        "What color is the shape?",
+        "--model",
+        str(checkpoint),
+        "--out",
+        str(out),
+        "--deletion-steps",
+        "2",
+    )
     assert res.returncode == 0, res.stderr
     assert "answer:" in res.stdout and "gaussian_noise" in res.stdout and "color" in res.stdout
     g = STCGraph.load(out / "graph.safetensors")
@@ -63,8 +80,21 @@ def test_explain_runs_an_opt_checkpoint(tmp_path):
     lm.processor.save_pretrained(ckpt)
     img = tmp_path / "i.png"
     Image.fromarray(np.random.default_rng(2).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(img)
-    res = run("explain", "--image", str(img), "--question", "is there a red circle?", "--model", str(ckpt),
-              "--out", str(tmp_path / "out"), "--deletion-steps", "0", "--perturbations", "center_mask,color_shift")
+    res = run(
+        "explain",
+        "--image",
+        str(img),
+        "--question",
+        "is there a red circle?",
+        "--model",
+        str(ckpt),
+        "--out",
+        str(tmp_path / "out"),
+        "--deletion-steps",
+        "0",
+        "--perturbations",
+        "center_mask,color_shift",
+    )
     assert res.returncode == 0, res.stderr
     g = STCGraph.load(tmp_path / "out" / "graph.safetensors")
     assert g.params["language_model"] == "decoder-only" and g.params["prompt"] == "Question: {question} Answer:"
@@ -72,17 +102,23 @@ def test_explain_runs_an_opt_checkpoint(tmp_path):
     np.testing.assert_allclose(g.W.sum(1), 1.0, atol=1e-5)
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--image", "/nonexistent.png", "--question", "q"], "error: image not found: /nonexistent.png"),
-    (["--question", "q", "--model", "/no/such/model"], "error: model folder not found: /no/such/model"),
-    (["--question", "q", "--perturbations", "blurr"], "error: unknown perturbation 'blurr'"),
-    (["--question", "q", "--dtype", "float16"], "error: float16 is refused for T5"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--image", "/nonexistent.png", "--question", "q"], "error: image not found: /nonexistent.png"),
+        (["--question", "q", "--model", "/no/such/model"], "error: model folder not found: /no/such/model"),
+        (["--question", "q", "--perturbations", "blurr"], "error: unknown perturbation 'blurr'"),
+        (["--question", "q", "--dtype", "float16"], "error: float16 is refused for T5"),
+    ],
+)
 def test_explain_bad_input_is_one_line(checkpoint, tmp_path, args, message):
     img = tmp_path / "i.png"
     Image.new("RGB", (20, 20)).save(img)
-    full = ["explain", "--image", str(img), "--model", str(checkpoint)] + args if "--image" not in args else \
-        ["explain", "--model", str(checkpoint)] + args
+    full = (
+        ["explain", "--image", str(img), "--model", str(checkpoint)] + args
+        if "--image" not in args
+        else ["explain", "--model", str(checkpoint)] + args
+    )
     if "--model" in args:
         full = ["explain", "--image", str(img)] + args
     res = run(*full)

@@ -1,4 +1,5 @@
 """Ingestion into the real Neo4j: graph contents, idempotence, resume after SIGKILL, bad input, bad arguments."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,17 @@ def vqa_folder(tmp_path):
 
 
 def _cfg(vqa_folder, ckpt, run_id, tmp_path, **kw):
-    base = dict(dataset=f"vqa-v2:{vqa_folder}", split="val2014", model=ckpt, device="cpu", run_name=run_id,
-                store=str(tmp_path / "store"), batch_size=3, deletion_steps=2, top_k=3)
+    base = dict(
+        dataset=f"vqa-v2:{vqa_folder}",
+        split="val2014",
+        model=ckpt,
+        device="cpu",
+        run_name=run_id,
+        store=str(tmp_path / "store"),
+        batch_size=3,
+        deletion_steps=2,
+        top_k=3,
+    )
     base.update(kw)
     return IngestConfig(**base)
 
@@ -35,7 +45,9 @@ def _counts(driver, run_id):
         checksum = s.run(
             "MATCH (n {run_id: $r}) WITH n ORDER BY n.uid "
             "OPTIONAL MATCH (n)-[x]->(m) WITH n, x, m ORDER BY n.uid, type(x), m.uid, x.perturbation "
-            "RETURN collect([n.uid, type(x), m.uid, x.weight, x.dW, x.js, n.p_clean, n.dp]) AS rows", r=run_id).single()["rows"]
+            "RETURN collect([n.uid, type(x), m.uid, x.weight, x.dW, x.js, n.p_clean, n.dp]) AS rows",
+            r=run_id,
+        ).single()["rows"]
     return {r["l"]: r["c"] for r in nodes}, {r["t"]: r["c"] for r in rels}, json.dumps(checksum, default=str)
 
 
@@ -46,20 +58,28 @@ def test_ingest_writes_the_stcg_and_rerun_duplicates_nothing(driver, run_id, vqa
     assert nodes["Example"] == 8 and nodes["Run"] == 1 and nodes["Perturbation"] == 8 * 6
     assert 8 * 3 <= nodes["Region"] <= 8 * 16  # the regions some link touches (16 per example at most)
     with driver.session() as s:
-        unlinked = s.run("MATCH (g:Region {run_id: $r}) WHERE NOT EXISTS { (g)<-[:ATTENDS|DW|MOVES]-() } "
-                         "RETURN count(g) AS c", r=run_id).single()["c"]
+        unlinked = s.run(
+            "MATCH (g:Region {run_id: $r}) WHERE NOT EXISTS { (g)<-[:ATTENDS|DW|MOVES]-() } RETURN count(g) AS c",
+            r=run_id,
+        ).single()["c"]
         assert unlinked == 0
-        ex = s.run("MATCH (r:Run {uid: $r})-[:HAS_EXAMPLE]->(e:Example) WHERE e.complete RETURN e ORDER BY e.example_id LIMIT 1",
-                   r=run_id).single()["e"]
+        ex = s.run(
+            "MATCH (r:Run {uid: $r})-[:HAS_EXAMPLE]->(e:Example) WHERE e.complete RETURN e ORDER BY e.example_id LIMIT 1",
+            r=run_id,
+        ).single()["e"]
         n_tok = s.run("MATCH (:Example {uid: $u})-[:HAS_TOKEN]->(t) RETURN count(t) AS c", u=ex["uid"]).single()["c"]
-        att = s.run("MATCH (:Example {uid: $u})-[:HAS_TOKEN]->(t)-[a:ATTENDS]->(r:Region) RETURN t.index AS i, r.index AS p, "
-                    "a.weight AS w, a.rank AS rank ORDER BY i, rank", u=ex["uid"]).data()
+        att = s.run(
+            "MATCH (:Example {uid: $u})-[:HAS_TOKEN]->(t)-[a:ATTENDS]->(r:Region) RETURN t.index AS i, r.index AS p, "
+            "a.weight AS w, a.rank AS rank ORDER BY i, rank",
+            u=ex["uid"],
+        ).data()
     assert ex["question_type"] in ("what color is the", "is there a", "what is") and ex["gt_answer"]
     assert len(att) == 3 * n_tok and [a["rank"] for a in att[:3]] == [1, 2, 3]
     # the stored arrays agree with the graph
-    from ingest.store import FileStore
+    from stcg.filestore import FileStore
+    from stcg_model.graph import STCGraph
 
-    g = FileStore(tmp_path / "store", run_id).load(ex["store_shard"], ex["store_key"])
+    g = STCGraph.from_parts(*FileStore.open(tmp_path / "store", run_id).read(ex["store_shard"], ex["store_key"]))
     top = np.argsort(-g.W[0], kind="stable")[:3]
     assert [a["p"] for a in att[:3]] == list(top)
     assert att[0]["w"] == pytest.approx(float(g.W[0, top[0]]), rel=1e-6)
@@ -70,9 +90,16 @@ def test_ingest_writes_the_stcg_and_rerun_duplicates_nothing(driver, run_id, vqa
 
 
 def test_bad_examples_are_recorded_and_the_run_continues(driver, run_id, tmp_path, tiny_checkpoint):
-    folder = make_vqa_v2_folder(tmp_path / "bad", n_images=9, questions_per_image=1, bad_images=True,
-                                questions=["", "x" * 2000, "what ünïcödé 色 is it?", "what'}) MATCH (n) DETACH DELETE n //"])
-    summary = run_ingest(_cfg(folder, tiny_checkpoint, run_id, tmp_path, deletion_steps=0), progress=False, log=lambda s: None)
+    folder = make_vqa_v2_folder(
+        tmp_path / "bad",
+        n_images=9,
+        questions_per_image=1,
+        bad_images=True,
+        questions=["", "x" * 2000, "what ünïcödé 色 is it?", "what'}) MATCH (n) DETACH DELETE n //"],
+    )
+    summary = run_ingest(
+        _cfg(folder, tiny_checkpoint, run_id, tmp_path, deletion_steps=0), progress=False, log=lambda s: None
+    )
     failures = [json.loads(line) for line in (tmp_path / "store" / run_id / "failures.jsonl").read_text().splitlines()]
     reasons = {f["example_id"].split(":")[-1]: f["reason"] for f in failures}
     # missing file, truncated file, non-image file, empty question
@@ -83,8 +110,10 @@ def test_bad_examples_are_recorded_and_the_run_continues(driver, run_id, tmp_pat
     assert summary.written == summary.examples - 4
     with driver.session() as s:
         failed = s.run("MATCH (e:Example {run_id: $r}) WHERE e.failed RETURN count(e) AS c", r=run_id).single()["c"]
-        complete = s.run("MATCH (e:Example {run_id: $r}) WHERE e.complete RETURN e.width AS w, e.height AS h, e.question AS q",
-                         r=run_id).data()
+        complete = s.run(
+            "MATCH (e:Example {run_id: $r}) WHERE e.complete RETURN e.width AS w, e.height AS h, e.question AS q",
+            r=run_id,
+        ).data()
         alive = s.run("MATCH (n) RETURN count(n) AS c").single()["c"]
     assert failed == 4 and len(complete) == summary.examples - 4 and alive > 0
     sizes = {(c["w"], c["h"]) for c in complete}
@@ -92,14 +121,17 @@ def test_bad_examples_are_recorded_and_the_run_continues(driver, run_id, tmp_pat
     assert any(c["q"].startswith("what'})") for c in complete)  # Cypher text stored as data
 
 
-@pytest.mark.parametrize("kw,message", [
-    (dict(dataset="nope"), "unknown dataset 'nope'"),
-    (dict(dataset="vqa-v2:/does/not/exist"), "VQA-v2 folder not found"),
-    (dict(perturbations="center_mask,blurr"), "unknown perturbation 'blurr'"),
-    (dict(shard="3/2"), "invalid --shard '3/2'"),
-    (dict(shard="a/b"), "invalid --shard 'a/b'"),
-    (dict(prompt="Question: Answer:"), "the prompt must contain {question} exactly once"),
-])
+@pytest.mark.parametrize(
+    "kw,message",
+    [
+        (dict(dataset="nope"), "unknown dataset 'nope'"),
+        (dict(dataset="vqa-v2:/does/not/exist"), "VQA-v2 folder not found"),
+        (dict(perturbations="center_mask,blurr"), "unknown perturbation 'blurr'"),
+        (dict(shard="3/2"), "invalid --shard '3/2'"),
+        (dict(shard="a/b"), "invalid --shard 'a/b'"),
+        (dict(prompt="Question: Answer:"), "the prompt must contain {question} exactly once"),
+    ],
+)
 def test_bad_arguments_fail_before_work(kw, message, tmp_path, vqa_folder, tiny_checkpoint):
     with pytest.raises(StcgError, match=message.replace("(", r"\(").replace("[", r"\[")):
         run_ingest(_cfg(vqa_folder, tiny_checkpoint, "never", tmp_path, **kw), progress=False, log=lambda s: None)
@@ -107,7 +139,7 @@ def test_bad_arguments_fail_before_work(kw, message, tmp_path, vqa_folder, tiny_
 
 
 def test_shards_split_without_overlap(vqa_folder):
-    from ingest.datasets import open_dataset
+    from stcg.datasets import open_dataset
 
     full = [e.example_id for e in open_dataset(f"vqa-v2:{vqa_folder}")]
     parts = [[e.example_id for e in open_dataset(f"vqa-v2:{vqa_folder}", shard=f"{i}/3")] for i in range(3)]
@@ -116,29 +148,73 @@ def test_shards_split_without_overlap(vqa_folder):
 
 def test_neo4j_down_at_start_is_one_line(tmp_path, vqa_folder, tiny_checkpoint):
     env = {**os.environ, "NEO4J_URI": "bolt://127.0.0.1:1"}
-    res = subprocess.run([sys.executable, "-m", "stcg.cli", "ingest", "--dataset", f"vqa-v2:{vqa_folder}", "--model",
-                          tiny_checkpoint, "--store", str(tmp_path / "s"), "--quiet"], capture_output=True, text=True, env=env)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stcg_cli.main",
+            "ingest",
+            "--dataset",
+            f"vqa-v2:{vqa_folder}",
+            "--model",
+            tiny_checkpoint,
+            "--store",
+            str(tmp_path / "s"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [
         "error: Neo4j is not reachable at bolt://127.0.0.1:1 (ServiceUnavailable); start it with `stcg neo4j start` "
-        "or point NEO4J_URI at a running server"]
+        "or point NEO4J_URI at a running server"
+    ]
 
 
 def test_resume_after_sigkill_equals_uninterrupted_run(driver, run_id, tmp_path, tiny_checkpoint):
     folder = make_vqa_v2_folder(tmp_path / "big", n_images=12, questions_per_image=3)
     ref_id = run_id + "-ref"
     try:
-        run_ingest(_cfg(folder, tiny_checkpoint, ref_id, tmp_path, batch_size=2, deletion_steps=0), progress=False,
-                   log=lambda s: None)
+        run_ingest(
+            _cfg(folder, tiny_checkpoint, ref_id, tmp_path, batch_size=2, deletion_steps=0),
+            progress=False,
+            log=lambda s: None,
+        )
         reference = _counts(driver, ref_id)
-        cmd = [sys.executable, "-m", "stcg.cli", "ingest", "--dataset", f"vqa-v2:{folder}", "--split", "val2014",
-               "--model", tiny_checkpoint, "--device", "cpu", "--run-name", run_id, "--store", str(tmp_path / "store"),
-               "--batch-size", "2", "--deletion-steps", "0", "--top-k", "3", "--quiet"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "stcg_cli.main",
+            "ingest",
+            "--dataset",
+            f"vqa-v2:{folder}",
+            "--split",
+            "val2014",
+            "--model",
+            tiny_checkpoint,
+            "--device",
+            "cpu",
+            "--run-name",
+            run_id,
+            "--store",
+            str(tmp_path / "store"),
+            "--batch-size",
+            "2",
+            "--deletion-steps",
+            "0",
+            "--top-k",
+            "3",
+            "--quiet",
+        ]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.time() + 120
         while time.time() < deadline:  # kill once some, but not all, examples are complete
             with driver.session() as s:
-                n = s.run("MATCH (e:Example {run_id: $r}) WHERE e.complete RETURN count(e) AS c", r=run_id).single()["c"]
+                n = s.run("MATCH (e:Example {run_id: $r}) WHERE e.complete RETURN count(e) AS c", r=run_id).single()[
+                    "c"
+                ]
             if n >= 4:
                 break
             time.sleep(0.05)

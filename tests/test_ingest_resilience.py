@@ -1,4 +1,5 @@
 """Neo4j restarted in the middle of a run (a second real server), and VQA-v2 from a HF datasets copy."""
+
 from __future__ import annotations
 
 import os
@@ -23,15 +24,39 @@ def _free_port():
 
 
 def test_neo4j_restart_mid_run_loses_nothing(tmp_path, tiny_checkpoint):
-    server = LocalNeo4j(home=tmp_path / "neo4j", bolt_port=_free_port(), http_port=_free_port(), password=PASSWORD,
-                        heap="384m", pagecache="64m")
+    server = LocalNeo4j(
+        home=tmp_path / "neo4j",
+        bolt_port=_free_port(),
+        http_port=_free_port(),
+        password=PASSWORD,
+        heap="384m",
+        pagecache="64m",
+    )
     server.start(log=lambda s: None)
     try:
         folder = make_vqa_v2_folder(tmp_path / "vqa", n_images=20, questions_per_image=2)
         env = {**os.environ, "NEO4J_URI": server.bolt_uri, "NEO4J_PASSWORD": PASSWORD}
-        cmd = [sys.executable, "-m", "stcg.cli", "ingest", "--dataset", f"vqa-v2:{folder}", "--model", tiny_checkpoint,
-               "--device", "cpu", "--run-name", "restart", "--store", str(tmp_path / "store"), "--batch-size", "1",
-               "--deletion-steps", "0", "--quiet"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "stcg_cli.main",
+            "ingest",
+            "--dataset",
+            f"vqa-v2:{folder}",
+            "--model",
+            tiny_checkpoint,
+            "--device",
+            "cpu",
+            "--run-name",
+            "restart",
+            "--store",
+            str(tmp_path / "store"),
+            "--batch-size",
+            "1",
+            "--deletion-steps",
+            "0",
+            "--quiet",
+        ]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         with GraphDatabase.driver(server.bolt_uri, auth=("neo4j", PASSWORD)) as d:
             deadline = time.time() + 120
@@ -52,9 +77,11 @@ def test_neo4j_restart_mid_run_loses_nothing(tmp_path, tiny_checkpoint):
         with GraphDatabase.driver(server.bolt_uri, auth=("neo4j", PASSWORD)) as d:
             rec = d.execute_query(
                 "MATCH (e:Example {run_id: 'restart'}) RETURN count(e) AS n, count(DISTINCT e.uid) AS u, "
-                "sum(CASE WHEN e.complete THEN 1 ELSE 0 END) AS c").records[0]
-            tokens = d.execute_query("MATCH (:Example {run_id: 'restart'})-[h:HAS_TOKEN]->(t) "
-                                     "RETURN count(h) AS h, count(DISTINCT t) AS t").records[0]
+                "sum(CASE WHEN e.complete THEN 1 ELSE 0 END) AS c"
+            ).records[0]
+            tokens = d.execute_query(
+                "MATCH (:Example {run_id: 'restart'})-[h:HAS_TOKEN]->(t) RETURN count(h) AS h, count(DISTINCT t) AS t"
+            ).records[0]
         assert rec["n"] == rec["u"] == rec["c"] == 40
         assert tokens["h"] == tokens["t"]  # no duplicated links
     finally:
@@ -62,16 +89,28 @@ def test_neo4j_restart_mid_run_loses_nothing(tmp_path, tiny_checkpoint):
 
 
 def test_hf_datasets_copy(tmp_path, tiny_checkpoint, driver, run_id):
-    from ingest.datasets import open_dataset
     from ingest.pipeline import IngestConfig, run_ingest
+    from stcg.datasets import open_dataset
 
     path = make_hf_copy(tmp_path / "hf", n=6)
     exs = open_dataset(f"hf:{path}", split="validation")
     assert len(exs) == 6 and exs[0].question == "what color is the shape?" and len(exs[0].answers) == 10
-    assert exs[0].answer == "red" and exs[0].question_type == "what color is the" and exs[0].load_image().size == (64, 48)
-    summary = run_ingest(IngestConfig(dataset=f"hf:{path}", split="validation", model=tiny_checkpoint, device="cpu",
-                                      run_name=run_id, store=str(tmp_path / "store"), deletion_steps=0),
-                         progress=False, log=lambda s: None)
+    assert (
+        exs[0].answer == "red" and exs[0].question_type == "what color is the" and exs[0].load_image().size == (64, 48)
+    )
+    summary = run_ingest(
+        IngestConfig(
+            dataset=f"hf:{path}",
+            split="validation",
+            model=tiny_checkpoint,
+            device="cpu",
+            run_name=run_id,
+            store=str(tmp_path / "store"),
+            deletion_steps=0,
+        ),
+        progress=False,
+        log=lambda s: None,
+    )
     assert summary.written == 6 and summary.failures == 0
     from stcg.errors import StcgError
 

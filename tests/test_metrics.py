@@ -1,4 +1,5 @@
 """Metrics against direct computations on known data."""
+
 import numpy as np
 import pytest
 from scipy import stats

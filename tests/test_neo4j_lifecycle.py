@@ -1,4 +1,5 @@
 """`stcg neo4j start | status | stop` against a second real server on free loopback ports."""
+
 from __future__ import annotations
 
 import os
@@ -20,14 +21,25 @@ def _free_port() -> int:
 
 def stcg(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "NEO4J_PASSWORD": PASSWORD, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "stcg.cli", *args], capture_output=True, text=True,
-                          env=full_env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "stcg_cli.main", *args], capture_output=True, text=True, env=full_env, timeout=timeout
+    )
 
 
 @pytest.fixture
 def server_args(tmp_path):
-    args = ["--home", str(tmp_path / "neo4j"), "--bolt-port", str(_free_port()),
-            "--http-port", str(_free_port()), "--heap", "384m", "--pagecache", "64m"]
+    args = [
+        "--home",
+        str(tmp_path / "neo4j"),
+        "--bolt-port",
+        str(_free_port()),
+        "--http-port",
+        str(_free_port()),
+        "--heap",
+        "384m",
+        "--pagecache",
+        "64m",
+    ]
     yield args
     stcg("neo4j", "stop", *args)  # never leave a server behind, whatever failed
 
@@ -57,6 +69,7 @@ def test_start_status_idempotent_start_stop(server_args):
     assert version.startswith("Neo4j/5.26")
 
     import urllib.request
+
     page = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/browser/", timeout=10).read().decode()
     assert "Neo4j Browser" in page
 
@@ -92,11 +105,18 @@ def test_missing_java_is_one_clear_line(server_args):
 
 
 def test_missing_maven_is_one_clear_line(server_args, tmp_path):
-    java_home = os.path.realpath(subprocess.run(["bash", "-c", "readlink -f $(which java)"], capture_output=True,
-                                                text=True).stdout.strip()).rsplit("/bin/java", 1)[0]
+    java_home = os.path.realpath(
+        subprocess.run(["bash", "-c", "readlink -f $(which java)"], capture_output=True, text=True).stdout.strip()
+    ).rsplit("/bin/java", 1)[0]
     empty_cache = tmp_path / "empty-cache"
-    res = stcg("neo4j", "start", *server_args, "--cache", str(empty_cache),
-               env={"JAVA_HOME": java_home, "PATH": os.path.dirname(sys.executable)})
+    res = stcg(
+        "neo4j",
+        "start",
+        *server_args,
+        "--cache",
+        str(empty_cache),
+        env={"JAVA_HOME": java_home, "PATH": os.path.dirname(sys.executable)},
+    )
     assert res.returncode != 0
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "Maven (mvn) not found" in lines[0]

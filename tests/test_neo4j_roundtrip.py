@@ -1,4 +1,5 @@
 """Schema creation and a write/read round trip through the official driver, on the real server."""
+
 from __future__ import annotations
 
 from ingest.schema import CONSTRAINTS, INDEXES, NODE_LABELS, ensure_schema
@@ -38,7 +39,9 @@ def test_write_read_round_trip_with_hostile_text(driver, neo4j_settings, run_id)
         s.run(
             "UNWIND range(0, size($w) - 1) AS i "
             "CREATE (:Token {uid: $rid + '/t' + i, run_id: $rid, text: $text, weight: $w[i], index: i})",
-            rid=run_id, text=text, w=weights,
+            rid=run_id,
+            text=text,
+            w=weights,
         ).consume()
         got = s.run(
             "MATCH (t:Token {run_id: $rid}) RETURN t.text AS text, t.weight AS w ORDER BY t.index", rid=run_id

@@ -1,4 +1,5 @@
 """Each perturbation does what its name says; regions tile the image; registry and parsing."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -80,10 +81,10 @@ def test_patch_shuffle_is_a_permutation_of_the_tiles_and_seeded():
     img = _image(61, 83)  # not divisible by 4: the border beyond whole tiles stays
     out = _run("patch_shuffle", img, seed=3)
     th, tw = 61 // 4, 83 // 4
-    tiles = lambda x: [x[r * th:(r + 1) * th, c * tw:(c + 1) * tw].tobytes() for r in range(4) for c in range(4)]  # noqa: E731
+    tiles = lambda x: [x[r * th : (r + 1) * th, c * tw : (c + 1) * tw].tobytes() for r in range(4) for c in range(4)]  # noqa: E731
     assert sorted(tiles(out)) == sorted(tiles(img)) and tiles(out) != tiles(img)
-    np.testing.assert_array_equal(out[4 * th:], img[4 * th:])
-    np.testing.assert_array_equal(out[:, 4 * tw:], img[:, 4 * tw:])
+    np.testing.assert_array_equal(out[4 * th :], img[4 * th :])
+    np.testing.assert_array_equal(out[:, 4 * tw :], img[:, 4 * tw :])
     np.testing.assert_array_equal(out, _run("patch_shuffle", img, seed=3))
     assert not np.array_equal(out, _run("patch_shuffle", img, seed=4))
 
@@ -123,8 +124,9 @@ def test_region_boxes_tile_the_image(w, h, g):
 
 def test_region_box_maps_through_processor_resize():
     """A bright block in the original lands in the patches whose boxes hold it after the processor's resize."""
-    from stcg_model.tokenizer import build_word_tokenizer, make_processor
     from PIL import Image
+
+    from stcg_model.tokenizer import build_word_tokenizer, make_processor
 
     proc = make_processor(build_word_tokenizer(["a"]), 32, 4)
     img = np.zeros((60, 100, 3), np.uint8)
@@ -139,7 +141,10 @@ def test_region_box_maps_through_processor_resize():
 def test_top_fraction_and_parse_and_registry():
     assert list(top_fraction(np.array([0.1, 0.5, 0.2, 0.5]), 0.5)) == [1, 3]
     specs = parse_perturbations("center_mask:fraction=0.25,gaussian_noise:sigma=0.2")
-    assert [(s.kind, s.params) for s in specs] == [("center_mask", {"fraction": 0.25}), ("gaussian_noise", {"sigma": 0.2})]
+    assert [(s.kind, s.params) for s in specs] == [
+        ("center_mask", {"fraction": 0.25}),
+        ("gaussian_noise", {"sigma": 0.2}),
+    ]
     assert [s.kind for s in parse_perturbations("all")] == list(REGISTRY)[:6]
     with pytest.raises(StcgError, match="unknown perturbation 'blurr'"):
         parse_perturbations("blurr")
@@ -161,9 +166,19 @@ def test_top_fraction_and_parse_and_registry():
         REGISTRY.pop("invert_test")
 
 
-@pytest.mark.parametrize("kind,kw", [("center_mask", {}), ("peripheral_mask", {"fraction": 0.3}), ("color_shift", {}),
-                                     ("color_shift", {"hue_shift": 0.25}), ("patch_shuffle", {}),
-                                     ("saliency_patch_mask", {}), ("gaussian_noise", {}), ("gaussian_noise", {"sigma": 0.3})])
+@pytest.mark.parametrize(
+    "kind,kw",
+    [
+        ("center_mask", {}),
+        ("peripheral_mask", {"fraction": 0.3}),
+        ("color_shift", {}),
+        ("color_shift", {"hue_shift": 0.25}),
+        ("patch_shuffle", {}),
+        ("saliency_patch_mask", {}),
+        ("gaussian_noise", {}),
+        ("gaussian_noise", {"sigma": 0.3}),
+    ],
+)
 def test_uint8_path_equals_the_float_path_quantised(kind, kw):
     """The engine perturbs 8-bit images; each built-in gives exactly what its float result gives once saved as 8 bits."""
     u8 = np.random.default_rng(5).integers(0, 256, (61, 83, 3), dtype=np.uint8)

@@ -1,4 +1,5 @@
 """Every template against an independent numpy/pandas computation over the same STCGs, on the real Neo4j."""
+
 from __future__ import annotations
 
 import uuid
@@ -45,15 +46,34 @@ def world(driver):
 
 
 def _pairs(graphs):
-    return pd.DataFrame([{"example": g.example_id, "qtype": g.meta["question_type"], "kind": k, "dW": float(g.dW_fro[j]),
-                          "dp": float(g.dp[j]), "changed": bool(g.answer_changed[j])}
-                         for g in graphs for j, k in enumerate(g.perturbations)])
+    return pd.DataFrame(
+        [
+            {
+                "example": g.example_id,
+                "qtype": g.meta["question_type"],
+                "kind": k,
+                "dW": float(g.dW_fro[j]),
+                "dp": float(g.dp[j]),
+                "changed": bool(g.answer_changed[j]),
+            }
+            for g in graphs
+            for j, k in enumerate(g.perturbations)
+        ]
+    )
 
 
 def test_every_template_has_a_header_and_runs(world):
     lib = world["lib"]
-    assert set(template_names()) >= {"perturbation_summary", "token_localisation", "dissociation", "question_type_regions",
-                                     "temporal_drift", "flips", "faithfulness_by_question_type", "example_graph"}
+    assert set(template_names()) >= {
+        "perturbation_summary",
+        "token_localisation",
+        "dissociation",
+        "question_type_regions",
+        "temporal_drift",
+        "flips",
+        "faithfulness_by_question_type",
+        "example_graph",
+    }
     for name in template_names():
         t = load_template(name)
         assert t.question and t.cypher.startswith("// name: " + name)
@@ -65,8 +85,11 @@ def test_every_template_has_a_header_and_runs(world):
 
 def test_perturbation_summary(world):
     got = world["lib"].run("perturbation_summary").set_index("perturbation")  # default: latest complete run = a
-    exp = _pairs(world["ga"]).groupby("kind").agg(examples=("dW", "size"), mean_dW_fro=("dW", "mean"),
-                                                   flip_rate=("changed", "mean"), mean_dp=("dp", "mean"))
+    exp = (
+        _pairs(world["ga"])
+        .groupby("kind")
+        .agg(examples=("dW", "size"), mean_dW_fro=("dW", "mean"), flip_rate=("changed", "mean"), mean_dp=("dp", "mean"))
+    )
     assert set(got.index) == set(exp.index)
     for k in exp.index:
         assert got.loc[k, "examples"] == exp.loc[k, "examples"]
@@ -81,8 +104,14 @@ def test_token_localisation_by_kind_and_word(world):
         for i in range(len(g.tokens)):
             p = g.W[i].astype(np.float64)
             ent = float(-(p[p > 0] * np.log2(p[p > 0])).sum())
-            rows.append({"kind": g.word_kinds[g.token_word[i]], "word": g.words[g.token_word[i]].lower(), "entropy": ent,
-                         "mass": float(np.sort(p)[::-1][:K].sum())})
+            rows.append(
+                {
+                    "kind": g.word_kinds[g.token_word[i]],
+                    "word": g.words[g.token_word[i]].lower(),
+                    "entropy": ent,
+                    "mass": float(np.sort(p)[::-1][:K].sum()),
+                }
+            )
     df = pd.DataFrame(rows)
     got = lib.run("token_localisation", run_id=world["a"], group_by="kind", min_count=1).set_index("group")
     exp = df.groupby("kind").agg(tokens=("entropy", "size"), e=("entropy", "mean"), m=("mass", "mean"))
@@ -142,7 +171,9 @@ def test_flips(world):
 
 
 def test_faithfulness_by_question_type(world):
-    got = world["lib"].run("faithfulness_by_question_type", run_id=world["a"], min_examples=1).set_index("question_type")
+    got = (
+        world["lib"].run("faithfulness_by_question_type", run_id=world["a"], min_examples=1).set_index("question_type")
+    )
     df = _pairs(world["ga"])
     for qt, sub in df.groupby("qtype"):
         r = np.corrcoef(sub["dW"], sub["dp"].abs())[0, 1]
@@ -177,8 +208,15 @@ def test_wrong_answer_regions(world):
     from stcg_model.text import normalize_answer
 
     got = world["lib"].run("wrong_answer_regions", run_id=world["a"], limit=64)
-    rows = [{"rc": (p // g.grid, p % g.grid), "wrong": normalize_answer(g.answer) != normalize_answer(g.meta["gt_answer"]),
-             "a": float(g.attribution[p])} for g in world["ga"] for p in range(g.num_regions)]
+    rows = [
+        {
+            "rc": (p // g.grid, p % g.grid),
+            "wrong": normalize_answer(g.answer) != normalize_answer(g.meta["gt_answer"]),
+            "a": float(g.attribution[p]),
+        }
+        for g in world["ga"]
+        for p in range(g.num_regions)
+    ]
     df = pd.DataFrame(rows)
     wrong, right = df[df.wrong].groupby("rc")["a"].mean(), df[~df.wrong].groupby("rc")["a"].mean()
     excess = (wrong.reindex(right.index).fillna(0) - right).sort_values(ascending=False)
@@ -206,13 +244,32 @@ def test_cli_query_run_formats(world):
     import subprocess
     import sys
 
-    res = subprocess.run([sys.executable, "-m", "stcg.cli", "query", "run", "perturbation_summary", "--param",
-                          f"run_id={world['a']}", "--format", "json"], capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stcg_cli.main",
+            "query",
+            "run",
+            "perturbation_summary",
+            "--param",
+            f"run_id={world['a']}",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
     rows = json.loads(res.stdout)
     assert {r["perturbation"] for r in rows} == set(world["ga"][0].perturbations)
-    bad = subprocess.run([sys.executable, "-m", "stcg.cli", "query", "run", "flips", "--param", "limit=x"],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "stcg_cli.main", "query", "run", "flips", "--param", "limit=x"],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and bad.stderr.strip() == "error: parameter 'limit' must be int, got 'x'"
-    desc = subprocess.run([sys.executable, "-m", "stcg.cli", "query", "describe", "flips"], capture_output=True, text=True)
-    assert ":param perturbation => \"color_shift\"" in desc.stdout and ":param run_id => null" in desc.stdout
+    desc = subprocess.run(
+        [sys.executable, "-m", "stcg_cli.main", "query", "describe", "flips"], capture_output=True, text=True
+    )
+    assert ':param perturbation => "color_shift"' in desc.stdout and ":param run_id => null" in desc.stdout

@@ -1,4 +1,5 @@
 """README's two quick-start commands are the ones CI and the Makefile actually run."""
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """The HTML report of a real ingested run, opened in headless Chromium: plots drawn, no console errors."""
+
 from __future__ import annotations
 
 import re
@@ -44,9 +45,24 @@ def test_report_renders_in_headless_chromium(report_file, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "Debian's chromium is needed (installed by .ci/run)"
     shot = tmp_path / "shot.png"
-    proc = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                           "--window-size=1200,2400", "--virtual-time-budget=10000", "--enable-logging=stderr", "--v=0",
-                           f"--screenshot={shot}", report_file.as_uri()], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1200,2400",
+            "--virtual-time-budget=10000",
+            "--enable-logging=stderr",
+            "--v=0",
+            f"--screenshot={shot}",
+            report_file.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shot.is_file(), proc.stderr[-2000:]
     console = [ln for ln in proc.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
     assert not [ln for ln in console if "rror" in ln or "Uncaught" in ln], console

@@ -20,7 +20,9 @@ def test_vqa_accuracy_min_3():
 
 
 def test_words_and_kinds():
-    words, tw = group_tokens("what color is the cat?", [(0, 4), (5, 8), (8, 10), (11, 13), (14, 17), (18, 21), (21, 22)])
+    words, tw = group_tokens(
+        "what color is the cat?", [(0, 4), (5, 8), (8, 10), (11, 13), (14, 17), (18, 21), (21, 22)]
+    )
     assert words == ["what", "color", "is", "the", "cat", "?"]
     assert tw == [0, 1, 1, 2, 3, 4, 5]
     assert [word_kind(w) for w in words] == ["function", "content", "function", "function", "content", "punct"]

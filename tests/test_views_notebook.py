@@ -1,4 +1,5 @@
 """The view functions against the stored arrays, and the exploration notebook run headless (nbclient)."""
+
 from __future__ import annotations
 
 import os
@@ -7,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ingest_fixture_run
 from queries import views
 from queries.library import QueryLibrary
+from tests.conftest import ingest_fixture_run
 from tests.vqa_fixtures import make_vqa_v2_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,16 +29,18 @@ def ingested(tmp_path_factory, driver, tiny_checkpoint):
 
 
 def test_view_functions_match_the_stored_arrays(ingested):
-    from ingest.store import FileStore
+    from stcg.filestore import FileStore
+    from stcg_model.graph import STCGraph
 
     lib, run_id = ingested["lib"], ingested["run_id"]
     listed = views.list_examples(lib, run_id)
     assert len(listed) == 6
     ex_id = listed.example_id.iloc[1]
     view = views.load_example_view(lib, run_id, ex_id, store=ingested["store"])
-    rec = lib.driver.execute_query("MATCH (e:Example {run_id: $r, example_id: $x}) RETURN e.store_shard AS s, e.store_key AS k",
-                                   r=run_id, x=ex_id).records[0]
-    g = FileStore(ingested["store"], run_id).load(rec["s"], rec["k"])
+    rec = lib.driver.execute_query(
+        "MATCH (e:Example {run_id: $r, example_id: $x}) RETURN e.store_shard AS s, e.store_key AS k", r=run_id, x=ex_id
+    ).records[0]
+    g = STCGraph.from_parts(*FileStore.open(ingested["store"], run_id).read(rec["s"], rec["k"]))
     wi = view.word_index("color") if "color" in [w.lower() for w in g.words] else 1
     rows = [i for i, w in enumerate(g.token_word) if w == wi]
     fig = views.token_figure(view, wi)

@@ -1,4 +1,5 @@
 """The one-statement-per-chunk example writer against the real Neo4j: same graph as flat rows, reruns replace."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,8 +27,11 @@ def _content(driver, run):
         r = {k: (v.replace(run, "RUN") if isinstance(v, str) else v) for k, v in r.items()}
         for k in ("ep", "np"):
             if r[k]:
-                r[k] = {a: (b.replace(run, "RUN") if isinstance(b, str) else b) for a, b in r[k].items()
-                        if a not in ("complete", "completed_at")}  # the completion marker is tested elsewhere
+                r[k] = {
+                    a: (b.replace(run, "RUN") if isinstance(b, str) else b)
+                    for a, b in r[k].items()
+                    if a not in ("complete", "completed_at")
+                }  # the completion marker is tested elsewhere
         out.append(r)
     return out
 
@@ -52,8 +56,18 @@ def test_packed_writer_writes_the_same_graph_as_flat_rows(driver, run_id):
             for label, data in flat.nodes.items():
                 s.run(node_statement(label), rows=data).consume()
             for group, data in flat.rels.items():
-                s.run(rel_statement(group), rows=[{"a": r["a"], "b": r["b"], **({"perturbation": r["perturbation"]} if "perturbation" in r else {}),
-                                                   "props": {k: v for k, v in r.items() if k not in ("a", "b")}} for r in data]).consume()
+                s.run(
+                    rel_statement(group),
+                    rows=[
+                        {
+                            "a": r["a"],
+                            "b": r["b"],
+                            **({"perturbation": r["perturbation"]} if "perturbation" in r else {}),
+                            "props": {k: v for k, v in r.items() if k not in ("a", "b")},
+                        }
+                        for r in data
+                    ],
+                ).consume()
     try:
         a, b = _content(driver, run_id), _content(driver, flat_run)
         assert len(a) == len(b) > 1000 and a == b
@@ -85,6 +99,8 @@ def test_rewriting_an_example_replaces_it(driver, run_id):
     # a changed example (e.g. rerun with another top-k) replaces its old links instead of adding to them
     w.write(graph_rows(graphs[0], run_id, 2))
     with driver.session() as s:
-        ranks = s.run("MATCH (:Example {uid: $u})-[:HAS_TOKEN]->(:Token)-[a:ATTENDS]->() RETURN max(a.rank) AS k, count(a) AS n",
-                      u=f"{run_id}/ex0").single()
+        ranks = s.run(
+            "MATCH (:Example {uid: $u})-[:HAS_TOKEN]->(:Token)-[a:ATTENDS]->() RETURN max(a.rank) AS k, count(a) AS n",
+            u=f"{run_id}/ex0",
+        ).single()
     assert ranks["k"] == 2 and ranks["n"] == 2 * len(graphs[0].tokens)

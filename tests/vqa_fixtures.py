@@ -1,4 +1,5 @@
 """Small datasets in the exact VQA-v2 formats (official JSON + COCO file names, and a HF datasets copy)."""
+
 from __future__ import annotations
 
 import json
@@ -14,19 +15,31 @@ def _shape_image(colour: str, size=(64, 48), seed=0) -> Image.Image:
     rng = np.random.default_rng(seed)
     img = np.full((size[1], size[0], 3), 245, np.uint8)
     x0, y0 = rng.integers(0, size[0] // 2), rng.integers(0, size[1] // 2)
-    img[y0:y0 + size[1] // 2, x0:x0 + size[0] // 2] = COLOURS[colour]
+    img[y0 : y0 + size[1] // 2, x0 : x0 + size[0] // 2] = COLOURS[colour]
     return Image.fromarray(img)
 
 
 def _annotation(qid, image_id, question, answer, qtype, atype):
-    return {"question_id": qid, "image_id": image_id, "question_type": qtype, "answer_type": atype,
-            "multiple_choice_answer": answer,
-            "answers": [{"answer": answer if k < 8 else "other", "answer_confidence": "yes", "answer_id": k + 1}
-                        for k in range(10)]}
+    return {
+        "question_id": qid,
+        "image_id": image_id,
+        "question_type": qtype,
+        "answer_type": atype,
+        "multiple_choice_answer": answer,
+        "answers": [
+            {"answer": answer if k < 8 else "other", "answer_confidence": "yes", "answer_id": k + 1} for k in range(10)
+        ],
+    }
 
 
-def make_vqa_v2_folder(root: Path, n_images: int = 4, questions_per_image: int = 2, split: str = "val2014",
-                       bad_images: bool = False, questions: list[str] | None = None) -> Path:
+def make_vqa_v2_folder(
+    root: Path,
+    n_images: int = 4,
+    questions_per_image: int = 2,
+    split: str = "val2014",
+    bad_images: bool = False,
+    questions: list[str] | None = None,
+) -> Path:
     """``root`` with v2_OpenEnded_mscoco_<split>_questions.json, v2_mscoco_<split>_annotations.json, <split>/COCO_*.jpg.
 
     ``bad_images`` makes the hostile set: a missing file, a truncated JPEG, a text file named .jpg,
@@ -38,9 +51,11 @@ def make_vqa_v2_folder(root: Path, n_images: int = 4, questions_per_image: int =
     img_dir.mkdir(parents=True, exist_ok=True)
     qs, anns = [], []
     names = list(COLOURS)
-    templates = [("what color is the shape?", "what color is the", "other"),
-                 ("is there a shape?", "is there a", "yes/no"),
-                 ("what is in the picture?", "what is", "other")]
+    templates = [
+        ("what color is the shape?", "what color is the", "other"),
+        ("is there a shape?", "is there a", "yes/no"),
+        ("what is in the picture?", "what is", "other"),
+    ]
     qid = 1000
     for i in range(n_images):
         image_id = 100 + i
@@ -78,10 +93,21 @@ def make_vqa_v2_folder(root: Path, n_images: int = 4, questions_per_image: int =
                 qs.append({"question_id": qid, "image_id": image_id, "question": q})
                 anns.append(_annotation(qid, image_id, q, "red", "what color is the", "other"))
                 qid += 1
-    (root / f"v2_OpenEnded_mscoco_{split}_questions.json").write_text(json.dumps(
-        {"info": {}, "task_type": "Open-Ended", "data_type": "mscoco", "license": {}, "data_subtype": split, "questions": qs}))
-    (root / f"v2_mscoco_{split}_annotations.json").write_text(json.dumps(
-        {"info": {}, "license": {}, "data_subtype": split, "annotations": anns}))
+    (root / f"v2_OpenEnded_mscoco_{split}_questions.json").write_text(
+        json.dumps(
+            {
+                "info": {},
+                "task_type": "Open-Ended",
+                "data_type": "mscoco",
+                "license": {},
+                "data_subtype": split,
+                "questions": qs,
+            }
+        )
+    )
+    (root / f"v2_mscoco_{split}_annotations.json").write_text(
+        json.dumps({"info": {}, "license": {}, "data_subtype": split, "annotations": anns})
+    )
     return root
 
 
@@ -89,8 +115,16 @@ def make_hf_copy(root: Path, n: int = 6) -> Path:
     """A ``datasets`` save_to_disk folder with HuggingFaceM4/VQAv2's columns."""
     import datasets
 
-    rows = {"question_type": [], "multiple_choice_answer": [], "answers": [], "image_id": [], "answer_type": [],
-            "question_id": [], "question": [], "image": []}
+    rows = {
+        "question_type": [],
+        "multiple_choice_answer": [],
+        "answers": [],
+        "image_id": [],
+        "answer_type": [],
+        "question_id": [],
+        "question": [],
+        "image": [],
+    }
     names = list(COLOURS)
     for i in range(n):
         c = names[i % len(names)]
@@ -102,12 +136,24 @@ def make_hf_copy(root: Path, n: int = 6) -> Path:
         rows["question_id"].append(9000 + i)
         rows["question"].append("what color is the shape?")
         rows["image"].append(_shape_image(c, seed=i))
-    features = datasets.Features({
-        "question_type": datasets.Value("string"), "multiple_choice_answer": datasets.Value("string"),
-        "answers": [{"answer": datasets.Value("string"), "answer_confidence": datasets.Value("string"),
-                     "answer_id": datasets.Value("int64")}],
-        "image_id": datasets.Value("int64"), "answer_type": datasets.Value("string"), "question_id": datasets.Value("int64"),
-        "question": datasets.Value("string"), "image": datasets.Image()})
+    features = datasets.Features(
+        {
+            "question_type": datasets.Value("string"),
+            "multiple_choice_answer": datasets.Value("string"),
+            "answers": [
+                {
+                    "answer": datasets.Value("string"),
+                    "answer_confidence": datasets.Value("string"),
+                    "answer_id": datasets.Value("int64"),
+                }
+            ],
+            "image_id": datasets.Value("int64"),
+            "answer_type": datasets.Value("string"),
+            "question_id": datasets.Value("int64"),
+            "question": datasets.Value("string"),
+            "image": datasets.Image(),
+        }
+    )
     ds = datasets.DatasetDict({"validation": datasets.Dataset.from_dict(rows, features=features)})
     ds.save_to_disk(str(root))
     return root

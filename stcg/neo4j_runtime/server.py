@@ -11,6 +11,7 @@ Layout of ``home`` (project-local, default ``./.stcg/neo4j``)::
     conf/neo4j.conf   written on every start from the options below
     data/ logs/ run/  server state, logs, pid file
 """
+
 from __future__ import annotations
 
 import os
@@ -157,7 +158,9 @@ class LocalNeo4j:
         else:
             found = shutil.which("java")
             if not found:
-                raise StcgError(f"Java not found: install Java {MIN_JAVA}+ (e.g. apt-get install openjdk-17-jre-headless) or set JAVA_HOME")
+                raise StcgError(
+                    f"Java not found: install Java {MIN_JAVA}+ (e.g. apt-get install openjdk-17-jre-headless) or set JAVA_HOME"
+                )
             java = found
         out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
         m = re.search(r'version "(\d+)(?:\.(\d+))?', out)
@@ -177,22 +180,37 @@ class LocalNeo4j:
             return self.lib
         mvn = shutil.which("mvn")
         if not mvn:
-            raise StcgError("Maven (mvn) not found: it fetches the Neo4j jars from Maven Central once; install it (apt-get install maven)")
+            raise StcgError(
+                "Maven (mvn) not found: it fetches the Neo4j jars from Maven Central once; install it (apt-get install maven)"
+            )
         self.cache.mkdir(parents=True, exist_ok=True)
         template = resources.files("stcg.neo4j_runtime").joinpath("pom.xml").read_text()
         pom = self.cache / "pom.xml"
         pom.write_text(template.replace("@NEO4J_VERSION@", NEO4J_VERSION).replace("@BROWSER_VERSION@", BROWSER_VERSION))
         tmp_lib = self.cache / "lib.partial"
         shutil.rmtree(tmp_lib, ignore_errors=True)
-        log(f"Fetching Neo4j {NEO4J_VERSION} and Neo4j Browser {BROWSER_VERSION} from Maven Central into {self.cache} ...")
+        log(
+            f"Fetching Neo4j {NEO4J_VERSION} and Neo4j Browser {BROWSER_VERSION} from Maven Central into {self.cache} ..."
+        )
         proc = subprocess.run(
-            [mvn, "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
-             f"-DoutputDirectory={tmp_lib}", "-DincludeScope=runtime"],
-            capture_output=True, text=True,
+            [
+                mvn,
+                "-B",
+                "-q",
+                "-f",
+                str(pom),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={tmp_lib}",
+                "-DincludeScope=runtime",
+            ],
+            capture_output=True,
+            text=True,
         )
         if proc.returncode != 0:
             tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
-            raise StcgError(f"Maven could not fetch the Neo4j jars: {' | '.join(tail) or 'exit ' + str(proc.returncode)}")
+            raise StcgError(
+                f"Maven could not fetch the Neo4j jars: {' | '.join(tail) or 'exit ' + str(proc.returncode)}"
+            )
         shutil.rmtree(self.lib, ignore_errors=True)
         tmp_lib.rename(self.lib)
         (self.cache / ".complete").write_text("\n".join(sorted(p.name for p in self.lib.iterdir())) + "\n")
@@ -211,11 +229,11 @@ server.http.enabled=true
 server.http.listen_address={self.host}:{self.http_port}
 server.https.enabled=false
 dbms.security.auth_enabled=true
-server.directories.data={self.home / 'data'}
-server.directories.logs={self.home / 'logs'}
-server.directories.run={self.home / 'run'}
-server.directories.import={self.home / 'import'}
-server.directories.plugins={self.home / 'plugins'}
+server.directories.data={self.home / "data"}
+server.directories.logs={self.home / "logs"}
+server.directories.run={self.home / "run"}
+server.directories.import={self.home / "import"}
+server.directories.plugins={self.home / "plugins"}
 server.memory.heap.initial_size={self.heap}
 server.memory.heap.max_size={self.heap}
 server.memory.pagecache.size={self.pagecache}
@@ -231,18 +249,32 @@ dbms.usage_report.enabled=false
         return env
 
     def _initialised(self) -> bool:
-        return (self.home / "data" / "dbms" / "auth.ini").exists() or (self.home / "data" / "databases" / "system").exists()
+        return (self.home / "data" / "dbms" / "auth.ini").exists() or (
+            self.home / "data" / "databases" / "system"
+        ).exists()
 
     def _set_initial_password(self, java: str) -> None:
         if len(self.password) < 8:
             raise StcgError("NEO4J_PASSWORD must have at least 8 characters (Neo4j's minimum)")
         proc = subprocess.run(
-            [java, "-cp", f"{self.lib}/*", f"-Dneo4j.home={self.home}", ADMIN_CLASS,
-             "dbms", "set-initial-password", self.password],
-            capture_output=True, text=True, env=self._env(),
+            [
+                java,
+                "-cp",
+                f"{self.lib}/*",
+                f"-Dneo4j.home={self.home}",
+                ADMIN_CLASS,
+                "dbms",
+                "set-initial-password",
+                self.password,
+            ],
+            capture_output=True,
+            text=True,
+            env=self._env(),
         )
         if proc.returncode != 0:
-            raise StcgError(f"could not set the initial Neo4j password: {(proc.stdout + proc.stderr).strip().splitlines()[-1:]}")
+            raise StcgError(
+                f"could not set the initial Neo4j password: {(proc.stdout + proc.stderr).strip().splitlines()[-1:]}"
+            )
 
     # ----------------------------------------------------------------- lifecycle
     def _read_pid(self) -> int | None:
@@ -274,7 +306,9 @@ dbms.usage_report.enabled=false
         if pid is None:
             return ServerStatus(False, None, self.bolt_uri, None, self.home, "no server process")
         if not _port_in_use(self.host, self.bolt_port):
-            return ServerStatus(False, pid, self.bolt_uri, None, self.home, f"process {pid} is up but Bolt is not answering yet")
+            return ServerStatus(
+                False, pid, self.bolt_uri, None, self.home, f"process {pid} is up but Bolt is not answering yet"
+            )
         http = self.http_uri if _port_in_use(self.host, self.http_port) else None
         return ServerStatus(True, pid, self.bolt_uri, http, self.home)
 
@@ -299,10 +333,26 @@ dbms.usage_report.enabled=false
         pid = current.pid
         if pid is None:
             console = open(self.home / "logs" / "console.log", "ab")
-            cmd = [java, f"-Xms{self.heap}", f"-Xmx{self.heap}", *_JVM_FLAGS, "-cp", f"{self.lib}/*",
-                   MAIN_CLASS, f"--home-dir={self.home}", f"--config-dir={self.home / 'conf'}"]
-            proc = subprocess.Popen(cmd, stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=self._env(), cwd=self.home, start_new_session=True)
+            cmd = [
+                java,
+                f"-Xms{self.heap}",
+                f"-Xmx{self.heap}",
+                *_JVM_FLAGS,
+                "-cp",
+                f"{self.lib}/*",
+                MAIN_CLASS,
+                f"--home-dir={self.home}",
+                f"--config-dir={self.home / 'conf'}",
+            ]
+            proc = subprocess.Popen(
+                cmd,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self._env(),
+                cwd=self.home,
+                start_new_session=True,
+            )
             console.close()
             pid = proc.pid
             self.pid_file.write_text(f"{pid}\n")

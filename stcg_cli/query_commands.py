@@ -1,9 +1,10 @@
 """``stcg query ...`` and ``stcg metrics``."""
+
 from __future__ import annotations
 
 import click
 
-from stcg.options import neo4j_options, settings_from
+from stcg_cli.options import neo4j_options, settings_from
 
 
 @click.group("query")
@@ -37,8 +38,9 @@ def _format(df, fmt: str) -> str:
         return df.to_json(orient="records", indent=1, default_handler=str)
     import pandas as pd
 
-    with pd.option_context("display.max_rows", 500, "display.max_columns", 50, "display.width", 200,
-                           "display.max_colwidth", 60):
+    with pd.option_context(
+        "display.max_rows", 500, "display.max_columns", 50, "display.width", 200, "display.max_colwidth", 60
+    ):
         return df.to_string(index=False) if len(df) else "(no rows)"
 
 
@@ -59,16 +61,27 @@ def query_run(name, params, fmt, uri, username, password, database):
         if not eq or not key.strip():
             raise StcgError(f"--param {p!r}: use key=value")
         values[key.strip()] = value
-    with QueryLibrary(settings_from(uri, username, password, database).uri if uri else None, database=database,
-                      auth=(username, password) if username and password else None) as lib:
+    with QueryLibrary(
+        settings_from(uri, username, password, database).uri if uri else None,
+        database=database,
+        auth=(username, password) if username and password else None,
+    ) as lib:
         df = lib.run(name, **values)
     click.echo(_format(df, fmt).rstrip())
 
 
 @click.command("metrics")
 @click.option("--run", "run", default=None, help="Run id or name [default: the latest complete run].")
-@click.option("--store", default="out/store", show_default=True, type=click.Path(file_okay=False), help="File store root of the run.")
-@click.option("--bootstrap", "n_boot", default=1000, show_default=True, help="Bootstrap resamples for the 95% intervals.")
+@click.option(
+    "--store",
+    default="out/store",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="File store root of the run.",
+)
+@click.option(
+    "--bootstrap", "n_boot", default=1000, show_default=True, help="Bootstrap resamples for the 95% intervals."
+)
 @click.option("--by-question-type/--overall-only", default=True, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @neo4j_options
@@ -95,10 +108,20 @@ def metrics(run, store, n_boot, by_question_type, fmt, uri, username, password, 
 
 @click.command("report")
 @click.option("--run", "run", default=None, help="Run id or name [default: the latest complete run].")
-@click.option("--out", default="report.html", show_default=True, type=click.Path(dir_okay=False), help="HTML file to write.")
-@click.option("--store", default="out/store", show_default=True, type=click.Path(file_okay=False), help="File store root of the run.")
+@click.option(
+    "--out", default="report.html", show_default=True, type=click.Path(dir_okay=False), help="HTML file to write."
+)
+@click.option(
+    "--store",
+    default="out/store",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="File store root of the run.",
+)
 @click.option("--examples", default=4, show_default=True, help="Examples shown with heatmaps on their images.")
-@click.option("--bootstrap", "n_boot", default=500, show_default=True, help="Bootstrap resamples for the metric intervals.")
+@click.option(
+    "--bootstrap", "n_boot", default=500, show_default=True, help="Bootstrap resamples for the metric intervals."
+)
 @neo4j_options
 def report(run, out, store, examples, n_boot, uri, username, password, database):
     """Write one self-contained HTML report of a run (tables, plots, metrics, example heatmaps; works offline)."""
@@ -110,5 +133,7 @@ def report(run, out, store, examples, n_boot, uri, username, password, database)
     settings = settings_from(uri, username, password, database)
     with connect(settings) as driver:
         run_id = resolve_run(driver, run, settings.database)
-        path = build_report(QueryLibrary(driver, settings.database), run_id, store, out, examples=examples, n_boot=n_boot)
+        path = build_report(
+            QueryLibrary(driver, settings.database), run_id, store, out, examples=examples, n_boot=n_boot
+        )
     click.echo(f"wrote {path}")

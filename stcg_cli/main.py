@@ -3,6 +3,7 @@
 Each sub-command lives with the package that owns the work; this module only wires them up and
 turns ``StcgError`` (a user mistake or an unreachable service) into one line on stderr.
 """
+
 from __future__ import annotations
 
 import sys
@@ -11,7 +12,7 @@ import click
 
 from stcg import __version__
 from stcg.errors import StcgError
-from stcg.options import neo4j_options, settings_from
+from stcg_cli.options import neo4j_options, settings_from
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -36,12 +37,22 @@ def neo4j():
 def _server_options(f):
     f = click.option("--pagecache", default="512m", show_default=True, help="Page cache size.")(f)
     f = click.option("--heap", default="1g", show_default=True, help="JVM heap size.")(f)
-    f = click.option("--http-port", default=7474, show_default=True, type=int, help="HTTP / Neo4j Browser port on 127.0.0.1.")(f)
+    f = click.option(
+        "--http-port", default=7474, show_default=True, type=int, help="HTTP / Neo4j Browser port on 127.0.0.1."
+    )(f)
     f = click.option("--bolt-port", default=7687, show_default=True, type=int, help="Bolt port on 127.0.0.1.")(f)
-    f = click.option("--cache", type=click.Path(file_okay=False), default=None,
-                     help="Where the server jars are cached [env STCG_CACHE_DIR; default ~/.cache/stcg].")(f)
-    f = click.option("--home", type=click.Path(file_okay=False), default=None,
-                     help="Server data, logs and config [env STCG_NEO4J_HOME; default ./.stcg/neo4j].")(f)
+    f = click.option(
+        "--cache",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="Where the server jars are cached [env STCG_CACHE_DIR; default ~/.cache/stcg].",
+    )(f)
+    f = click.option(
+        "--home",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="Server data, logs and config [env STCG_NEO4J_HOME; default ./.stcg/neo4j].",
+    )(f)
     return f
 
 
@@ -94,17 +105,17 @@ def init_db(uri, username, password, database):
 
 def _register_optional_commands() -> None:
     """Attach the commands that the other packages own."""
-    from stcg.demo import demo
-    from stcg_model.cli import eval_cmd, explain, train_demo_cmd
+    from stcg_cli.demo import demo
+    from stcg_cli.model_commands import eval_cmd, explain, train_demo_cmd
 
     cli.add_command(demo)
     cli.add_command(explain)
     cli.add_command(train_demo_cmd)
     cli.add_command(eval_cmd)
-    from ingest.cli import ingest
+    from stcg_cli.ingest_commands import ingest
 
     cli.add_command(ingest)
-    from queries.cli import metrics, query, report
+    from stcg_cli.query_commands import metrics, query, report
 
     cli.add_command(query)
     cli.add_command(metrics)

@@ -3,6 +3,7 @@
 local Neo4j -> schema -> demo model on easy-VQA test questions (all six perturbations) -> STCGs in
 Neo4j and the file store -> every query template -> report.html -> what to open next.
 """
+
 from __future__ import annotations
 
 import time
@@ -15,8 +16,13 @@ from stcg.config import Neo4jSettings
 
 @click.command("demo")
 @click.option("--examples", default=200, show_default=True, help="easy-VQA test questions to ingest (a seeded sample).")
-@click.option("--out", type=click.Path(file_okay=False), default="out/demo", show_default=True,
-              help="Where report.html, the query results and the file store go.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default="out/demo",
+    show_default=True,
+    help="Where report.html, the query results and the file store go.",
+)
 @click.option("--batch-size", default=16, show_default=True, help="Examples per model pass.")
 @click.option("--no-server", is_flag=True, help="Do not start the local Neo4j; use NEO4J_URI as it is.")
 def demo(examples, out, batch_size, no_server):
@@ -43,8 +49,15 @@ def demo(examples, out, batch_size, no_server):
     out_dir = Path(out)
     store = out_dir / "store"
     click.echo(f"[1/4] Neo4j ready: {settings.redacted()}")
-    cfg = IngestConfig(dataset="easy-vqa", split="test", sample=examples, seed=0, batch_size=batch_size,
-                       store=str(store), run_name=f"demo-easy-vqa-{examples}-{model_fingerprint(default_model())[:8]}-r{RESULTS_VERSION}")
+    cfg = IngestConfig(
+        dataset="easy-vqa",
+        split="test",
+        sample=examples,
+        seed=0,
+        batch_size=batch_size,
+        store=str(store),
+        run_name=f"demo-easy-vqa-{examples}-{model_fingerprint(default_model())[:8]}-r{RESULTS_VERSION}",
+    )
     click.echo(f"[2/4] ingesting {examples} easy-VQA test questions with the demo model")
     summary = run_ingest(cfg, settings, log=click.echo)
     click.echo("      " + summary.describe())
@@ -68,11 +81,16 @@ def demo(examples, out, batch_size, no_server):
         report = build_report(lib, summary.run_id, str(store), out_dir / "report.html")
         summary_table = lib.run("perturbation_summary", run_id=summary.run_id)
     click.echo("\nPer perturbation (mean |dW|_F, flip rate, mean dp):")
-    click.echo(summary_table[["perturbation", "examples", "mean_dW_fro", "flip_rate", "mean_dp"]]
-               .to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    click.echo(
+        summary_table[["perturbation", "examples", "mean_dW_fro", "flip_rate", "mean_dp"]].to_string(
+            index=False, float_format=lambda v: f"{v:.4f}"
+        )
+    )
     click.echo(f"\nDone in {time.time() - t0:.0f} s. Open:")
     click.echo(f"  report         {report.resolve()}")
     if browser:
         click.echo(f"  Neo4j Browser  {browser}  (user {settings.username}, password from NEO4J_PASSWORD)")
-    click.echo(f"  first query    stcg query run flips --param perturbation=color_shift --param run_id={summary.run_id}")
+    click.echo(
+        f"  first query    stcg query run flips --param perturbation=color_shift --param run_id={summary.run_id}"
+    )
     click.echo("  in Browser     :param run_id => null  then paste queries/cypher/example_graph.cypher")

@@ -2,6 +2,7 @@
 
 easy-VQA comes from the installed ``easy_vqa`` package (images + questions, MIT licence).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,10 +13,10 @@ from stcg.errors import StcgError
 
 @dataclass(frozen=True)
 class VQAExample:
-    example_id: str            # stable across runs: "<dataset>:<split>:<question id>"
+    example_id: str  # stable across runs: "<dataset>:<split>:<question id>"
     image_path: str
     question: str
-    answers: tuple[str, ...]   # ground truth: 1 for easy-VQA, the 10 human answers for VQA-v2
+    answers: tuple[str, ...]  # ground truth: 1 for easy-VQA, the 10 human answers for VQA-v2
     question_type: str
     answer_type: str
     image_id: str
@@ -31,13 +32,19 @@ class VQAExample:
         loader = self.extra.get("image_loader")
         if loader is not None:
             return loader()
-        from stcg_model.images import open_image
+        from stcg.images import open_image
 
         return open_image(self.image_path)
 
     def meta(self) -> dict:
-        return {"question_type": self.question_type, "answer_type": self.answer_type, "image_id": self.image_id,
-                "image_path": self.image_path, "answers": list(self.answers), "gt_answer": self.answer}
+        return {
+            "question_type": self.question_type,
+            "answer_type": self.answer_type,
+            "image_id": self.image_id,
+            "image_path": self.image_path,
+            "answers": list(self.answers),
+            "gt_answer": self.answer,
+        }
 
 
 def easy_vqa_question_type(question: str) -> tuple[str, str]:
@@ -118,7 +125,9 @@ def load_vqa_v2(root: str | Path, split: str = "val2014") -> list[VQAExample]:
         raise StcgError(f"no {qfile.name} in {root}" + (f" (found: {', '.join(found)})" if found else ""))
     try:
         questions = json.loads(qfile.read_text())["questions"]
-        annotations = {a["question_id"]: a for a in json.loads(afile.read_text())["annotations"]} if afile.is_file() else {}
+        annotations = (
+            {a["question_id"]: a for a in json.loads(afile.read_text())["annotations"]} if afile.is_file() else {}
+        )
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise StcgError(f"malformed VQA-v2 JSON in {root}: {type(e).__name__}: {e}") from None
     image_dir = _find_image_dir(root, split)
@@ -127,10 +136,18 @@ def load_vqa_v2(root: str | Path, split: str = "val2014") -> list[VQAExample]:
         ann = annotations.get(q["question_id"], {})
         answers = tuple(a["answer"] for a in ann.get("answers", []))
         mc = ann.get("multiple_choice_answer")
-        out.append(VQAExample(
-            f"vqa-v2:{split}:{q['question_id']}", str(image_dir / f"COCO_{split}_{int(q['image_id']):012d}.jpg"),
-            q["question"], answers or ((mc,) if mc else ("",)), ann.get("question_type", "unknown"),
-            ann.get("answer_type", "unknown"), str(q["image_id"]), {"multiple_choice_answer": mc} if mc else {}))
+        out.append(
+            VQAExample(
+                f"vqa-v2:{split}:{q['question_id']}",
+                str(image_dir / f"COCO_{split}_{int(q['image_id']):012d}.jpg"),
+                q["question"],
+                answers or ((mc,) if mc else ("",)),
+                ann.get("question_type", "unknown"),
+                ann.get("answer_type", "unknown"),
+                str(q["image_id"]),
+                {"multiple_choice_answer": mc} if mc else {},
+            )
+        )
     return out
 
 
@@ -150,7 +167,9 @@ def load_hf_vqa(name_or_path: str, split: str = "validation") -> list[VQAExample
         else:
             ds = datasets.load_dataset(name_or_path, split=split)
     except Exception as e:  # datasets raises many types for missing/offline data
-        raise StcgError(f"could not open dataset {name_or_path!r}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+        raise StcgError(
+            f"could not open dataset {name_or_path!r}: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        ) from None
     if isinstance(ds, datasets.DatasetDict):
         if split not in ds:
             raise StcgError(f"dataset {name_or_path!r} has splits {', '.join(ds)}, not {split!r}")
@@ -170,15 +189,23 @@ def load_hf_vqa(name_or_path: str, split: str = "validation") -> list[VQAExample
         def loader(i=i):
             img = ds[i]["image"]
             if isinstance(img, str):
-                from stcg_model.images import open_image
+                from stcg.images import open_image
 
                 return open_image(img)
             return img.convert("RGB")
 
-        out.append(VQAExample(
-            f"hf:{path.name if path.exists() else name_or_path}:{split}:{qid}", f"{name_or_path}#{i}", row["question"],
-            answers or ((mc,) if mc else ("",)), row.get("question_type") or "unknown", row.get("answer_type") or "unknown",
-            str(row.get("image_id", i)), {"multiple_choice_answer": mc, "image_loader": loader} if mc else {"image_loader": loader}))
+        out.append(
+            VQAExample(
+                f"hf:{path.name if path.exists() else name_or_path}:{split}:{qid}",
+                f"{name_or_path}#{i}",
+                row["question"],
+                answers or ((mc,) if mc else ("",)),
+                row.get("question_type") or "unknown",
+                row.get("answer_type") or "unknown",
+                str(row.get("image_id", i)),
+                {"multiple_choice_answer": mc, "image_loader": loader} if mc else {"image_loader": loader},
+            )
+        )
     return out
 
 
@@ -196,9 +223,15 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return i, n
 
 
-def select(examples: list[VQAExample], limit: int | None = None, question_type: str | None = None,
-           answer_type: str | None = None, sample: int | None = None, seed: int = 0,
-           shard: tuple[int, int] | None = None) -> list[VQAExample]:
+def select(
+    examples: list[VQAExample],
+    limit: int | None = None,
+    question_type: str | None = None,
+    answer_type: str | None = None,
+    sample: int | None = None,
+    seed: int = 0,
+    shard: tuple[int, int] | None = None,
+) -> list[VQAExample]:
     """Filter (question type by prefix, answer type exactly), then a seeded random sample or the first ``limit``, then shard i of N."""
     if question_type:
         examples = [e for e in examples if e.question_type.startswith(question_type)]
@@ -217,9 +250,16 @@ def select(examples: list[VQAExample], limit: int | None = None, question_type: 
     return examples
 
 
-def open_dataset(spec: str, split: str | None = None, limit: int | None = None, question_type: str | None = None,
-                 answer_type: str | None = None, sample: int | None = None, seed: int = 0,
-                 shard: str | tuple[int, int] | None = None) -> list[VQAExample]:
+def open_dataset(
+    spec: str,
+    split: str | None = None,
+    limit: int | None = None,
+    question_type: str | None = None,
+    answer_type: str | None = None,
+    sample: int | None = None,
+    seed: int = 0,
+    shard: str | tuple[int, int] | None = None,
+) -> list[VQAExample]:
     """Examples of ``spec``: ``easy-vqa``, ``vqa-v2:<folder>``, or ``hf:<save_to_disk folder or dataset name>``."""
     if limit is not None and limit < 0:
         raise StcgError("--limit must be >= 0")

@@ -1,4 +1,5 @@
 """``stcg explain``: one image and one question end to end, without a database."""
+
 from __future__ import annotations
 
 import json
@@ -9,27 +10,70 @@ import numpy as np
 
 
 @click.command("explain")
-@click.option("--image", "image_path", required=True, type=click.Path(dir_okay=False), help="Image file (any format Pillow reads).")
+@click.option(
+    "--image",
+    "image_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Image file (any format Pillow reads).",
+)
 @click.option("--question", required=True, help="The question about the image.")
-@click.option("--model", default=None, help="BLIP-2 checkpoint: hub id or local folder [default: the embedded demo model, else Salesforce/blip2-flan-t5-xl].")
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]), help="Where the model runs.")
-@click.option("--dtype", default="auto", show_default=True, help="auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16. float16 is refused for T5.")
-@click.option("--perturbations", default="all", show_default=True, help="Comma-separated kinds, each optionally kind:param=value;param=value.")
-@click.option("--layers", default="mean", show_default=True, help="Layer aggregation: mean, last, or comma-separated layer indices.")
-@click.option("--prompt", default=None, help="Prompt around the question, with {question} once [default: the question for T5, \"Question: {question} Answer:\" for OPT].")
+@click.option(
+    "--model",
+    default=None,
+    help="BLIP-2 checkpoint: hub id or local folder [default: the embedded demo model, else Salesforce/blip2-flan-t5-xl].",
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    help="Where the model runs.",
+)
+@click.option(
+    "--dtype",
+    default="auto",
+    show_default=True,
+    help="auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16. float16 is refused for T5.",
+)
+@click.option(
+    "--perturbations",
+    default="all",
+    show_default=True,
+    help="Comma-separated kinds, each optionally kind:param=value;param=value.",
+)
+@click.option(
+    "--layers",
+    default="mean",
+    show_default=True,
+    help="Layer aggregation: mean, last, or comma-separated layer indices.",
+)
+@click.option(
+    "--prompt",
+    default=None,
+    help='Prompt around the question, with {question} once [default: the question for T5, "Question: {question} Answer:" for OPT].',
+)
 @click.option("--seed", default=0, show_default=True, help="Seed of the random perturbations.")
 @click.option("--deletion-steps", default=10, show_default=True, help="Deletion-curve steps (0 turns it off).")
 @click.option("--top-k", default=3, show_default=True, help="Strongest regions printed and outlined per word.")
-@click.option("--out", default="out/explain", show_default=True, type=click.Path(file_okay=False), help="Folder for pictures and the saved STCGraph.")
-def explain(image_path, question, model, device, dtype, perturbations, layers, prompt, seed, deletion_steps, top_k, out):
+@click.option(
+    "--out",
+    default="out/explain",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for pictures and the saved STCGraph.",
+)
+def explain(
+    image_path, question, model, device, dtype, perturbations, layers, prompt, seed, deletion_steps, top_k, out
+):
     """Explain one answer: print it, each perturbation's effect, and each content word's regions.
 
     Writes heatmap PNGs (token -> region, step -> region, dW per perturbation), an interactive
     HTML page, and the STCGraph (graph.safetensors) into --out.
     """
     from stcg.errors import StcgError
+    from stcg.images import open_image
     from stcg_model.engine import STCGEngine, VQAInput
-    from stcg_model.images import open_image
     from stcg_model.loading import load_model
     from stcg_model.perturbations import parse_perturbations
     from stcg_model.plots import write_pictures
@@ -49,8 +93,10 @@ def explain(image_path, question, model, device, dtype, perturbations, layers, p
     click.echo(f"answer:   {g.answer!r}  p(y|I) = {g.p_clean:.4f}")
     click.echo(f"{'perturbation':<22}{'answer':<16}{'changed':<9}{'dp':>9}{'|dW|_F':>9}")
     for k, kind in enumerate(g.perturbations):
-        click.echo(f"{kind:<22}{g.perturbed_answers[k][:15]!s:<16}{'yes' if g.answer_changed[k] else 'no':<9}"
-                   f"{g.dp[k]:>9.4f}{g.dW_fro[k]:>9.4f}")
+        click.echo(
+            f"{kind:<22}{g.perturbed_answers[k][:15]!s:<16}{'yes' if g.answer_changed[k] else 'no':<9}"
+            f"{g.dp[k]:>9.4f}{g.dW_fro[k]:>9.4f}"
+        )
     click.echo("content words -> strongest regions (row, col: weight):")
     for wi, (word, kind) in enumerate(zip(g.words, g.word_kinds)):
         if kind != "content":
@@ -66,18 +112,31 @@ def explain(image_path, question, model, device, dtype, perturbations, layers, p
 
 
 @click.command("train-demo")
-@click.option("--out", default="out/demo-model", show_default=True, type=click.Path(file_okay=False),
-              help="Checkpoint folder to write (the shipped one is stcg_model/demo_model).")
-@click.option("--vision-steps", default=1000, show_default=True,
-              help="Stage 1: steps in which the ViT learns each image's shape and colour (0 skips it).")
+@click.option(
+    "--out",
+    default="out/demo-model",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Checkpoint folder to write (the shipped one is stcg_model/demo_model).",
+)
+@click.option(
+    "--vision-steps",
+    default=1000,
+    show_default=True,
+    help="Stage 1: steps in which the ViT learns each image's shape and colour (0 skips it).",
+)
 @click.option("--steps", default=4000, show_default=True, help="Stage 2: steps on the questions (ViT frozen).")
 @click.option("--batch-size", default=64, show_default=True, help="Questions per step.")
 @click.option("--lr", default=5e-4, show_default=True, help="Peak learning rate (AdamW, warm-up then cosine).")
 @click.option("--warmup", default=200, show_default=True, help="Linear warm-up steps.")
 @click.option("--seed", default=0, show_default=True, help="Seed of initialisation and sampling.")
 @click.option("--limit", default=None, type=int, help="Train on a random subset of this many questions.")
-@click.option("--init-from", default=None, type=click.Path(file_okay=False, exists=True),
-              help="Continue training from this checkpoint folder.")
+@click.option(
+    "--init-from",
+    default=None,
+    type=click.Path(file_okay=False, exists=True),
+    help="Continue training from this checkpoint folder.",
+)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 def train_demo_cmd(out, vision_steps, steps, batch_size, lr, warmup, seed, limit, init_from, device):
     """Train the tiny BLIP-2 demo model (T5 language model) on the easy-VQA train split.
@@ -97,13 +156,16 @@ def train_demo_cmd(out, vision_steps, steps, batch_size, lr, warmup, seed, limit
 
         raise StcgError("--steps and --batch-size must be positive (and --vision-steps >= 0)")
     cfg = DemoConfig(vision_steps=vision_steps, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, seed=seed)
-    train_demo(out, cfg, device=str(resolve_device(device)), limit=limit, log=click.echo, save_every=500,
-               init_from=init_from)
+    train_demo(
+        out, cfg, device=str(resolve_device(device)), limit=limit, log=click.echo, save_every=500, init_from=init_from
+    )
 
 
 @click.command("eval")
 @click.option("--model", default=None, help="BLIP-2 checkpoint [default: the embedded demo model].")
-@click.option("--dataset", default="easy-vqa", show_default=True, help="Dataset (see `stcg ingest --help` for the forms).")
+@click.option(
+    "--dataset", default="easy-vqa", show_default=True, help="Dataset (see `stcg ingest --help` for the forms)."
+)
 @click.option("--split", default="test", show_default=True, help="Dataset split.")
 @click.option("--limit", default=None, type=int, help="Evaluate only the first N questions.")
 @click.option("--batch-size", default=128, show_default=True, help="Questions per batch.")
@@ -113,7 +175,7 @@ def eval_cmd(model, dataset, split, limit, batch_size, device, out):
     """Answer accuracy: exact match (and VQA accuracy with 10 human answers), overall and per question type."""
     from tqdm.auto import tqdm
 
-    from ingest.datasets import open_dataset
+    from stcg.datasets import open_dataset
     from stcg_model.evaluation import accuracy_table, evaluate
     from stcg_model.loading import load_model
 

@@ -1,8 +1,10 @@
 """Reading images safely: one clear error for a missing, truncated or non-image file."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from stcg.errors import StcgError
@@ -29,3 +31,20 @@ def open_image(path: str | Path) -> Image.Image:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise StcgError(f"not a readable image ({type(e).__name__}: {str(e)[:120]}): {p}") from None
+
+
+def quantise(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8: a float image in [0, 1] as an 8-bit image stores it (uint8 passes through)."""
+    if image.dtype == np.uint8:
+        return image
+    return np.round(np.clip(image, 0, 1) * 255.0).astype(np.uint8)
+
+
+def to_array(image: Image.Image) -> np.ndarray:
+    """(H, W, 3) float32 RGB in [0, 1]."""
+    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def to_image(arr: np.ndarray) -> Image.Image:
+    """An RGB image of an (H, W, 3) float array in [0, 1] (quantised) or a uint8 array."""
+    return Image.fromarray(quantise(arr), "RGB")

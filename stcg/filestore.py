@@ -1,0 +1,166 @@
+"""The dense-array file store of a run: every record's arrays, losslessly, in sharded safetensors files.
+
+Layout::
+
+    <root>/<run_id>/run.json                     the run's parameters
+    <root>/<run_id>/shards/part-*.safetensors    one file per written batch of records
+    <root>/<run_id>/failures.jsonl               one line per failed example (id, reason)
+
+Inside a shard, record ``k``'s arrays are the tensors ``"<k>/<name>"``; the header metadata holds
+each record's non-array fields as JSON. The store knows nothing of what a record means: the
+engine's ``STCGraph`` is written as ``(example_id, meta, arrays)`` and read back with
+``STCGraph.from_parts(*store.read(shard, key))``. ``Example.store_shard`` / ``Example.store_key``
+in Neo4j point here and ``Run.store`` records the root, so readers find a run's arrays without
+being told where they are.
+
+``FileStore.create`` makes a run's folders (owner-only: 0700 folders, 0600 files);
+``FileStore.open`` finds an existing one and fails with one line when it is missing. Shards are
+written to a temporary name and renamed, so a crash never leaves a half-written shard.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from stcg.errors import StcgError
+
+Record = tuple[str, dict, Mapping[str, np.ndarray]]
+"""``(record id, JSON-able metadata, arrays by name)``: what one shard entry holds."""
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def check_run_folder_name(run_id: str) -> str:
+    """``run_id`` if it is usable as one folder name (no separators, no ``.``/``..``, no NUL)."""
+    if not run_id or run_id in (".", "..") or "/" in run_id or "\\" in run_id or "\0" in run_id:
+        raise StcgError(f"run id {run_id!r} cannot be a folder name (no '/', '\\\\', '.', '..' or empty)")
+    if len(run_id.encode()) > 255:
+        raise StcgError(f"run id is {len(run_id.encode())} bytes long; a folder name may have at most 255")
+    return run_id
+
+
+def _mkdir_private(path: Path) -> None:
+    """Create ``path`` and missing parents; the folders this call creates are owner-only."""
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    try:
+        for d in reversed(missing):
+            d.mkdir(mode=DIR_MODE, exist_ok=True)
+            os.chmod(d, DIR_MODE)
+    except OSError as e:
+        raise StcgError(
+            f"cannot create the file store folder {path}: {e.strerror or e}; choose another --store"
+        ) from None
+
+
+class FileStore:
+    """The arrays of one run under ``<root>/<run_id>``. Use ``create`` (writers) or ``open`` (readers)."""
+
+    def __init__(self, root: str | Path, run_id: str):
+        self.root = Path(root).expanduser().resolve()
+        self.run_id = check_run_folder_name(run_id)
+        self.dir = self.root / run_id
+        self.shards = self.dir / "shards"
+
+    @classmethod
+    def create(cls, root: str | Path, run_id: str) -> FileStore:
+        """The store of ``run_id`` under ``root``, its folders made (owner-only) if missing."""
+        store = cls(root, run_id)
+        if store.root.exists() and not store.root.is_dir():
+            raise StcgError(f"file store root {store.root} exists and is not a folder; choose another --store")
+        _mkdir_private(store.shards)
+        return store
+
+    @classmethod
+    def open(cls, root: str | Path, run_id: str, option: str = "--store") -> FileStore:
+        """The existing store of ``run_id`` under ``root``; one-line ``StcgError`` when it is not there."""
+        store = cls(root, run_id)
+        if not store.shards.is_dir():
+            raise StcgError(
+                f"file store of run {run_id} not found at {store.dir} (moved or deleted?); "
+                f"pass {option} with the folder that holds {run_id}/"
+            )
+        return store
+
+    def shard_path(self, shard: str) -> Path:
+        if "/" in shard or shard.startswith("."):
+            raise StcgError(f"bad shard name {shard!r} in the database")
+        path = self.shards / shard
+        if not path.is_file():
+            raise StcgError(
+                f"shard {shard} of run {self.run_id} is missing from {self.shards}; "
+                "the store is incomplete (re-ingest the run, or pass --store with a complete copy)"
+            )
+        return path
+
+    def write_shard(self, records: Sequence[Record]) -> dict[str, dict]:
+        """Write one shard; returns ``{record id: {"shard": file name, "key": str}}``."""
+        from safetensors.numpy import save_file
+
+        name = f"part-{uuid.uuid4().hex[:16]}.safetensors"
+        tensors, metas, refs = {}, {}, {}
+        for k, (rid, meta, arrays) in enumerate(records):
+            for arr_name, arr in arrays.items():
+                tensors[f"{k}/{arr_name}"] = np.ascontiguousarray(arr)
+            metas[str(k)] = meta
+            refs[rid] = {"shard": name, "key": str(k)}
+        tmp = self.shards / f".{name}.tmp"
+        save_file(tensors, str(tmp), metadata={"records": json.dumps(metas)})
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, self.shards / name)
+        return refs
+
+    @staticmethod
+    def _metas(f) -> dict:
+        md = f.metadata() or {}
+        # "stcgraphs": the key of stores written before the store became generic
+        return json.loads(md.get("records") or md["stcgraphs"])
+
+    def read(self, shard: str, key: str) -> tuple[dict, dict[str, np.ndarray]]:
+        """``(meta, arrays)`` of record ``key`` in ``shard``."""
+        from safetensors import safe_open
+
+        with safe_open(str(self.shard_path(shard)), framework="numpy") as f:
+            meta = self._metas(f)[key]
+            prefix = f"{key}/"
+            arrays = {n[len(prefix) :]: f.get_tensor(n) for n in f.keys() if n.startswith(prefix)}
+        return meta, arrays
+
+    def iter_shard(self, shard: str) -> Iterator[tuple[dict, dict[str, np.ndarray]]]:
+        """``(meta, arrays)`` of every record of ``shard``, in written order."""
+        from safetensors import safe_open
+
+        with safe_open(str(self.shard_path(shard)), framework="numpy") as f:
+            metas = self._metas(f)
+            names = list(f.keys())
+            for key, meta in metas.items():
+                prefix = f"{key}/"
+                yield meta, {n[len(prefix) :]: f.get_tensor(n) for n in names if n.startswith(prefix)}
+
+    def _append_private(self, name: str, line: str) -> None:
+        fd = os.open(self.dir / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+        with os.fdopen(fd, "a") as f:
+            f.write(line)
+
+    def record_failure(self, example_id: str, reason: str, extra: dict | None = None) -> None:
+        self._append_private(
+            "failures.jsonl", json.dumps({"example_id": example_id, "reason": reason, **(extra or {})}) + "\n"
+        )
+
+    def write_run(self, info: dict) -> None:
+        path = self.dir / "run.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(info, indent=1, default=str))
