@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # System packages the project needs (Debian/Ubuntu): Java 17+ and Maven (local Neo4j),
-# docker-compose (validates docker-compose.yml in the tests), Chromium (report rendering test).
+# docker-compose (validates docker-compose.yml in the tests), Chromium and its driver (report rendering and Neo4j Browser tests).
 # Installs only what is missing; needs root (or sudo) only when something is missing.
 set -euo pipefail
 need=()
@@ -10,6 +10,7 @@ if ! command -v docker-compose >/dev/null && ! (command -v docker >/dev/null && 
   need+=(docker-compose)
 fi
 command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
