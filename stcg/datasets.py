@@ -187,12 +187,10 @@ def load_hf_vqa(name_or_path: str, split: str = "validation") -> list[VQAExample
         qid = row.get("question_id", i)
 
         def loader(i=i):
-            img = ds[i]["image"]
-            if isinstance(img, str):
-                from stcg.images import open_image
+            from stcg.images import open_image, upright_rgb
 
-                return open_image(img)
-            return img.convert("RGB")
+            img = ds[i]["image"]
+            return open_image(img) if isinstance(img, str) else upright_rgb(img)
 
         out.append(
             VQAExample(

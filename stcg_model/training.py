@@ -48,9 +48,9 @@ class DemoConfig:
 
 
 def _load_pixels(processor, paths: list[str]) -> torch.Tensor:
-    from PIL import Image
+    from stcg.images import open_image
 
-    images = [Image.open(p).convert("RGB") for p in paths]
+    images = [open_image(p) for p in paths]
     out = []
     for s in range(0, len(images), 512):
         out.append(processor.image_processor(images=images[s : s + 512], return_tensors="pt")["pixel_values"])
