@@ -66,8 +66,11 @@ ARRAY_FIELDS = (
 )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class STCGraph:
+    """One example's STCG (shapes in the module docstring). Keyword-only; ``E`` and the deletion
+    curves are ``None`` when not computed (``store_dense=False``, ``deletion_steps=0``)."""
+
     # identity and text
     example_id: str
     question: str
@@ -87,31 +90,31 @@ class STCGraph:
     params: dict  # model, layers, seed, ... everything used
     meta: dict = field(default_factory=dict)  # dataset fields: question_type, answers, image path ...
     # arrays
-    C: np.ndarray = None
-    E: np.ndarray = None
-    D: np.ndarray = None
-    W: np.ndarray = None
-    m: np.ndarray = None
-    S: np.ndarray = None
-    v: np.ndarray = None
-    step_token: np.ndarray = None
-    drift: np.ndarray = None
-    attribution: np.ndarray = None
-    step_logprob: np.ndarray = None
-    boxes: np.ndarray = None
-    C_pert: np.ndarray = None
-    W_pert: np.ndarray = None
-    S_pert: np.ndarray = None
-    dW: np.ndarray = None
-    dS: np.ndarray = None
-    dC: np.ndarray = None
-    dW_fro: np.ndarray = None
-    dW_token: np.ndarray = None
-    p_pert: np.ndarray = None
-    dp: np.ndarray = None
-    answer_changed: np.ndarray = None
-    deletion_curve: np.ndarray = None
-    deletion_curve_random: np.ndarray = None
+    C: np.ndarray
+    E: np.ndarray | None = None
+    D: np.ndarray
+    W: np.ndarray
+    m: np.ndarray
+    S: np.ndarray
+    v: np.ndarray
+    step_token: np.ndarray
+    drift: np.ndarray
+    attribution: np.ndarray
+    step_logprob: np.ndarray
+    boxes: np.ndarray
+    C_pert: np.ndarray
+    W_pert: np.ndarray
+    S_pert: np.ndarray
+    dW: np.ndarray
+    dS: np.ndarray
+    dC: np.ndarray
+    dW_fro: np.ndarray
+    dW_token: np.ndarray
+    p_pert: np.ndarray
+    dp: np.ndarray
+    answer_changed: np.ndarray
+    deletion_curve: np.ndarray | None = None
+    deletion_curve_random: np.ndarray | None = None
 
     # ------------------------------------------------------------ views
     @property
