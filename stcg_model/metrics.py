@@ -1,5 +1,15 @@
 """Explanation metrics (STCG_SPEC section 4) with bootstrap 95% intervals over examples.
 
+Intervals are ``scipy.stats.bootstrap`` BCa (bias-corrected and accelerated) 95% intervals whose
+resampling unit is the example: every metric is a statistic of a set of example indices, so one
+resample draws examples with replacement and keeps all of an example's numbers together, as
+``paired=True`` does (for the deletion ratio, an example's two AUCs; for the correlations, all of
+its (``|dW|_F``, ``|dp|``) pairs, so x is never resampled apart from its y, nor one perturbation of
+an image apart from the others, which are not independent). Point
+estimates are the statistic on all examples, unchanged by the interval method. Degenerate samples
+(fewer than 3 examples, every resample giving the same value, undefined statistics) get a NaN
+interval, silently.
+
 - causal faithfulness: Pearson / Spearman correlation, across (example, perturbation) pairs,
   between ``|dW|_F`` and ``|dp|``;
 - deletion faithfulness: area under p(y) as regions are removed in decreasing attribution
@@ -10,6 +20,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -19,13 +30,22 @@ from scipy import stats
 from stcg_model.graph import STCGraph
 from stcg_model.regions import top_fraction
 
+INTERVAL_METHOD = "BCa"
+"""``scipy.stats.bootstrap`` method of every interval (named in the metric tables and the report)."""
+CONFIDENCE = 0.95
+BOOTSTRAP_BATCH = 256
+"""Resamples (and jackknife samples) per ``scipy.stats.bootstrap`` batch: memory is batch x examples indices."""
+MIN_ITEMS = 3
+"""Fewer examples than this: no interval (NaN)."""
+
 
 @dataclass(frozen=True)
 class Estimate:
-    value: float
-    low: float  # 2.5th bootstrap percentile
-    high: float  # 97.5th bootstrap percentile
+    value: float  # the statistic on all examples
+    low: float  # lower end of the 95% BCa bootstrap interval (NaN: none)
+    high: float  # upper end
     n: int  # examples
+    method: str = INTERVAL_METHOD
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -34,18 +54,43 @@ class Estimate:
         return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}] (n={self.n})"
 
 
-def bootstrap(statistic: Callable[[np.ndarray], float], n_items: int, n_boot: int = 1000, seed: int = 0) -> Estimate:
-    """``statistic(indices)`` on all items and on ``n_boot`` resamples of the items (with replacement)."""
+def bootstrap(
+    statistic: Callable[[np.ndarray], float], n_items: int, n_boot: int = 1000, seed: int = 0, vectorized: bool = False
+) -> Estimate:
+    """``statistic(indices)`` on all items, with a 95% BCa interval from ``scipy.stats.bootstrap``.
+
+    ``statistic`` maps a 1-D int array of item indices (with repeats) to a float; with
+    ``vectorized=True`` it also maps an index array of shape ``(..., m)`` to the ``(...)`` array of
+    its rows' values (same numbers, one call per batch). The point estimate is
+    ``statistic(np.arange(n_items))``; the interval is ``scipy.stats.bootstrap((np.arange(n_items),),
+    statistic, vectorized=vectorized, method="BCa", n_resamples=n_boot, batch=BOOTSTRAP_BATCH,
+    rng=np.random.default_rng(seed))``: the items are resampled with replacement, and BCa's
+    acceleration comes from the jackknife over items. Fewer than ``MIN_ITEMS`` items, a non-finite
+    estimate, ``n_boot < 1`` or a degenerate bootstrap distribution (every resample equal, or
+    undefined on some resample) give a NaN interval, without warnings.
+    """
+    nan = float("nan")
     if n_items == 0:
-        return Estimate(float("nan"), float("nan"), float("nan"), 0)
+        return Estimate(nan, nan, nan, 0)
     value = float(statistic(np.arange(n_items)))
-    rng = np.random.default_rng(seed)
-    boots = np.array([statistic(rng.integers(0, n_items, n_items)) for _ in range(n_boot)], dtype=float)
-    boots = boots[np.isfinite(boots)]
-    if boots.size == 0:
-        return Estimate(value, float("nan"), float("nan"), n_items)
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return Estimate(value, float(lo), float(hi), n_items)
+    if n_items < MIN_ITEMS or n_boot < 1 or not np.isfinite(value):
+        return Estimate(value, nan, nan, n_items)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")  # DegenerateDataWarning, constant-input warnings of resamples
+        res = stats.bootstrap(
+            (np.arange(n_items),),
+            (lambda idx, axis=-1: statistic(idx)) if vectorized else statistic,
+            vectorized=vectorized,
+            method=INTERVAL_METHOD,
+            confidence_level=CONFIDENCE,
+            n_resamples=n_boot,
+            batch=BOOTSTRAP_BATCH,
+            rng=np.random.default_rng(seed),
+        )
+    lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return Estimate(value, nan, nan, n_items)
+    return Estimate(value, lo, hi, n_items)
 
 
 def _corr(kind: str, x: np.ndarray, y: np.ndarray) -> float:
@@ -54,17 +99,103 @@ def _corr(kind: str, x: np.ndarray, y: np.ndarray) -> float:
     return float(stats.pearsonr(x, y)[0] if kind == "pearson" else stats.spearmanr(x, y)[0])
 
 
+def _rank_groups(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sort order, start of each run of equal values in sorted order, size of each run)."""
+    order = np.argsort(v, kind="stable")
+    sv = v[order]
+    starts = np.r_[0, np.flatnonzero(sv[1:] != sv[:-1]) + 1]
+    return order, starts, np.diff(np.r_[starts, sv.size])
+
+
+def _weighted_ranks(w_sorted: np.ndarray, starts: np.ndarray, sizes: np.ndarray):
+    """Average ranks, in sorted order (B, N), and the sum of weight x rank^2 per row, of values with weights."""
+    ties = starts.size < w_sorted.shape[1]
+    gw = np.add.reduceat(w_sorted, starts, axis=1) if ties else w_sorted  # (B, runs): weight of each value
+    rank = np.cumsum(gw, axis=1) - (gw - 1) / 2  # average rank of a run of ties of weight gw
+    return (np.repeat(rank, sizes, axis=1) if ties else rank), (gw * rank * rank).sum(1)
+
+
+class _PairCorrelation:
+    """Correlation over the (x, y) pairs of a set of examples, for index resamples of the examples.
+
+    A 1-D index array gets ``scipy.stats.pearsonr`` / ``spearmanr`` of the concatenated pairs (the
+    point estimate, computed as always). A batch ``(..., m)`` of resamples is computed without
+    materialising them, from each example's multiplicity in the resample: Pearson from per-example
+    sums (O(examples) per resample), Spearman from multiplicity-weighted average ranks (ties,
+    including an example's repeats, share the average rank; O(pairs) per resample) -- the same values
+    as scipy on the materialised resample, up to rounding.
+    """
+
+    ROWS_PER_CHUNK_ELEMENTS = 2_000_000  # (rows x pairs) floats per internal chunk, to bound memory
+
+    def __init__(self, kind: str, xs: Sequence[np.ndarray], ys: Sequence[np.ndarray]):
+        self.kind, self.xs, self.ys, self.n = kind, xs, ys, len(xs)
+        sizes = [x.size for x in xs]
+        self.example = np.repeat(np.arange(self.n), sizes)
+        self.x = np.concatenate(xs) if xs else np.zeros(0)
+        self.y = np.concatenate(ys) if ys else np.zeros(0)
+        if kind == "spearman":
+            self.ox, self.runs_x, self.sizes_x = _rank_groups(self.x)
+            self.oy, self.runs_y, self.sizes_y = _rank_groups(self.y)
+            self.ex, self.ey = self.example[self.ox], self.example[self.oy]  # pairs' examples, in x / y order
+            self.y_to_x = np.argsort(self.oy)[self.ox]  # position in y order of each pair, taken in x order
+        elif self.x.size:
+            # per-example sums of the centred pairs (correlation is shift-invariant; centring keeps the sums accurate)
+            cx, cy = self.x - self.x.mean(), self.y - self.y.mean()
+            cols = np.stack([np.ones_like(cx), cx, cy, cx * cx, cy * cy, cx * cy], 1)
+            self.sums = np.zeros((self.n, 6))
+            np.add.at(self.sums, self.example, cols)
+
+    def __call__(self, idx: np.ndarray):
+        idx = np.asarray(idx)
+        if idx.ndim == 1:
+            return _corr(
+                self.kind, np.concatenate([self.xs[i] for i in idx]), np.concatenate([self.ys[i] for i in idx])
+            )
+        rows = idx.reshape(-1, idx.shape[-1])
+        chunk = max(1, self.ROWS_PER_CHUNK_ELEMENTS // max(1, self.x.size))
+        out = np.concatenate([self._batch(rows[k : k + chunk]) for k in range(0, len(rows), chunk)])
+        return out.reshape(idx.shape[:-1])
+
+    def _batch(self, rows: np.ndarray) -> np.ndarray:
+        B = len(rows)
+        counts = np.bincount((rows + self.n * np.arange(B)[:, None]).ravel(), minlength=B * self.n)
+        counts = counts.reshape(B, self.n).astype(float)
+        if self.kind == "pearson":
+            n, sx, sy, sxx, syy, sxy = (counts @ self.sums).T
+            with np.errstate(all="ignore"):
+                vx, vy = sxx - sx * sx / n, syy - sy * sy / n
+                r = np.clip((sxy - sx * sy / n) / np.sqrt(vx * vy), -1.0, 1.0)
+            r[(vx <= 1e-12 * sxx) | (vy <= 1e-12 * syy) | (n < 3)] = np.nan  # constant x or y: undefined
+            return r
+        # Spearman: Pearson r of the average ranks, every pair weighted by its example's multiplicity
+        wx = counts[:, self.ex]
+        rx, sxx = _weighted_ranks(wx, self.runs_x, self.sizes_x)
+        ry, syy = _weighted_ranks(counts[:, self.ey], self.runs_y, self.sizes_y)
+        W = wx.sum(1)
+        mean = (W + 1) / 2  # the mean of average ranks 1..W
+        with np.errstate(all="ignore"):
+            vx, vy = sxx - W * mean * mean, syy - W * mean * mean
+            cov = (wx * rx * ry[:, self.y_to_x]).sum(1) - W * mean * mean
+            r = np.clip(cov / np.sqrt(vx * vy), -1.0, 1.0)
+        r[(vx <= 1e-12 * W**3) | (vy <= 1e-12 * W**3) | (W < 3)] = np.nan  # all ranks tied: undefined
+        return r
+
+
 def causal_faithfulness(
     dW_fro: Sequence[np.ndarray], dp: Sequence[np.ndarray], n_boot: int = 1000, seed: int = 0
 ) -> dict[str, Estimate]:
-    """Per example arrays (K,) of ``|dW|_F`` and ``dp``; correlation of ``|dW|_F`` with ``|dp|``."""
+    """Per example arrays (K,) of ``|dW|_F`` and ``dp``; correlation of ``|dW|_F`` with ``|dp|``.
+
+    The correlation is over all (example, perturbation) pairs; the bootstrap resamples examples, so an
+    example's pairs stay together (x with its y, and the K pairs of one image, which are not independent).
+    """
     xs = [np.asarray(a, float) for a in dW_fro]
     ys = [np.abs(np.asarray(b, float)) for b in dp]
-
-    def stat(kind):
-        return lambda idx: _corr(kind, np.concatenate([xs[i] for i in idx]), np.concatenate([ys[i] for i in idx]))
-
-    return {k: bootstrap(stat(k), len(xs), n_boot, seed) for k in ("pearson", "spearman")}
+    return {
+        k: bootstrap(_PairCorrelation(k, xs, ys), len(xs), n_boot, seed, vectorized=True)
+        for k in ("pearson", "spearman")
+    }
 
 
 def auc(curve: np.ndarray) -> float:
@@ -79,10 +210,16 @@ def deletion_faithfulness(
     """AUC by attribution order, by random order, and their ratio (mean AUC / mean random AUC)."""
     a = np.array([auc(c) for c in curves])
     r = np.array([auc(c) for c in random_curves])
+
+    def ratio(i):
+        num, den = a[i].mean(-1), r[i].mean(-1)
+        with np.errstate(all="ignore"):
+            return np.where(den > 0, num / den, np.nan)
+
     return {
-        "auc": bootstrap(lambda i: a[i].mean(), len(a), n_boot, seed),
-        "auc_random": bootstrap(lambda i: r[i].mean(), len(r), n_boot, seed),
-        "ratio": bootstrap(lambda i: a[i].mean() / r[i].mean() if r[i].mean() > 0 else np.nan, len(a), n_boot, seed),
+        "auc": bootstrap(lambda i: a[i].mean(-1), len(a), n_boot, seed, vectorized=True),
+        "auc_random": bootstrap(lambda i: r[i].mean(-1), len(r), n_boot, seed, vectorized=True),
+        "ratio": bootstrap(ratio, len(a), n_boot, seed, vectorized=True),
     }
 
 
@@ -106,7 +243,7 @@ def jaccard_stability(
 ) -> Estimate:
     """Mean Jaccard index of the top-``fraction`` region sets, clean vs perturbed attribution."""
     j = np.array([jaccard(top_fraction(c, fraction), top_fraction(p, fraction)) for c, p in zip(clean, perturbed)])
-    return bootstrap(lambda i: j[i].mean(), len(j), n_boot, seed)
+    return bootstrap(lambda i: j[i].mean(-1), len(j), n_boot, seed, vectorized=True)
 
 
 def summarise(
