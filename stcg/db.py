@@ -12,14 +12,20 @@ from stcg.errors import StcgError
 def connect(settings: Neo4jSettings | None = None, timeout: float = 10.0) -> Driver:
     """A verified driver for ``settings`` (default: from the environment).
 
-    Raises ``StcgError`` with a one-line reason when the server is down, the URI is malformed
-    or the credentials are wrong.
+    Raises ``StcgError`` with a one-line reason when the server is down, the URI is malformed,
+    the credentials are wrong, or the server wants a password and none is known (the message says
+    where one is expected). Without a password, the server is tried without credentials, so a
+    server that is down is reported as such, and one with auth disabled just works.
     """
     settings = settings or Neo4jSettings.from_env()
     try:
+        auth, missing = settings.auth, None
+    except StcgError as e:
+        auth, missing = None, e
+    try:
         driver = GraphDatabase.driver(
             settings.uri,
-            auth=settings.auth,
+            auth=auth,
             connection_timeout=timeout,
             notifications_min_severity="OFF",
             max_transaction_retry_time=15.0,
@@ -30,8 +36,11 @@ def connect(settings: Neo4jSettings | None = None, timeout: float = 10.0) -> Dri
         driver.verify_connectivity()
     except AuthError:
         driver.close()
+        if missing is not None:
+            raise missing from None
         raise StcgError(
-            f"Neo4j at {settings.uri} rejected user {settings.username!r}: check NEO4J_USERNAME / NEO4J_PASSWORD"
+            f"Neo4j at {settings.uri} rejected user {settings.username!r} with the password from "
+            f"{settings.password_source()}: check NEO4J_USERNAME / NEO4J_PASSWORD"
         ) from None
     except (ServiceUnavailable, OSError) as e:
         driver.close()

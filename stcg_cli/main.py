@@ -24,7 +24,8 @@ def cli():
     Typical session:
       stcg neo4j start              # a local Neo4j 5.26 on 127.0.0.1 (no Docker needed)
       stcg demo                     # the whole job on the embedded defaults
-    Connection settings come from NEO4J_URI / NEO4J_USERNAME / NEO4J_PASSWORD / NEO4J_DATABASE.
+    Connection settings come from NEO4J_URI / NEO4J_USERNAME / NEO4J_PASSWORD / NEO4J_DATABASE;
+    without NEO4J_PASSWORD the local server's generated password (.stcg/neo4j/stcg-password) is used.
     """
 
 
@@ -68,7 +69,9 @@ def _server(home, cache, bolt_port, http_port, heap="1g", pagecache="512m"):
 def neo4j_start(home, cache, bolt_port, http_port, heap, pagecache, timeout):
     """Start the server (fetching it once) and wait until Bolt answers. Starting twice is harmless.
 
-    The password is NEO4J_PASSWORD (default stcg-local-password), set before the first start.
+    A new home gets a random password for user neo4j, kept in <home>/stcg-password (owner-only),
+    where every stcg command finds it; with NEO4J_PASSWORD set, the home is created with that one
+    instead (and no file is written). A NEO4J_PASSWORD that is not the home's is refused.
     """
     _server(home, cache, bolt_port, http_port, heap, pagecache).start(timeout=timeout, log=click.echo)
 

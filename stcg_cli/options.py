@@ -12,7 +12,12 @@ def neo4j_options(f):
     f = click.option(
         "--database", envvar="NEO4J_DATABASE", default=None, help="Database name [env NEO4J_DATABASE; default neo4j]."
     )(f)
-    f = click.option("--password", envvar="NEO4J_PASSWORD", default=None, help="Password [env NEO4J_PASSWORD].")(f)
+    f = click.option(
+        "--password",
+        envvar="NEO4J_PASSWORD",
+        default=None,
+        help="Password [env NEO4J_PASSWORD; default: the local server's <home>/stcg-password].",
+    )(f)
     f = click.option(
         "--username", envvar="NEO4J_USERNAME", default=None, help="User [env NEO4J_USERNAME; default neo4j]."
     )(f)

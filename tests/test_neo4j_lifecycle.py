@@ -1,4 +1,8 @@
-"""`stcg neo4j start | status | stop` against a second real server on free loopback ports."""
+"""`stcg neo4j start | status | stop` against a second real server on free loopback ports.
+
+The server is started as on a fresh clone: no NEO4J_PASSWORD, so the new home gets a generated
+password in <home>/stcg-password (tests/test_server_security.py checks that file and the rest).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,10 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from neo4j import GraphDatabase
-
-PASSWORD = "lifecycle-pw-123"
 
 
 def _free_port() -> int:
@@ -20,7 +23,8 @@ def _free_port() -> int:
 
 
 def stcg(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "NEO4J_PASSWORD": PASSWORD, **(env or {})}
+    base = {k: v for k, v in os.environ.items() if k not in ("NEO4J_PASSWORD", "STCG_NEO4J_HOME", "NEO4J_URI")}
+    full_env = {**base, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "stcg_cli.main", *args], capture_output=True, text=True, env=full_env, timeout=timeout
     )
@@ -54,6 +58,9 @@ def test_start_status_idempotent_start_stop(server_args):
     first = stcg("neo4j", "start", *server_args)
     assert first.returncode == 0, first.stderr
     assert f"bolt://127.0.0.1:{bolt_port}" in first.stdout and "is running" in first.stdout
+    password_file = Path(server_args[server_args.index("--home") + 1]) / "stcg-password"
+    assert f"password in {password_file}" in first.stdout
+    password = password_file.read_text().strip()
 
     st = stcg("neo4j", "status", *server_args)
     assert st.returncode == 0 and "is running" in st.stdout and f"127.0.0.1:{http_port}/browser/" in st.stdout
@@ -61,7 +68,7 @@ def test_start_status_idempotent_start_stop(server_args):
     again = stcg("neo4j", "start", *server_args)
     assert again.returncode == 0 and "already running" in again.stdout
 
-    with GraphDatabase.driver(f"bolt://127.0.0.1:{bolt_port}", auth=("neo4j", PASSWORD)) as d:
+    with GraphDatabase.driver(f"bolt://127.0.0.1:{bolt_port}", auth=("neo4j", password)) as d:
         d.execute_query("CREATE (:Probe {v: $v})", v=42)
         records, _, _ = d.execute_query("MATCH (p:Probe) RETURN p.v AS v")
         assert [r["v"] for r in records] == [42]

@@ -3,30 +3,41 @@
 Route: ``org.neo4j:neo4j`` + ``org.neo4j.app:neo4j-server`` (+ ``org.neo4j.client:neo4j-browser``)
 resolved by Maven into a cache folder, then ``java -cp 'lib/*' org.neo4j.server.CommunityEntryPoint``
 — the same entry point, jars and configuration file as the official tarball, so Bolt, HTTP and
-Neo4j Browser all behave as in a packaged server. The initial password is set with Neo4j's own
-``neo4j-admin dbms set-initial-password`` (``org.neo4j.cli.AdminTool``) before the first start.
+Neo4j Browser all behave as in a packaged server.
+
+Security of the local server: a new home gets a random password (or NEO4J_PASSWORD when set), set
+with Neo4j's own ``neo4j-admin dbms set-initial-password`` (``org.neo4j.cli.AdminTool``) reading it
+from an owner-only argument file (``@file``), never from a command line. The home is owner-only
+(0700 directories, 0600 files: the server runs under umask 077), HTTP answers cross-origin requests
+only for the Browser's own origin, and everything listens on 127.0.0.1.
 
 Layout of ``home`` (project-local, default ``./.stcg/neo4j``)::
 
+    stcg-password     the generated password (0600); absent when the home was made with NEO4J_PASSWORD
     conf/neo4j.conf   written on every start from the options below
     data/ logs/ run/  server state, logs, pid file
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from stcg.config import home_initialised, local_home, password_file, read_password_file
 from stcg.errors import StcgError
+from stcg.neo4j_runtime.browser import post_connect_cmd
 
 NEO4J_VERSION = "5.26.30"
 BROWSER_VERSION = "5.24.0"
@@ -50,8 +61,12 @@ _JVM_FLAGS = [
 ]
 
 
+UMASK = 0o077  # what the server and the admin tool create is owner-only
+HOME_DIRS = ("conf", "data", "logs", "run", "import", "plugins")
+
+
 def default_home() -> Path:
-    return Path(os.environ.get("STCG_NEO4J_HOME") or Path.cwd() / ".stcg" / "neo4j")
+    return local_home()
 
 
 def default_cache() -> Path:
@@ -75,6 +90,8 @@ class ServerStatus:
         if self.http_uri:
             parts.append(f"browser {self.http_uri}/browser/")
         parts.append(f"home {self.home}")
+        if password_file(self.home).is_file():
+            parts.append(f"password in {password_file(self.home)}")
         return ", ".join(parts)
 
 
@@ -99,6 +116,38 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+def auth_ini_matches(path: Path, password: str, user: str = "neo4j") -> bool:
+    """True when Neo4j's initial-auth file holds ``password`` for ``user``.
+
+    Format (``neo4j-admin dbms set-initial-password``): ``user:SHA-256,<hash hex>,<salt hex>,<iterations>:``
+    with hash = SHA-256 iterated ``iterations`` times, starting from salt + UTF-8 password.
+    """
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        name, _, rest = line.partition(":")
+        if name != user:
+            continue
+        algorithm, digest, salt, iterations = rest.split(":", 1)[0].split(",")
+        if algorithm != "SHA-256":
+            return False
+        h = hashlib.sha256(bytes.fromhex(salt) + password.encode()).digest()
+        for _ in range(int(iterations) - 1):
+            h = hashlib.sha256(h).digest()
+        return h.hex() == digest.lower()
+    return False
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, owner-only (0600) whatever the file was before."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    path.chmod(0o600)
+
+
 def _is_our_server(pid: int, home: Path) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -108,7 +157,12 @@ def _is_our_server(pid: int, home: Path) -> bool:
 
 
 class LocalNeo4j:
-    """One Neo4j server bound to 127.0.0.1, its state in ``home``, its jars in ``cache``."""
+    """One Neo4j server bound to 127.0.0.1, its state in ``home``, its jars in ``cache``.
+
+    ``password`` (else NEO4J_PASSWORD) is the password a new home is initialised with and that an
+    existing one must have; when neither is given, a new home gets a random one kept in
+    ``<home>/stcg-password`` and an existing home's file is used.
+    """
 
     def __init__(
         self,
@@ -124,7 +178,7 @@ class LocalNeo4j:
         self.cache = Path(cache or default_cache()).resolve()
         self.bolt_port = int(bolt_port)
         self.http_port = int(http_port)
-        self.password = password or os.environ.get("NEO4J_PASSWORD") or "stcg-local-password"
+        self.given_password = password or os.environ.get("NEO4J_PASSWORD") or None
         self.heap = heap
         self.pagecache = pagecache
         self.host = "127.0.0.1"
@@ -137,6 +191,15 @@ class LocalNeo4j:
     @property
     def pid_file(self) -> Path:
         return self.home / "run" / "stcg-neo4j.pid"
+
+    @property
+    def password_file(self) -> Path:
+        return password_file(self.home)
+
+    @property
+    def password(self) -> str | None:
+        """The password this object uses: the given one, else the home's password file (None if neither)."""
+        return self.given_password or read_password_file(self.home)
 
     @property
     def bolt_uri(self) -> str:
@@ -217,18 +280,32 @@ class LocalNeo4j:
         return self.lib
 
     # ----------------------------------------------------------------- config
-    def _write_conf(self) -> None:
-        for sub in ("conf", "data", "logs", "run", "import", "plugins"):
-            (self.home / sub).mkdir(parents=True, exist_ok=True)
-        conf = f"""# Written by `stcg neo4j start`; edits are overwritten on the next start.
+    def _make_home(self) -> None:
+        """Create the home and its folders owner-only (0700), tightening existing ones."""
+        self.home.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.home.mkdir(mode=0o700, exist_ok=True)
+        self.home.chmod(0o700)
+        for sub in HOME_DIRS:
+            (self.home / sub).mkdir(mode=0o700, exist_ok=True)
+            (self.home / sub).chmod(0o700)
+
+    def conf_text(self) -> str:
+        """The ``neo4j.conf`` this server runs with (it never contains the password)."""
+        return f"""# Written by `stcg neo4j start`; edits are overwritten on the next start.
 server.default_listen_address={self.host}
 server.default_advertised_address={self.host}
 server.bolt.enabled=true
 server.bolt.listen_address={self.host}:{self.bolt_port}
+server.bolt.advertised_address={self.host}:{self.bolt_port}
 server.http.enabled=true
 server.http.listen_address={self.host}:{self.http_port}
+server.http.advertised_address={self.host}:{self.http_port}
 server.https.enabled=false
 dbms.security.auth_enabled=true
+# HTTP answers cross-origin requests only for the Browser served here (Neo4j's default is *)
+dbms.security.http_access_control_allow_origin={self.http_uri}
+# Neo4j Browser on connect: no "connect result nodes", the STCG style (docs/browser.grass)
+browser.post_connect_cmd={post_connect_cmd()}
 server.directories.data={self.home / "data"}
 server.directories.logs={self.home / "logs"}
 server.directories.run={self.home / "run"}
@@ -239,42 +316,74 @@ server.memory.heap.max_size={self.heap}
 server.memory.pagecache.size={self.pagecache}
 db.tx_log.rotation.retention_policy=1G size
 dbms.usage_report.enabled=false
+client.allow_telemetry=false
 """
-        (self.home / "conf" / "neo4j.conf").write_text(conf)
+
+    def _write_conf(self) -> None:
+        _write_private(self.home / "conf" / "neo4j.conf", self.conf_text())
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
+        env.pop("NEO4J_PASSWORD", None)  # the server and the admin tool never need it
         env["NEO4J_HOME"] = str(self.home)
         env["NEO4J_CONF"] = str(self.home / "conf")
         return env
 
     def _initialised(self) -> bool:
-        return (self.home / "data" / "dbms" / "auth.ini").exists() or (
-            self.home / "data" / "databases" / "system"
-        ).exists()
+        return home_initialised(self.home)
 
-    def _set_initial_password(self, java: str) -> None:
-        if len(self.password) < 8:
+    def _write_password_file(self, password: str) -> str:
+        """Keep a generated password in ``<home>/stcg-password`` (0600); an existing file wins."""
+        try:
+            fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return read_password_file(self.home) or password
+        with os.fdopen(fd, "w") as f:
+            f.write(password + "\n")
+        return password
+
+    def admin_command(self, java: str, argfile: Path) -> list[str]:
+        """``neo4j-admin dbms set-initial-password`` reading the password from ``argfile`` (picocli ``@file``)."""
+        return [
+            java,
+            "-cp",
+            f"{self.lib}/*",
+            f"-Dneo4j.home={self.home}",
+            ADMIN_CLASS,
+            "dbms",
+            "set-initial-password",
+            f"@{argfile}",
+        ]
+
+    def _set_initial_password(self, java: str, password: str) -> None:
+        if len(password) < 8:
             raise StcgError("NEO4J_PASSWORD must have at least 8 characters (Neo4j's minimum)")
-        proc = subprocess.run(
-            [
-                java,
-                "-cp",
-                f"{self.lib}/*",
-                f"-Dneo4j.home={self.home}",
-                ADMIN_CLASS,
-                "dbms",
-                "set-initial-password",
-                self.password,
-            ],
-            capture_output=True,
-            text=True,
-            env=self._env(),
-        )
+        if "\n" in password or "\r" in password or "\0" in password:
+            raise StcgError("NEO4J_PASSWORD must be one line")
+        # picocli reads one argument from the file: double-quoted, backslash and quote escaped
+        quoted = '"' + password.replace("\\", "\\\\").replace('"', '\\"') + '"\n'
+        fd, name = tempfile.mkstemp(prefix=".initial-password-", dir=self.home / "run")  # mode 0600
+        argfile = Path(name)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(quoted)
+            proc = subprocess.run(
+                self.admin_command(java, argfile),
+                capture_output=True,
+                text=True,
+                env=self._env(),
+                stdin=subprocess.DEVNULL,
+                umask=UMASK,
+            )
+        finally:
+            argfile.unlink(missing_ok=True)
         if proc.returncode != 0:
             raise StcgError(
                 f"could not set the initial Neo4j password: {(proc.stdout + proc.stderr).strip().splitlines()[-1:]}"
             )
+        if not auth_ini_matches(self.home / "data" / "dbms" / "auth.ini", password):
+            (self.home / "data" / "dbms" / "auth.ini").unlink(missing_ok=True)
+            raise StcgError("Neo4j's admin tool stored another password than NEO4J_PASSWORD; choose a simpler one")
 
     # ----------------------------------------------------------------- lifecycle
     def _read_pid(self) -> int | None:
@@ -284,22 +393,54 @@ dbms.usage_report.enabled=false
             return None
         return pid if _pid_alive(pid) and _is_our_server(pid, self.home) else None
 
-    def bolt_answers(self, timeout: float = 5.0) -> bool:
-        """True when a Bolt handshake and an authenticated query succeed."""
+    def _auth(self, password: str, timeout: float = 5.0) -> bool | None:
+        """True: Bolt accepts ``password``; False: it rejects it; None: no answer (yet)."""
         from neo4j import GraphDatabase
         from neo4j.exceptions import AuthError
 
         try:
-            with GraphDatabase.driver(self.bolt_uri, auth=("neo4j", self.password), connection_timeout=timeout) as d:
+            with GraphDatabase.driver(self.bolt_uri, auth=("neo4j", password), connection_timeout=timeout) as d:
                 d.verify_connectivity()
                 return True
-        except AuthError as e:
-            raise StcgError(
-                f"Neo4j at {self.bolt_uri} rejected the password ({e.message}); it was initialised with another "
-                f"NEO4J_PASSWORD: set that one, or stop it and delete {self.home / 'data'} to start afresh"
-            ) from None
-        except Exception:
+        except AuthError:
             return False
+        except Exception:
+            return None
+
+    def bolt_answers(self, timeout: float = 5.0) -> bool:
+        """True when a Bolt handshake and an authenticated query succeed (StcgError if the password is wrong)."""
+        ok = self._auth(self._password_or_explain(), timeout)
+        if ok is False:
+            raise StcgError(self._rejected("it is running"))
+        return bool(ok)
+
+    def _password_source(self) -> str:
+        return "NEO4J_PASSWORD" if self.given_password else str(self.password_file)
+
+    def _rejected(self, state: str) -> str:
+        return (
+            f"Neo4j at {self.bolt_uri} rejected the password from {self._password_source()}: the home {self.home} "
+            f"was initialised with another one; set NEO4J_PASSWORD to that one, or stop the server and delete "
+            f"{self.home / 'data'} to start afresh ({state})"
+        )
+
+    def _password_or_explain(self) -> str:
+        """The password to use for this home, checked against its password file; StcgError if none or a mismatch."""
+        stored = read_password_file(self.home)
+        if stored and self.given_password and self.given_password != stored:
+            raise StcgError(
+                f"NEO4J_PASSWORD differs from the password of the Neo4j home {self.home} (kept in "
+                f"{self.password_file}): unset NEO4J_PASSWORD to use it, or choose another --home"
+            )
+        password = self.given_password or stored
+        if password is None and self._initialised():
+            raise StcgError(
+                f"the Neo4j home {self.home} has no password file {self.password_file} (it was created with "
+                "NEO4J_PASSWORD or before stcg generated passwords): set NEO4J_PASSWORD to its password"
+            )
+        if password is None:
+            raise StcgError(f"no password for the new Neo4j home {self.home}")
+        return password
 
     def status(self) -> ServerStatus:
         pid = self._read_pid()
@@ -313,9 +454,16 @@ dbms.usage_report.enabled=false
         return ServerStatus(True, pid, self.bolt_uri, http, self.home)
 
     def start(self, timeout: float = 180.0, log=print) -> ServerStatus:
-        """Start the server (or find it running) and return once Bolt answers."""
+        """Start the server (or find it running) and return once Bolt answers with the home's password.
+
+        A password that is not the home's is refused in one line and the server is left as it was:
+        checked against ``<home>/stcg-password`` before anything starts, else by logging in once Bolt
+        answers (a server started for that check is stopped again).
+        """
         current = self.status()
         if current.running:
+            if self._auth(self._password_or_explain()) is False:
+                raise StcgError(self._rejected("it was left running"))
             log(f"already running: {current.describe()}")
             return current
         java = self.java()
@@ -327,47 +475,70 @@ dbms.usage_report.enabled=false
                         f"stop it or choose another port (--{what.lower()}-port)"
                     )
         self.ensure_artifacts(log=log)
+        initialised = self._initialised()
+        if initialised or self.given_password or self.password_file.exists():
+            password = self._password_or_explain()  # refuses a mismatch before anything changes
+            self._make_home()
+        else:
+            self._make_home()
+            password = self._write_password_file(secrets.token_urlsafe(24))
+            log(
+                f"New Neo4j home: user neo4j has a generated password, kept in {self.password_file} (owner-only); "
+                f"stcg commands read it from there, Neo4j Browser asks for it (cat {self.password_file})"
+            )
         self._write_conf()
-        if not self._initialised():
-            self._set_initial_password(java)
+        if not initialised:
+            self._set_initial_password(java, password)
         pid = current.pid
-        if pid is None:
-            console = open(self.home / "logs" / "console.log", "ab")
-            cmd = [
-                java,
-                f"-Xms{self.heap}",
-                f"-Xmx{self.heap}",
-                *_JVM_FLAGS,
-                "-cp",
-                f"{self.lib}/*",
-                MAIN_CLASS,
-                f"--home-dir={self.home}",
-                f"--config-dir={self.home / 'conf'}",
-            ]
+        started_here = pid is None
+        if started_here:
+            console_fd = os.open(self.home / "logs" / "console.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             proc = subprocess.Popen(
-                cmd,
-                stdout=console,
+                self.server_command(java),
+                stdout=console_fd,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=self._env(),
                 cwd=self.home,
                 start_new_session=True,
+                umask=UMASK,
             )
-            console.close()
+            os.close(console_fd)
             pid = proc.pid
-            self.pid_file.write_text(f"{pid}\n")
+            _write_private(self.pid_file, f"{pid}\n")
             log(f"Starting Neo4j {NEO4J_VERSION} (pid {pid}) on {self.bolt_uri} ...")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not _pid_alive(pid):
                 self.pid_file.unlink(missing_ok=True)
                 raise StcgError(f"Neo4j exited during start-up: {self._log_tail()}")
-            if _port_in_use(self.host, self.bolt_port) and self.bolt_answers():
-                st = self.status()
-                log(st.describe())
-                return st
+            if _port_in_use(self.host, self.bolt_port):
+                ok = self._auth(password)
+                if ok is False:
+                    if started_here:
+                        self.stop(log=lambda _: None)
+                        raise StcgError(self._rejected("it was stopped again"))
+                    raise StcgError(self._rejected("it was left running"))
+                if ok:
+                    st = self.status()
+                    log(st.describe())
+                    return st
             time.sleep(0.5)
         raise StcgError(f"Neo4j did not answer on {self.bolt_uri} within {timeout:.0f} s; see {self.home / 'logs'}")
+
+    def server_command(self, java: str) -> list[str]:
+        """The command line of the server process (no password: it is in ``data/``, set by the admin tool)."""
+        return [
+            java,
+            f"-Xms{self.heap}",
+            f"-Xmx{self.heap}",
+            *_JVM_FLAGS,
+            "-cp",
+            f"{self.lib}/*",
+            MAIN_CLASS,
+            f"--home-dir={self.home}",
+            f"--config-dir={self.home / 'conf'}",
+        ]
 
     def stop(self, timeout: float = 60.0, log=print) -> bool:
         """Stop the server cleanly (SIGTERM, then SIGKILL after ``timeout``). False if none ran."""
