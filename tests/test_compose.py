@@ -52,3 +52,11 @@ def test_compose_neo4j_service_shape():
     assert "NEO4J_PASSWORD" in env["NEO4J_AUTH"] and "heap" in " ".join(env).lower()
     example = (ROOT / ".env.example").read_text()
     assert "NEO4J_PASSWORD=" in example
+
+
+def test_compose_neo4j_security_and_browser_settings():
+    env = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["neo4j"]["environment"]
+    origin = env["NEO4J_dbms_security_http__access__control__allow__origin"]
+    assert origin.startswith("http://127.0.0.1:") and "*" not in origin  # Neo4j's default is *
+    assert env["NEO4J_browser_post__connect__cmd"] == "config autoComplete: false"
+    assert env["NEO4J_client_allow__telemetry"] == "false"
