@@ -2,9 +2,10 @@
 
 Every perturbation maps an (H, W, 3) float32 array in [0, 1] to a new array of the same shape.
 Randomness comes only from the ``numpy.random.Generator`` it is handed, which the caller seeds
-from (seed, example key, perturbation name), so results are reproducible. Add your own::
+from (seed, example key, perturbation name), so results are reproducible. Add your own, with the
+range of each parameter (checked before any model work; a parameter without one is passed as given)::
 
-    @register_perturbation("blur", defaults={"radius": 2.0})
+    @register_perturbation("blur", defaults={"radius": 2.0}, ranges={"radius": ParamRange(0.0, 50.0)})
     def blur(image, params, rng, ctx): ...
 
 The engine works on 8-bit images (what the processor sees anyway): ``apply_perturbation`` on a
@@ -16,8 +17,9 @@ perturbation gets the float image and its result is quantised.
 
 from __future__ import annotations
 
+import math
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,6 +52,45 @@ class PerturbationContext:
 
 
 @dataclass(frozen=True)
+class ParamRange:
+    """The allowed values of one numeric perturbation parameter: ``lo <= x <= hi`` (``<`` where the
+    bound is open; ``None`` = unbounded), finite, and a whole number when ``integer``."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    integer: bool = False
+
+    def describe(self, name: str) -> str:
+        """E.g. ``0 < fraction <= 1``, ``an integer 1 <= tiles <= 256``, ``sigma >= 0``."""
+        lo = None if self.lo is None else f"{self.lo:g} {'<' if self.lo_open else '<='} "
+        hi = None if self.hi is None else f" {'<' if self.hi_open else '<='} {self.hi:g}"
+        if lo is None and hi is None:
+            text = f"{name} finite"
+        elif lo is None:
+            text = f"{name}{hi}"
+        elif hi is None:
+            text = f"{name} {'>' if self.lo_open else '>='} {self.lo:g}"
+        else:
+            text = f"{lo}{name}{hi}"
+        return f"an integer {text}" if self.integer else text
+
+    def check(self, kind: str, name: str, value) -> None:
+        """One-line ``StcgError`` naming the bad value and the allowed range."""
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if ok and self.integer:
+            ok = float(value).is_integer()
+        if ok and self.lo is not None:
+            ok = value > self.lo if self.lo_open else value >= self.lo
+        if ok and self.hi is not None:
+            ok = value < self.hi if self.hi_open else value <= self.hi
+        if not ok:
+            what = "is out of range" if isinstance(value, (int, float)) else "is not a number"
+            raise StcgError(f"perturbation {kind}: {name}={value} {what}; allowed: {self.describe(name)}")
+
+
+@dataclass(frozen=True)
 class Perturbation:
     name: str
     fn: Callable[[Image, dict, np.random.Generator, PerturbationContext], Image]
@@ -57,27 +98,55 @@ class Perturbation:
     needs_attribution: bool = False
     description: str = ""
     uint8: bool = False  # fn maps uint8 images exactly as it maps float ones, then quantised
+    ranges: Mapping[str, ParamRange] = field(default_factory=dict)  # parameter -> allowed values
+
+    def check_params(self, params: Mapping) -> None:
+        """Refuse (one line) a parameter this perturbation does not take or a value outside its range."""
+        unknown = set(params) - set(self.defaults)
+        if unknown:
+            raise StcgError(
+                f"perturbation {self.name!r} has no parameter {sorted(unknown)}; it takes {sorted(self.defaults)}"
+            )
+        for key, rng in self.ranges.items():
+            if key in params:
+                rng.check(self.name, key, params[key])
 
 
 REGISTRY: dict[str, Perturbation] = {}
 
 
 def register_perturbation(
-    name: str, defaults: dict | None = None, needs_attribution: bool = False, uint8: bool = False
+    name: str,
+    defaults: dict | None = None,
+    needs_attribution: bool = False,
+    uint8: bool = False,
+    ranges: Mapping[str, ParamRange] | None = None,
 ):
     """Decorator: add ``fn(image, params, rng, ctx) -> image`` to the registry under ``name``.
 
-    ``uint8=True`` promises that ``fn`` also takes (H, W, 3) uint8 images and returns exactly
-    ``quantise(fn(image / 255))`` for them."""
+    ``ranges`` maps parameter names (a subset of ``defaults``) to their ``ParamRange``; user values
+    are checked against it before any model work. ``uint8=True`` promises that ``fn`` also takes
+    (H, W, 3) uint8 images and returns exactly ``quantise(fn(image / 255))`` for them."""
+    defaults, ranges = dict(defaults or {}), dict(ranges or {})
+    if set(ranges) - set(defaults):
+        raise ValueError(
+            f"perturbation {name!r}: ranges for parameters without a default: {sorted(set(ranges) - set(defaults))}"
+        )
+    for key, rng in ranges.items():
+        try:
+            rng.check(name, key, defaults[key])
+        except StcgError as e:  # a default outside its own range is a programming error
+            raise ValueError(f"default of {e}") from None
 
     def deco(fn):
         REGISTRY[name] = Perturbation(
             name,
             fn,
-            dict(defaults or {}),
+            defaults,
             needs_attribution,
             (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "",
             uint8,
+            ranges,
         )
         return fn
 
@@ -101,10 +170,13 @@ class PerturbationSpec:
     @classmethod
     def make(cls, kind: str, **overrides) -> PerturbationSpec:
         p = get_perturbation(kind)
-        unknown = set(overrides) - set(p.defaults)
-        if unknown:
-            raise StcgError(f"perturbation {kind!r} has no parameter {sorted(unknown)}; it takes {sorted(p.defaults)}")
+        p.check_params(overrides)
         return cls(kind, {**p.defaults, **overrides})
+
+    def check(self) -> PerturbationSpec:
+        """This spec, after checking its kind and every parameter against the registry (one-line errors)."""
+        get_perturbation(self.kind).check_params(self.params)
+        return self
 
     @property
     def needs_attribution(self) -> bool:
@@ -205,14 +277,17 @@ def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ the six kinds of the spec
-@register_perturbation("center_mask", defaults={"fraction": 0.5}, uint8=True)
+FRACTION = ParamRange(0.0, 1.0, lo_open=True)  # a share of the image side / of the regions: 0 < f <= 1
+
+
+@register_perturbation("center_mask", defaults={"fraction": 0.5}, uint8=True, ranges={"fraction": FRACTION})
 def center_mask(image, params, rng, ctx):
     """Grey square (dataset mean colour) of side fraction x min(H, W) at the centre."""
     y0, y1, x0, x1 = centre_box(*image.shape[:2], params["fraction"])
     return fill_rect(image.copy(), y0, y1, x0, x1, ctx.fill_for(image))
 
 
-@register_perturbation("peripheral_mask", defaults={"fraction": 0.5}, uint8=True)
+@register_perturbation("peripheral_mask", defaults={"fraction": 0.5}, uint8=True, ranges={"fraction": FRACTION})
 def peripheral_mask(image, params, rng, ctx):
     """Grey everything outside the central square of side fraction x min(H, W)."""
     h, w = image.shape[:2]
@@ -222,7 +297,9 @@ def peripheral_mask(image, params, rng, ctx):
     return out
 
 
-@register_perturbation("color_shift", defaults={"hue_shift": 0.5}, uint8=True)
+@register_perturbation(
+    "color_shift", defaults={"hue_shift": 0.5}, uint8=True, ranges={"hue_shift": ParamRange(-1.0, 1.0)}
+)
 def color_shift(image, params, rng, ctx):
     """HSV hue rotated by hue_shift (0.5 = 180 degrees); saturation and value kept."""
     if float(params["hue_shift"]) % 1.0 == 0.5:
@@ -242,7 +319,9 @@ def color_shift(image, params, rng, ctx):
     return quantise(out) if image.dtype == np.uint8 else out
 
 
-@register_perturbation("patch_shuffle", defaults={"tiles": 4}, uint8=True)
+@register_perturbation(
+    "patch_shuffle", defaults={"tiles": 4}, uint8=True, ranges={"tiles": ParamRange(1, 256, integer=True)}
+)
 def patch_shuffle(image, params, rng, ctx):
     """Image cut into a tiles x tiles grid, tiles permuted by the seeded RNG.
 
@@ -265,13 +344,19 @@ def patch_shuffle(image, params, rng, ctx):
     return out
 
 
-@register_perturbation("saliency_patch_mask", defaults={"fraction": 0.1}, needs_attribution=True, uint8=True)
+@register_perturbation(
+    "saliency_patch_mask",
+    defaults={"fraction": 0.1},
+    needs_attribution=True,
+    uint8=True,
+    ranges={"fraction": FRACTION},
+)
 def saliency_patch_mask(image, params, rng, ctx):
     """Grey the top fraction of regions by clean attribution (region boxes in original pixels)."""
     return ctx.grid.fill_regions(image.copy(), top_fraction(ctx.attribution, params["fraction"]), ctx.fill_for(image))
 
 
-@register_perturbation("gaussian_noise", defaults={"sigma": 0.1}, uint8=True)
+@register_perturbation("gaussian_noise", defaults={"sigma": 0.1}, uint8=True, ranges={"sigma": ParamRange(0.0)})
 def gaussian_noise(image, params, rng, ctx):
     """Additive N(0, sigma) noise on [0, 1] pixels, clipped.
 
