@@ -82,14 +82,43 @@ def register_capture_attention() -> str:
     return CAPTURE_IMPL
 
 
+HOOK_POINT_WORDS = {
+    "qformer.cross": "Q-Former cross-attention",
+    "lm.encoder.self": "encoder self-attention",
+    "lm.decoder.cross": "decoder cross-attention",
+    "lm.self": "language-model self-attention",
+}
+
+
+def hook_layer_counts(config) -> dict[str, int]:
+    """Layers per hook point of a BLIP-2 config (``Blip2Config``; no weights needed), as
+    ``blip2_hook_points`` finds them in the built model: Q-Former layer ``i`` cross-attends when
+    ``i % cross_attention_frequency == 0``."""
+    qf, tc = config.qformer_config, config.text_config
+    freq = max(1, int(getattr(qf, "cross_attention_frequency", 1) or 1))
+    counts = {"qformer.cross": sum(1 for i in range(int(qf.num_hidden_layers)) if i % freq == 0)}
+    if tc.is_encoder_decoder:
+        counts["lm.encoder.self"] = int(tc.num_layers)
+        counts["lm.decoder.cross"] = int(getattr(tc, "num_decoder_layers", None) or tc.num_layers)
+    else:
+        counts["lm.self"] = int(tc.num_hidden_layers)
+    return counts
+
+
 @dataclass(frozen=True)
 class LayerSelection:
-    """Which layers of a hook point are aggregated: ``"mean"`` (all), ``"last"``, or indices (mean)."""
+    """Which layers of a hook point are aggregated: ``"mean"`` (all), ``"last"``, or indices (mean).
+
+    Indices count from 0 (negative: from the end) and apply to every hook point, so each must exist
+    in every one of them (``check``)."""
 
     spec: str | tuple[int, ...] = "mean"
 
     @classmethod
     def parse(cls, text: str | Sequence[int] | LayerSelection) -> LayerSelection:
+        """``"mean"``/``"all"``, ``"last"`` or ``"0,-1"``; one-line ``StcgError`` for anything else."""
+        from stcg.errors import StcgError
+
         if isinstance(text, LayerSelection):
             return text
         if isinstance(text, str):
@@ -97,14 +126,32 @@ class LayerSelection:
             if t in ("mean", "all", "last"):
                 return cls("last" if t == "last" else "mean")
             try:
-                return cls(tuple(int(x) for x in t.split(",") if x.strip()))
+                indices = tuple(int(x) for x in t.split(",") if x.strip())
             except ValueError:
-                from stcg.errors import StcgError
+                indices = ()
+            if not indices:
+                raise StcgError(f"bad layer selection {text!r}: use mean, last, or comma-separated layer indices")
+            return cls(indices)
+        indices = tuple(int(x) for x in text)
+        if not indices:
+            raise StcgError("empty layer selection: use mean, last, or layer indices")
+        return cls(indices)
 
-                raise StcgError(
-                    f"bad layer selection {text!r}: use mean, last, or comma-separated layer indices"
-                ) from None
-        return cls(tuple(int(x) for x in text))
+    def check(self, counts: dict[str, int]) -> LayerSelection:
+        """This selection if every index exists in every hook point (``hook_layer_counts``); else a
+        one-line ``StcgError`` naming the index and the allowed range."""
+        if isinstance(self.spec, str) or not counts:
+            return self
+        n = min(counts.values())
+        bad = [i for i in self.spec if not -n <= i < n]
+        if bad:
+            from stcg.errors import StcgError
+
+            has = ", ".join(f"{c} {HOOK_POINT_WORDS.get(k, k)}" for k, c in counts.items())
+            raise StcgError(
+                f"layer {bad[0]} is out of range for this model ({has} layers); use indices {-n}..{n - 1}, mean or last"
+            )
+        return self
 
     def select(self, n_layers: int) -> list[int]:
         if self.spec == "mean":
