@@ -41,13 +41,13 @@ from stcg.errors import StcgError
 from stcg.images import quantise, to_image
 from stcg_model import alignment as A
 from stcg_model.capture import AttentionCapture, LayerSelection
+from stcg_model.config import EngineConfig
 from stcg_model.graph import STCGraph
 from stcg_model.loading import LoadedModel
 from stcg_model.perturbations import (
     PerturbationContext,
     PerturbationSpec,
     apply_perturbation,
-    parse_perturbations,
     rng_for,
 )
 from stcg_model.regions import RegionGrid
@@ -186,7 +186,11 @@ def prefetched(pool: ThreadPoolExecutor | None, fn: Callable, items: Sequence):
 
 
 class STCGEngine:
-    """Builds STCGs for batches of examples with one loaded BLIP-2 model."""
+    """Builds STCGs for batches of examples with one loaded BLIP-2 model.
+
+    Make it with ``STCGEngine.from_config(lm, EngineConfig(...))`` (or the keyword constructor, which
+    builds the same ``EngineConfig``); either validates every setting against the model first. It
+    holds a thread pool on GPU runs: ``close()`` it, or use it as a context manager."""
 
     def __init__(
         self,
@@ -204,23 +208,49 @@ class STCGEngine:
         question for T5 models and ``"Question: {question} Answer:"`` (BLIP-2's VQA prompt) for OPT.
         ``host_workers`` threads make perturbed images and pixel tensors (default: up to 8 CPU cores
         when the model is on a GPU, none on CPU; 0 or 1 = in the calling thread); results do not depend on it."""
+        if not isinstance(perturbations, str):
+            perturbations = "all" if perturbations is None else tuple(perturbations)
+        config = EngineConfig(
+            model=lm.name,
+            device=str(lm.device),
+            dtype=str(lm.dtype).replace("torch.", ""),
+            perturbations=perturbations,
+            layers=layers.describe() if isinstance(layers, LayerSelection) else str(layers),
+            prompt=prompt,
+            seed=seed,
+            max_new_tokens=max_new_tokens,
+            deletion_steps=deletion_steps,
+        )
+        self._setup(lm, config, store_dense, host_workers)
+
+    @classmethod
+    def from_config(
+        cls, lm: LoadedModel, config: EngineConfig, store_dense: bool = True, host_workers: int | None = None
+    ) -> STCGEngine:
+        """An engine for ``lm`` with the settings of ``config`` (validated against ``lm`` first; its
+        model/device/dtype fields are what ``lm`` was loaded with and are not re-read here)."""
+        engine = cls.__new__(cls)
+        engine._setup(lm, config, store_dense, host_workers)
+        return engine
+
+    def _setup(self, lm: LoadedModel, config: EngineConfig, store_dense: bool, host_workers: int | None) -> None:
+        self._pool = None
+        config.validate(lm)
+        self.config = config
         self.lm = lm
         self.decoder_only = not lm.is_encoder_decoder
+        prompt = config.prompt
         if prompt is None:
             prompt = "Question: {question} Answer:" if self.decoder_only else "{question}"
         self.prompt = check_prompt(prompt)
         self.model = lm.model
         self.processor = lm.processor
         self.tokenizer = lm.processor.tokenizer
-        self.perturbations = (
-            list(perturbations) if isinstance(perturbations, (list, tuple)) else parse_perturbations(perturbations)
-        )
-        self.layers = LayerSelection.parse(layers)
-        self.seed = int(seed)
-        self.max_new_tokens = int(max_new_tokens)
-        if self.max_new_tokens < 1:
-            raise StcgError(f"max_new_tokens must be at least 1 (an answer needs a step), got {max_new_tokens}")
-        self.deletion_steps = int(deletion_steps)
+        self.perturbations = config.perturbation_specs()
+        self.layers = config.layer_selection()
+        self.seed = config.seed
+        self.max_new_tokens = config.max_new_tokens
+        self.deletion_steps = config.deletion_steps
         self.store_dense = store_dense
         if host_workers is None:  # on a CPU-only run the model already uses every core: threads would only contend
             host_workers = min(8, os.cpu_count() or 1) if lm.device.type != "cpu" else 0
@@ -242,9 +272,23 @@ class STCGEngine:
         start = getattr(tc, "decoder_start_token_id", None)
         self.start_id = int(start) if start is not None else self.pad_id
 
+    def close(self) -> None:
+        """Shut the host thread pool down (idempotent); the engine cannot prepare batches in threads after it."""
+        pool, self._pool = getattr(self, "_pool", None), None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> STCGEngine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     # ------------------------------------------------------------------ public
     @property
     def params(self) -> dict:
+        """Everything that determines this engine's numbers (stored with every STCG and in ``Run.params``):
+        the ``EngineConfig`` as the engine resolved it, plus what the model fixes."""
         return {
             "results_version": RESULTS_VERSION,
             "model": self.lm.name,

@@ -116,22 +116,46 @@ def prepare(
     return LoadedModel(model=model, processor=processor, name=name, device=dev, dtype=dt)
 
 
-def load_model(name_or_path: str | None = None, device: str = "auto", dtype: str | None = None) -> LoadedModel:
-    """``from_pretrained`` for model and processor; one-line ``StcgError`` when it cannot load."""
-    name = name_or_path or default_model()
+def _where(name: str) -> tuple[Path, str]:
+    """(local path, what to pass to ``from_pretrained``) of a hub id or folder; one-line errors."""
     local = Path(name).expanduser()
     looks_local = name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.sep == "\\" and "\\" in name
     if looks_local and not local.exists():
         raise StcgError(f"model folder not found: {name}")
     if local.is_dir() and not (local / "config.json").is_file():
         raise StcgError(f"{name} is not a BLIP-2 checkpoint folder (no config.json)")
-    dev = resolve_device(device)
+    return local, str(local) if local.exists() else name
+
+
+def _load_error(name: str, local: Path, e: Exception) -> StcgError:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    where = "local folder" if local.exists() else "hub id (needs network access or a cached copy)"
+    return StcgError(f"could not load model {name!r} ({where}): {first[:240]}")
+
+
+def checkpoint_config(name_or_path: str | None = None):
+    """The ``Blip2Config`` of a checkpoint (config.json only, no weights), so settings that depend on
+    the model (layer indices, regions) are checked before any model work; one-line ``StcgError``."""
+    name = name_or_path or default_model()
+    local, source = _where(name)
     try:
         from transformers import AutoConfig
 
-        cfg = AutoConfig.from_pretrained(str(local) if local.exists() else name)
-        if getattr(cfg, "model_type", None) != "blip-2":
-            raise StcgError(f"{name} is a {getattr(cfg, 'model_type', '?')} checkpoint, not BLIP-2")
+        cfg = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as e:
+        raise _load_error(name, local, e) from None
+    if getattr(cfg, "model_type", None) != "blip-2":
+        raise StcgError(f"{name} is a {getattr(cfg, 'model_type', '?')} checkpoint, not BLIP-2")
+    return cfg
+
+
+def load_model(name_or_path: str | None = None, device: str = "auto", dtype: str | None = None) -> LoadedModel:
+    """``from_pretrained`` for model and processor; one-line ``StcgError`` when it cannot load."""
+    name = name_or_path or default_model()
+    local, _ = _where(name)
+    dev = resolve_device(device)
+    try:
+        cfg = checkpoint_config(name)
         dt = resolve_dtype(dtype, dev, bool(cfg.text_config.is_encoder_decoder))
         model = Blip2ForConditionalGeneration.from_pretrained(
             str(local) if local.exists() else name, dtype=dt, attn_implementation="eager"
@@ -141,7 +165,5 @@ def load_model(name_or_path: str | None = None, device: str = "auto", dtype: str
     except StcgError:
         raise
     except (OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        where = "local folder" if local.exists() else "hub id (needs network access or a cached copy)"
-        raise StcgError(f"could not load model {name!r} ({where}): {first[:240]}") from None
+        raise _load_error(name, local, e) from None
     return LoadedModel(model=model.to(dev).eval(), processor=processor, name=name, device=dev, dtype=dt)

@@ -410,5 +410,5 @@ def test_eager_mask_for_an_unmasked_causal_module_matches_sdpa(q, k):
 def test_zero_answer_steps_refused_with_one_line(lm):
     from stcg.errors import StcgError
 
-    with pytest.raises(StcgError, match="max_new_tokens must be at least 1"):
+    with pytest.raises(StcgError, match="--max-new-tokens 0 is invalid; allowed: an integer >= 1"):
         STCGEngine(lm, max_new_tokens=0)
