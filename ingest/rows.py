@@ -63,7 +63,10 @@ class GraphRows:
         return sum(len(v) for v in self.rels.values()) + sum(payload_counts(x)[1] for x in self.examples)
 
 
-# payload list -> (relationship group, columns); index columns point into the payload's node lists
+# payload list -> (relationship group, columns). The one place that fixes the column order of a link
+# table: ``example_payload`` fills the tables by column name and the writer's statement
+# (``ingest.writer.example_statement``) is generated from it. Reference columns (``REF_COLUMNS``) are
+# indexes into the payload's node lists; every other column is a relationship property of that name.
 LINK_COLUMNS = {
     "attends": ("ATTENDS", ("token", "region", "weight", "rank")),
     "step_attends": ("STEP_ATTENDS", ("step", "region", "weight", "rank")),
@@ -73,7 +76,42 @@ LINK_COLUMNS = {
     "moves_token": ("MOVES_TOKEN", ("perturbation", "token", "dW_norm")),
     "dw": ("DW", ("token", "perturbation", "region", "dW", "rank")),
 }
+# payload node list -> label
 NODE_LISTS = {"regions": "Region", "tokens": "Token", "steps": "Timestep", "perturbations": "Perturbation"}
+# reference column -> the node list it indexes
+REF_COLUMNS = {"token": "tokens", "region": "regions", "step": "steps", "perturbation": "perturbations"}
+# link key -> (start column, end column, end offset): the nodes a link joins. ``next`` joins step i and
+# step i + 1 from one column. A reference column that is neither end (DW's perturbation) becomes a
+# property holding the referenced node's ``REF_PROPERTY``.
+LINK_ENDS = {
+    "attends": ("token", "region", 0),
+    "step_attends": ("step", "region", 0),
+    "attends_token": ("step", "token", 0),
+    "next": ("step", "step", 1),
+    "moves": ("perturbation", "region", 0),
+    "moves_token": ("perturbation", "token", 0),
+    "dw": ("token", "region", 0),
+}
+REF_PROPERTY = {"perturbation": "kind"}
+
+
+def _check_link_tables() -> None:
+    """The link tables agree with each other and with ``REL_TYPES`` (run at import: drift fails loudly)."""
+    if set(LINK_ENDS) != set(LINK_COLUMNS):
+        raise AssertionError(f"LINK_ENDS and LINK_COLUMNS name different links: {set(LINK_ENDS) ^ set(LINK_COLUMNS)}")
+    for key, (group, cols) in LINK_COLUMNS.items():
+        start, end, _ = LINK_ENDS[key]
+        start_label, _, end_label, _ = REL_TYPES[group]
+        if start not in cols or end not in cols or len(set(cols)) != len(cols):
+            raise AssertionError(f"link {key}: columns {cols} lack its ends {start}, {end} or repeat a name")
+        if (NODE_LISTS[REF_COLUMNS[start]], NODE_LISTS[REF_COLUMNS[end]]) != (start_label, end_label):
+            raise AssertionError(f"link {key}: ends {start} -> {end} do not match {group} {start_label} -> {end_label}")
+        for c in cols:
+            if c in REF_COLUMNS and c not in (start, end) and c not in REF_PROPERTY:
+                raise AssertionError(f"link {key}: reference column {c} is neither an end nor a property")
+
+
+_check_link_tables()
 
 
 def payload_counts(x: dict) -> tuple[int, int]:
@@ -239,27 +277,34 @@ def example_payload(g: STCGraph, run_id: str, top_k: int, store_ref: dict | None
     step_token = np.asarray(g.step_token, np.float64)
     rank = np.arange(1, k + 1)
 
-    def table(*columns) -> list[list]:
-        """Rows of mixed int / float columns (ints stay ints: Cypher indexes lists with them)."""
-        return [list(r) for r in zip(*(np.asarray(c).ravel().tolist() for c in columns))]
+    def table(key: str, **columns) -> list[list]:
+        """Rows of link table ``key``, columns in ``LINK_COLUMNS`` order (ints stay ints: Cypher indexes
+        lists with them)."""
+        names = LINK_COLUMNS[key][1]
+        if set(columns) != set(names):
+            raise AssertionError(f"link table {key}: got columns {sorted(columns)}, LINK_COLUMNS has {names}")
+        return [list(r) for r in zip(*(np.asarray(columns[c]).ravel().tolist() for c in names))]
 
     ti, tk = np.divmod(np.arange(n * k), k)  # token, rank-1 per ATTENDS row
-    attends = table(ti, slot[tok_top[ti, tk]], W[ti, tok_top[ti, tk]], rank[tk])
+    attends = table("attends", token=ti, region=slot[tok_top[ti, tk]], weight=W[ti, tok_top[ti, tk]], rank=rank[tk])
     si, sk = np.divmod(np.arange(T * k), k)
-    step_attends = table(si, slot[step_top[si, sk]], S[si, step_top[si, sk]], rank[sk])
+    step_attends = table(
+        "step_attends", step=si, region=slot[step_top[si, sk]], weight=S[si, step_top[si, sk]], rank=rank[sk]
+    )
     st, sn = np.divmod(np.arange(T * n), n)
-    attends_token = table(st, sn, step_token[st, sn])
-    nxt = table(np.arange(T - 1), np.asarray(g.drift, np.float64)[: max(0, T - 1)])
+    attends_token = table("attends_token", step=st, token=sn, weight=step_token[st, sn])
+    nxt = table("next", step=np.arange(T - 1), js=np.asarray(g.drift, np.float64)[: max(0, T - 1)])
     mj, mk = np.divmod(np.arange(K * k), k)
+    top = move_top[mj, mk]
     moves = table(
-        mj, slot[move_top[mj, mk]], region_dw[mj, move_top[mj, mk]], region_abs[mj, move_top[mj, mk]], rank[mk]
+        "moves", perturbation=mj, region=slot[top], dW=region_dw[mj, top], abs_dW=region_abs[mj, top], rank=rank[mk]
     )
     pj, pn = np.divmod(np.arange(K * n), n)
-    moves_token = table(pj, pn, np.asarray(g.dW_token, np.float64)[pj, pn])
+    moves_token = table("moves_token", perturbation=pj, token=pn, dW_norm=np.asarray(g.dW_token, np.float64)[pj, pn])
     dj, rest = np.divmod(np.arange(K * n * k), n * k)  # perturbation-major, then token, then rank
     di, dk = np.divmod(rest, k)
     dp = dw_top[dj, di, dk]
-    dw = table(di, dj, slot[dp], dW[dj, di, dp], rank[dk])
+    dw = table("dw", token=di, perturbation=dj, region=slot[dp], dW=dW[dj, di, dp], rank=rank[dk])
     return {
         "run_id": run_id,
         "example": example,

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from neo4j import Driver
 from neo4j.exceptions import ServiceUnavailable, SessionExpired, TransientError
 
+from ingest import rows as tables
 from ingest.rows import REL_TYPES, GraphRows
 from stcg.errors import StcgError
 
@@ -37,42 +38,68 @@ def rel_statement(group: str) -> str:
     )
 
 
-def _children(var: str, key: str, label: str, rel: str) -> str:
+def _has_rel(label: str) -> str:
+    """The Example -> ``label`` relationship type (``REL_TYPES``)."""
+    return next(t for start, t, end, _ in REL_TYPES.values() if start == "Example" and end == label)
+
+
+def _children(key: str, label: str) -> str:
+    """Create the nodes of payload list ``key`` and bind them, in order, to the list variable ``key``."""
     return (
         f"CALL (e, ex) {{ UNWIND ex.{key} AS props CREATE (n:{label}) SET n = props "
-        f"CREATE (e)-[:{rel}]->(n) RETURN collect(n) AS {var} }}\n"
+        f"CREATE (e)-[:{_has_rel(label)}]->(n) RETURN collect(n) AS {key} }}\n"
     )
 
 
-EXAMPLE_STATEMENT = (
-    "UNWIND $examples AS ex\n"
-    "MERGE (run:Run {uid: ex.run_id}) ON CREATE SET run.run_id = ex.run_id\n"
-    "MERGE (e:Example {uid: ex.example.uid})\n"
-    "SET e += ex.example\n"
-    "MERGE (run)-[:HAS_EXAMPLE]->(e)\n"
-    "WITH e, ex\n"
-    # a rerun of an example an interrupted run left incomplete replaces what is there
-    "CALL (e) { MATCH (e)-[:HAS_TOKEN|HAS_REGION|HAS_STEP|HAS_PERTURBATION]->(old) DETACH DELETE old }\n"
-    + _children("regions", "regions", "Region", "HAS_REGION")
-    + _children("tokens", "tokens", "Token", "HAS_TOKEN")
-    + _children("steps", "steps", "Timestep", "HAS_STEP")
-    + _children("perts", "perturbations", "Perturbation", "HAS_PERTURBATION")
-    + "CALL (ex, tokens, regions) { UNWIND ex.attends AS x WITH tokens[x[0]] AS a, regions[x[1]] AS b, x "
-    "CREATE (a)-[:ATTENDS {weight: x[2], rank: x[3]}]->(b) }\n"
-    "CALL (ex, steps, regions) { UNWIND ex.step_attends AS x WITH steps[x[0]] AS a, regions[x[1]] AS b, x "
-    "CREATE (a)-[:ATTENDS {weight: x[2], rank: x[3]}]->(b) }\n"
-    "CALL (ex, steps, tokens) { UNWIND ex.attends_token AS x WITH steps[x[0]] AS a, tokens[x[1]] AS b, x "
-    "CREATE (a)-[:ATTENDS_TOKEN {weight: x[2]}]->(b) }\n"
-    "CALL (ex, steps) { UNWIND ex.next AS x WITH steps[x[0]] AS a, steps[x[0] + 1] AS b, x "
-    "CREATE (a)-[:NEXT {js: x[1]}]->(b) }\n"
-    "CALL (ex, perts, regions) { UNWIND ex.moves AS x WITH perts[x[0]] AS a, regions[x[1]] AS b, x "
-    "CREATE (a)-[:MOVES {dW: x[2], abs_dW: x[3], rank: x[4]}]->(b) }\n"
-    "CALL (ex, perts, tokens) { UNWIND ex.moves_token AS x WITH perts[x[0]] AS a, tokens[x[1]] AS b, x "
-    "CREATE (a)-[:MOVES_TOKEN {dW_norm: x[2]}]->(b) }\n"
-    "CALL (ex, tokens, perts, regions) { UNWIND ex.dw AS x WITH tokens[x[0]] AS a, perts[x[1]] AS p, regions[x[2]] AS b, x "
-    "CREATE (a)-[:DW {perturbation: p.kind, dW: x[3], rank: x[4]}]->(b) }\n"
-    "RETURN count(*) AS examples"
-)
+def link_block(key: str) -> str:
+    """The CALL block that creates the links of payload table ``key`` from its index rows ``x``.
+
+    Generated from ``LINK_COLUMNS`` (column order: ``x[i]`` is column ``i``), ``LINK_ENDS`` (which
+    reference columns are the start and end node) and ``REL_TYPES`` (relationship type), so the
+    statement cannot drift from the tables ``example_payload`` fills.
+    """
+    group, cols = tables.LINK_COLUMNS[key]
+    start, end, offset = tables.LINK_ENDS[key]
+    rtype = REL_TYPES[group][1]
+    lists = list(dict.fromkeys(tables.REF_COLUMNS[c] for c in cols if c in tables.REF_COLUMNS))
+    binds = [
+        f"{tables.REF_COLUMNS[start]}[x[{cols.index(start)}]] AS a",
+        f"{tables.REF_COLUMNS[end]}[x[{cols.index(end)}]{f' + {offset}' if offset else ''}] AS b",
+    ]
+    props = []
+    for i, c in enumerate(cols):
+        if c in (start, end):
+            continue
+        if c in tables.REF_COLUMNS:  # a node reference kept as a property of that node (DW's perturbation kind)
+            binds.append(f"{tables.REF_COLUMNS[c]}[x[{i}]] AS {c}_node")
+            props.append(f"{c}: {c}_node.{tables.REF_PROPERTY[c]}")
+        else:
+            props.append(f"{c}: x[{i}]")
+    return (
+        f"CALL (ex, {', '.join(lists)}) {{ UNWIND ex.{key} AS x WITH {', '.join(binds)}, x "
+        f"CREATE (a)-[:{rtype} {{{', '.join(props)}}}]->(b) }}\n"
+    )
+
+
+def example_statement() -> str:
+    """The packed statement for a list ``$examples`` of ``example_payload`` dicts (see module docstring)."""
+    return (
+        "UNWIND $examples AS ex\n"
+        "MERGE (run:Run {uid: ex.run_id}) ON CREATE SET run.run_id = ex.run_id\n"
+        "MERGE (e:Example {uid: ex.example.uid})\n"
+        "SET e += ex.example\n"
+        "MERGE (run)-[:HAS_EXAMPLE]->(e)\n"
+        "WITH e, ex\n"
+        # a rerun of an example an interrupted run left incomplete replaces what is there
+        f"CALL (e) {{ MATCH (e)-[:{'|'.join(_has_rel(label) for label in tables.NODE_LISTS.values())}]->(old) "
+        "DETACH DELETE old }\n"
+        + "".join(_children(key, label) for key, label in tables.NODE_LISTS.items())
+        + "".join(link_block(key) for key in tables.LINK_COLUMNS)
+        + "RETURN count(*) AS examples"
+    )
+
+
+EXAMPLE_STATEMENT = example_statement()
 
 COMPLETE = "UNWIND $uids AS uid MATCH (e:Example {uid: uid}) SET e.complete = true, e.completed_at = datetime()"
 NODE_ORDER = ("Example", "Region", "Token", "Timestep", "Perturbation")
@@ -91,8 +118,21 @@ def _rel_params(rows: list[dict]) -> list[dict]:
 
 
 class Neo4jWriter:
-    """Writes ``GraphRows``: packed examples ``examples_per_statement`` at a time, flat rows in chunks of
-    ``chunk_size`` per statement; one transaction per call."""
+    """Writes ``GraphRows`` into Neo4j: one write transaction per ``write`` call, then the completion
+    markers in a second one; every transaction is retried with exponential backoff while Neo4j is
+    unreachable.
+
+    Arguments:
+        driver: an open ``neo4j.Driver`` (``stcg.db.connect``); the writer never closes it.
+        database: database name (None: the server's default).
+        chunk_size: flat rows (failed examples' nodes and links) per UNWIND statement.
+        examples_per_statement: packed example subgraphs per ``EXAMPLE_STATEMENT`` run (16 measured best).
+        retry_seconds: how long a transaction is retried while Neo4j is unavailable before a one-line
+            ``StcgError``; waits grow from 0.5 s, doubling, up to 10 s.
+        log: called with one line per retry (None: silent).
+
+    ``nodes_written``, ``rels_written`` and ``retries`` count what this writer did.
+    """
 
     def __init__(
         self,
@@ -113,12 +153,16 @@ class Neo4jWriter:
         self.rels_written = 0
         self.retries = 0
 
-    def _with_retry(self, what: str, fn):
+    def transaction(self, what: str, fn, write: bool = True):
+        """``fn(tx)`` in one managed write (or read) transaction, retried while Neo4j is unavailable; its result."""
+        return self._with_retry(what, fn, write)
+
+    def _with_retry(self, what: str, fn, write: bool = True):
         delay, deadline = 0.5, time.monotonic() + self.retry_seconds
         while True:
             try:
                 with self.driver.session(database=self.database) as session:
-                    return session.execute_write(fn)
+                    return session.execute_write(fn) if write else session.execute_read(fn)
             except RETRYABLE as e:
                 if time.monotonic() > deadline:
                     raise StcgError(

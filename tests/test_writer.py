@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from ingest.rows import GraphRows, flat_rows, graph_rows, payload_counts
 from ingest.schema import ensure_schema
@@ -104,3 +105,98 @@ def test_rewriting_an_example_replaces_it(driver, run_id):
             u=f"{run_id}/ex0",
         ).single()
     assert ranks["k"] == 2 and ranks["n"] == 2 * len(graphs[0].tokens)
+
+
+# The packed statement as it was written by hand before it was generated from ``LINK_COLUMNS``
+# (ingest/writer.py at 7ef47cb): the generated one must build exactly the same graph.
+HAND_WRITTEN_STATEMENT = (
+    "UNWIND $examples AS ex\n"
+    "MERGE (run:Run {uid: ex.run_id}) ON CREATE SET run.run_id = ex.run_id\n"
+    "MERGE (e:Example {uid: ex.example.uid})\n"
+    "SET e += ex.example\n"
+    "MERGE (run)-[:HAS_EXAMPLE]->(e)\n"
+    "WITH e, ex\n"
+    "CALL (e) { MATCH (e)-[:HAS_TOKEN|HAS_REGION|HAS_STEP|HAS_PERTURBATION]->(old) DETACH DELETE old }\n"
+    "CALL (e, ex) { UNWIND ex.regions AS props CREATE (n:Region) SET n = props "
+    "CREATE (e)-[:HAS_REGION]->(n) RETURN collect(n) AS regions }\n"
+    "CALL (e, ex) { UNWIND ex.tokens AS props CREATE (n:Token) SET n = props "
+    "CREATE (e)-[:HAS_TOKEN]->(n) RETURN collect(n) AS tokens }\n"
+    "CALL (e, ex) { UNWIND ex.steps AS props CREATE (n:Timestep) SET n = props "
+    "CREATE (e)-[:HAS_STEP]->(n) RETURN collect(n) AS steps }\n"
+    "CALL (e, ex) { UNWIND ex.perturbations AS props CREATE (n:Perturbation) SET n = props "
+    "CREATE (e)-[:HAS_PERTURBATION]->(n) RETURN collect(n) AS perts }\n"
+    "CALL (ex, tokens, regions) { UNWIND ex.attends AS x WITH tokens[x[0]] AS a, regions[x[1]] AS b, x "
+    "CREATE (a)-[:ATTENDS {weight: x[2], rank: x[3]}]->(b) }\n"
+    "CALL (ex, steps, regions) { UNWIND ex.step_attends AS x WITH steps[x[0]] AS a, regions[x[1]] AS b, x "
+    "CREATE (a)-[:ATTENDS {weight: x[2], rank: x[3]}]->(b) }\n"
+    "CALL (ex, steps, tokens) { UNWIND ex.attends_token AS x WITH steps[x[0]] AS a, tokens[x[1]] AS b, x "
+    "CREATE (a)-[:ATTENDS_TOKEN {weight: x[2]}]->(b) }\n"
+    "CALL (ex, steps) { UNWIND ex.next AS x WITH steps[x[0]] AS a, steps[x[0] + 1] AS b, x "
+    "CREATE (a)-[:NEXT {js: x[1]}]->(b) }\n"
+    "CALL (ex, perts, regions) { UNWIND ex.moves AS x WITH perts[x[0]] AS a, regions[x[1]] AS b, x "
+    "CREATE (a)-[:MOVES {dW: x[2], abs_dW: x[3], rank: x[4]}]->(b) }\n"
+    "CALL (ex, perts, tokens) { UNWIND ex.moves_token AS x WITH perts[x[0]] AS a, tokens[x[1]] AS b, x "
+    "CREATE (a)-[:MOVES_TOKEN {dW_norm: x[2]}]->(b) }\n"
+    "CALL (ex, tokens, perts, regions) { UNWIND ex.dw AS x WITH tokens[x[0]] AS a, perts[x[1]] AS p, "
+    "regions[x[2]] AS b, x CREATE (a)-[:DW {perturbation: p.kind, dW: x[3], rank: x[4]}]->(b) }\n"
+    "RETURN count(*) AS examples"
+)
+
+
+def _write_packed(driver, run, graphs, statement=None, monkeypatch=None):
+    import ingest.writer as writer_module
+
+    if statement is not None:
+        monkeypatch.setattr(writer_module, "EXAMPLE_STATEMENT", statement)
+    rows = GraphRows()
+    for g in graphs:
+        rows.extend(graph_rows(g, run, 5))
+    Neo4jWriter(driver).write(rows)
+
+
+def test_generated_statement_builds_the_graph_of_the_hand_written_one(driver, run_id, monkeypatch):
+    from ingest.writer import EXAMPLE_STATEMENT
+
+    ensure_schema(driver)
+    old_run = run_id + "-hand"
+    graphs = _graphs(4, seed=11)
+    assert EXAMPLE_STATEMENT != HAND_WRITTEN_STATEMENT  # generated (names and order differ), not copied
+    try:
+        _write_packed(driver, run_id, graphs)
+        _write_packed(driver, old_run, graphs, HAND_WRITTEN_STATEMENT, monkeypatch)
+        new, old = _content(driver, run_id), _content(driver, old_run)
+        assert len(new) == len(old) > 500 and new == old
+    finally:
+        with driver.session() as s:
+            s.run("MATCH (n {run_id: $r}) DETACH DELETE n", r=old_run).consume()
+
+
+def test_link_column_order_has_one_source(driver, run_id, monkeypatch):
+    """Reorder every link table's columns in ``LINK_COLUMNS`` alone: payload, generated statement and
+    flat rows follow, and the graph is the same as with the shipped order."""
+    import ingest.rows as rows_module
+    from ingest.writer import example_statement
+
+    ensure_schema(driver)
+    graphs = _graphs(3, seed=13)
+    ref_run = run_id + "-ref"
+    try:
+        _write_packed(driver, ref_run, graphs)
+        shuffled = {key: (group, tuple(reversed(cols))) for key, (group, cols) in rows_module.LINK_COLUMNS.items()}
+        monkeypatch.setattr(rows_module, "LINK_COLUMNS", shuffled)
+        payload = graph_rows(graphs[0], run_id, 5).examples[0]
+        first = payload["attends"][0]  # now (rank, weight, region, token)
+        assert first[0] == 1 and isinstance(first[1], float) and first[3] == 0
+        _write_packed(driver, run_id, graphs, example_statement(), monkeypatch)
+        assert _content(driver, run_id) == _content(driver, ref_run)
+    finally:
+        with driver.session() as s:
+            s.run("MATCH (n {run_id: $r}) DETACH DELETE n", r=ref_run).consume()
+
+
+def test_link_tables_are_checked_against_each_other(monkeypatch):
+    import ingest.rows as rows_module
+
+    monkeypatch.setitem(rows_module.LINK_ENDS, "attends", ("region", "token", 0))  # reversed
+    with pytest.raises(AssertionError, match="do not match ATTENDS Token -> Region"):
+        rows_module._check_link_tables()
