@@ -1,11 +1,16 @@
 """Batch ingestion: dataset -> batches -> STCG engine -> rows -> Neo4j (and the file store).
 
+Before any model work: every argument is checked (``IngestConfig.validate``, then the engine's
+settings against the checkpoint's config), the selection is made, and the run is created or resumed
+in ONE write transaction (``claim_run``) that also checks its name and identity, so two commands
+racing for one run name cannot both get in. The run id is ``--run-name`` exactly as given, or
+``run-<hash>`` of everything that determines the result, so running the same command again resumes:
+complete examples are skipped and the rest are written with MERGE (no duplicates).
+
 Model work runs in the calling thread; a writer thread drains a bounded queue of finished STCGs
 into the file store and Neo4j (building the rows too), so the model never waits for either while
-they keep up. An example is visible as
-complete (``Example.complete = true``) only after all its nodes and links are written. The run id
-is derived from everything that determines the result, so running the same command again resumes:
-complete examples are skipped and the rest are written with MERGE (no duplicates).
+they keep up. An example is visible as complete (``Example.complete = true``) only after all its
+nodes and links are written. A run that ends with no complete example is ``failed``.
 """
 
 from __future__ import annotations
@@ -13,45 +18,84 @@ from __future__ import annotations
 import hashlib
 import json
 import queue
-import re
 import threading
 import time
+import unicodedata
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 
 from stcg import __version__
 from stcg.config import Neo4jSettings
 from stcg.errors import StcgError
+from stcg_model.config import EngineConfig, check_count
+
+_ENGINE_FIELDS = frozenset(f.name for f in fields(EngineConfig))
 
 
-@dataclass
+@dataclass(init=False)
 class IngestConfig:
-    dataset: str = "easy-vqa"
+    """One ingestion: the engine's settings (``engine``) plus what to read and where to write.
+
+    ``IngestConfig(dataset=..., top_k=3, seed=1, ...)`` also takes every ``EngineConfig`` field by
+    name (folded into ``engine``). ``engine.seed`` also seeds ``sample``. Check with ``validate()``.
+    """
+
+    engine: EngineConfig
+    dataset: str = "easy-vqa"  # easy-vqa | vqa-v2:<folder> | hf:<folder or name>
     split: str | None = None
-    limit: int | None = None
-    question_type: str | None = None
+    limit: int | None = None  # >= 1: the first N selected questions
+    question_type: str | None = None  # prefix filter
     answer_type: str | None = None
-    sample: int | None = None
-    seed: int = 0
-    shard: str | None = None
-    model: str | None = None
-    device: str = "auto"
-    dtype: str | None = None
-    perturbations: str = "all"
-    layers: str = "mean"
-    prompt: str | None = None
-    top_k: int = 5
-    batch_size: int = 16
-    deletion_steps: int = 10
-    max_new_tokens: int = 10
-    run_name: str | None = None
-    store: str = "out/store"
-    queue_size: int = 4
+    sample: int | None = None  # >= 1: a seeded random sample of N questions
+    shard: str | None = None  # "i/N": this worker's share
+    batch_size: int = 16  # >= 1 examples per model pass
+    run_name: str | None = None  # kept as given (it is the run id); None = run-<hash of the identity>
+    store: str = "out/store"  # root of the dense-array file store
+    queue_size: int = 4  # >= 1 finished batches waiting for the writer thread
+
+    def __init__(
+        self,
+        dataset: str = "easy-vqa",
+        split: str | None = None,
+        limit: int | None = None,
+        question_type: str | None = None,
+        answer_type: str | None = None,
+        sample: int | None = None,
+        shard: str | None = None,
+        batch_size: int = 16,
+        run_name: str | None = None,
+        store: str = "out/store",
+        queue_size: int = 4,
+        engine: EngineConfig | None = None,
+        **engine_fields,
+    ):
+        unknown = set(engine_fields) - _ENGINE_FIELDS
+        if unknown:
+            raise TypeError(f"IngestConfig got unexpected arguments {sorted(unknown)}")
+        self.engine = replace(engine or EngineConfig(), **engine_fields)
+        self.dataset, self.split, self.limit = dataset, split, limit
+        self.question_type, self.answer_type, self.sample, self.shard = question_type, answer_type, sample, shard
+        self.batch_size, self.run_name, self.store, self.queue_size = batch_size, run_name, store, queue_size
+
+    def validate(self) -> IngestConfig:
+        """This config, or a one-line ``StcgError`` for the first bad value (no model, data or database needed)."""
+        from stcg.datasets import parse_shard
+
+        self.engine.validate()
+        check_count("--limit", self.limit)
+        check_count("--sample", self.sample)
+        check_count("--batch-size", self.batch_size)
+        check_count("queue_size", self.queue_size)
+        parse_shard(self.shard)
+        if self.run_name is not None:
+            check_run_name(self.run_name)
+        return self
 
     def identity(self, model_name: str, model_fingerprint: str | None = None) -> dict:
-        """What determines the result (not the shard, batch size, device or store)."""
+        """What determines the result (not the shard, batch size, device or store). The keys and
+        values are those of the flat config this replaced, so unchanged commands keep their run ids."""
         from stcg_model.engine import RESULTS_VERSION
 
         return {
@@ -63,15 +107,7 @@ class IngestConfig:
             "question_type": self.question_type,
             "answer_type": self.answer_type,
             "sample": self.sample,
-            "seed": self.seed,
-            "model": model_name,
-            "dtype": self.dtype,
-            "perturbations": self.perturbations,
-            "layers": self.layers,
-            "top_k": self.top_k,
-            "deletion_steps": self.deletion_steps,
-            "max_new_tokens": self.max_new_tokens,
-            **({"prompt": self.prompt} if self.prompt is not None else {}),
+            **self.engine.identity(model_name),
         }
 
 
@@ -87,7 +123,9 @@ class IngestSummary:
     seconds: float = 0.0
     retries: int = 0
     failure_log: str = ""
+    status: str = "running"  # the Run's status at the end: complete | partial | failed
     failed_ids: list[str] = field(default_factory=list)
+    first_reason: str = ""
 
     def describe(self) -> str:
         rate = self.written / self.seconds if self.seconds else 0.0
@@ -102,31 +140,144 @@ def identity_hash(identity: dict) -> str:
     return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
 
 
+_BAD_NAME_CATEGORIES = {"Cc", "Cs", "Zl", "Zp"}  # control characters, lone surrogates, line/paragraph separators
+
+
+def check_run_name(name: str) -> str:
+    """``name`` if it can be a run id as given: one folder name (``check_run_folder_name``), no control
+    characters, no leading or trailing white space; else a one-line ``StcgError``."""
+    from stcg.filestore import check_run_folder_name
+
+    if not isinstance(name, str) or not name:
+        raise StcgError("--run-name is empty; give a name, or leave it out to derive one from the arguments")
+    bad = next((c for c in name if unicodedata.category(c) in _BAD_NAME_CATEGORIES), None)
+    if bad is not None:
+        raise StcgError(f"--run-name {name!r} contains the control character {bad!r}; use printable characters")
+    if name != name.strip():
+        raise StcgError(f"--run-name {name!r} starts or ends with white space; remove it")
+    try:
+        check_run_folder_name(name)
+    except StcgError as e:
+        raise StcgError(f"--run-name {name!r} cannot be used: {e}") from None
+    return name
+
+
+def run_name_key(name: str) -> str:
+    """What two names must not share: equal after Unicode NFC and case folding means the same folder on
+    a case-insensitive or normalising file system (macOS, Windows), and the same run to a reader."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).casefold())
+
+
 def make_run_id(cfg: IngestConfig, model_name: str, model_fingerprint: str | None = None) -> str:
-    if cfg.run_name:
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", cfg.run_name).strip("-")
-        if not slug:
-            raise StcgError(f"--run-name {cfg.run_name!r} has no usable characters (letters, digits, . _ -)")
-        return slug[:80]
+    """``--run-name`` exactly as given (checked), else ``run-<hash of the identity>``."""
+    if cfg.run_name is not None:
+        return check_run_name(cfg.run_name)
     return f"run-{identity_hash(cfg.identity(model_name, model_fingerprint))}"
 
 
+# Run bookkeeping: fixed statements, every value a parameter.
+RUN_CLASH = """
+MATCH (r:Run)
+WHERE r.uid <> $run_id
+  AND (r.name_key = $key OR (r.name_key IS NULL AND (toLower(r.uid) = $key OR toLower(r.name) = $key)))
+RETURN r.uid AS uid LIMIT 1
+"""
+
+RUN_CLAIM = """
+MERGE (r:Run {uid: $run_id})
+ON CREATE SET r.run_id = $run_id, r.name = $run_id, r.name_key = $key, r.identity = $identity,
+              r.store = $store, r.started_at = datetime()
+RETURN r.identity AS identity
+"""
+
+RUN_START = """
+MATCH (r:Run {uid: $run_id})
+SET r += $props, r.identity = $identity, r.status = 'running', r.updated_at = datetime(),
+    r.store = CASE WHEN r.store IS NULL OR NOT EXISTS { (r)-[:HAS_EXAMPLE]->() } THEN $store ELSE r.store END
+RETURN r.store AS store
+"""
+
+RUN_PARAMS = "MATCH (r:Run {uid: $run_id}) SET r.params = $params, r.updated_at = datetime()"
+
+# ``finished``: the whole selection was worked through by an unsharded command. Then a run with no
+# complete example is 'failed' (never a default for the templates); a shard worker always leaves 'partial'.
+RUN_FINISH = """
+MATCH (r:Run {uid: $run_id})
+OPTIONAL MATCH (e:Example {run_id: $run_id})
+WITH r, count(CASE WHEN e.complete THEN 1 END) AS complete, count(CASE WHEN e.failed THEN 1 END) AS failed
+SET r.n_complete = complete, r.n_failed = failed, r.finished_at = datetime(), r.updated_at = datetime(),
+    r.status = CASE WHEN NOT $finished THEN 'partial' WHEN complete = 0 THEN 'failed' ELSE 'complete' END
+RETURN complete, failed, r.status AS status
+"""
+
+# A Run made without the pipeline's checks (tests and benchmarks that write synthetic STCGs).
 RUN_MERGE = """
 MERGE (r:Run {uid: $run_id})
 ON CREATE SET r.started_at = datetime(), r.run_id = $run_id
 SET r += $props, r.status = 'running', r.updated_at = datetime()
 """
 
-RUN_FINISH = """
-MATCH (r:Run {uid: $run_id})
-OPTIONAL MATCH (e:Example {run_id: $run_id})
-WITH r, count(CASE WHEN e.complete THEN 1 END) AS complete, count(CASE WHEN e.failed THEN 1 END) AS failed
-SET r.n_complete = complete, r.n_failed = failed, r.finished_at = datetime(), r.updated_at = datetime(),
-    r.status = CASE WHEN $finished THEN 'complete' ELSE 'partial' END
-RETURN complete, failed
-"""
-
 DONE = "MATCH (e:Example {run_id: $run_id}) WHERE e.complete RETURN e.example_id AS id"
+
+
+def _clash_error(run_id: str, other: str) -> StcgError:
+    return StcgError(
+        f"run name {run_id!r} collides with the existing run {other!r} (equal up to case or Unicode "
+        "normalisation, so they would share one store folder); choose another --run-name"
+    )
+
+
+def _identity_error(run_id: str) -> StcgError:
+    return StcgError(
+        f"run {run_id!r} already holds results of another model or other parameters; "
+        "choose another --run-name (resuming it would mix the two)"
+    )
+
+
+def check_run(writer, run_id: str, identity: str) -> None:
+    """Read-only early refusal (before the store folder is made) of a colliding name or another
+    identity; ``claim_run`` repeats both checks atomically, so this only saves work in the common case."""
+
+    def work(tx):
+        other = tx.run(RUN_CLASH, run_id=run_id, key=run_name_key(run_id)).single()
+        if other is not None:
+            raise _clash_error(run_id, other["uid"])
+        held = tx.run("MATCH (r:Run {uid: $run_id}) RETURN r.identity AS identity", run_id=run_id).single()
+        if held is not None and held["identity"] not in (None, identity):
+            raise _identity_error(run_id)
+
+    writer.transaction("the run's identity", work, write=False)
+
+
+def claim_run(writer, run_id: str, identity: str, store_root: str, props: dict) -> str:
+    """Check the run name, the run's identity and create (or resume) the Run, as ONE write transaction.
+
+    The Run is MERGEd on its uid (uniqueness constraint) with its identity set on creation, so of two
+    commands that start the same run name at once exactly one creates it; the other then sees the
+    stored identity and, when it differs, is refused before anything of it reaches Neo4j. A name equal
+    to another run's up to case and Unicode normalisation is refused (``Run.name_key`` is unique too).
+    Returns the store root recorded on the Run (this one unless the run already holds examples elsewhere).
+    """
+    from neo4j.exceptions import ConstraintError
+
+    key = run_name_key(run_id)
+
+    def work(tx):
+        other = tx.run(RUN_CLASH, run_id=run_id, key=key).single()
+        if other is not None:
+            raise _clash_error(run_id, other["uid"])
+        held = tx.run(RUN_CLAIM, run_id=run_id, key=key, identity=identity, store=store_root).single()["identity"]
+        if held not in (None, identity):
+            raise _identity_error(run_id)
+        return tx.run(RUN_START, run_id=run_id, props=props, identity=identity, store=store_root).single()["store"]
+
+    try:
+        return writer.transaction("the run's identity", work)
+    except ConstraintError:
+        # another command created a run of the same name key between our check and our MERGE: name it,
+        # or (the same uid, created concurrently) MERGE onto it now
+        check_run(writer, run_id, identity)
+        return writer.transaction("the run's identity", work)
 
 
 def _load_inputs(batch):
@@ -149,32 +300,53 @@ def _load_inputs(batch):
     return inputs, failures
 
 
+def _one_line(text: str, limit: int = 200) -> str:
+    return " ".join(str(text).split())[:limit]
+
+
+def _store_error(store, what: str, e: OSError) -> StcgError:
+    return StcgError(f"cannot write {what} in the file store {store.dir}: {e.strerror or e}; check --store")
+
+
+def _neo4j_error(e: Exception) -> StcgError:
+    """A Neo4j refusal (wrong database, missing rights, ...) as one line."""
+    code = getattr(e, "code", None) or type(e).__name__
+    message = getattr(e, "message", None) or str(e)
+    return StcgError(f"Neo4j refused the ingestion: {code}: {_one_line(message)}")
+
+
 def run_ingest(
     cfg: IngestConfig, settings: Neo4jSettings | None = None, log: Callable[[str], None] = print, progress: bool = True
 ) -> IngestSummary:
-    """Ingest ``cfg.dataset`` into Neo4j; returns counts. Bad arguments fail before any model work."""
-    from tqdm.auto import tqdm
+    """Ingest ``cfg.dataset`` into Neo4j; returns counts.
 
-    from ingest.rows import GraphRows, failure_rows, graph_rows
-    from ingest.schema import ensure_schema
-    from ingest.writer import Neo4jWriter
-    from stcg.datasets import open_dataset
+    Every argument is checked, the selection made and the run created (or resumed) with its identity
+    in one atomic step before any model work. Raises a one-line ``StcgError`` for bad arguments, a
+    refused run name, an unwritable store, and a run none of whose examples could be explained
+    (``Run.status = 'failed'``, exit code 1).
+    """
+    from neo4j.exceptions import ClientError, DatabaseError, Forbidden
+
     from stcg.db import connect
-    from stcg.filestore import FileStore
-    from stcg_model.engine import STCGEngine, prefetched
-    from stcg_model.loading import default_model, load_model, model_fingerprint
-    from stcg_model.perturbations import parse_perturbations
+    from stcg_model.loading import checkpoint_config, default_model
 
-    if cfg.batch_size < 1 or cfg.top_k < 1:
-        raise StcgError("--batch-size and --top-k must be >= 1")
-    specs = parse_perturbations(cfg.perturbations)
-    from stcg_model.capture import LayerSelection
+    cfg.validate()
+    model_name = cfg.engine.model or default_model()
+    cfg.engine.validate(checkpoint_config(model_name))  # layer indices, top-k, ... against the model
+    examples = _select(cfg)
+    settings = settings or Neo4jSettings.from_env()
+    driver = connect(settings)
+    try:
+        return _ingest(cfg, model_name, examples, driver, settings, log, progress)
+    except (ClientError, DatabaseError, Forbidden) as e:
+        raise _neo4j_error(e) from None
+    finally:
+        driver.close()
 
-    LayerSelection.parse(cfg.layers)
-    if cfg.prompt is not None:
-        from stcg_model.engine import check_prompt
 
-        check_prompt(cfg.prompt)
+def _select(cfg: IngestConfig) -> list:
+    from stcg.datasets import open_dataset
+
     examples = open_dataset(
         cfg.dataset,
         split=cfg.split,
@@ -182,163 +354,214 @@ def run_ingest(
         question_type=cfg.question_type,
         answer_type=cfg.answer_type,
         sample=cfg.sample,
-        seed=cfg.seed,
+        seed=cfg.engine.seed,
         shard=cfg.shard,
     )
-    settings = settings or Neo4jSettings.from_env()
-    driver = connect(settings)
-    try:
-        ensure_schema(driver, settings.database)
-        model_name = cfg.model or default_model()
-        fingerprint = model_fingerprint(model_name)
-        identity = cfg.identity(model_name, fingerprint)
-        run_id = make_run_id(cfg, model_name, fingerprint)
-        summary = IngestSummary(run_id=run_id, examples=len(examples))
-        writer = Neo4jWriter(driver, settings.database, log=log)
-        held = writer.run_query("MATCH (r:Run {uid: $run_id}) RETURN r.identity AS identity", run_id=run_id)
-        if held and held[0]["identity"] not in (None, identity_hash(identity)):
-            raise StcgError(
-                f"run {run_id!r} already holds results of another model or other parameters; "
-                "choose another --run-name (resuming it would mix the two)"
-            )
-        done = {r["id"] for r in writer.run_query(DONE, run_id=run_id)}
-        todo = [e for e in examples if e.example_id not in done]
-        summary.skipped = len(examples) - len(todo)
-        store = FileStore.create(cfg.store, run_id)
-        summary.failure_log = str(store.dir / "failures.jsonl")
-        lm = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
-        engine = STCGEngine(
-            lm,
-            specs,
-            layers=cfg.layers,
-            seed=cfg.seed,
-            max_new_tokens=cfg.max_new_tokens,
-            deletion_steps=cfg.deletion_steps,
-            prompt=cfg.prompt,
+    if not examples and cfg.shard is None:
+        raise StcgError(f"no question of {cfg.dataset} is selected by these filters; nothing to ingest")
+    return examples
+
+
+def _ingest(cfg: IngestConfig, model_name: str, examples: list, driver, settings, log, progress) -> IngestSummary:
+    from ingest.schema import ensure_schema
+    from ingest.writer import Neo4jWriter
+    from stcg.filestore import FileStore
+    from stcg_model.engine import STCGEngine
+    from stcg_model.loading import load_model, model_fingerprint
+
+    ecfg = cfg.engine
+    specs = ecfg.perturbation_specs()
+    ensure_schema(driver, settings.database)
+    fingerprint = model_fingerprint(model_name)
+    identity = cfg.identity(model_name, fingerprint)
+    run_id = make_run_id(cfg, model_name, fingerprint)
+    writer = Neo4jWriter(driver, settings.database, log=log)
+    check_run(writer, run_id, identity_hash(identity))
+    # the store before the Run (an unusable --store is refused before anything reaches Neo4j); a command
+    # refused by ``claim_run`` below can at worst leave empty folders of that run id, which it reuses
+    store = FileStore.create(cfg.store, run_id)
+    summary = IngestSummary(run_id=run_id, examples=len(examples))
+    props = {
+        "name": run_id,
+        "name_key": run_name_key(run_id),
+        "model": model_name,
+        "dataset": cfg.dataset,
+        "split": cfg.split or "",
+        "perturbations": [s.kind for s in specs],
+        "top_k": ecfg.top_k,
+        "layers": ecfg.layers,
+        "code_version": __version__,
+        "n_selected": len(examples),
+    }
+    # the one atomic step: name checks, identity check and Run creation (or resume), before model work
+    recorded_store = claim_run(writer, run_id, identity_hash(identity), str(store.root), props)
+    if recorded_store != str(store.root):
+        log(
+            f"warning: run {run_id} keeps its file store at {recorded_store} (where its arrays are); "
+            f"this command writes to {store.root}: pass --store {recorded_store} to keep them together"
         )
-        props = {
-            "name": cfg.run_name or run_id,
-            "model": model_name,
-            "dataset": cfg.dataset,
-            "split": cfg.split or "",
-            "perturbations": [s.kind for s in specs],
-            "top_k": cfg.top_k,
-            "layers": cfg.layers,
-            "code_version": __version__,
-            "params": json.dumps({**identity, "engine": engine.params}, sort_keys=True, default=str),
-            "identity": identity_hash(identity),
-            "n_selected": len(examples),
-        }
-        writer.run_query(RUN_MERGE, run_id=run_id, props=props)
-        store.write_run({"run_id": run_id, **props, "started": datetime.now(UTC).isoformat()})
+    summary.failure_log = str(store.dir / "failures.jsonl")
+    done = {r["id"] for r in writer.run_query(DONE, run_id=run_id)}
+    todo = [e for e in examples if e.example_id not in done]
+    summary.skipped = len(examples) - len(todo)
+
+    lm = load_model(ecfg.model, device=ecfg.device, dtype=ecfg.dtype_arg)
+    with STCGEngine.from_config(lm, ecfg) as engine:
+        params = json.dumps({**identity, "engine": engine.params}, sort_keys=True, default=str)
+        writer.run_query(RUN_PARAMS, run_id=run_id, params=params)
+        try:
+            store.write_run(
+                {
+                    "run_id": run_id,
+                    **props,
+                    "store": str(store.root),
+                    "params": params,
+                    "identity": identity_hash(identity),
+                    "started": datetime.now(UTC).isoformat(),
+                }
+            )
+        except OSError as e:
+            raise _store_error(store, "run.json", e) from None
         log(
             f"run {run_id}: {len(examples)} examples ({summary.skipped} already complete), model {model_name}, "
             f"perturbations {', '.join(s.kind for s in specs)}"
         )
+        t0 = time.time()
+        _explain_and_write(cfg, engine, store, writer, run_id, todo, summary, progress)
+    finished = len(todo) == 0 or summary.written + summary.failures == len(todo)
+    end = writer.run_query(RUN_FINISH, run_id=run_id, finished=finished and cfg.shard is None)[0]
+    summary.status = end["status"]
+    summary.seconds = time.time() - t0
+    summary.nodes, summary.relationships, summary.retries = writer.nodes_written, writer.rels_written, writer.retries
+    nothing = end["complete"] == 0 if cfg.shard is None else bool(examples) and summary.skipped + summary.written == 0
+    if nothing:
+        first = ""
+        if summary.failed_ids:
+            first = f" (first: {summary.failed_ids[0]}: {_one_line(summary.first_reason, 160)})"
+        raise StcgError(
+            f"run {run_id} failed: none of its {len(examples)} selected examples could be explained{first}; "
+            f"every reason is in {summary.failure_log}",
+            exit_code=1,
+        )
+    return summary
 
-        q: queue.Queue = queue.Queue(maxsize=max(1, cfg.queue_size))
-        errors: list[BaseException] = []
 
-        def to_rows(graphs, failed) -> GraphRows:
-            """File-store shard first (the Example nodes point into it), then the graph rows."""
-            rows = GraphRows()
-            if graphs:
+def _explain_and_write(cfg, engine, store, writer, run_id: str, todo: list, summary, progress: bool) -> None:
+    """The model loop (this thread) and the writer thread (file store, rows, Neo4j) for ``todo``."""
+    from tqdm.auto import tqdm
+
+    from ingest.rows import GraphRows, failure_rows, graph_rows
+    from stcg_model.engine import prefetched
+
+    top_k = cfg.engine.top_k
+    q: queue.Queue = queue.Queue(maxsize=max(1, cfg.queue_size))
+    errors: list[BaseException] = []
+
+    def to_rows(graphs, failed) -> GraphRows:
+        """File-store shard first (the Example nodes point into it), then the graph rows."""
+        rows = GraphRows()
+        if graphs:
+            try:
                 refs = store.write_shard([g.to_record() for g in graphs])
-                for g in graphs:
-                    rows.extend(graph_rows(g, run_id, cfg.top_k, refs[g.example_id]))
-            for ex, reason in failed:
-                rows.extend(
-                    failure_rows(
-                        run_id,
-                        ex.example_id,
-                        reason,
-                        {
-                            "question": ex.question[:2000],
-                            "question_type": ex.question_type,
-                            "answer_type": ex.answer_type,
-                            "image_path": ex.image_path,
-                        },
-                    )
+            except OSError as e:
+                raise _store_error(store, "a shard", e) from None
+            for g in graphs:
+                rows.extend(graph_rows(g, run_id, top_k, refs[g.example_id]))
+        for ex, reason in failed:
+            rows.extend(
+                failure_rows(
+                    run_id,
+                    ex.example_id,
+                    reason,
+                    {
+                        "question": ex.question[:2000],
+                        "question_type": ex.question_type,
+                        "answer_type": ex.answer_type,
+                        "image_path": ex.image_path,
+                    },
                 )
-            return rows
+            )
+        return rows
 
-        def drain():
-            """The writer thread: file store, rows and Neo4j, so the model thread never waits on them."""
-            while True:
-                item = q.get()
-                if item is None:
-                    return
-                try:
-                    if not errors:
-                        writer.write(to_rows(*item))
-                except BaseException as e:  # surfaced in the main thread
-                    errors.append(e)
+    def drain():
+        """The writer thread: file store, rows and Neo4j, so the model thread never waits on them."""
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            try:
+                if not errors:
+                    writer.write(to_rows(*item))
+            except BaseException as e:  # surfaced in the main thread
+                errors.append(e)
 
-        thread = threading.Thread(target=drain, name="neo4j-writer", daemon=True)
-        thread.start()
+    thread = threading.Thread(target=drain, name="neo4j-writer", daemon=True)
+    thread.start()
 
-        def log_failure(ex, reason):
-            summary.failures += 1
-            summary.failed_ids.append(ex.example_id)
+    def log_failure(ex, reason):
+        summary.failures += 1
+        summary.failed_ids.append(ex.example_id)
+        if not summary.first_reason:
+            summary.first_reason = reason
+        try:
             store.record_failure(ex.example_id, reason, {"image_path": ex.image_path, "question": ex.question[:200]})
+        except OSError as e:
+            raise _store_error(store, "failures.jsonl", e) from None
 
-        def load(batch):
-            """Reading images and the engine's host work for a batch, in the prefetch thread."""
-            inputs, failed = _load_inputs(batch)
-            host = None
+    def load(batch):
+        """Reading images and the engine's host work for a batch, in the prefetch thread."""
+        inputs, failed = _load_inputs(batch)
+        host = None
+        if inputs:
+            try:
+                host = engine.prepare_batch(inputs)
+            except Exception:  # explain_batch redoes it example by example and records the culprit
+                host = None
+        return inputs, failed, host
+
+    bar = tqdm(total=len(todo), desc="ingest", unit="ex", disable=not progress)
+    batches = [todo[s : s + cfg.batch_size] for s in range(0, len(todo), cfg.batch_size)]
+    ahead = ThreadPoolExecutor(1, thread_name_prefix="stcg-prefetch")
+    try:
+        # on a GPU the next batch is read and prepared while the model works on this one
+        for (inputs, failed, host), batch in zip(
+            prefetched(ahead if engine.prefetch else None, load, batches), batches
+        ):
+            if errors:
+                break
+            for ex, reason in failed:
+                log_failure(ex, reason)
+            graphs = []
             if inputs:
                 try:
-                    host = engine.prepare_batch(inputs)
-                except Exception:  # explain_batch redoes it example by example and records the culprit
-                    host = None
-            return inputs, failed, host
-
-        t0 = time.time()
-        bar = tqdm(total=len(todo), desc="ingest", unit="ex", disable=not progress)
-        batches = [todo[s : s + cfg.batch_size] for s in range(0, len(todo), cfg.batch_size)]
-        ahead = ThreadPoolExecutor(1, thread_name_prefix="stcg-prefetch")
-        try:
-            # on a GPU the next batch is read and prepared while the model works on this one
-            for (inputs, failed, host), batch in zip(
-                prefetched(ahead if engine.prefetch else None, load, batches), batches
-            ):
-                if errors:
-                    break
-                for ex, reason in failed:
-                    log_failure(ex, reason)
-                graphs = []
-                if inputs:
-                    try:
-                        graphs = engine.explain_batch(inputs, host)
-                    except Exception:
-                        for inp in inputs:  # isolate the example that breaks the batch
-                            try:
-                                graphs.extend(engine.explain_batch([inp]))
-                            except Exception as e:
-                                ex = next(b for b in batch if b.example_id == inp.example_id)
-                                log_failure(ex, f"model: {type(e).__name__}: {str(e)[:200]}")
-                                failed.append((ex, str(e)))
-                summary.written += len(graphs)
-                q.put((graphs, failed))
-                bar.update(len(batch))
-        finally:
-            ahead.shutdown(wait=True, cancel_futures=True)
-            q.put(None)
-            thread.join()
-            bar.close()
-        if errors:
-            raise errors[0]
-        finished = len(todo) == 0 or summary.written + summary.failures == len(todo)
-        writer.run_query(RUN_FINISH, run_id=run_id, finished=finished and cfg.shard is None)
-        summary.seconds = time.time() - t0
-        summary.nodes, summary.relationships, summary.retries = (
-            writer.nodes_written,
-            writer.rels_written,
-            writer.retries,
-        )
-        return summary
+                    graphs = engine.explain_batch(inputs, host)
+                except Exception:
+                    for inp in inputs:  # isolate the example that breaks the batch
+                        try:
+                            graphs.extend(engine.explain_batch([inp]))
+                        except Exception as e:
+                            ex = next(b for b in batch if b.example_id == inp.example_id)
+                            reason = f"model: {type(e).__name__}: {str(e)[:200]}"
+                            log_failure(ex, reason)
+                            failed.append((ex, reason))
+            summary.written += len(graphs)
+            q.put((graphs, failed))
+            bar.update(len(batch))
     finally:
-        driver.close()
+        ahead.shutdown(wait=True, cancel_futures=True)
+        q.put(None)
+        thread.join()
+        bar.close()
+    if errors:
+        raise errors[0]
 
 
-__all__ = ["IngestConfig", "IngestSummary", "run_ingest", "make_run_id"]
+__all__ = [
+    "IngestConfig",
+    "IngestSummary",
+    "run_ingest",
+    "make_run_id",
+    "check_run_name",
+    "run_name_key",
+    "claim_run",
+]

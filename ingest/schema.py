@@ -15,6 +15,12 @@ CONSTRAINTS: dict[str, str] = {
     f"FOR (n:{label}) REQUIRE n.uid IS UNIQUE"
     for label in NODE_LABELS
 }
+# other uniqueness constraints: two run names equal up to case and Unicode normalisation would share
+# a store folder on a case-insensitive file system, so ``Run.name_key`` (``ingest.pipeline.run_name_key``)
+# is unique
+KEY_CONSTRAINTS: dict[str, str] = {
+    "stcg_run_name_key": "CREATE CONSTRAINT stcg_run_name_key IF NOT EXISTS FOR (n:Run) REQUIRE n.name_key IS UNIQUE"
+}
 
 INDEXES: dict[str, str] = {
     "stcg_run_name": "CREATE INDEX stcg_run_name IF NOT EXISTS FOR (n:Run) ON (n.name)",
@@ -28,7 +34,7 @@ INDEXES: dict[str, str] = {
 def ensure_schema(driver: Driver, database: str | None = None) -> list[str]:
     """Create every constraint and index that is missing; returns the names ensured."""
     with driver.session(database=database) as session:
-        for statement in (*CONSTRAINTS.values(), *INDEXES.values()):
+        for statement in (*CONSTRAINTS.values(), *KEY_CONSTRAINTS.values(), *INDEXES.values()):
             session.run(statement).consume()
         session.run("CALL db.awaitIndexes(120)").consume()
-    return [*CONSTRAINTS, *INDEXES]
+    return [*CONSTRAINTS, *KEY_CONSTRAINTS, *INDEXES]

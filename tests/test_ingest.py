@@ -262,3 +262,78 @@ def test_run_id_changes_with_the_results_version(monkeypatch):
     assert make_run_id(cfg, "m", "fp") == before  # same command, same run: reruns resume
     monkeypatch.setattr(engine_module, "RESULTS_VERSION", engine_module.RESULTS_VERSION + 1)
     assert make_run_id(cfg, "m", "fp") != before
+
+
+def _without_images(folder):
+    for image in (folder / "val2014").glob("*.jpg"):
+        image.unlink()
+    return folder
+
+
+def test_a_run_whose_every_example_fails_is_failed_and_never_the_default(driver, run_id, tmp_path, tiny_checkpoint):
+    """Nothing explained: status 'failed', exit code 1 with one line, and the templates' default skips it."""
+    from queries.library import QueryLibrary
+
+    folder = _without_images(make_vqa_v2_folder(tmp_path / "noimg", n_images=3, questions_per_image=1))
+    res = subprocess.run(
+        [sys.executable, "-m", "stcg_cli.main", "ingest", "--dataset", f"vqa-v2:{folder}", "--model", tiny_checkpoint]
+        + ["--device", "cpu", "--run-name", run_id, "--store", str(tmp_path / "store"), "--quiet"]
+        + ["--deletion-steps", "0", "--perturbations", "center_mask"],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 1, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert (
+        "Traceback" not in res.stderr
+        and len(lines) == 1
+        and lines[0].startswith(
+            f"error: run {run_id} failed: none of its 3 selected examples could be explained (first: vqa-v2:val2014:"
+        )
+    ), lines
+    assert "image not found" in lines[0] and str(tmp_path / "store" / run_id / "failures.jsonl") in lines[0]
+    with driver.session() as s:
+        run = s.run("MATCH (r:Run {uid: $r}) RETURN r.status AS status, r.n_failed AS f, r.n_complete AS c", r=run_id)
+        assert run.single().data() == {"status": "failed", "f": 3, "c": 0}
+    try:  # the templates' default: the latest complete run
+        default = QueryLibrary(driver).resolve_run(None)["run_id"]
+    except StcgError:  # no complete run in the database at all: then not this one either
+        default = None
+    assert default != run_id
+    # a shard worker whose examples all fail leaves the run 'partial' (finalised elsewhere), and exits 1 too
+    shard = subprocess.run(
+        [sys.executable, "-m", "stcg_cli.main", "ingest", "--dataset", f"vqa-v2:{folder}", "--model", tiny_checkpoint]
+        + ["--device", "cpu", "--run-name", run_id + "-s", "--store", str(tmp_path / "store"), "--quiet"]
+        + ["--deletion-steps", "0", "--perturbations", "center_mask", "--shard", "0/2"],
+        capture_output=True,
+        text=True,
+    )
+    try:
+        assert shard.returncode == 1 and "none of its 2 selected examples" in shard.stderr, shard.stderr
+        with driver.session() as s:
+            status = s.run("MATCH (r:Run {uid: $r}) RETURN r.status AS s", r=run_id + "-s").single()["s"]
+        assert status == "partial"
+    finally:
+        with driver.session() as s:
+            s.run("MATCH (n {run_id: $r}) DETACH DELETE n", r=run_id + "-s").consume()
+
+
+def test_a_run_with_some_failures_is_complete(driver, run_id, tmp_path, tiny_checkpoint):
+    folder = make_vqa_v2_folder(tmp_path / "some", n_images=3, questions_per_image=1)
+    next((folder / "val2014").glob("*.jpg")).unlink()
+    summary = run_ingest(
+        _cfg(folder, tiny_checkpoint, run_id, tmp_path, deletion_steps=0, perturbations="center_mask"),
+        progress=False,
+        log=lambda s: None,
+    )
+    assert summary.status == "complete" and summary.written == 2 and summary.failures == 1
+
+
+def test_an_empty_selection_is_refused_before_work(tmp_path, vqa_folder, tiny_checkpoint):
+    with pytest.raises(StcgError, match="no question of vqa-v2:.* is selected by these filters"):
+        run_ingest(
+            _cfg(vqa_folder, tiny_checkpoint, "never", tmp_path, question_type="how many"),
+            progress=False,
+            log=lambda s: None,
+        )
+    assert not (tmp_path / "store").exists()
