@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from stcg_cli.engine_options import engine_config, engine_options
 from stcg_cli.options import neo4j_options, settings_from
 
 
@@ -15,82 +16,49 @@ from stcg_cli.options import neo4j_options, settings_from
     help="easy-vqa | vqa-v2:<folder with the official JSON + COCO images> | hf:<save_to_disk folder or dataset name>.",
 )
 @click.option("--split", default=None, help="Split [easy-vqa: test; vqa-v2: val2014; hf: validation].")
-@click.option("--limit", default=None, type=int, help="Only the first N selected questions.")
+@click.option("--limit", default=None, type=int, help="Only the first N (>= 1) selected questions.")
 @click.option(
-    "--sample", default=None, type=int, help="A seeded random sample of N questions (instead of the first N)."
+    "--sample", default=None, type=int, help="A seeded random sample of N (>= 1) questions (instead of the first N)."
 )
 @click.option("--question-type", default=None, help="Only questions whose type starts with this (e.g. 'what color').")
 @click.option("--answer-type", default=None, help="Only this answer type (yes/no, number, other).")
 @click.option(
     "--shard", default=None, help="i/N: this worker's share of the selection (0 <= i < N), for N parallel workers."
 )
-@click.option("--model", default=None, help="BLIP-2 checkpoint [default: the embedded demo model].")
+@engine_options
 @click.option(
-    "--perturbations",
-    default="all",
-    show_default=True,
-    help="Comma-separated kinds, each optionally kind:param=value;param=value.",
+    "--batch-size", default=16, show_default=True, type=int, help="Examples per model pass (x 7 images each)."
 )
-@click.option("--top-k", default=5, show_default=True, help="Region links kept per token / step / dW row.")
-@click.option("--layers", default="mean", show_default=True, help="Layer aggregation: mean, last, or layer indices.")
-@click.option(
-    "--prompt",
-    default=None,
-    help='Prompt around the question, with {question} once [default: the question for T5, "Question: {question} Answer:" for OPT].',
-)
-@click.option("--batch-size", default=16, show_default=True, help="Examples per model pass (x 7 images each).")
-@click.option("--deletion-steps", default=10, show_default=True, help="Deletion-curve steps per example (0: off).")
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--dtype", default=None, help="float32 | bfloat16 [default: bfloat16 on GPU, float32 on CPU].")
-@click.option("--seed", default=0, show_default=True, help="Seed of sampling and perturbations.")
 @click.option(
     "--run-name",
     default=None,
-    help="Name of the run [default: derived from the arguments, so the same command resumes].",
+    help="Name of the run, kept exactly as given; it is the run id (one folder name, no '/'; refused when it "
+    "equals another run's name up to case) [default: run-<hash of the arguments>, so the same command resumes].",
 )
 @click.option(
     "--store",
     default="out/store",
     show_default=True,
     type=click.Path(file_okay=False),
-    help="Root of the dense-array file store.",
+    help="Root of the dense-array file store (recorded on the Run, so readers find it).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @neo4j_options
-def ingest(
-    dataset,
-    split,
-    limit,
-    sample,
-    question_type,
-    answer_type,
-    shard,
-    model,
-    perturbations,
-    top_k,
-    layers,
-    prompt,
-    batch_size,
-    deletion_steps,
-    device,
-    dtype,
-    seed,
-    run_name,
-    store,
-    quiet,
-    uri,
-    username,
-    password,
-    database,
-):
+def ingest(dataset, split, limit, sample, question_type, answer_type, shard, batch_size, run_name, store, quiet, **kw):
     """Turn a VQA dataset into STCGs in Neo4j (resumable: run the same command again to continue).
 
     Each example's nodes and links are written with MERGE on stable keys and marked complete
     last; its dense arrays go to the file store. Failed examples are recorded with their reason
-    (in Neo4j and in <store>/<run>/failures.jsonl) and the run continues.
+    (in Neo4j and in <store>/<run>/failures.jsonl) and the run continues; a run none of whose
+    examples could be explained ends with status 'failed' and exit code 1.
     """
     from ingest.pipeline import IngestConfig, run_ingest
 
+    if quiet:  # also the checkpoint loader's progress bars
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    engine = engine_config(kw)
     cfg = IngestConfig(
         dataset=dataset,
         split=split,
@@ -98,21 +66,14 @@ def ingest(
         question_type=question_type,
         answer_type=answer_type,
         sample=sample,
-        seed=seed,
         shard=shard,
-        model=model,
-        device=device,
-        dtype=dtype,
-        perturbations=perturbations,
-        layers=layers,
-        prompt=prompt,
-        top_k=top_k,
         batch_size=batch_size,
-        deletion_steps=deletion_steps,
         run_name=run_name,
         store=store,
+        engine=engine,
     )
-    summary = run_ingest(cfg, settings_from(uri, username, password, database), log=click.echo, progress=not quiet)
+    settings = settings_from(kw["uri"], kw["username"], kw["password"], kw["database"])
+    summary = run_ingest(cfg, settings, log=click.echo, progress=not quiet)
     click.echo(summary.describe())
     if summary.failures:
         click.echo(f"failures and their reasons: {summary.failure_log}")

@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 import numpy as np
 
+from stcg_cli.engine_options import engine_config, engine_options
+
 
 @click.command("explain")
 @click.option(
@@ -18,44 +20,7 @@ import numpy as np
     help="Image file (any format Pillow reads).",
 )
 @click.option("--question", required=True, help="The question about the image.")
-@click.option(
-    "--model",
-    default=None,
-    help="BLIP-2 checkpoint: hub id or local folder [default: the embedded demo model, else Salesforce/blip2-flan-t5-xl].",
-)
-@click.option(
-    "--device",
-    default="auto",
-    show_default=True,
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    help="Where the model runs.",
-)
-@click.option(
-    "--dtype",
-    default="auto",
-    show_default=True,
-    help="auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16. float16 is refused for T5.",
-)
-@click.option(
-    "--perturbations",
-    default="all",
-    show_default=True,
-    help="Comma-separated kinds, each optionally kind:param=value;param=value.",
-)
-@click.option(
-    "--layers",
-    default="mean",
-    show_default=True,
-    help="Layer aggregation: mean, last, or comma-separated layer indices.",
-)
-@click.option(
-    "--prompt",
-    default=None,
-    help='Prompt around the question, with {question} once [default: the question for T5, "Question: {question} Answer:" for OPT].',
-)
-@click.option("--seed", default=0, show_default=True, help="Seed of the random perturbations.")
-@click.option("--deletion-steps", default=10, show_default=True, help="Deletion-curve steps (0 turns it off).")
-@click.option("--top-k", default=3, show_default=True, help="Strongest regions printed and outlined per word.")
+@engine_options
 @click.option(
     "--out",
     default="out/explain",
@@ -63,28 +28,27 @@ import numpy as np
     type=click.Path(file_okay=False),
     help="Folder for pictures and the saved STCGraph.",
 )
-def explain(
-    image_path, question, model, device, dtype, perturbations, layers, prompt, seed, deletion_steps, top_k, out
-):
+def explain(image_path, question, out, **kw):
     """Explain one answer: print it, each perturbation's effect, and each content word's regions.
 
-    Writes heatmap PNGs (token -> region, step -> region, dW per perturbation), an interactive
-    HTML page, and the STCGraph (graph.safetensors) into --out.
+    Writes heatmap PNGs (token -> region, step -> region, dW per perturbation, the --top-k strongest
+    regions outlined), an interactive HTML page, and the STCGraph (graph.safetensors) into --out.
     """
     from stcg.errors import StcgError
     from stcg.images import open_image
     from stcg_model.engine import STCGEngine, VQAInput
-    from stcg_model.loading import load_model
-    from stcg_model.perturbations import parse_perturbations
+    from stcg_model.loading import checkpoint_config, load_model
     from stcg_model.plots import write_pictures
 
+    cfg = engine_config(kw).validate()
     if not question.strip():
         raise StcgError("--question is empty")
-    specs = parse_perturbations(perturbations)
+    cfg.validate(checkpoint_config(cfg.model))  # layer indices, top-k, ... against the model, before loading it
     image = open_image(image_path)
-    lm = load_model(model, device=device, dtype=None if dtype == "auto" else dtype)
-    engine = STCGEngine(lm, specs, layers=layers, seed=seed, deletion_steps=deletion_steps, prompt=prompt)
-    g = engine.explain([VQAInput(Path(image_path).stem, image, question, {"image_path": str(image_path)})])[0]
+    lm = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype_arg)
+    with STCGEngine.from_config(lm, cfg) as engine:
+        g = engine.explain([VQAInput(Path(image_path).stem, image, question, {"image_path": str(image_path)})])[0]
+    top_k = cfg.top_k
     out_dir = Path(out)
     g.save(out_dir / "graph.safetensors")
     pictures = write_pictures(g, image, out_dir, top_k=top_k)
@@ -148,13 +112,19 @@ def train_demo_cmd(out, vision_steps, steps, batch_size, lr, warmup, seed, limit
     Seeded and reproducible; the tokenizer is built from easy-VQA's words and saved with the
     checkpoint, which then loads with Blip2ForConditionalGeneration.from_pretrained.
     """
+    from stcg_model.config import check_count
     from stcg_model.loading import resolve_device
     from stcg_model.training import DemoConfig, train_demo
 
-    if steps < 1 or batch_size < 1 or vision_steps < 0:
+    check_count("--steps", steps)
+    check_count("--batch-size", batch_size)
+    check_count("--vision-steps", vision_steps, minimum=0)
+    check_count("--warmup", warmup, minimum=0)
+    check_count("--limit", limit)
+    if not lr > 0:
         from stcg.errors import StcgError
 
-        raise StcgError("--steps and --batch-size must be positive (and --vision-steps >= 0)")
+        raise StcgError(f"--lr {lr!r} is invalid; allowed: a learning rate > 0")
     cfg = DemoConfig(vision_steps=vision_steps, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, seed=seed)
     train_demo(
         out, cfg, device=str(resolve_device(device)), limit=limit, log=click.echo, save_every=500, init_from=init_from
@@ -176,9 +146,12 @@ def eval_cmd(model, dataset, split, limit, batch_size, device, out):
     from tqdm.auto import tqdm
 
     from stcg.datasets import open_dataset
+    from stcg_model.config import check_count
     from stcg_model.evaluation import accuracy_table, evaluate
     from stcg_model.loading import load_model
 
+    check_count("--limit", limit)
+    check_count("--batch-size", batch_size)
     examples = open_dataset(dataset, split=split, limit=limit)
     lm = load_model(model, device=device)
     with tqdm(total=len(examples), desc="eval", unit="q") as bar:

@@ -65,6 +65,9 @@ def test_explain_writes_pictures_and_graph(checkpoint, tmp_path):
     )
     assert res.returncode == 0, res.stderr
     assert "answer:" in res.stdout and "gaussian_noise" in res.stdout and "color" in res.stdout
+    # --top-k (default 5, as in ingest): the strongest regions printed per content word
+    word_lines = res.stdout.split("strongest regions (row, col: weight):\n", 1)[1].split("deletion AUC")[0]
+    assert word_lines.strip() and all(line.count(": ") == 5 for line in word_lines.strip().splitlines())
     g = STCGraph.load(out / "graph.safetensors")
     assert g.question == "What color is the shape?" and g.image_size == (70, 50)
     pngs = sorted(p.name for p in out.glob("*.png"))
@@ -109,6 +112,12 @@ def test_explain_runs_an_opt_checkpoint(tmp_path):
         (["--question", "q", "--model", "/no/such/model"], "error: model folder not found: /no/such/model"),
         (["--question", "q", "--perturbations", "blurr"], "error: unknown perturbation 'blurr'"),
         (["--question", "q", "--dtype", "float16"], "error: float16 is refused for T5"),
+        (["--question", "q", "--layers", "99"], "error: layer 99 is out of range for this model"),
+        (
+            ["--question", "q", "--perturbations", "center_mask:fraction=2"],
+            "error: perturbation center_mask: fraction=2 is out of range; allowed: 0 < fraction <= 1",
+        ),
+        (["--question", "q", "--top-k", "0"], "error: --top-k 0 is invalid"),
     ],
 )
 def test_explain_bad_input_is_one_line(checkpoint, tmp_path, args, message):
