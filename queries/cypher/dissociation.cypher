@@ -1,10 +1,8 @@
 // name: dissociation
 // question: Which perturbations dissociate dW from the answer (large |dW|_F but the answer unchanged), and which change the answer? (spec Q2)
 // param: run_id string = null  -- run id or name (default: the latest complete run)
-// param: quantile float = 0.75  -- "large" means |dW|_F above this quantile of all (example, perturbation) pairs of the run
-MATCH (r:Run)
-WHERE CASE WHEN $run_id IS NULL THEN r.status = 'complete' ELSE r.uid = $run_id OR r.name = $run_id END
-WITH r ORDER BY r.finished_at DESC LIMIT 1
+// param: quantile float = 0.75 [0..1]  -- "large" means |dW|_F above this quantile of all (example, perturbation) pairs of the run
+// @include run_scope
 MATCH (r)-[:HAS_EXAMPLE]->(e:Example)-[:HAS_PERTURBATION]->(p:Perturbation)
 WHERE e.complete
 WITH collect(p) AS ps, percentileCont(p.dW_fro, $quantile) AS threshold

@@ -2,9 +2,7 @@
 // question: One example's links as a table: every token -> region and step -> region link (weight, rank) and every token's dW under each perturbation.
 // param: example_id string  -- the example's id (e.g. easy-vqa:test:0)
 // param: run_id string = null  -- run id or name (default: the latest complete run)
-MATCH (r:Run)
-WHERE CASE WHEN $run_id IS NULL THEN r.status = 'complete' ELSE r.uid = $run_id OR r.name = $run_id END
-WITH r ORDER BY r.finished_at DESC LIMIT 1
+// @include run_scope
 MATCH (r)-[:HAS_EXAMPLE]->(e:Example {example_id: $example_id})
 WHERE e.complete
 CALL (e) {

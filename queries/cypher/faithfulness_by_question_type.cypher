@@ -1,10 +1,8 @@
 // name: faithfulness_by_question_type
-// question: Per question type: causal faithfulness (Pearson r of |dW|_F vs |dp|), deletion AUC ratio and Jaccard stability. (spec Q7; `stcg metrics` adds Spearman and bootstrap intervals)
+// question: Per question type: causal faithfulness (Pearson r of |dW|_F vs |dp|), deletion AUC ratio and Jaccard stability. (spec Q7, `stcg metrics` adds Spearman and bootstrap intervals)
 // param: run_id string = null  -- run id or name (default: the latest complete run)
-// param: min_examples int = 3  -- question types with fewer examples are left out
-MATCH (r:Run)
-WHERE CASE WHEN $run_id IS NULL THEN r.status = 'complete' ELSE r.uid = $run_id OR r.name = $run_id END
-WITH r ORDER BY r.finished_at DESC LIMIT 1
+// param: min_examples int = 3 [1..]  -- question types with fewer examples are left out
+// @include run_scope
 MATCH (r)-[:HAS_EXAMPLE]->(e:Example)
 WHERE e.complete
 WITH e.question_type AS question_type, count(e) AS examples, collect(e) AS es,

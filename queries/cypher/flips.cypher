@@ -2,10 +2,8 @@
 // question: Which examples flip their answer under a given perturbation, with their dW and dp? (spec Q5)
 // param: run_id string = null  -- run id or name (default: the latest complete run)
 // param: perturbation string = "color_shift"  -- perturbation kind
-// param: limit int = 100  -- at most this many examples, largest |dW|_F first
-MATCH (r:Run)
-WHERE CASE WHEN $run_id IS NULL THEN r.status = 'complete' ELSE r.uid = $run_id OR r.name = $run_id END
-WITH r ORDER BY r.finished_at DESC LIMIT 1
+// param: limit int = 100 [1..]  -- at most this many examples, largest |dW|_F first
+// @include run_scope
 MATCH (r)-[:HAS_EXAMPLE]->(e:Example)-[:HAS_PERTURBATION]->(p:Perturbation {kind: $perturbation})
 WHERE e.complete AND p.answer_changed
 RETURN e.example_id AS example_id, e.question AS question, e.question_type AS question_type, e.answer AS answer,

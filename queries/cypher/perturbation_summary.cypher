@@ -1,9 +1,7 @@
 // name: perturbation_summary
 // question: Per perturbation, what are the mean |dW|_F, the answer flip rate and the mean dp, with counts? (spec Q6)
 // param: run_id string = null  -- run id or name (default: the latest complete run)
-MATCH (r:Run)
-WHERE CASE WHEN $run_id IS NULL THEN r.status = 'complete' ELSE r.uid = $run_id OR r.name = $run_id END
-WITH r ORDER BY r.finished_at DESC LIMIT 1
+// @include run_scope
 MATCH (r)-[:HAS_EXAMPLE]->(e:Example)-[:HAS_PERTURBATION]->(p:Perturbation)
 WHERE e.complete
 RETURN p.kind AS perturbation, count(*) AS examples,

@@ -2,10 +2,8 @@
 // question: For a question type (e.g. "what color"), which regions (grid row, col) carry the most dW under each perturbation? (spec Q3)
 // param: run_id string = null  -- run id or name (default: the latest complete run)
 // param: question_type string = "what color"  -- question types starting with this text
-// param: per_perturbation int = 5  -- regions kept per perturbation
-MATCH (r:Run)
-WHERE CASE WHEN $run_id IS NULL THEN r.status = 'complete' ELSE r.uid = $run_id OR r.name = $run_id END
-WITH r ORDER BY r.finished_at DESC LIMIT 1
+// param: per_perturbation int = 5 [1..]  -- regions kept per perturbation
+// @include run_scope
 MATCH (r)-[:HAS_EXAMPLE]->(e:Example)-[:HAS_PERTURBATION]->(p:Perturbation)-[m:MOVES]->(g:Region)
 WHERE e.complete AND e.question_type STARTS WITH $question_type
 WITH p.kind AS perturbation, g.row AS row, g.col AS col, sum(m.abs_dW) AS total_abs_dW, count(DISTINCT e) AS examples

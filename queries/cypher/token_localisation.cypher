@@ -1,12 +1,10 @@
 // name: token_localisation
 // question: Which token kinds (content / function / punct) or words form the most localised links: entropy, top-k mass and spatial spread of their region distributions? (spec Q1)
 // param: run_id string = null  -- run id or name (default: the latest complete run)
-// param: group_by string = "kind"  -- kind or word
-// param: min_count int = 5  -- groups seen fewer times are left out
-// param: limit int = 50  -- at most this many groups, most localised (lowest entropy) first
-MATCH (r:Run)
-WHERE CASE WHEN $run_id IS NULL THEN r.status = 'complete' ELSE r.uid = $run_id OR r.name = $run_id END
-WITH r ORDER BY r.finished_at DESC LIMIT 1
+// param: group_by string = "kind" {kind|word}  -- group by token kind (content / function / punct) or by word
+// param: min_count int = 5 [1..]  -- groups seen fewer times are left out
+// param: limit int = 50 [1..]  -- at most this many groups, most localised (lowest entropy) first
+// @include run_scope
 MATCH (r)-[:HAS_EXAMPLE]->(e:Example)-[:HAS_TOKEN]->(t:Token)
 WHERE e.complete
 WITH CASE $group_by WHEN 'word' THEN t.word ELSE t.kind END AS grp, t

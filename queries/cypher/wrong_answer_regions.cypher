@@ -1,10 +1,8 @@
 // name: wrong_answer_regions
 // question: Which regions (grid row, col) do answers attend to when they are wrong, compared with when they are right?
 // param: run_id string = null  -- run id or name (default: the latest complete run)
-// param: limit int = 20  -- regions, by the largest excess attribution in wrong answers
-MATCH (r:Run)
-WHERE CASE WHEN $run_id IS NULL THEN r.status = 'complete' ELSE r.uid = $run_id OR r.name = $run_id END
-WITH r ORDER BY r.finished_at DESC LIMIT 1
+// param: limit int = 20 [1..]  -- regions, by the largest excess attribution in wrong answers
+// @include run_scope
 MATCH (r)-[:HAS_EXAMPLE]->(e:Example)
 WHERE e.complete AND e.correct IS NOT NULL
 WITH e.grid AS grid, e.correct AS correct, e.attribution AS attribution
