@@ -1,60 +1,69 @@
-"""Metrics of a stored run, from its file store (no model re-run)."""
+"""Metrics of a stored run, from its file store (no model re-run).
+
+Which examples and where their arrays are come from the library's internal templates
+(``run_info``, ``run_store_refs``); the arrays from the run's file store, found through ``Run.store``
+unless a ``store`` is given.
+"""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from stcg.errors import StcgError
-
-RESOLVE_RUN = """
-MATCH (r:Run)
-WHERE CASE WHEN $run_id IS NULL THEN r.status = 'complete' ELSE r.uid = $run_id OR r.name = $run_id END
-RETURN r.uid AS run_id ORDER BY r.finished_at DESC LIMIT 1
-"""
-
-STORED_EXAMPLES = """
-MATCH (r:Run {uid: $run_id})-[:HAS_EXAMPLE]->(e:Example)
-WHERE e.complete
-RETURN e.example_id AS example_id, e.question_type AS question_type, e.store_shard AS shard, e.store_key AS key
-ORDER BY e.example_id
-"""
+from queries.library import QueryLibrary
 
 
-def resolve_run(driver, run: str | None, database: str | None = None) -> str:
-    records, _, _ = driver.execute_query(RESOLVE_RUN, run_id=run, database_=database)
-    if not records:
-        raise StcgError(
-            f"no run {run!r} in the database" if run else "no complete run in the database; ingest one first"
-        )
-    return records[0]["run_id"]
+def interval_label(n_boot: int) -> str:
+    """How the metric intervals are made, in words (table titles, report, CLI)."""
+    from stcg_model.metrics import CONFIDENCE, INTERVAL_METHOD
+
+    return (
+        f"{CONFIDENCE:.0%} {INTERVAL_METHOD} bootstrap intervals over examples "
+        f"(scipy.stats.bootstrap, {n_boot} resamples)"
+    )
 
 
-def load_run_graphs(driver, run_id: str, store_root: str, database: str | None = None):
-    """(graphs, question types) of every complete example of ``run_id``, read from the file store."""
+def resolve_run(lib: QueryLibrary, run: str | None) -> dict:
+    """The run ``run`` names, or the default one (latest complete); see ``QueryLibrary.resolve_run``."""
+    return lib.resolve_run(run)
+
+
+def load_run_graphs(lib: QueryLibrary, run: dict | str | None, store: str | None = None, option: str = "--store"):
+    """(graphs, question types) of every complete example of a run, read from its file store.
+
+    Args:
+        lib: the query library (its connection finds the examples).
+        run: a ``QueryLibrary.resolve_run`` dict, a run id or name, or None (the default run).
+        store: file store root overriding the one the run recorded (``Run.store``).
+        option: what a missing-store error tells the user to pass (``--store`` on the CLI).
+    Returns:
+        ``(list of STCGraph, list of question types)``, in example-id order; empty lists when the run
+        has no complete example. A missing or moved store is a one-line ``StcgError``.
+    """
     from collections import defaultdict
 
-    from stcg.filestore import FileStore
     from stcg_model.graph import STCGraph
 
-    records, _, _ = driver.execute_query(STORED_EXAMPLES, run_id=run_id, database_=database)
-    if not records:
+    info = run if isinstance(run, dict) else lib.resolve_run(run)
+    rows = lib.run("run_store_refs", run_id=info["run_id"])
+    if rows.empty:
         return [], []
-    store = FileStore.open(store_root, run_id)
-    by_shard = defaultdict(dict)
-    for r in records:
-        by_shard[r["shard"]][r["key"]] = r
+    fs = lib.open_store(info, store, option)
+    by_shard = defaultdict(list)
+    for rec in rows.itertuples():
+        by_shard[rec.shard].append(rec)
     graphs, qtypes = [], []
-    for shard, keys in by_shard.items():
-        for key, rec in keys.items():
-            graphs.append(STCGraph.from_parts(*store.read(shard, key)))
-            qtypes.append(rec["question_type"])
+    for shard, recs in by_shard.items():
+        for rec in recs:
+            graphs.append(STCGraph.from_parts(*fs.read(shard, rec.key)))
+            qtypes.append(rec.question_type)
     return graphs, qtypes
 
 
 def metrics_table(
     graphs, question_types, n_boot: int = 1000, seed: int = 0, by_question_type: bool = True
 ) -> pd.DataFrame:
-    """One row per (group, metric): value and 95% bootstrap interval."""
+    """One row per (group, metric): ``value`` (all examples), ``ci_low``/``ci_high`` (95% BCa bootstrap
+    interval over examples, NaN when degenerate), ``examples``, ``ci_method`` ("BCa")."""
     from stcg_model.metrics import summarise
 
     rows = []
@@ -72,6 +81,9 @@ def metrics_table(
                     "ci_low": est.low,
                     "ci_high": est.high,
                     "examples": est.n,
+                    "ci_method": est.method,
                 }
             )
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    df.attrs["title"] = interval_label(n_boot)
+    return df

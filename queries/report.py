@@ -92,28 +92,44 @@ def _example_figures(graphs, n: int) -> str:
 
 
 def build_report(
-    lib: QueryLibrary, run_id: str, store_root: str, out: str | Path, examples: int = 4, n_boot: int = 500
+    lib: QueryLibrary,
+    run_id: str,
+    store_root: str | None,
+    out: str | Path,
+    examples: int = 4,
+    n_boot: int = 500,
+    option: str = "--store",
 ) -> Path:
-    """Write the report of ``run_id`` to ``out``; returns its path."""
+    """Write the report of ``run_id`` (uid or name) to ``out``; returns its path.
+
+    Args:
+        lib: the query library.
+        run_id: the run's uid or name.
+        store_root: its file store root; None = the root the run recorded (``Run.store``).
+        out: the HTML file; missing parent folders are created.
+        examples: examples shown with heatmaps on their images.
+        n_boot: bootstrap resamples of the metric intervals (scipy.stats.bootstrap, BCa).
+        option: how a missing-store error names the way to pass the store.
+    """
     import plotly.graph_objects as go
 
-    from queries.metrics import load_run_graphs, metrics_table
+    from queries.metrics import interval_label, load_run_graphs, metrics_table
 
     figs = _Figures()
-    runs = lib.run("runs", limit=1000)
-    run = runs[runs.run_id == run_id].iloc[0].to_dict() if (runs.run_id == run_id).any() else {"run_id": run_id}
+    run = lib.resolve_run(run_id)
+    run_id = run["run_id"]
     summary = lib.run("perturbation_summary", run_id=run_id)
     loc = lib.run("token_localisation", run_id=run_id, group_by="kind", min_count=1)
     words = lib.run("token_localisation", run_id=run_id, group_by="word", min_count=3, limit=15)
     drift = lib.run("temporal_drift", run_id=run_id)
     dissoc = lib.run("dissociation", run_id=run_id)
-    graphs, qtypes = load_run_graphs(lib.driver, run_id, store_root, lib.database)
+    graphs, qtypes = load_run_graphs(lib, run, store_root, option)
     metrics = metrics_table(graphs, qtypes, n_boot=n_boot, by_question_type=False) if graphs else pd.DataFrame()
 
     parts = [
         f"<h1>STCG report: {html.escape(str(run.get('name') or run_id))}</h1>",
         f"<p class='meta'>run <code>{html.escape(run_id)}</code> · model {html.escape(str(run.get('model')))} · dataset "
-        f"{html.escape(str(run.get('dataset')))} {html.escape(str(run.get('split') or ''))} · {run.get('complete', len(graphs))} "
+        f"{html.escape(str(run.get('dataset')))} {html.escape(str(run.get('split') or ''))} · {len(graphs)} "
         f"complete examples · generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC</p>",
     ]
 
@@ -167,7 +183,7 @@ def build_report(
         )
         parts.append(figs.html(fig))
 
-    parts.append("<h2>Metrics (95% bootstrap intervals over examples)</h2>")
+    parts.append(f"<h2>Metrics ({html.escape(interval_label(n_boot))})</h2>")
     parts.append(_table(metrics))
     if not metrics.empty:
         m = metrics.dropna(subset=["value"])
@@ -184,7 +200,7 @@ def build_report(
                 },
             )
         )
-        fig.update_layout(title="metrics with 95% intervals", height=320, margin={"l": 220})
+        fig.update_layout(title="metrics with 95% BCa bootstrap intervals", height=320, margin={"l": 220})
         parts.append(figs.html(fig))
 
     parts.append("<h2>Examples</h2>")

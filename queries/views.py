@@ -1,11 +1,18 @@
 """Views of one ingested example, for scripts, the report and the exploration notebook.
 
-Everything is read through the query library (which example, where its arrays are) and the
-run's file store (the arrays themselves); perturbed images are re-made from the stored
-parameters, which is exact because perturbations are deterministic for (seed, example, kind).
+Everything is read through the query library (which example, where its arrays are: the templates
+``run_examples`` and ``example_store``) and the run's file store (the arrays themselves, at the root
+the run recorded as ``Run.store`` unless ``store=`` says otherwise); perturbed images are re-made
+from the stored parameters, which is exact because perturbations are deterministic for (seed,
+example, kind).
 
-    view = load_example_view(lib, run_id, example_id, store="out/store")
+    lib = QueryLibrary()
+    examples = list_examples(lib)                      # the latest complete run's examples
+    view = load_example_view(lib, None, examples.example_id[0])
     token_figure(view, word="color").show()
+
+Maps are (G, G) arrays over the G x G region grid (row-major, row 0 at the top of the image);
+attention weights are probabilities (rows of W / S sum to 1 over regions), dW is signed (W - W^pi).
 """
 
 from __future__ import annotations
@@ -20,27 +27,11 @@ from queries.library import QueryLibrary
 from stcg.errors import StcgError
 from stcg_model.graph import STCGraph
 
-FIND_EXAMPLE = """
-MATCH (r:Run {uid: $run_id})-[:HAS_EXAMPLE]->(e:Example {example_id: $example_id})
-WHERE e.complete
-RETURN e.store_shard AS shard, e.store_key AS key, e.image_path AS image_path
-"""
-
-LIST_EXAMPLES = """
-MATCH (r:Run {uid: $run_id})-[:HAS_EXAMPLE]->(e:Example)
-WHERE e.complete AND ($question_type IS NULL OR e.question_type STARTS WITH $question_type)
-OPTIONAL MATCH (e)-[:HAS_PERTURBATION]->(p:Perturbation) WHERE p.answer_changed
-WITH e, collect(p.kind) AS flipped
-WHERE (NOT $changed_only OR size(flipped) > 0) AND ($perturbation IS NULL OR $perturbation IN flipped)
-RETURN e.example_id AS example_id, e.question AS question, e.question_type AS question_type, e.answer AS answer,
-       e.gt_answer AS gt_answer, flipped AS flipped_under
-ORDER BY example_id
-LIMIT $limit
-"""
-
 
 @dataclass
 class ExampleView:
+    """One example: its run's uid, its ``STCGraph`` (every dense array) and its image (original size)."""
+
     run_id: str
     graph: STCGraph
     image: Image.Image
@@ -50,6 +41,7 @@ class ExampleView:
         return self.graph.words
 
     def word_index(self, word: str | int) -> int:
+        """Index into ``words`` of ``word`` (case-insensitive; an int is returned as is)."""
         if isinstance(word, int):
             return word
         lowered = [w.lower() for w in self.graph.words]
@@ -60,35 +52,63 @@ class ExampleView:
 
 def list_examples(
     lib: QueryLibrary,
-    run_id: str,
+    run_id: str | None = None,
     question_type: str | None = None,
     perturbation: str | None = None,
     changed_only: bool = False,
     limit: int = 500,
 ) -> pd.DataFrame:
-    """Complete examples of a run, filterable by question type and by the perturbations that flip them."""
-    records, _, keys = lib.driver.execute_query(
-        LIST_EXAMPLES,
+    """Complete examples of a run (template ``run_examples``), by example id.
+
+    Args:
+        lib: the query library.
+        run_id: run uid or name; None = the latest complete run.
+        question_type: only question types starting with this text.
+        perturbation: only examples whose answer flips under this perturbation kind.
+        changed_only: only examples whose answer flips under at least one perturbation.
+        limit: at most this many rows (>= 1).
+    Returns:
+        DataFrame with columns ``example_id``, ``question``, ``question_type``, ``answer``,
+        ``gt_answer``, ``flipped_under`` (list of perturbation kinds that change the answer).
+    """
+    return lib.run(
+        "run_examples",
         run_id=run_id,
         question_type=question_type,
         perturbation=perturbation,
         changed_only=bool(changed_only),
-        limit=int(limit),
-        database_=lib.database,
+        limit=limit,
     )
-    return pd.DataFrame([r.values() for r in records], columns=keys)
 
 
-def load_example_view(lib: QueryLibrary, run_id: str, example_id: str, store: str = "out/store") -> ExampleView:
-    from stcg.filestore import FileStore
+def load_example_view(
+    lib: QueryLibrary, run_id: str | None, example_id: str, store: str | None = None, option: str = "store="
+) -> ExampleView:
+    """The ``ExampleView`` of one complete example: its arrays from the run's file store, its image from disk.
+
+    Args:
+        lib: the query library.
+        run_id: run uid or name; None = the latest complete run.
+        example_id: the example's id (``list_examples`` lists them).
+        store: file store root; None = the root the run recorded (``Run.store``; ``out/store`` for runs
+            ingested before it was recorded).
+        option: how an error names the way to pass the store (``store=``; the notebook: ``STCG_STORE``).
+    Raises:
+        StcgError: (one line) no such complete example, or the store is missing / moved.
+    """
+    from queries.library import open_run_store
     from stcg.images import open_image
 
-    records, _, _ = lib.driver.execute_query(FIND_EXAMPLE, run_id=run_id, example_id=example_id, database_=lib.database)
-    if not records:
-        raise StcgError(f"no complete example {example_id!r} in run {run_id!r}")
-    rec = records[0]
-    g = STCGraph.from_parts(*FileStore.open(store, run_id).read(rec["shard"], rec["key"]))
-    return ExampleView(run_id, g, open_image(rec["image_path"]))
+    rows = lib.run("example_store", run_id=run_id, example_id=example_id)
+    if rows.empty:
+        raise StcgError(
+            f"no complete example {example_id!r} in run {run_id or '(latest complete)'!r}; "
+            "list them with list_examples / `stcg query run run_examples`"
+        )
+    rec = rows.iloc[0]
+    fs = open_run_store(rec["run_id"], rec["store"], store, option)
+    g = STCGraph.from_parts(*fs.read(rec["shard"], rec["key"]))
+    return ExampleView(rec["run_id"], g, open_image(rec["image_path"]))
 
 
 def region_map(
@@ -164,11 +184,13 @@ def heatmap_figure(image: Image.Image, values: np.ndarray, title: str, signed: b
 
 
 def token_figure(view: ExampleView, word: str | int, top_k: int = 3):
+    """Plotly figure: the word's mean attention over regions (W rows of its tokens) on the image."""
     wi = view.word_index(word)
     return heatmap_figure(view.image, region_map(view, word=wi), f"'{view.graph.words[wi]}' -> regions", top_k=top_k)
 
 
 def step_figure(view: ExampleView, step: int, top_k: int = 3):
+    """Plotly figure: answer step ``step``'s attention over regions (row of S) on the image."""
     tok = view.graph.answer_tokens[step]
     return heatmap_figure(
         view.image, region_map(view, step=step), f"answer step {step} '{tok}' -> regions", top_k=top_k
@@ -190,6 +212,9 @@ def perturbation_figure(view: ExampleView, perturbation: str, word: str | int | 
 
 
 def answers_table(view: ExampleView) -> pd.DataFrame:
+    """One row per perturbation: ``perturbation``, ``answer`` (on the perturbed image), ``answer_changed``,
+    ``p_perturbed`` (p of the clean answer on the perturbed image), ``dp`` (p_perturbed - p_clean),
+    ``dW_fro`` (Frobenius norm of W - W^pi)."""
     g = view.graph
     return pd.DataFrame(
         {
@@ -204,6 +229,7 @@ def answers_table(view: ExampleView) -> pd.DataFrame:
 
 
 def drift_figure(view: ExampleView):
+    """Plotly figure: JS divergence (bits) between the region distributions of consecutive answer steps."""
     import plotly.graph_objects as go
 
     g = view.graph

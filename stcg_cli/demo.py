@@ -65,7 +65,8 @@ def demo(examples, out, batch_size, no_server):
     qdir = out_dir / "queries"
     qdir.mkdir(parents=True, exist_ok=True)
     with connect(settings) as driver:
-        lib = QueryLibrary(driver, settings.database)
+        # every read names the demo's run, so a newer partial run elsewhere never changes what it shows
+        lib = QueryLibrary(driver, settings.database, notice=lambda line: click.echo(line, err=True))
         for name in template_names():
             t = load_template(name)
             params = {"run_id": summary.run_id} if any(p.name == "run_id" for p in t.params) else {}
@@ -93,4 +94,4 @@ def demo(examples, out, batch_size, no_server):
     click.echo(
         f"  first query    stcg query run flips --param perturbation=color_shift --param run_id={summary.run_id}"
     )
-    click.echo("  in Browser     :param run_id => null  then paste queries/cypher/example_graph.cypher")
+    click.echo(f"  in Browser     paste what `stcg query show example_graph --param run_id={summary.run_id}` prints")

@@ -1,34 +1,124 @@
-"""``stcg query ...`` and ``stcg metrics``."""
+"""``stcg query ...``, ``stcg metrics`` and ``stcg report``."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
 from stcg_cli.options import neo4j_options, settings_from
 
+_param_option = click.option(
+    "--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="A template parameter (repeatable)."
+)
+
+
+def _stderr(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def _values(params) -> dict:
+    from stcg.errors import StcgError
+
+    values = {}
+    for p in params:
+        key, eq, value = p.partition("=")
+        if not eq or not key.strip():
+            raise StcgError(f"--param {p!r}: use key=value")
+        values[key.strip()] = value
+    return values
+
+
+def _library(uri, username, password, database, run_hint: str, timeout: float = 10.0):
+    """A QueryLibrary on the connection the options describe; notices go to stderr."""
+    from queries.library import QueryLibrary
+
+    settings = settings_from(uri, username, password, database)
+    return QueryLibrary(settings=settings, notice=_stderr, run_hint=run_hint, timeout=timeout)
+
 
 @click.group("query")
 def query():
-    """The Cypher template library: list, describe and run the cross-example questions."""
+    """The Cypher template library: list, describe, show and run the cross-example questions.
+
+    \b
+    stcg query list                         the questions (templates)
+    stcg query describe NAME                parameters, then what to paste into Neo4j Browser
+    stcg query show NAME > q.txt            only the paste-ready text (:param lines, then the query)
+    stcg query run NAME -p key=value        the answer as a table (or --format csv/json)
+    """
 
 
 @query.command("list")
-def query_list():
+@click.option("--all", "show_all", is_flag=True, help="Also the internal templates the package itself uses.")
+def query_list(show_all):
     """List the templates and the question each answers."""
     from queries.library import load_template, template_names
 
-    for name in template_names():
+    for name in template_names(internal=show_all):
         t = load_template(name)
-        click.echo(f"{name:<32}{t.question}")
+        click.echo(f"{name:<32}{t.question}" + ("  [internal]" if t.internal else ""))
+
+
+def _describe_or_show(name, params, uri, username, password, database, browser_only: bool) -> None:
+    from queries.library import describe_template, load_template
+    from stcg.errors import StcgError
+
+    t = load_template(name)  # unknown template: clear error before connecting
+    values = _values(params)
+    t.bind_partial(**values)  # bad values: refused before connecting
+    try:
+        lib = _library(uri, username, password, database, run_hint="--param run_id={run}", timeout=3.0)
+    except StcgError as e:
+        lib, reason = None, str(e)
+    if lib is not None:
+        with lib:
+            values, missing = lib.sample_values(name, **values)
+    else:
+        values = t.bind_partial(**values)
+        missing = [p.name for p in t.params if p.required and p.name not in values]
+    note = None
+    if missing:
+        why = "no database reachable" if lib is None else "the database has no value for it"
+        note = f"{', '.join(missing)}: placeholder ({why}), replace it before running"
+        if "example_id" in missing:
+            note += "; example ids: stcg query run run_examples"
+    if browser_only:
+        if note:
+            _stderr(f"note: {note}" + (f" [{reason}]" if lib is None else ""))
+        click.echo(t.browser_text(values).rstrip())
+    else:
+        click.echo(describe_template(name, values, note))
 
 
 @query.command("describe")
 @click.argument("name")
-def query_describe(name):
-    """Show a template's parameters, its :param lines for Neo4j Browser, and its Cypher."""
-    from queries.library import describe_template
+@_param_option
+@click.option("--browser", "browser_only", is_flag=True, help="Print only the paste-ready text (as `query show`).")
+@neo4j_options
+def query_describe(name, params, browser_only, uri, username, password, database):
+    """Show a template's question and parameters, then the text to paste into Neo4j Browser.
 
-    click.echo(describe_template(name))
+    The paste-ready text is the :param lines (one per parameter, each ending in ';') followed by the
+    query with its fragments expanded; paste it whole into Browser's editor and run it. Required
+    parameters get a real value from the database (an example id of the default run, a run id), or
+    a "<name>" placeholder when the database cannot be reached. --param key=value sets a value.
+    """
+    _describe_or_show(name, params, uri, username, password, database, browser_only)
+
+
+@query.command("show")
+@click.argument("name")
+@_param_option
+@neo4j_options
+def query_show(name, params, uri, username, password, database):
+    """Print only the paste-ready text of a template for Neo4j Browser: :param lines, then the query.
+
+    Copy everything it prints into Browser's editor and run it (Browser runs the ';'-separated
+    :param commands, then the query). --param key=value sets a value; required parameters without one
+    get a real value from the database, or a "<name>" placeholder (noted on stderr).
+    """
+    _describe_or_show(name, params, uri, username, password, database, True)
 
 
 def _format(df, fmt: str) -> str:
@@ -46,94 +136,106 @@ def _format(df, fmt: str) -> str:
 
 @query.command("run")
 @click.argument("name")
-@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="A template parameter (repeatable).")
+@_param_option
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @neo4j_options
 def query_run(name, params, fmt, uri, username, password, database):
-    """Run template NAME with --param key=value ... and print the rows."""
-    from queries.library import QueryLibrary, load_template
-    from stcg.errors import StcgError
+    """Run template NAME with --param key=value ... and print the rows.
 
-    load_template(name)  # unknown template: clear error before connecting
-    values = {}
-    for p in params:
-        key, eq, value = p.partition("=")
-        if not eq or not key.strip():
-            raise StcgError(f"--param {p!r}: use key=value")
-        values[key.strip()] = value
-    with QueryLibrary(
-        settings_from(uri, username, password, database).uri if uri else None,
-        database=database,
-        auth=(username, password) if username and password else None,
-    ) as lib:
+    Values are checked against the template's types, ranges and choices (`stcg query describe NAME`)
+    before the query runs. Without --param run_id=..., templates read the latest complete run.
+    """
+    from queries.library import load_template
+
+    t = load_template(name)  # unknown template: clear error before connecting
+    values = _values(params)
+    t.bind(**values)  # bad values: refused before connecting
+    with _library(uri, username, password, database, run_hint="--param run_id={run}") as lib:
         df = lib.run(name, **values)
     click.echo(_format(df, fmt).rstrip())
 
 
-@click.command("metrics")
-@click.option("--run", "run", default=None, help="Run id or name [default: the latest complete run].")
-@click.option(
+_run_option = click.option("--run", "run", default=None, help="Run id or name [default: the latest complete run].")
+_store_option = click.option(
     "--store",
-    default="out/store",
-    show_default=True,
+    default=None,
     type=click.Path(file_okay=False),
-    help="File store root of the run.",
+    help="File store root of the run [default: the one the run recorded at ingestion; out/store for older runs].",
 )
+
+
+@click.command("metrics")
+@_run_option
+@_store_option
 @click.option(
-    "--bootstrap", "n_boot", default=1000, show_default=True, help="Bootstrap resamples for the 95% intervals."
+    "--bootstrap", "n_boot", default=1000, show_default=True, help="Bootstrap resamples for the 95% BCa intervals."
 )
 @click.option("--by-question-type/--overall-only", default=True, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @neo4j_options
 def metrics(run, store, n_boot, by_question_type, fmt, uri, username, password, database):
-    """Causal faithfulness, deletion faithfulness and Jaccard stability of a run, with bootstrap 95% intervals.
+    """Causal faithfulness, deletion faithfulness and Jaccard stability of a run, with 95% intervals.
 
-    Reads the stored arrays of the run's complete examples (no model re-run).
+    Reads the stored arrays of the run's complete examples (no model re-run) from the file store the
+    run recorded (--store overrides it). Intervals: scipy.stats.bootstrap, BCa, resampling examples;
+    NaN when degenerate (fewer than 3 examples, or every resample equal).
     """
-    from queries.metrics import load_run_graphs, metrics_table, resolve_run
-    from stcg.db import connect
+    from queries.metrics import interval_label, load_run_graphs, metrics_table
+    from stcg.errors import StcgError
 
-    settings = settings_from(uri, username, password, database)
-    with connect(settings) as driver:
-        run_id = resolve_run(driver, run, settings.database)
-        graphs, qtypes = load_run_graphs(driver, run_id, store, settings.database)
+    if n_boot < 1:
+        raise StcgError("--bootstrap must be >= 1")
+    with _library(uri, username, password, database, run_hint="--run {run}") as lib:
+        info = lib.resolve_run(run)
+        graphs, qtypes = load_run_graphs(lib, info, store, "--store")
     if not graphs:
-        from stcg.errors import StcgError
-
-        raise StcgError(f"run {run_id} has no complete examples")
+        raise StcgError(f"run {info['run_id']} has no complete examples")
     df = metrics_table(graphs, qtypes, n_boot=n_boot, by_question_type=by_question_type)
-    click.echo(f"run {run_id}: {len(graphs)} examples")
+    head = f"run {info['run_id']}: {len(graphs)} examples; {interval_label(n_boot)}"
+    if fmt == "table":
+        click.echo(head)
+    else:
+        _stderr(head)  # keep csv / json parseable
     click.echo(_format(df, fmt).rstrip())
 
 
 @click.command("report")
-@click.option("--run", "run", default=None, help="Run id or name [default: the latest complete run].")
+@_run_option
 @click.option(
-    "--out", default="report.html", show_default=True, type=click.Path(dir_okay=False), help="HTML file to write."
-)
-@click.option(
-    "--store",
-    default="out/store",
+    "--out",
+    default="report.html",
     show_default=True,
-    type=click.Path(file_okay=False),
-    help="File store root of the run.",
+    type=click.Path(dir_okay=False),
+    help="HTML file to write; missing parent folders are created (and named in the output).",
 )
+@_store_option
 @click.option("--examples", default=4, show_default=True, help="Examples shown with heatmaps on their images.")
 @click.option(
     "--bootstrap", "n_boot", default=500, show_default=True, help="Bootstrap resamples for the metric intervals."
 )
 @neo4j_options
 def report(run, out, store, examples, n_boot, uri, username, password, database):
-    """Write one self-contained HTML report of a run (tables, plots, metrics, example heatmaps; works offline)."""
-    from queries.library import QueryLibrary
-    from queries.metrics import resolve_run
-    from queries.report import build_report
-    from stcg.db import connect
+    """Write one self-contained HTML report of a run (tables, plots, metrics, example heatmaps; works offline).
 
-    settings = settings_from(uri, username, password, database)
-    with connect(settings) as driver:
-        run_id = resolve_run(driver, run, settings.database)
-        path = build_report(
-            QueryLibrary(driver, settings.database), run_id, store, out, examples=examples, n_boot=n_boot
-        )
+    The arrays come from the file store the run recorded (--store overrides it). If the folder of
+    --out does not exist it is created, and the output says "created folder ...".
+    """
+    from queries.report import build_report
+    from stcg.errors import StcgError
+
+    if n_boot < 1:
+        raise StcgError("--bootstrap must be >= 1")
+    parent = Path(out).expanduser().resolve().parent
+    nearest = next((p for p in [parent, *parent.parents] if p.exists()), None)
+    if nearest is not None and not nearest.is_dir():
+        raise StcgError(f"--out {out}: {nearest} is a file, not a folder")
+    existed = parent.is_dir()
+    with _library(uri, username, password, database, run_hint="--run {run}") as lib:
+        info = lib.resolve_run(run)
+        try:
+            path = build_report(lib, info["run_id"], store, out, examples=examples, n_boot=n_boot, option="--store")
+        except OSError as e:
+            raise StcgError(f"cannot write --out {out}: {e.strerror or e}") from None
+    if not existed:
+        click.echo(f"created folder {parent}")
     click.echo(f"wrote {path}")

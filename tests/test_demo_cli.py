@@ -38,6 +38,7 @@ def test_demo_runs_end_to_end(tmp_path, driver):
         assert (out / "report.html").stat().st_size > 1_000_000  # plotly embedded
         assert {p.stem for p in (out / "queries").glob("*.csv")} == set(template_names())
         assert "first query" in res.stdout and "report" in res.stdout
+        assert "stcg query show example_graph --param run_id=demo-easy-vqa-6-" in res.stdout
         fingerprint = model_fingerprint(default_model())
         assert (
             f"run_id=demo-easy-vqa-6-{fingerprint[:8]}-r{RESULTS_VERSION}" in res.stdout

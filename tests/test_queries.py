@@ -191,8 +191,13 @@ def test_example_links_and_graph(world):
     assert (links.source == "dW").sum() == n * Kp * K
     tok0 = links[(links.source == "token") & (links.source_index == 0)].sort_values("rank")
     assert list(tok0["region"]) == list(np.argsort(-g.W[0], kind="stable")[:K])
-    paths = world["lib"].run("example_graph", example_id=g.example_id, run_id=world["a"], max_rank=1)
-    assert len(paths) == n + T + (T - 1) + Kp
+    lib, ex, run = world["lib"], g.example_id, world["a"]
+    if load_template("example_graph").param("view") is None:
+        assert len(lib.run("example_graph", example_id=ex, run_id=run, max_rank=1)) == n + T + (T - 1) + Kp
+    else:  # one view at a time: tokens -> top region; perturbations -> top region; steps -> regions, NEXT, tokens
+        assert len(lib.run("example_graph", example_id=ex, run_id=run, max_rank=1, view="structural")) == n
+        assert len(lib.run("example_graph", example_id=ex, run_id=run, max_rank=1, view="counterfactual")) == Kp
+        assert len(lib.run("example_graph", example_id=ex, run_id=run, max_rank=1, view="temporal")) >= T + (T - 1) + T
 
 
 def test_compare_runs(world):
@@ -273,3 +278,172 @@ def test_cli_query_run_formats(world):
         [sys.executable, "-m", "stcg_cli.main", "query", "describe", "flips"], capture_output=True, text=True
     )
     assert ':param perturbation => "color_shift"' in desc.stdout and ":param run_id => null" in desc.stdout
+
+
+def _cli(*args, env=None):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "stcg_cli.main", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
+
+
+def _param_lines(text):
+    return [ln for ln in text.splitlines() if ln.startswith(":param")]
+
+
+def test_describe_prints_a_real_example_id_and_semicolon_terminated_param_lines(world, driver):
+    res = _cli("query", "describe", "example_links", "--param", f"run_id={world['a']}")
+    assert res.returncode == 0, res.stderr
+    lines = _param_lines(res.stdout)
+    assert lines == [':param example_id => "ex000";', f':param run_id => "{world["a"]}";']
+    assert "=> null" not in res.stdout and ":params" not in res.stdout
+    assert "MATCH (r:Run)" in res.stdout and "@include" not in res.stdout  # the expanded, Browser-ready query
+    # without a run: a real example of the default run, and show prints only the paste-ready text
+    res = _cli("query", "show", "example_links")
+    assert res.returncode == 0, res.stderr
+    first = res.stdout.splitlines()[0]
+    assert first.startswith(':param example_id => "') and first.endswith('";') and "<" not in first
+    ex = first.split('"')[1]
+    assert driver.execute_query("MATCH (e:Example {example_id: $x}) RETURN count(e) AS c", x=ex).records[0]["c"] >= 1
+    assert res.stdout.splitlines()[2].startswith("// name: example_links")
+    assert all(ln.endswith(";") for ln in _param_lines(res.stdout))
+    res = _cli("query", "show", "compare_runs")
+    assert all('"<' not in ln for ln in _param_lines(res.stdout)), res.stdout  # run_a / run_b: real run ids
+    # no database: a clearly marked placeholder, and a note on stderr
+    res = _cli("query", "show", "example_links", env={"NEO4J_URI": "bolt://127.0.0.1:1"})
+    assert res.returncode == 0 and res.stdout.splitlines()[0] == ':param example_id => "<example_id>";'
+    assert res.stderr.startswith("note: example_id: placeholder") and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_pasted_text_runs_as_browser_runs_it(world, driver):
+    """Browser evaluates each `:param name => expr;` as Cypher, then runs the query: emulate it."""
+    lib = world["lib"]
+    for name, values in [("example_links", {"run_id": world["a"]}), ("flips", {}), ("token_localisation", {})]:
+        text = lib.browser_text(name, **values)
+        params = {}
+        for ln in _param_lines(text):
+            key, expr = ln[len(":param ") :].rstrip(";").split(" => ", 1)
+            params[key] = driver.execute_query(f"RETURN {expr} AS v").records[0]["v"]
+        query = text.split("\n", len(params))[-1]
+        got = driver.execute_query(query, params).records
+        assert len(got) == len(lib.run(name, **params)) > 0, name
+    assert isinstance(params["limit"], int)  # `=>` keeps integers integers
+
+
+def test_neo4j_browser_runs_the_pasted_text(world, neo4j_settings):
+    """The text `stcg query show` prints, pasted into the real Neo4j Browser, runs: every statement succeeds."""
+    import os
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    text = world["lib"].browser_text("example_links", run_id=world["a"])
+    opts = webdriver.ChromeOptions()
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1200"):
+        opts.add_argument(a)
+    d = webdriver.Chrome(service=Service(shutil_which("chromedriver")), options=opts)
+    try:
+        url = os.environ.get("STCG_BROWSER_URL", "http://127.0.0.1:7474/browser/")
+        d.get(f"{url}?dbms=bolt://{neo4j_settings.username}@127.0.0.1:7687")
+        wait = WebDriverWait(d, 60)
+        wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "input[data-testid=password]"))).send_keys(
+            neo4j_settings.password, Keys.ENTER
+        )
+        wait.until(ec.presence_of_element_located((By.XPATH, "//*[contains(text(), 'You are connected as user')]")))
+        editor = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, ".monaco-editor textarea")))
+        editor.click()
+        d.execute_script(  # a real paste event, as Ctrl+V makes
+            "const dt = new DataTransfer(); dt.setData('text/plain', arguments[0]);"
+            "arguments[1].dispatchEvent(new ClipboardEvent('paste', {clipboardData: dt, bubbles: true}));",
+            text,
+            editor,
+        )
+        editor.send_keys(Keys.CONTROL, Keys.ENTER)
+        icons = "[data-testid=multi-statement-list-icon]"
+
+        def finished(drv):
+            got = [e.get_attribute("title") for e in drv.find_elements(By.CSS_SELECTOR, icons)]
+            return got if len(got) == 3 and all(t in ("Status: success", "Status: error") for t in got) else False
+
+        statuses = wait.until(finished)
+        assert statuses == ["Status: success"] * 3, statuses  # two :param commands, then the query
+    finally:
+        d.quit()
+
+
+def shutil_which(name):
+    import shutil
+
+    path = shutil.which(name)
+    assert path, f"{name} is needed (Debian's chromium-driver, installed by .ci/run)"
+    return path
+
+
+def test_run_examples_lists_the_runs_examples(world):
+    lib, graphs = world["lib"], world["ga"]
+    got = lib.run("run_examples", run_id=world["a"], limit=1000)
+    assert list(got.example_id) == sorted(g.example_id for g in graphs)
+    assert list(got.columns) == ["example_id", "question", "question_type", "answer", "gt_answer", "flipped_under"]
+    first = next(g for g in graphs if g.example_id == got.example_id.iloc[0])
+    assert got.question.iloc[0] == first.question and got.answer.iloc[0] == first.answer
+    flips = {g.example_id: {k for j, k in enumerate(g.perturbations) if g.answer_changed[j]} for g in graphs}
+    assert {r.example_id: set(r.flipped_under) for r in got.itertuples()} == flips
+    shuffled = lib.run("run_examples", run_id=world["a"], perturbation="patch_shuffle", limit=1000)
+    assert set(shuffled.example_id) == {e for e, f in flips.items() if "patch_shuffle" in f}
+    changed = lib.run("run_examples", run_id=world["a"], changed_only=True, limit=1000)
+    assert set(changed.example_id) == {e for e, f in flips.items() if f}
+    color = lib.run("run_examples", run_id=world["b"], question_type="what color", limit=3)
+    assert len(color) <= 3 and all(q.startswith("what color") for q in color.question_type)
+
+
+def test_a_newer_partial_run_is_announced_in_one_line(world, driver):
+    tag = uuid.uuid4().hex[:8]
+    partial, failed = f"test-q-partial-{tag}", f"test-q-failed-{tag}"
+    # 'newer' than any run that completes while this test runs (the database is shared)
+    driver.execute_query(
+        "CREATE (:Run {uid: $p, run_id: $p, name: $p, status: 'partial', started_at: datetime(), "
+        "  updated_at: datetime() + duration('PT10M')}), "
+        "(:Run {uid: $f, run_id: $f, name: $f, status: 'failed', started_at: datetime(), "
+        "  finished_at: datetime() + duration('PT10M'), updated_at: datetime() + duration('PT10M')})",
+        p=partial,
+        f=failed,
+    )
+    try:
+        res = _cli("query", "run", "perturbation_summary")
+        assert res.returncode == 0, res.stderr
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1, res.stderr
+        assert partial in lines[0] and "partial" in lines[0] and f"--param run_id={partial}" in lines[0]
+        assert "latest complete" in lines[0]
+        res = _cli("query", "run", "perturbation_summary", "--param", f"run_id={world['a']}")
+        assert res.returncode == 0 and res.stderr == ""  # a named run: nothing to say
+        notes = []
+        lib = QueryLibrary(world["lib"].driver, notice=notes.append, run_hint="--run {run}")
+        info = lib.resolve_run()
+        lib.run("flips")  # a second default read in the same session: still one line
+        assert len(notes) == 1 and f"--run {partial}" in notes[0]
+        assert info["status"] == "complete" and info["run_id"] != failed  # 'failed' is never the default
+        assert lib.resolve_run(failed)["status"] == "failed"  # ...but can be named
+    finally:
+        driver.execute_query("MATCH (r:Run) WHERE r.uid IN [$p, $f] DELETE r", p=partial, f=failed)
+
+
+def test_query_run_uses_password_without_username(world):
+    from stcg.config import Neo4jSettings
+
+    password = Neo4jSettings.from_env().password
+    res = _cli(
+        "query", "run", "runs", "--param", "limit=1", "--password", password, env={"NEO4J_PASSWORD": "wrong-password"}
+    )
+    assert res.returncode == 0, res.stderr

@@ -36,7 +36,7 @@ def test_view_functions_match_the_stored_arrays(ingested):
     listed = views.list_examples(lib, run_id)
     assert len(listed) == 6
     ex_id = listed.example_id.iloc[1]
-    view = views.load_example_view(lib, run_id, ex_id, store=ingested["store"])
+    view = views.load_example_view(lib, run_id, ex_id)  # the store the run recorded at ingestion
     rec = lib.driver.execute_query(
         "MATCH (e:Example {run_id: $r, example_id: $x}) RETURN e.store_shard AS s, e.store_key AS k", r=run_id, x=ex_id
     ).records[0]
@@ -65,9 +65,10 @@ def test_notebook_runs_headless(ingested, tmp_path):
     from nbclient import NotebookClient
 
     nb = nbformat.read(ROOT / "examples" / "explore.ipynb", as_version=4)
-    env = {"STCG_RUN": ingested["run_id"], "STCG_STORE": ingested["store"]}
+    env = {"STCG_RUN": ingested["run_id"], "STCG_STORE": None}  # the notebook finds the run's store itself
     old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
+    for k, v in env.items():
+        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
     try:
         NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
     finally:
