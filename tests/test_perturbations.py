@@ -212,3 +212,33 @@ def test_fill_regions_greys_exactly_the_pixel_mask(w, h, g):
     expected = img.copy()
     expected[grid.pixel_mask(regions)] = (1, 2, 3)
     np.testing.assert_array_equal(grid.fill_regions(img.copy(), regions, (1, 2, 3)), expected)
+
+
+def test_every_built_in_parameter_has_a_range_and_bad_values_are_one_line():
+    for kind in (
+        "center_mask",
+        "peripheral_mask",
+        "color_shift",
+        "patch_shuffle",
+        "saliency_patch_mask",
+        "gaussian_noise",
+    ):
+        p = REGISTRY[kind]
+        assert set(p.ranges) == set(p.defaults), kind  # every parameter is checked
+    for text, message in [
+        ("center_mask:fraction=2", "perturbation center_mask: fraction=2 is out of range; allowed: 0 < fraction <= 1"),
+        ("peripheral_mask:fraction=0", "fraction=0 is out of range; allowed: 0 < fraction <= 1"),
+        ("saliency_patch_mask:fraction=-0.1", "fraction=-0.1 is out of range"),
+        ("gaussian_noise:sigma=-0.5", "perturbation gaussian_noise: sigma=-0.5 is out of range; allowed: sigma >= 0"),
+        ("patch_shuffle:tiles=0", "tiles=0 is out of range; allowed: an integer 1 <= tiles <= 256"),
+        ("patch_shuffle:tiles=2.5", "tiles=2.5 is out of range; allowed: an integer 1 <= tiles <= 256"),
+        ("color_shift:hue_shift=nan", "hue_shift=nan is not a number"),
+        ("gaussian_noise:sigma=1e999", "sigma=inf is out of range"),
+    ]:
+        with pytest.raises(StcgError) as info:
+            parse_perturbations(text)
+        assert message in str(info.value) and "\n" not in str(info.value), text
+    edge = parse_perturbations(
+        "center_mask:fraction=1,patch_shuffle:tiles=1,gaussian_noise:sigma=0,color_shift:hue_shift=-1"
+    )
+    assert [s.params for s in edge] == [{"fraction": 1}, {"tiles": 1}, {"sigma": 0}, {"hue_shift": -1}]
