@@ -35,7 +35,7 @@ STYLE: dict[str, dict[str, str]] = {
         "border-color": "#2870C2",
         "diameter": "95px",
         "font-size": "11px",
-        "caption": "{question}",
+        "caption": "{question} ({answer})",
     },
     "node.Token": {"color": "#F79767", "border-color": "#F36924", "diameter": "55px", "caption": "{text}"},
     "node.Region": {
@@ -51,7 +51,7 @@ STYLE: dict[str, dict[str, str]] = {
         "border-color": "#EB2728",
         "diameter": "95px",  # the longest kind, saliency_patch_mask, is 86 px wide at 9 px
         "font-size": "9px",
-        "caption": "{kind}",
+        "caption": "{kind} ({answer})",  # the perturbed answer on a second line
     },
     # structure: thin and silent
     "relationship.HAS_EXAMPLE": {"color": "#D5D8DE", "shaft-width": "1px", "caption": ""},
