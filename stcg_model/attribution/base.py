@@ -1,0 +1,147 @@
+"""The attribution-method interface and its registry (STCG_SPEC section 6).
+
+Every method maps a batch of (image, prompt, answer) rows to the arrays of section 2, normalised
+the same way, so links, templates and pictures work per method::
+
+    C (Q, P)   query slot -> region, rows sum to 1            (None where undefined)
+    W (n, P)   question token -> region, rows sum to 1        (None where undefined: occlusion)
+    S (T, P)   answer step -> region, rows sum to 1           (None where undefined)
+    region (P,) region attribution, non-negative, sums to 1
+
+Add a method by name, in one file::
+
+    @register_attribution
+    class MyMethod(AttributionMethod):
+        name = "my_method"
+        needs_gradients = False
+        def compute(self, lm, batch): ...
+
+``attention`` (the raw attention of section 2, the engine's own numbers) stays the default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from stcg.errors import StcgError
+
+EPS = 1e-12
+
+
+@dataclass
+class MethodMaps:
+    """One example's explanation under one method (shapes in the module docstring)."""
+
+    method: str
+    region: np.ndarray
+    C: np.ndarray | None = None
+    W: np.ndarray | None = None
+    S: np.ndarray | None = None
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The defined arrays as float32, by name (``region``, ``C``, ``W``, ``S``)."""
+        out = {"region": self.region}
+        out.update({k: v for k, v in (("C", self.C), ("W", self.W), ("S", self.S)) if v is not None})
+        return {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}
+
+
+@dataclass
+class AttributionBatch:
+    """Rows to explain, as the language model sees them.
+
+    ``pixel_values`` (B, 3, H, W) is the processor output of each row's image, on the model's
+    device; ``images`` the same images as (h, w, 3) uint8 arrays (for methods that change pixels);
+    ``grids`` each image's ``RegionGrid``; ``prompt_ids[r]`` the language-model input after the
+    query slots are prepended: ``[image token x Q | prompt tokens (| </s> for T5)]``;
+    ``answers[r]`` the answer token ids to explain (the clean greedy answer, ``</s>`` included);
+    ``token_positions[r]`` the positions of the question tokens in ``prompt_ids[r]`` (the STCG's
+    Token nodes); ``is_eos[r]`` (T,) which answer steps are ``</s>``; ``fill`` the grey (RGB in
+    [0, 1]) that removes a region; ``to_pixels`` turns uint8 images into ``pixel_values``.
+    """
+
+    pixel_values: torch.Tensor
+    images: list[np.ndarray]
+    grids: list
+    prompt_ids: list[list[int]]
+    answers: list[list[int]]
+    token_positions: list[np.ndarray]
+    is_eos: list[np.ndarray]
+    fill: tuple[float, float, float]
+    to_pixels: Callable[[Sequence[np.ndarray]], torch.Tensor]
+
+    def __len__(self) -> int:
+        return len(self.answers)
+
+
+class AttributionMethod:
+    """Base of every attribution method: ``compute`` returns one ``MethodMaps`` per batch row."""
+
+    name: str = ""
+    needs_gradients: bool = False
+    description: str = ""
+
+    def compute(self, lm, batch: AttributionBatch) -> list[MethodMaps]:
+        raise NotImplementedError
+
+
+_METHODS: dict[str, type[AttributionMethod]] = {}
+
+
+def register_attribution(cls: type[AttributionMethod]) -> type[AttributionMethod]:
+    """Class decorator: make ``cls`` available by ``cls.name`` (a new name; lower-case, no commas)."""
+    if not cls.name or not cls.name.replace("_", "").isalnum() or cls.name != cls.name.lower():
+        raise ValueError(f"attribution method name {cls.name!r}: use lower-case letters, digits and _")
+    if cls.name in _METHODS and _METHODS[cls.name] is not cls:
+        raise ValueError(f"attribution method {cls.name!r} is already registered")
+    _METHODS[cls.name] = cls
+    return cls
+
+
+def _load_builtins() -> None:
+    from stcg_model.attribution import methods  # noqa: F401  (registers the built-ins)
+
+
+def attribution_names() -> list[str]:
+    """Registered method names, built-ins first in their documented order."""
+    _load_builtins()
+    return list(_METHODS)
+
+
+def get_attribution(name: str) -> AttributionMethod:
+    """A fresh instance of the method called ``name``; one-line ``StcgError`` for an unknown name."""
+    _load_builtins()
+    if name not in _METHODS:
+        raise StcgError(f"unknown attribution method {name!r}; known: {', '.join(_METHODS)}")
+    return _METHODS[name]()
+
+
+def parse_attributions(text: str | Sequence[str]) -> list[str]:
+    """``"all"`` or ``"attention,relevancy"`` -> validated names in order (``attention`` always first)."""
+    _load_builtins()
+    names = (
+        list(_METHODS) if text == "all" else [t.strip() for t in (text.split(",") if isinstance(text, str) else text)]
+    )
+    names = [n for n in names if n]
+    for n in names:
+        get_attribution(n)
+    if len(set(names)) != len(names):
+        raise StcgError(f"an attribution method is named twice in {text!r}")
+    return ["attention"] + [n for n in names if n != "attention"]
+
+
+def region_from_steps(S: np.ndarray, is_eos: np.ndarray) -> np.ndarray:
+    """(P,) region attribution: the mean of ``S`` over the answer's content steps (all steps when
+    the answer is only ``</s>``), as the engine computes the clean attribution."""
+    rows = S[~is_eos] if (~is_eos).any() else S
+    return rows.mean(0)
+
+
+def normalised(x: np.ndarray) -> np.ndarray:
+    """Non-negative, summing to 1 along the last axis (an all-zero row becomes uniform)."""
+    x = np.clip(np.asarray(x, dtype=np.float64), 0.0, None)
+    s = x.sum(-1, keepdims=True)
+    return np.where(s > EPS, x / np.where(s > EPS, s, 1.0), 1.0 / x.shape[-1])

@@ -1,0 +1,130 @@
+"""Relevancy propagation through co-attention (Chefer, Gur, Wolf, ICCV 2021), as pure torch functions.
+
+STCG_SPEC section 6. Every map is batched: ``(B, q, k)`` with ``B`` examples, a query axis ``q``
+and a key axis ``k``; heads are already reduced (``head_mean`` for rollout, ``grad_weighted``
+for relevancy). Relevancy matrices start at identity (self, ``R_ss``) and zero (cross, ``R_sq``):
+
+- a self-attention layer of modality ``s``:  ``R_ss += Abar R_ss`` and ``R_sq += Abar R_sq``;
+- a cross-attention layer from ``s`` to ``q``: ``R_sq += norm(R_ss)^T Abar norm(R_qq)``, where
+  ``norm(R)`` is ``R - I`` with each row scaled to sum 1 (rows that sum to 0 stay 0), plus ``I``.
+
+In BLIP-2 the chain is: Q-Former (queries self-attend; queries cross-attend to the patches,
+whose own relevancy stays the identity because the ViT is not in the chain) -> language-model
+encoder self-attention over ``[query slots | question | </s>]`` -> decoder self-attention and
+cross-attention per answer step. ``relevance_to_regions`` then maps token or step rows through
+the query slots onto the patches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def head_mean(A: torch.Tensor) -> torch.Tensor:
+    """``(B, H, q, k) -> (B, q, k)``: the head mean of attention weights (rollout's ``Abar``)."""
+    return A.mean(dim=1)
+
+
+def grad_weighted(A: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """``(B, H, q, k) -> (B, q, k)``: ``mean_h (grad A * A)+`` (relevancy's and Grad-CAM's ``Abar``)."""
+    return (grad * A).clamp(min=0).mean(dim=1)
+
+
+def eye_like(B: int, n: int, like: torch.Tensor) -> torch.Tensor:
+    """``(B, n, n)`` identity with the dtype and device of ``like``."""
+    return torch.eye(n, dtype=like.dtype, device=like.device).expand(B, n, n).clone()
+
+
+def residual_normalised(R: torch.Tensor) -> torch.Tensor:
+    """``norm(R)``: ``R - I`` with rows scaled to sum 1 (all-zero rows stay 0), plus ``I``. ``(B, n, n)``."""
+    eye = eye_like(R.shape[0], R.shape[-1], R)
+    X = R - eye
+    s = X.sum(dim=-1, keepdim=True)
+    X = torch.where(s != 0, X / torch.where(s != 0, s, torch.ones_like(s)), torch.zeros_like(X))
+    return X + eye
+
+
+def self_rule(R_ss: torch.Tensor, R_sq: torch.Tensor | None, A: torch.Tensor):
+    """One self-attention layer ``A`` (B, s, s): ``(R_ss + A R_ss, R_sq + A R_sq)``."""
+    new_ss = R_ss + A @ R_ss
+    new_sq = None if R_sq is None else R_sq + A @ R_sq
+    return new_ss, new_sq
+
+
+def cross_rule(R_ss: torch.Tensor, R_sq: torch.Tensor, R_qq: torch.Tensor | None, A: torch.Tensor) -> torch.Tensor:
+    """One cross-attention layer ``A`` (B, s, q): ``R_sq + norm(R_ss)^T A norm(R_qq)`` (``R_qq``
+    None means the identity, whose ``norm`` is the identity)."""
+    left = residual_normalised(R_ss).transpose(-1, -2)
+    right = A if R_qq is None else A @ residual_normalised(R_qq)
+    return R_sq + left @ right
+
+
+def qformer_relevance(self_maps: Sequence[torch.Tensor], cross_maps: Sequence[torch.Tensor | None]) -> torch.Tensor:
+    """Query -> patch relevancy ``R_qi`` (B, Q, K) through the Q-Former.
+
+    ``self_maps[l]`` (B, Q, Q) is layer ``l``'s query self-attention; ``cross_maps[l]`` (B, Q, K) its
+    cross-attention to the ``K`` image positions (CLS included), or None for a layer without one.
+    In each layer self-attention comes first, as in ``Blip2QFormerLayer``.
+    """
+    if len(self_maps) != len(cross_maps):
+        raise ValueError("one self map and one (possibly None) cross map per Q-Former layer")
+    first_cross = next(c for c in cross_maps if c is not None)
+    B, Q, K = first_cross.shape
+    R_qq = eye_like(B, Q, first_cross)
+    R_qi = first_cross.new_zeros(B, Q, K)
+    for A_self, A_cross in zip(self_maps, cross_maps):
+        R_qq, R_qi = self_rule(R_qq, R_qi, A_self)
+        if A_cross is not None:
+            R_qi = cross_rule(R_qq, R_qi, None, A_cross)
+    return R_qi
+
+
+def encoder_relevance(self_maps: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Token -> token relevancy ``R_ee`` (B, L, L) through the encoder's self-attention layers."""
+    B, L, _ = self_maps[0].shape
+    R = eye_like(B, L, self_maps[0])
+    for A in self_maps:
+        R, _ = self_rule(R, None, A)
+    return R
+
+
+def decoder_relevance(
+    self_maps: Sequence[torch.Tensor], cross_maps: Sequence[torch.Tensor], R_ee: torch.Tensor
+) -> torch.Tensor:
+    """Answer step -> encoder position relevancy ``R_de`` (B, T, L).
+
+    Per decoder layer: causal self-attention ``self_maps[l]`` (B, T, T), then cross-attention
+    ``cross_maps[l]`` (B, T, L) to the encoder, whose relevancy ``R_ee`` (B, L, L) is final.
+    """
+    if len(self_maps) != len(cross_maps):
+        raise ValueError("one self map and one cross map per decoder layer")
+    B, T, L = cross_maps[0].shape
+    R_dd = eye_like(B, T, cross_maps[0])
+    R_de = cross_maps[0].new_zeros(B, T, L)
+    for A_self, A_cross in zip(self_maps, cross_maps):
+        R_dd, R_de = self_rule(R_dd, R_de, A_self)
+        R_de = cross_rule(R_dd, R_de, R_ee, A_cross)
+    return R_de
+
+
+def rows_normalised(X: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to sum 1 (negative entries clamped to 0 first); an all-zero row becomes uniform."""
+    X = X.clamp(min=0)
+    s = X.sum(dim=-1, keepdim=True)
+    uniform = torch.full_like(X, 1.0 / X.shape[-1])
+    return torch.where(s > 0, X / torch.where(s > 0, s, torch.ones_like(s)), uniform)
+
+
+def query_patch_map(R_qi: torch.Tensor) -> torch.Tensor:
+    """The method's ``C`` (B, Q, P): the CLS column (position 0) dropped, rows renormalised."""
+    return rows_normalised(R_qi[..., 1:])
+
+
+def relevance_to_regions(R_rows: torch.Tensor, R_qp: torch.Tensor) -> torch.Tensor:
+    """``(B, n, L) x (B, Q, P) -> (B, n, P)``: ``X[i, p] = sum_{k < Q} R[i, k] R_qp[k, p]`` over the
+    ``Q`` query slots (the first ``Q`` positions), rows renormalised. ``R_qp`` is the query -> patch
+    relevancy with the CLS column dropped and NOT renormalised (spec section 6)."""
+    Q = R_qp.shape[-2]
+    return rows_normalised(R_rows[..., :Q] @ R_qp)
