@@ -83,7 +83,7 @@ class Neo4jSettings:
     username: str = DEFAULT_USERNAME
     password: str | None = field(default=None, repr=False)
     database: str = DEFAULT_DATABASE
-    local_home: Path | None = None  # set when ``uri`` names the local server: its password file applies
+    home: Path | None = None  # the local server home (STCG_NEO4J_HOME); its password file serves only its own URI
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: str | None) -> Neo4jSettings:
@@ -96,34 +96,40 @@ class Neo4jSettings:
         given = {k: v for k, v in overrides.items() if v is not None}
         uri = given.get("uri") or env.get("NEO4J_URI") or DEFAULT_URI
         home = local_home(env)
-        local = home if names_local_server(uri, home) else None
         password = given.get("password") or env.get("NEO4J_PASSWORD") or None
-        if password is None and local is not None:
-            password = read_password_file(local)
+        if password is None and names_local_server(uri, home):
+            password = read_password_file(home)
         return cls(
             uri=uri,
             username=given.get("username") or env.get("NEO4J_USERNAME") or env.get("NEO4J_USER") or DEFAULT_USERNAME,
             password=password,
             database=given.get("database") or env.get("NEO4J_DATABASE") or DEFAULT_DATABASE,
-            local_home=local,
+            home=home,
         )
+
+    @property
+    def local_home(self) -> Path | None:
+        """The home whose password file applies: ``home`` when ``uri`` names its server (checked now: a
+        home's Bolt port is known once ``stcg neo4j start`` has written its conf)."""
+        return self.home if self.home is not None and names_local_server(self.uri, self.home) else None
 
     def resolve_password(self) -> str:
         """The password to send; one-line ``StcgError`` saying where it is expected when there is none."""
         if self.password:
             return self.password
-        if self.local_home is None:
+        home = self.local_home
+        if home is None:
             raise StcgError(
                 f"NEO4J_PASSWORD is not set: set it to the password of the Neo4j server at {self.uri} "
                 "(<STCG_NEO4J_HOME>/stcg-password is only read for a loopback URI on that home's Bolt port)"
             )
-        found = read_password_file(self.local_home)
+        found = read_password_file(home)
         if found:
             return found
-        where = password_file(self.local_home)
-        if home_initialised(self.local_home):
+        where = password_file(home)
+        if home_initialised(home):
             raise StcgError(
-                f"the Neo4j home {self.local_home} has no password file {where} (it was created with NEO4J_PASSWORD "
+                f"the Neo4j home {home} has no password file {where} (it was created with NEO4J_PASSWORD "
                 "or before stcg generated passwords): set NEO4J_PASSWORD to its password"
             )
         raise StcgError(
@@ -133,8 +139,9 @@ class Neo4jSettings:
 
     def password_source(self) -> str:
         """Where the password comes from, for messages (never the password itself)."""
-        if self.local_home is not None and self.password in (None, read_password_file(self.local_home)):
-            return str(password_file(self.local_home))
+        home = self.local_home
+        if home is not None and self.password in (None, read_password_file(home)):
+            return str(password_file(home))
         return "NEO4J_PASSWORD"
 
     @property
