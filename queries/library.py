@@ -356,7 +356,12 @@ def describe_template(name: str, values: dict | None = None, note: str | None = 
         lines.append(f"  {p.name} ({p.type}, {req}{constraint}): {p.description}")
     if not t.params:
         lines.append("  (none)")
-    lines += ["", f"In Neo4j Browser, paste everything below (`stcg query show {t.name}` prints only that):"]
+    lines += [
+        "",
+        "In Neo4j Browser: run the :param lines below first (Ctrl+Enter or the run button), then paste and run the"
+        f" query (`stcg query show {t.name} | grep -v '^:param'` prints only the query). Pasted together, Browser"
+        " runs both but shows a list of statements instead of the result.",
+    ]
     if note:
         lines.append(f"({note})")
     lines += ["", t.browser_text(values).rstrip()]

@@ -8,6 +8,21 @@ from neo4j.exceptions import AuthError, ConfigurationError, ServiceUnavailable
 from stcg.config import Neo4jSettings
 from stcg.errors import StcgError
 
+BOLT_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
+
+
+def check_uri(uri: str) -> str:
+    """``uri`` if it names a Bolt endpoint; one-line ``StcgError`` otherwise (``http://`` included:
+    the driver's HTTP mode needs extra packages and lacks the transactions the writer uses)."""
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    if scheme not in BOLT_SCHEMES:
+        hint = " (port 7474 serves Neo4j Browser; Bolt is on 7687)" if scheme in ("http", "https") else ""
+        raise StcgError(
+            f"NEO4J_URI {uri!r} is not a Bolt URI{hint}: use bolt://host:7687, neo4j://host, "
+            "neo4j+s://host (Aura) or bolt+s://host"
+        )
+    return uri
+
 
 def connect(settings: Neo4jSettings | None = None, timeout: float = 10.0) -> Driver:
     """A verified driver for ``settings`` (default: from the environment).
@@ -18,6 +33,7 @@ def connect(settings: Neo4jSettings | None = None, timeout: float = 10.0) -> Dri
     server that is down is reported as such, and one with auth disabled just works.
     """
     settings = settings or Neo4jSettings.from_env()
+    check_uri(settings.uri)
     try:
         auth, missing = settings.auth, None
     except StcgError as e:

@@ -90,8 +90,13 @@ def demo(examples, out, batch_size, no_server):
     click.echo(f"\nDone in {time.time() - t0:.0f} s. Open:")
     click.echo(f"  report         {report.resolve()}")
     if browser:
-        click.echo(f"  Neo4j Browser  {browser}  (user {settings.username}, password from NEO4J_PASSWORD)")
+        src = settings.password_source()
+        how = "your NEO4J_PASSWORD" if src == "NEO4J_PASSWORD" else f"cat {src}"
+        click.echo(f"  Neo4j Browser  {browser}  (user {settings.username}, password: {how})")
     click.echo(
         f"  first query    stcg query run flips --param perturbation=color_shift --param run_id={summary.run_id}"
     )
-    click.echo(f"  in Browser     paste what `stcg query show example_graph --param run_id={summary.run_id}` prints")
+    click.echo(
+        "  in Browser     see docs/browser.md: run the :param lines of "
+        f"`stcg query show example_graph --param run_id={summary.run_id}`, then paste the query it prints"
+    )

@@ -46,3 +46,21 @@ def test_unreachable_database_is_one_line(tmp_path):
         "error: Neo4j is not reachable at bolt://127.0.0.1:1 (ServiceUnavailable); start it with `stcg neo4j start` "
         "or point NEO4J_URI at a running server"
     ]
+
+
+def test_non_bolt_uri_is_one_line_before_any_work():
+    import os
+    import subprocess
+    import sys
+
+    for args in (
+        ["query", "run", "runs", "--uri", "http://127.0.0.1:7474"],
+        ["init-db", "--uri", "https://db.example"],
+    ):
+        res = subprocess.run(
+            [sys.executable, "-m", "stcg_cli.main", *args], capture_output=True, text=True, env=dict(os.environ)
+        )
+        assert res.returncode == 2, res.stderr
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and "is not a Bolt URI" in lines[0] and "bolt://" in lines[0], lines
+        assert "Traceback" not in res.stderr
