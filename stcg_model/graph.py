@@ -66,6 +66,42 @@ ARRAY_FIELDS = (
 )
 
 
+METHOD_ARRAYS = ("region", "C", "W", "S", "W_pert", "region_pert")
+
+
+@dataclass
+class MethodResult:
+    """One attribution method's explanation of the example (STCG_SPEC sections 6-7).
+
+    ``region`` (P,) sums to 1; ``C`` (Q, P), ``W`` (n, P), ``S`` (T, P) rows sum to 1 (None where
+    the method defines none: occlusion has no ``C``/``W``); ``W_pert`` (K, n, P) and
+    ``region_pert`` (K, P) the same under each perturbation (clean answer teacher-forced);
+    ``scores`` the faithfulness numbers of ``stcg_model.faithfulness`` (deletion/insertion AUC and
+    ratios, comprehensiveness, sufficiency).
+    """
+
+    region: np.ndarray
+    C: np.ndarray | None = None
+    W: np.ndarray | None = None
+    S: np.ndarray | None = None
+    W_pert: np.ndarray | None = None
+    region_pert: np.ndarray | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def dW_fro(self) -> np.ndarray | None:
+        """(K,) ``|W - W_pert[k]|_F``: the internal weight variation under the method (None without ``W``)."""
+        if self.W is None or self.W_pert is None:
+            return None
+        d = self.W[None].astype(np.float64) - self.W_pert.astype(np.float64)
+        return np.sqrt((d**2).sum(axis=(1, 2)))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {
+            k: np.asarray(getattr(self, k), dtype=np.float32) for k in METHOD_ARRAYS if getattr(self, k) is not None
+        }
+
+
 @dataclass(kw_only=True)
 class STCGraph:
     """One example's STCG (shapes in the module docstring). Keyword-only; ``E`` and the deletion
@@ -115,6 +151,8 @@ class STCGraph:
     answer_changed: np.ndarray
     deletion_curve: np.ndarray | None = None
     deletion_curve_random: np.ndarray | None = None
+    # explanations by other attribution methods (``attention`` is the arrays above), by method name
+    methods: dict[str, MethodResult] = field(default_factory=dict)
 
     # ------------------------------------------------------------ views
     @property
@@ -140,9 +178,11 @@ class STCGraph:
     def _meta_dict(self) -> dict:
         out = {}
         for f in fields(self):
-            if f.name not in ARRAY_FIELDS:
+            if f.name not in ARRAY_FIELDS and f.name != "methods":
                 out[f.name] = getattr(self, f.name)
         out["image_size"] = list(self.image_size)
+        if self.methods:
+            out["method_scores"] = {name: dict(m.scores) for name, m in self.methods.items()}
         return out
 
     def to_record(self) -> tuple[str, dict, dict[str, np.ndarray]]:
@@ -150,9 +190,15 @@ class STCGraph:
         return self.example_id, self._meta_dict(), self.arrays()
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {
+        """Every array by name; a method's as ``method/<name>/<array>``."""
+        out = {
             name: np.ascontiguousarray(getattr(self, name)) for name in ARRAY_FIELDS if getattr(self, name) is not None
         }
+        for mname, m in self.methods.items():
+            if mname == "attention":  # its arrays are the main ones; only its scores are kept (meta)
+                continue
+            out.update({f"method/{mname}/{k}": np.ascontiguousarray(v) for k, v in m.arrays().items()})
+        return out
 
     def save(self, path: str | Path) -> Path:
         """One safetensors file: the arrays as tensors, everything else as JSON in its header."""
@@ -167,7 +213,37 @@ class STCGraph:
     def from_parts(cls, meta: dict, arrays: dict[str, np.ndarray]) -> STCGraph:
         meta = dict(meta)
         meta["image_size"] = tuple(meta["image_size"])
-        return cls(**meta, **arrays)
+        scores = meta.pop("method_scores", {}) or {}
+        plain = {k: v for k, v in arrays.items() if not k.startswith("method/")}
+        by_method: dict[str, dict[str, np.ndarray]] = {}
+        for k, v in arrays.items():
+            if k.startswith("method/"):
+                _, mname, field_name = k.split("/", 2)
+                by_method.setdefault(mname, {})[field_name] = v
+        if "attention" in scores:
+            by_method["attention"] = {"region": plain["attribution"]}
+        methods = {
+            m: MethodResult(**by_method[m], scores=dict(scores.get(m, {}))) for m in sorted(by_method, key=_method_key)
+        }
+        return cls(**meta, **plain, methods=methods)
+
+    def method(self, name: str) -> MethodResult:
+        """The explanation under method ``name``; ``attention`` is built from the main arrays."""
+        if name == "attention":
+            keep = ~np.asarray(self.answer_is_eos, bool)
+            region_pert = (
+                (self.S_pert[:, keep] if keep.any() else self.S_pert).mean(1) if len(self.perturbations) else None
+            )
+            scores = dict(self.methods["attention"].scores) if "attention" in self.methods else {}
+            return MethodResult(self.attribution, self.C, self.W, self.S, self.W_pert, region_pert, scores)
+        if name not in self.methods:
+            raise KeyError(f"no explanation by method {name!r}; this graph has {', '.join(self.method_names)}")
+        return self.methods[name]
+
+    @property
+    def method_names(self) -> list[str]:
+        """``attention`` and every other method this graph holds."""
+        return ["attention"] + [m for m in self.methods if m != "attention"]
 
     @classmethod
     def load(cls, path: str | Path) -> STCGraph:
@@ -272,6 +348,12 @@ class STCGraph:
         }
 
 
+def _method_key(name: str) -> tuple[int, str]:
+    """Order of stored methods: the built-ins in their documented order, then others by name."""
+    builtins = ("attention", "rollout", "relevancy", "gradcam", "occlusion")
+    return (builtins.index(name), "") if name in builtins else (len(builtins), name)
+
+
 def graphs_equal(a: STCGraph, b: STCGraph) -> bool:
     """Exact equality of metadata and every array (used by round-trip tests and the file store)."""
     if a._meta_dict() != b._meta_dict():
@@ -280,4 +362,4 @@ def graphs_equal(a: STCGraph, b: STCGraph) -> bool:
     return aa.keys() == bb.keys() and all(aa[k].dtype == bb[k].dtype and np.array_equal(aa[k], bb[k]) for k in aa)
 
 
-__all__ = ["STCGraph", "graphs_equal", "ARRAY_FIELDS"]
+__all__ = ["STCGraph", "MethodResult", "graphs_equal", "ARRAY_FIELDS", "METHOD_ARRAYS"]
