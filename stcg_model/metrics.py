@@ -268,3 +268,73 @@ def summarise(
         ]
         out["jaccard_stability"] = jaccard_stability([g.attribution for g in with_noise], pert, 0.1, n_boot, seed)
     return out
+
+
+METHOD_METRICS = (
+    "deletion_auc",
+    "deletion_ratio",
+    "insertion_auc",
+    "insertion_ratio",
+    "comprehensiveness",
+    "sufficiency",
+    "causal_faithfulness_pearson",
+    "causal_faithfulness_spearman",
+    "jaccard_stability",
+)
+"""What ``summarise_methods`` reports per method (STCG_SPEC section 7), in this order."""
+
+
+def _ratio_of_means(a: np.ndarray, r: np.ndarray):
+    def ratio(i):
+        num, den = a[i].mean(-1), r[i].mean(-1)
+        with np.errstate(all="ignore"):
+            return np.where(den > 0, num / den, np.nan)
+
+    return ratio
+
+
+def summarise_methods(
+    graphs: Sequence[STCGraph], stability_perturbation: str = "gaussian_noise", n_boot: int = 1000, seed: int = 0
+) -> dict[str, dict[str, Estimate]]:
+    """Per attribution method held by the graphs: ``METHOD_METRICS`` with 95% BCa intervals.
+
+    Ratios are ratios of means over examples (mean AUC by the method's order / mean AUC by the
+    random order), as for the deletion ratio of ``summarise``; comprehensiveness and sufficiency are
+    means; causal faithfulness correlates the method's ``|W - W^pi|_F`` with ``|dp|``; Jaccard
+    stability compares the method's top-10% regions, clean vs ``stability_perturbation``. A metric
+    a method cannot define (occlusion has no ``W``) is absent from its dict. Graphs without a method's
+    scores (run without ``--attributions``) are left out of that method.
+    """
+    names: list[str] = []
+    for g in graphs:
+        names += [m for m in g.method_names if m not in names]
+    out: dict[str, dict[str, Estimate]] = {}
+    for name in names:
+        held = [g for g in graphs if name == "attention" or name in g.methods]
+        views = [g.method(name) for g in held]
+        scored = [v for v in views if v.scores]
+        res: dict[str, Estimate] = {}
+        if scored:
+            col = {k: np.array([v.scores[k] for v in scored], dtype=np.float64) for k in scored[0].scores}
+            for kind in ("deletion", "insertion"):
+                a, r = col[f"{kind}_auc"], col[f"{kind}_auc_random"]
+                res[f"{kind}_auc"] = bootstrap(lambda i, a=a: a[i].mean(-1), len(a), n_boot, seed, vectorized=True)
+                res[f"{kind}_ratio"] = bootstrap(_ratio_of_means(a, r), len(a), n_boot, seed, vectorized=True)
+            for k in ("comprehensiveness", "sufficiency"):
+                c = col[k]
+                res[k] = bootstrap(lambda i, c=c: c[i].mean(-1), len(c), n_boot, seed, vectorized=True)
+        pairs = [(v.dW_fro, g.dp) for v, g in zip(views, held)]
+        pairs = [(x, y) for x, y in pairs if x is not None]
+        if pairs:
+            cf = causal_faithfulness([x for x, _ in pairs], [y for _, y in pairs], n_boot, seed)
+            res["causal_faithfulness_pearson"] = cf["pearson"]
+            res["causal_faithfulness_spearman"] = cf["spearman"]
+        stab = [
+            (v.region, v.region_pert[g.perturbation_index(stability_perturbation)])
+            for v, g in zip(views, held)
+            if v.region_pert is not None and stability_perturbation in g.perturbations
+        ]
+        if stab:
+            res["jaccard_stability"] = jaccard_stability([c for c, _ in stab], [p for _, p in stab], 0.1, n_boot, seed)
+        out[name] = {k: res[k] for k in METHOD_METRICS if k in res}
+    return out

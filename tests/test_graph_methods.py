@@ -64,3 +64,52 @@ def test_a_graph_without_methods_is_stored_as_before(tmp_path):
     g = synthetic_graph("ex3", np.random.default_rng(5))
     assert not any(k.startswith("method/") for k in g.arrays()) and "method_scores" not in g._meta_dict()
     assert graphs_equal(g, STCGraph.load(g.save(tmp_path / "g.safetensors")))
+
+
+def test_per_method_summary_equals_a_direct_computation():
+    from scipy import stats
+
+    from stcg_model.metrics import METHOD_METRICS, summarise_methods
+    from stcg_model.regions import top_fraction
+
+    rng = np.random.default_rng(7)
+    graphs = []
+    for i in range(12):
+        g = _with_methods(synthetic_graph(f"e{i}", np.random.default_rng(i)))
+        for m in g.methods.values():  # distinct scores per example
+            m.scores = {
+                k: float(rng.uniform(0.1, 1.0))
+                for k in (
+                    "deletion_auc",
+                    "deletion_auc_random",
+                    "insertion_auc",
+                    "insertion_auc_random",
+                    "comprehensiveness",
+                    "sufficiency",
+                )
+            }
+        graphs.append(g)
+    out = summarise_methods(graphs, n_boot=200)
+    assert list(out) == ["attention", "relevancy", "occlusion"]
+    rel = out["relevancy"]
+    assert list(rel) == list(METHOD_METRICS)
+    sc = [g.methods["relevancy"].scores for g in graphs]
+    ratio = np.mean([s["deletion_auc"] for s in sc]) / np.mean([s["deletion_auc_random"] for s in sc])
+    assert rel["deletion_ratio"].value == pytest.approx(ratio)
+    assert rel["sufficiency"].value == pytest.approx(np.mean([s["sufficiency"] for s in sc]))
+    x = np.concatenate([g.method("relevancy").dW_fro for g in graphs])
+    y = np.abs(np.concatenate([g.dp for g in graphs]))
+    assert rel["causal_faithfulness_pearson"].value == pytest.approx(stats.pearsonr(x, y)[0])
+    k = graphs[0].perturbation_index("gaussian_noise")
+    jac = []
+    for g in graphs:
+        a = set(top_fraction(g.methods["relevancy"].region, 0.1).tolist())
+        b = set(top_fraction(g.methods["relevancy"].region_pert[k], 0.1).tolist())
+        jac.append(len(a & b) / len(a | b))
+    assert rel["jaccard_stability"].value == pytest.approx(np.mean(jac))
+    assert rel["deletion_ratio"].low <= rel["deletion_ratio"].value <= rel["deletion_ratio"].high
+    # occlusion has no W: no causal faithfulness, no stability without region_pert
+    assert "causal_faithfulness_pearson" not in out["occlusion"] and "jaccard_stability" not in out["occlusion"]
+    # attention: dW under the method is the graph's own |dW|_F
+    att_x = np.concatenate([g.dW_fro for g in graphs])
+    assert out["attention"]["causal_faithfulness_pearson"].value == pytest.approx(stats.pearsonr(att_x, y)[0], rel=1e-5)
