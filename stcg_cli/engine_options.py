@@ -21,6 +21,7 @@ ENGINE_OPTION_NAMES = (
     "max_new_tokens",
     "deletion_steps",
     "top_k",
+    "attributions",
 )
 
 _DEFAULT = EngineConfig()
@@ -28,7 +29,7 @@ _DEFAULT = EngineConfig()
 
 def engine_options(f):
     """Add --model, --device, --dtype, --perturbations, --layers, --prompt, --seed, --max-new-tokens,
-    --deletion-steps and --top-k (defaults: ``EngineConfig``'s)."""
+    --deletion-steps, --top-k and --attributions (defaults: ``EngineConfig``'s)."""
     options = [
         click.option(
             "--model",
@@ -95,6 +96,14 @@ def engine_options(f):
             type=int,
             help="Region links kept per token / answer step / dW row (explain: strongest regions "
             "printed and outlined per word); at most the model's regions.",
+        ),
+        click.option(
+            "--attributions",
+            default=_DEFAULT.attributions,
+            show_default=True,
+            help="Attribution methods to compute and score: attention, rollout, relevancy, gradcam, occlusion "
+            "(comma-separated) or 'all'. Every method beyond attention adds its maps under each perturbation "
+            "and a faithfulness pass (deletion, insertion, comprehensiveness, sufficiency).",
         ),
     ]
     for option in reversed(options):

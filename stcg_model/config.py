@@ -49,6 +49,7 @@ class EngineConfig:
     max_new_tokens: int = 10  # >= 1: greedy answer length limit (answer steps, </s> included)
     deletion_steps: int = 10  # 0 (off) .. regions: deletion-curve steps per example
     top_k: int = 5  # 1 .. regions: region links kept per token / step / dW row
+    attributions: str = "attention"  # "attention", "all" or comma-separated method names (STCG_SPEC section 6)
 
     # ------------------------------------------------------------------ derived
     def perturbation_specs(self) -> list:
@@ -63,6 +64,12 @@ class EngineConfig:
         if len({s.kind for s in specs}) != len(specs):
             raise StcgError("each perturbation kind may appear once")
         return specs
+
+    def attribution_names(self) -> list[str]:
+        """The attribution methods to compute, ``attention`` first (unknown names: one-line error)."""
+        from stcg_model.attribution.base import parse_attributions
+
+        return parse_attributions(self.attributions)
 
     def layer_selection(self):
         from stcg_model.capture import LayerSelection
@@ -95,6 +102,8 @@ class EngineConfig:
             "max_new_tokens": self.max_new_tokens,
             "seed": self.seed,
             **({"prompt": self.prompt} if self.prompt is not None else {}),
+            # only when other methods are asked for, so the ids of attention-only runs stay as they were
+            **({"attributions": self.attribution_names()} if self.attribution_names() != ["attention"] else {}),
         }
 
     def as_dict(self) -> dict:
@@ -126,6 +135,7 @@ class EngineConfig:
 
             check_prompt(self.prompt)
         self.perturbation_specs()
+        self.attribution_names()
         layers = self.layer_selection()
         if model is not None:
             self._check_model(_blip2_config(model), layers)

@@ -77,6 +77,31 @@ def maps(g: STCGraph) -> dict[str, tuple[np.ndarray, bool]]:
     return out
 
 
+def methods_panel(g: STCGraph, image: Image.Image, top_k: int = 3, label_height: int = 18) -> Image.Image:
+    """One PNG-ready picture: the image, then each method's region attribution over it, side by side,
+    each captioned with the method's name (and, when scored, its deletion and insertion ratios)."""
+    big, _ = _scaled(image.convert("RGB"), min_side=192)
+    grid = RegionGrid(g.grid, big.width, big.height)
+    tiles = [("image", big)]
+    for name in g.method_names:
+        m = g.method(name)
+        top = grid.boxes()[np.argsort(-np.asarray(m.region), kind="stable")[:top_k]]
+        sc = m.scores
+        cap = name
+        if "deletion_ratio" in sc:
+            cap += f"  del {sc['deletion_ratio']:.2f} ins {sc['insertion_ratio']:.2f}"
+        tiles.append((cap, overlay(big, m.region, grid, boxes=top)))
+    w, h = big.size
+    pad = 6
+    out = Image.new("RGB", (len(tiles) * (w + pad) - pad, h + label_height), (255, 255, 255))
+    draw = ImageDraw.Draw(out)
+    for i, (cap, tile) in enumerate(tiles):
+        x = i * (w + pad)
+        out.paste(tile, (x, label_height))
+        draw.text((x + 2, 2), cap, fill=(20, 20, 20))
+    return out
+
+
 def write_pictures(g: STCGraph, image: Image.Image, out_dir: str | Path, top_k: int = 3) -> list[Path]:
     """PNG per map plus ``<example>.html`` (interactive plotly, self-contained) into ``out_dir``."""
     out_dir = Path(out_dir)
@@ -91,6 +116,10 @@ def write_pictures(g: STCGraph, image: Image.Image, out_dir: str | Path, top_k: 
         clean = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
         fname = out_dir / f"{safe}__{clean}.png"
         pic.save(fname)
+        written.append(fname)
+    if g.methods:
+        fname = out_dir / f"{safe}__methods.png"
+        methods_panel(g, image, top_k=top_k).save(fname)
         written.append(fname)
     written.append(write_html(g, image, out_dir / f"{safe}.html"))
     return written
