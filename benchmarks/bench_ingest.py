@@ -110,7 +110,7 @@ def main():
                     elif pixels == "processor":
                         images = [to_image(a) for a in arrays[7 * s : 7 * (s + args.batch_size)]]
                         pv = lm.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
-                    ids, am = engine._encoder_inputs(rows)
+                    ids, am = engine.passes.prompt_inputs(rows)
                     lm.model.generate(
                         pixel_values=pv, input_ids=ids, attention_mask=am, max_new_tokens=10, do_sample=False
                     )

@@ -142,7 +142,7 @@ def main():
             for spec in engine.perturbations:
                 arrays.append(engine._perturb(ex, spec, g.attribution))
         pv = engine._pixel_values(arrays)
-        ids, am = engine._encoder_inputs([(p, None) for p in prepared for _ in range(7)])
+        ids, am = engine.passes.prompt_inputs([(p, None) for p in prepared for _ in range(7)])
         fast = FastBlipPixels.for_processor(lm.processor.image_processor)
 
         def bare(from_images: bool = False, attention: str = "sdpa"):
