@@ -31,6 +31,10 @@ from stcg_cli.engine_options import engine_config, engine_options
 def explain(image_path, question, out, **kw):
     """Explain one answer: print it, each perturbation's effect, and each content word's regions.
 
+    With --attributions (e.g. all), also a table of each method's faithfulness on this example
+    (deletion and insertion AUC as ratios to a random order, comprehensiveness, sufficiency) and a
+    picture of every method's regions side by side (<example>__methods.png).
+
     Writes heatmap PNGs (token -> region, step -> region, dW per perturbation, the --top-k strongest
     regions outlined), an interactive HTML page, and the STCGraph (graph.safetensors) into --out.
     """
@@ -71,8 +75,32 @@ def explain(image_path, question, out, **kw):
     auc = g.deletion_auc()
     if auc:
         click.echo(f"deletion AUC: attribution {auc[0]:.4f}, random {auc[1]:.4f}")
+    if g.methods:
+        click.echo(method_table(g))
     click.echo(f"wrote {len(pictures)} pictures and graph.safetensors to {out_dir}")
     (out_dir / "summary.json").write_text(json.dumps(g.summary(), indent=2))
+
+
+def method_table(g) -> str:
+    """Per method, this example's faithfulness: deletion/insertion ratios to a random order (del < 1
+    and ins > 1 are better), comprehensiveness (higher better), sufficiency (lower better)."""
+    lines = [
+        "attribution methods on this example (del < 1, ins > 1, comp high, suff low are better):",
+        f"  {'method':<12}{'del ratio':>10}{'ins ratio':>10}{'comp':>9}{'suff':>9}  top regions (row,col)",
+    ]
+    for name in g.method_names:
+        m = g.method(name)
+        sc = m.scores
+        top = np.argsort(-np.asarray(m.region), kind="stable")[:3]
+        where = " ".join(f"({p // g.grid},{p % g.grid})" for p in top)
+        if sc:
+            lines.append(
+                f"  {name:<12}{sc['deletion_ratio']:>10.3f}{sc['insertion_ratio']:>10.3f}"
+                f"{sc['comprehensiveness']:>9.4f}{sc['sufficiency']:>9.4f}  {where}"
+            )
+        else:
+            lines.append(f"  {name:<12}{'':>38}  {where}")
+    return "\n".join(lines)
 
 
 @click.command("train-demo")

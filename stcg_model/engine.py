@@ -42,6 +42,7 @@ from stcg_model.inputs import (
     answer_token_strings,
     check_prompt,
     decode_answer,
+    prompt_ids,
     question_positions,
     question_token_strings,
 )
@@ -141,6 +142,7 @@ class STCGEngine:
         self.layers = config.layer_selection()
         self.seed = config.seed
         self.deletion_steps = config.deletion_steps
+        self.attributions = config.attribution_names()  # attention first; others add maps and scores
         self.store_dense = store_dense
         self.pixels = PixelPreprocessor(self.processor.image_processor)
         self.passes: ModelPasses = passes_for(lm, self.layers, config.max_new_tokens, self._pixel_values)
@@ -285,6 +287,8 @@ class STCGEngine:
             ]
             res2 = self.passes.run_pass(rows2, answers=[a for a in answers for _ in salient], per_example=1)
 
+        rows2_images = [a for _, a in rows2] if salient else []
+
         # deletion curves (teacher-forced probabilities only)
         curves = None
         if self.deletion_steps > 0:
@@ -321,7 +325,41 @@ class STCGEngine:
                     curve=None if curves is None else curves[i],
                 )
             )
+        if len(self.attributions) > 1:
+            self._attach_methods(graphs, prepared, answers, is_eos, host, per_ex1, plain, salient, rows2_images)
         return graphs
+
+    def _attach_methods(self, graphs, prepared, answers, is_eos, host, per_ex1, plain, salient, rows2_images):
+        """Every other attribution method's maps (clean and under each perturbation, the clean answer
+        teacher-forced) and every method's faithfulness scores, onto ``graphs`` (``attribution.explain``)."""
+        from stcg_model.attribution.explain import ExampleRows, attach_methods
+
+        rows = []
+        for i, ex in enumerate(prepared):
+            images: dict[int, np.ndarray] = {k: host.rows[i * per_ex1 + 1 + j][1] for j, k in enumerate(plain)}
+            images.update({k: rows2_images[i * len(salient) + j] for j, k in enumerate(salient)})
+            rows.append(
+                ExampleRows(
+                    example_id=ex.ex.example_id,
+                    image=ex.pixels,
+                    grid=ex.grid,
+                    prompt_ids=prompt_ids(ex, self.Q, self.image_token_id),
+                    token_positions=question_positions(ex, self.Q),
+                    answer=answers[i],
+                    is_eos=is_eos[i],
+                    perturbed=[images[k] for k in range(len(self.perturbations))],
+                )
+            )
+        attach_methods(
+            self.lm,
+            graphs,
+            rows,
+            self.attributions,
+            self._pixel_values,
+            self.fill,
+            seed=self.seed,
+            steps=self.deletion_steps or 10,
+        )
 
     # ------------------------------------------------------------------ host work
     def _map(self, fn, items) -> list:

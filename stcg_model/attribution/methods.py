@@ -138,9 +138,10 @@ class Relevancy(AttributionMethod):
 
     def compute(self, lm, batch):
         fam = family_for(lm)
-        t = _traced_with_grad(fam, batch)
-        maps = [m.detach().float() for m in t.tensors()]
-        per_step = _step_gradients(t)
+        with torch.enable_grad():  # callers (the engine) may run under no_grad
+            t = _traced_with_grad(fam, batch)
+            maps = [m.detach().float() for m in t.tensors()]
+            per_step = _step_gradients(t)
         with torch.no_grad():
             total = [sum(g[i] for g in per_step).float() for i in range(len(maps))]
             abar_all = t.rebuild([R.grad_weighted(m, g) for m, g in zip(maps, total)])
@@ -173,10 +174,10 @@ class GradCAM(AttributionMethod):
 
     def compute(self, lm, batch):
         fam = family_for(lm)
-        t = _traced_with_grad(fam, batch)
-        cross = [c for c in t.qformer_cross if c is not None]
-        target = t.logp.sum()
-        grads = torch.autograd.grad(target, cross, allow_unused=True)
+        with torch.enable_grad():  # callers (the engine) may run under no_grad
+            t = _traced_with_grad(fam, batch)
+            cross = [c for c in t.qformer_cross if c is not None]
+            grads = torch.autograd.grad(t.logp.sum(), cross, allow_unused=True)
         with torch.no_grad():
             cams = [
                 R.grad_weighted(c.float(), torch.zeros_like(c) if g is None else g.float())
