@@ -233,7 +233,13 @@ class EncoderDecoderFamily(ModelFamily):
 
     def lm_relevance(self, maps: Traced):
         enc = R.encoder_relevance(maps.lm_self)  # (B, L, L)
-        dec = R.decoder_relevance(maps.dec_self, maps.dec_cross, enc)  # (B, T, L)
+        # padding steps of shorter answers in a batch are not part of their row's decoder: zero them,
+        # or the cross rule's norm(R_dd)^T would carry them into real steps (batched != one by one)
+        step = maps.step_mask.to(enc.dtype)  # (B, T)
+        both = step[:, :, None] * step[:, None, :]
+        dself = [a * both.to(a.dtype) for a in maps.dec_self]
+        dcross = [a * step[:, :, None].to(a.dtype) for a in maps.dec_cross]
+        dec = R.decoder_relevance(dself, dcross, enc)  # (B, T, L)
         return enc, dec
 
     def token_step_rows(self, enc_rel, dec_rel, batch, r):
