@@ -1,5 +1,8 @@
 """The built-in attribution methods (STCG_SPEC section 6): attention, rollout, relevancy, gradcam, occlusion.
 
+The relevancy chains run in float64: `R = I + Abar R` with gradient-weighted `Abar` near 1e-5 (and
+near 1e-30 on near-certain steps) loses its signal next to the identity in float32.
+
 Each is a small class registered by name; what they share (the traced forward pass, the
 relevancy chain, region attribution from ``S``) lives in ``families`` and ``propagation``.
 """
@@ -92,7 +95,7 @@ class Rollout(AttributionMethod):
     def compute(self, lm, batch):
         fam = family_for(lm)
         t = fam.trace(batch)
-        abar = t.rebuild([R.head_mean(m.float()) for m in t.tensors()])
+        abar = t.rebuild([R.head_mean(m.double()) for m in t.tensors()])
         C, W, S = _propagated(fam, abar, batch)
         return [
             MethodMaps(self.name, region_from_steps(S[r], batch.is_eos[r]), C[r].double().cpu().numpy(), W[r], S[r])
@@ -140,15 +143,15 @@ class Relevancy(AttributionMethod):
         fam = family_for(lm)
         with torch.enable_grad():  # callers (the engine) may run under no_grad
             t = _traced_with_grad(fam, batch)
-            maps = [m.detach().float() for m in t.tensors()]
+            maps = [m.detach().double() for m in t.tensors()]
             per_step = _step_gradients(t)
         with torch.no_grad():
-            total = [sum(g[i] for g in per_step).float() for i in range(len(maps))]
+            total = [sum(g[i] for g in per_step).double() for i in range(len(maps))]
             abar_all = t.rebuild([R.grad_weighted(m, g) for m, g in zip(maps, total)])
             C, W, _ = _propagated(fam, abar_all, batch)
             S_rows = [[None] * len(a) for a in batch.answers]
             for step, grads in enumerate(per_step):
-                abar = t.rebuild([R.grad_weighted(m, g.float()) for m, g in zip(maps, grads)])
+                abar = t.rebuild([R.grad_weighted(m, g.double()) for m, g in zip(maps, grads)])
                 _, _, S_step = _propagated(fam, abar, batch)
                 for r, a in enumerate(batch.answers):
                     if step < len(a):
@@ -180,7 +183,7 @@ class GradCAM(AttributionMethod):
             grads = torch.autograd.grad(t.logp.sum(), cross, allow_unused=True)
         with torch.no_grad():
             cams = [
-                R.grad_weighted(c.float(), torch.zeros_like(c) if g is None else g.float())
+                R.grad_weighted(c.double(), torch.zeros_like(c, dtype=torch.float64) if g is None else g.double())
                 for c, g in zip(cross, grads)
             ]
             C_all = R.rows_normalised(torch.stack(cams).mean(0)[..., 1:])
