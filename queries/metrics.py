@@ -60,11 +60,15 @@ def load_run_graphs(lib: QueryLibrary, run: dict | str | None, store: str | None
 
 
 def metrics_table(
-    graphs, question_types, n_boot: int = 1000, seed: int = 0, by_question_type: bool = True
+    graphs, question_types, n_boot: int = 1000, seed: int = 0, by_question_type: bool = True, by_method: bool = False
 ) -> pd.DataFrame:
     """One row per (group, metric): ``value`` (all examples), ``ci_low``/``ci_high`` (95% BCa bootstrap
-    interval over examples, NaN when degenerate), ``examples``, ``ci_method`` ("BCa")."""
-    from stcg_model.metrics import summarise
+    interval over examples, NaN when degenerate), ``examples``, ``ci_method`` ("BCa").
+
+    ``by_method``: one row per (group, method, metric) instead, for every attribution method the run
+    holds (``stcg_model.metrics.summarise_methods``: deletion and insertion ratios, comprehensiveness,
+    sufficiency, causal faithfulness and stability under each method)."""
+    from stcg_model.metrics import summarise, summarise_methods
 
     rows = []
     groups = {"all": list(range(len(graphs)))}
@@ -72,10 +76,17 @@ def metrics_table(
         for i, qt in enumerate(question_types):
             groups.setdefault(qt or "unknown", []).append(i)
     for grp, idx in groups.items():
-        for name, est in summarise([graphs[i] for i in idx], n_boot=n_boot, seed=seed).items():
+        sub = [graphs[i] for i in idx]
+        if by_method:
+            per = summarise_methods(sub, n_boot=n_boot, seed=seed)
+            items = [(m, name, est) for m, metrics in per.items() for name, est in metrics.items()]
+        else:
+            items = [(None, name, est) for name, est in summarise(sub, n_boot=n_boot, seed=seed).items()]
+        for method, name, est in items:
             rows.append(
                 {
                     "group": grp,
+                    **({"method": method} if by_method else {}),
                     "metric": name,
                     "value": est.value,
                     "ci_low": est.low,

@@ -171,9 +171,15 @@ _store_option = click.option(
     "--bootstrap", "n_boot", default=1000, show_default=True, help="Bootstrap resamples for the 95% BCa intervals."
 )
 @click.option("--by-question-type/--overall-only", default=True, show_default=True)
+@click.option(
+    "--by-method",
+    is_flag=True,
+    help="One block per attribution method the run holds (ingested with --attributions): deletion and "
+    "insertion ratios to a random order, comprehensiveness, sufficiency, causal faithfulness, stability.",
+)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @neo4j_options
-def metrics(run, store, n_boot, by_question_type, fmt, uri, username, password, database):
+def metrics(run, store, n_boot, by_question_type, by_method, fmt, uri, username, password, database):
     """Causal faithfulness, deletion faithfulness and Jaccard stability of a run, with 95% intervals.
 
     Reads the stored arrays of the run's complete examples (no model re-run) from the file store the
@@ -190,8 +196,10 @@ def metrics(run, store, n_boot, by_question_type, fmt, uri, username, password, 
         graphs, qtypes = load_run_graphs(lib, info, store, "--store")
     if not graphs:
         raise StcgError(f"run {info['run_id']} has no complete examples")
-    df = metrics_table(graphs, qtypes, n_boot=n_boot, by_question_type=by_question_type)
+    df = metrics_table(graphs, qtypes, n_boot=n_boot, by_question_type=by_question_type, by_method=by_method)
     head = f"run {info['run_id']}: {len(graphs)} examples; {interval_label(n_boot)}"
+    if by_method and set(df["method"]) == {"attention"}:
+        head += "; only attention is stored (ingest with --attributions all to compare methods)"
     if fmt == "table":
         click.echo(head)
     else:
