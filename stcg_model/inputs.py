@@ -56,6 +56,28 @@ class HostBatch:
     pixel_values: torch.Tensor  # (rows, 3, H, W) on the CPU, processor output
 
 
+@dataclass(frozen=True)
+class TokenIds:
+    """The special token ids of a BLIP-2 config: ``Q`` query slots, the image placeholder, end,
+    padding and decoder start (the padding id when the model has no start token: OPT)."""
+
+    Q: int
+    image_token_id: int
+    eos_id: int
+    pad_id: int
+    start_id: int
+
+    @classmethod
+    def of(cls, config) -> TokenIds:
+        tc = config.text_config
+        eos = int(tc.eos_token_id)
+        pad = int(tc.pad_token_id if tc.pad_token_id is not None else tc.eos_token_id)
+        start = getattr(tc, "decoder_start_token_id", None)
+        return cls(
+            int(config.num_query_tokens), int(config.image_token_id), eos, pad, int(start) if start is not None else pad
+        )
+
+
 def check_prompt(prompt: str) -> str:
     """The prompt template, or a one-line ``StcgError`` when it lacks exactly one ``{question}``."""
     if prompt.count("{question}") != 1:

@@ -30,7 +30,7 @@ import torch
 
 from stcg_model import alignment as A
 from stcg_model.capture import AttentionCapture, LayerSelection
-from stcg_model.inputs import Row, prompt_ids
+from stcg_model.inputs import Row, TokenIds, prompt_ids
 from stcg_model.loading import LoadedModel
 
 
@@ -83,14 +83,9 @@ class ModelPasses(ABC):
         self.max_new_tokens = max_new_tokens
         self.min_new_tokens = 0
         self.pixels = pixels
-        cfg = self.model.config
-        self.Q = int(cfg.num_query_tokens)
-        self.image_token_id = int(cfg.image_token_id)
-        tc = cfg.text_config
-        self.eos_id = int(tc.eos_token_id)
-        self.pad_id = int(tc.pad_token_id if tc.pad_token_id is not None else tc.eos_token_id)
-        start = getattr(tc, "decoder_start_token_id", None)
-        self.start_id = int(start) if start is not None else self.pad_id
+        ids = TokenIds.of(self.model.config)
+        self.Q, self.image_token_id = ids.Q, ids.image_token_id
+        self.eos_id, self.pad_id, self.start_id = ids.eos_id, ids.pad_id, ids.start_id
 
     # ------------------------------------------------------------------ the interface
     @abstractmethod

@@ -26,6 +26,7 @@ import torch
 from stcg_model.attribution import propagation as R
 from stcg_model.attribution.base import AttributionBatch
 from stcg_model.capture import _WANTS_WEIGHTS
+from stcg_model.inputs import TokenIds
 
 
 @dataclass
@@ -126,14 +127,9 @@ class ModelFamily:
     def __init__(self, lm):
         self.lm = lm
         self.model = lm.model
-        cfg = self.model.config
-        self.Q = int(cfg.num_query_tokens)
-        self.image_token_id = int(cfg.image_token_id)
-        tc = cfg.text_config
-        self.eos_id = int(tc.eos_token_id)
-        self.pad_id = int(tc.pad_token_id if tc.pad_token_id is not None else tc.eos_token_id)
-        start = getattr(tc, "decoder_start_token_id", None)
-        self.start_id = int(start) if start is not None else self.pad_id
+        ids = TokenIds.of(self.model.config)
+        self.Q, self.image_token_id = ids.Q, ids.image_token_id
+        self.eos_id, self.pad_id, self.start_id = ids.eos_id, ids.pad_id, ids.start_id
         qf = self.model.qformer.encoder.layer
         self._qself = _Recorder([layer.attention.attention for layer in qf], 1)
         self._qcross = _Recorder(
