@@ -66,7 +66,12 @@ def _mkdir_private(path: Path) -> None:
 
 
 class FileStore:
-    """The arrays of one run under ``<root>/<run_id>``. Use ``create`` (writers) or ``open`` (readers)."""
+    """The arrays of one run under ``<root>/<run_id>``. Use ``create`` (writers) or ``open`` (readers).
+
+    ``root``: the store's root folder (any path; kept absolute, ``~`` expanded); ``run_id``: the
+    run's folder name (``check_run_folder_name``). Records are ``(id, meta, arrays)``: ``meta`` JSON-able,
+    ``arrays`` numpy arrays of any shape and dtype safetensors stores (float32 for the STCG arrays).
+    """
 
     def __init__(self, root: str | Path, run_id: str):
         self.root = Path(root).expanduser().resolve()

@@ -93,6 +93,22 @@ def test_a_moved_store_is_one_line_naming_the_path_and_the_option(ingested):
         moved.rename(store)
 
 
+def test_a_deleted_shard_is_one_line(ingested):
+    run, store = ingested["run"], ingested["store"]
+    shards = sorted((store / run / "shards").glob("part-*.safetensors"))
+    assert shards
+    hidden = shards[0].with_name("hidden.bak")
+    shards[0].rename(hidden)
+    try:
+        res = stcg("metrics", "--run", run)
+        assert res.returncode == 2, res.stdout
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+        assert shards[0].name in lines[0] and "missing" in lines[0], lines[0]
+    finally:
+        hidden.rename(shards[0])
+
+
 def test_views_use_the_recorded_store(ingested):
     from queries import views
     from queries.library import QueryLibrary
