@@ -49,8 +49,8 @@ def _cfg(folder, ckpt, name, store, **kw):
     return IngestConfig(**{**base, **kw})
 
 
-def _ingest(cfg):
-    return run_ingest(cfg, progress=False, log=lambda s: None)
+def _ingest(cfg, settings=None):
+    return run_ingest(cfg, settings, progress=False, log=lambda s: None)
 
 
 def _runs(driver, uid):
@@ -225,11 +225,13 @@ def test_racing_names_that_differ_by_case_let_one_in(driver, names):
     assert sum(len(_runs(driver, n)) for n in pair) == 1
 
 
-def test_the_run_records_its_store(driver, names, vqa_folder, tiny_checkpoint, tmp_path, monkeypatch):
+def test_the_run_records_its_store(driver, names, vqa_folder, tiny_checkpoint, tmp_path, monkeypatch, neo4j_settings):
     name = f"store-{uuid.uuid4().hex[:8]}"
     names.append(name)
-    monkeypatch.chdir(tmp_path)
-    _ingest(_cfg(vqa_folder, tiny_checkpoint, name, "rel/store", limit=1))
+    monkeypatch.chdir(
+        tmp_path
+    )  # a relative --store; the server's settings were resolved before (its home is cwd-relative)
+    _ingest(_cfg(vqa_folder, tiny_checkpoint, name, "rel/store", limit=1), neo4j_settings)
     (run,) = _runs(driver, name)
     root = tmp_path / "rel" / "store"
     assert run["r"]["store"] == str(root.resolve())
@@ -237,7 +239,12 @@ def test_the_run_records_its_store(driver, names, vqa_folder, tiny_checkpoint, t
     assert info["run_id"] == name and info["store"] == str(root.resolve()) and "params" in info
     # resuming from another store keeps the recorded one (where the arrays are) and says so
     lines: list[str] = []
-    run_ingest(_cfg(vqa_folder, tiny_checkpoint, name, tmp_path / "other", limit=1), progress=False, log=lines.append)
+    run_ingest(
+        _cfg(vqa_folder, tiny_checkpoint, name, tmp_path / "other", limit=1),
+        neo4j_settings,
+        progress=False,
+        log=lines.append,
+    )
     assert _runs(driver, name)[0]["r"]["store"] == str(root.resolve())
     assert any(line.startswith(f"warning: run {name} keeps its file store at {root.resolve()}") for line in lines)
 
