@@ -311,7 +311,10 @@ def test_other_views_by_rerunning_the_frame(server, browser, example_id, tmp_pat
     before = _drawn(drv, frame)
     _paste_and_run(drv, f':param view => "{view}";')
     _wait(f"the :param view frame ({view})", lambda: _frame(drv, f':param view => "{view}"'))
-    frame.find_element(By.CSS_SELECTOR, "[data-testid=rerunFrameButton]").click()
+    button = frame.find_element(By.CSS_SELECTOR, "[data-testid=rerunFrameButton]")
+    # the new :param frame shifts the stream while it animates in, and another frame's "Pin at top"
+    # button can sit over this one for a moment: scroll it into view and click it as a script does
+    drv.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click();", button)
 
     def redrawn():
         f = _frame(drv, "// name: example_graph")
