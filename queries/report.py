@@ -91,6 +91,77 @@ def _example_figures(graphs, n: int) -> str:
     return "".join(blocks) or "<p class='meta'>(no example images available)</p>"
 
 
+def _methods_section(graphs, figs: _Figures, n_boot: int, examples: int) -> str:
+    """ "Which explanation is faithful?": every attribution method the run holds (ingested with
+    --attributions), ranked by the same protocol, with intervals, and each example's maps side by side."""
+    import plotly.graph_objects as go
+
+    from queries.metrics import interval_label, metrics_table
+    from stcg.images import open_image
+    from stcg_model.plots import methods_panel
+
+    table = metrics_table(graphs, [None] * len(graphs), n_boot=n_boot, by_question_type=False, by_method=True)
+    out = [
+        "<h2>Which explanation is faithful?</h2>",
+        "<p>Each attribution method's region ranking, tested by what removing (deletion) or revealing "
+        "(insertion) its top regions does to p(answer), against a random order: deletion ratio &lt; 1 and "
+        "insertion ratio &gt; 1 are better; comprehensiveness high, sufficiency low; causal faithfulness and "
+        f"stability under the method. {html.escape(interval_label(n_boot))}. See docs/attribution.md.</p>",
+    ]
+
+    def cell(r) -> str:
+        lo, hi = r["ci_low"], r["ci_high"]
+        return f"{r['value']:.3f}" + ("" if pd.isna(lo) else f" [{lo:.3f}, {hi:.3f}]")
+
+    shown = {
+        "deletion_ratio": "deletion ratio",
+        "insertion_ratio": "insertion ratio",
+        "comprehensiveness": "comprehensiveness",
+        "sufficiency": "sufficiency",
+        "causal_faithfulness_pearson": "causal faithfulness (Pearson)",
+        "jaccard_stability": "Jaccard stability",
+    }
+    rows = []
+    for method, sub in table.groupby("method", sort=False):
+        by = {r["metric"]: cell(r) for _, r in sub.iterrows()}
+        rows.append({"method": method, **{label: by.get(key, "n/a") for key, label in shown.items()}})
+    out.append(_table(pd.DataFrame(rows)))
+    fig = go.Figure()
+    for metric in ("deletion_ratio", "insertion_ratio"):
+        m = table[table.metric == metric].dropna(subset=["value"])
+        fig.add_trace(
+            go.Scatter(
+                x=m["value"],
+                y=m["method"],
+                mode="markers",
+                name=metric,
+                error_x={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": m["ci_high"] - m["value"],
+                    "arrayminus": m["value"] - m["ci_low"],
+                },
+            )
+        )
+    fig.add_vline(x=1.0, line_dash="dot")
+    fig.update_layout(title="deletion and insertion ratios to a random order (95% BCa)", height=340)
+    out.append(figs.html(fig))
+    pictures = []
+    for g in [g for g in graphs if g.methods][:examples]:
+        try:
+            image = open_image((g.meta or {}).get("image_path"))
+        except Exception:
+            continue
+        cap = html.escape(f"{g.question} -> {g.answer}")
+        panel = _png_data_uri(methods_panel(g, image))
+        pictures.append(
+            f"<div><img style='max-width:100%;image-rendering:pixelated' alt='{cap}' src='{panel}'>"
+            f"<p class='meta'>{cap}</p></div>"
+        )
+    out.append("".join(pictures) or "<p class='meta'>(no example images available)</p>")
+    return "".join(out)
+
+
 def build_report(
     lib: QueryLibrary,
     run_id: str,
@@ -202,6 +273,9 @@ def build_report(
         )
         fig.update_layout(title="metrics with 95% BCa bootstrap intervals", height=320, margin={"l": 220})
         parts.append(figs.html(fig))
+
+    if graphs and any(g.methods for g in graphs):
+        parts.append(_methods_section(graphs, figs, n_boot, examples))
 
     parts.append("<h2>Examples</h2>")
     parts.append(_example_figures(graphs, examples))

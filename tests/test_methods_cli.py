@@ -79,3 +79,16 @@ def test_metrics_by_method_reads_the_methods_of_an_ingested_run(method_run):
     rel = df[df.method == "relevancy"].set_index("metric")
     assert {"deletion_ratio", "insertion_ratio", "comprehensiveness", "sufficiency"} <= set(rel.index)
     assert (df["examples"] == 4).all()
+
+
+def test_report_ranks_the_methods_of_the_run(method_run, tmp_path):
+    out = tmp_path / "report.html"
+    res = stcg("report", "--run", method_run, "--out", str(out), "--bootstrap", "50", "--examples", "2")
+    assert res.returncode == 0, res.stderr[-2000:]
+    text = out.read_text()
+    section = text.split("<h2>Which explanation is faithful?</h2>", 1)[1].split("<h2>", 1)[0]
+    for method in ("attention", "rollout", "relevancy"):
+        assert f"<td>{method}</td>" in section
+    assert "deletion ratio" in section and "insertion ratio" in section
+    assert section.count("data:image/png;base64,") >= 1  # each example's maps side by side
+    assert "Plotly.newPlot" in section

@@ -71,3 +71,7 @@ def test_report_renders_in_headless_chromium(report_file, tmp_path):
     # plotly draws its plot area with coloured marks: look for strongly saturated pixels (bars, markers)
     sat = img.max(-1) - img.min(-1)
     assert (sat > 80).sum() > 2000
+
+
+def test_a_run_without_other_methods_has_no_method_section(report_file):
+    assert "Which explanation is faithful?" not in report_file.read_text()  # attention alone: nothing to rank
