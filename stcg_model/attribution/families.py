@@ -27,6 +27,7 @@ from stcg_model.attribution import propagation as R
 from stcg_model.attribution.base import AttributionBatch
 from stcg_model.capture import _WANTS_WEIGHTS
 from stcg_model.inputs import TokenIds
+from stcg_model.passes import pad_ids
 
 
 @dataclass
@@ -109,18 +110,6 @@ def _recording(groups: Sequence[_Recorder]):
                     setattr(m, _WANTS_WEIGHTS, False)
 
 
-def _pad(seqs: Sequence[Sequence[int]], value: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, max len) ids and 0/1 mask of ragged sequences."""
-    n = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), n), value, dtype=torch.long)
-    mask = torch.zeros((len(seqs), n), dtype=torch.long)
-    for r, s in enumerate(seqs):
-        sl = slice(n - len(s), n) if left else slice(0, len(s))
-        ids[r, sl] = torch.tensor(list(s), dtype=torch.long)
-        mask[r, sl] = 1
-    return ids, mask
-
-
 class ModelFamily:
     """One family's traced forward pass, answer log-probabilities and relevancy chain."""
 
@@ -197,7 +186,7 @@ class EncoderDecoderFamily(ModelFamily):
         """One teacher-forced forward of every row on its answer; maps recorded when ``record``."""
         dev = self.lm.device
         pv = batch.pixel_values if pixel_values is None else pixel_values
-        ids, am = _pad(batch.prompt_ids, self.pad_id)
+        ids, am = pad_ids([list(p) for p in batch.prompt_ids], self.pad_id)
         labels, step_mask = self._answer_targets(batch.answers)
         dec_in = torch.full_like(labels, self.pad_id)
         dec_in[:, 0] = self.start_id
@@ -255,7 +244,7 @@ class DecoderOnlyFamily(ModelFamily):
         dev = self.lm.device
         pv = batch.pixel_values if pixel_values is None else pixel_values
         seqs = [list(p) + list(a[:-1]) for p, a in zip(batch.prompt_ids, batch.answers)]
-        ids, am = _pad(seqs, self.pad_id)
+        ids, am = pad_ids(seqs, self.pad_id)
         labels, step_mask = self._answer_targets(batch.answers)
         groups = [self._qself, self._qcross, self._self] if record else []
         with _recording(groups):
