@@ -20,7 +20,7 @@ import numpy as np
 
 from ingest.rows import GraphRows, flat_rows, graph_rows
 from ingest.schema import ensure_schema
-from ingest.writer import Neo4jWriter, _rel_params, node_statement, rel_statement
+from ingest.writer import Neo4jWriter, node_statement, rel_params, rel_statement
 from stcg.db import connect
 from stcg_model.synthetic import synthetic_graph
 
@@ -41,7 +41,7 @@ def flat_write(driver, rows: GraphRows) -> None:
             if rows.nodes.get(label):
                 tx.run(node_statement(label), rows=rows.nodes[label]).consume()
         for group, data in rows.rels.items():
-            tx.run(rel_statement(group), rows=_rel_params(data)).consume()
+            tx.run(rel_statement(group), rows=rel_params(group, data)).consume()
 
     with driver.session() as s:
         s.execute_write(work)
@@ -56,7 +56,7 @@ def naive_write(driver, rows: GraphRows) -> None:
             for r in data:
                 s.run(node_statement(label), rows=[r]).consume()
         for group, data in rows.rels.items():
-            for r in _rel_params(data):
+            for r in rel_params(group, data):
                 s.run(rel_statement(group), rows=[r]).consume()
         for uid in rows.completes:
             s.run("MATCH (e:Example {uid: $u}) SET e.complete = true", u=uid).consume()

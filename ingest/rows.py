@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stcg_model.alignment import entropy_bits, spatial_spread
-from stcg_model.graph import STCGraph
+from stcg_model.graph import MethodResult, STCGraph
 from stcg_model.text import normalize_answer
 
 # row group -> (start label, relationship type, end label, property that tells parallel links apart)
@@ -30,6 +30,12 @@ REL_TYPES = {
     "DW": ("Token", "DW", "Region", "perturbation"),
     "MOVES": ("Perturbation", "MOVES", "Region", None),
     "MOVES_TOKEN": ("Perturbation", "MOVES_TOKEN", "Token", None),
+    # per attribution method (runs ingested with --attributions; docs/schema.md)
+    "HAS_EXPLANATION": ("Example", "HAS_EXPLANATION", "Explanation", None),
+    "ATTRIBUTES": ("Token", "ATTRIBUTES", "Region", "method"),
+    "STEP_ATTRIBUTES": ("Timestep", "ATTRIBUTES", "Region", "method"),
+    "RANKS": ("Explanation", "RANKS", "Region", None),
+    "UNDER": ("Explanation", "UNDER", "Perturbation", None),
 }
 
 
@@ -75,11 +81,27 @@ LINK_COLUMNS = {
     "moves": ("MOVES", ("perturbation", "region", "dW", "abs_dW", "rank")),
     "moves_token": ("MOVES_TOKEN", ("perturbation", "token", "dW_norm")),
     "dw": ("DW", ("token", "perturbation", "region", "dW", "rank")),
+    "attributes": ("ATTRIBUTES", ("token", "explanation", "region", "weight", "rank")),
+    "step_attributes": ("STEP_ATTRIBUTES", ("step", "explanation", "region", "weight", "rank")),
+    "ranks": ("RANKS", ("explanation", "region", "weight", "rank")),
+    "under": ("UNDER", ("explanation", "perturbation", "dW_fro", "jaccard")),
 }
 # payload node list -> label
-NODE_LISTS = {"regions": "Region", "tokens": "Token", "steps": "Timestep", "perturbations": "Perturbation"}
+NODE_LISTS = {
+    "regions": "Region",
+    "tokens": "Token",
+    "steps": "Timestep",
+    "perturbations": "Perturbation",
+    "explanations": "Explanation",
+}
 # reference column -> the node list it indexes
-REF_COLUMNS = {"token": "tokens", "region": "regions", "step": "steps", "perturbation": "perturbations"}
+REF_COLUMNS = {
+    "token": "tokens",
+    "region": "regions",
+    "step": "steps",
+    "perturbation": "perturbations",
+    "explanation": "explanations",
+}
 # link key -> (start column, end column, end offset): the nodes a link joins. ``next`` joins step i and
 # step i + 1 from one column. A reference column that is neither end (DW's perturbation) becomes a
 # property holding the referenced node's ``REF_PROPERTY``.
@@ -91,8 +113,14 @@ LINK_ENDS = {
     "moves": ("perturbation", "region", 0),
     "moves_token": ("perturbation", "token", 0),
     "dw": ("token", "region", 0),
+    "attributes": ("token", "region", 0),
+    "step_attributes": ("step", "region", 0),
+    "ranks": ("explanation", "region", 0),
+    "under": ("explanation", "perturbation", 0),
 }
-REF_PROPERTY = {"perturbation": "kind"}
+# reference column that is not an end -> (link property, property of the referenced node it holds): DW keeps
+# its perturbation's kind as ``perturbation``, ATTRIBUTES its explanation's method as ``method``
+REF_PROPERTY = {"perturbation": ("perturbation", "kind"), "explanation": ("method", "method")}
 
 
 def _check_link_tables() -> None:
@@ -109,6 +137,10 @@ def _check_link_tables() -> None:
         for c in cols:
             if c in REF_COLUMNS and c not in (start, end) and c not in REF_PROPERTY:
                 raise AssertionError(f"link {key}: reference column {c} is neither an end nor a property")
+        parallel = REL_TYPES[group][3]  # the property that tells parallel links apart must be written
+        names = [REF_PROPERTY[c][0] if c in REF_PROPERTY and c not in (start, end) else c for c in cols]
+        if parallel and parallel not in names:
+            raise AssertionError(f"link {key}: {group} links are told apart by {parallel}, which no column writes")
 
 
 _check_link_tables()
@@ -201,7 +233,13 @@ def example_payload(g: STCGraph, run_id: str, top_k: int, store_ref: dict | None
     region_dw = g.dW.sum(1) if K else np.zeros((0, P))
     move_top = _top_k(region_abs, k) if K else np.zeros((0, k), dtype=int)  # (K, k)
     dw_top = _top_k(np.abs(g.dW), k) if K and n else np.zeros((K, n, k), dtype=int)  # (K, n, k)
-    used = np.unique(np.concatenate([tok_top.ravel(), step_top.ravel(), move_top.ravel(), dw_top.ravel()]).astype(int))
+    explained = _explained(g, k)
+    used = np.unique(
+        np.concatenate(
+            [tok_top.ravel(), step_top.ravel(), move_top.ravel(), dw_top.ravel()]
+            + [x[key].ravel() for x in explained for key in ("token_top", "step_top", "region_top")]
+        ).astype(int)
+    )
     slot = np.full(P, -1)
     slot[used] = np.arange(len(used))
 
@@ -305,6 +343,7 @@ def example_payload(g: STCGraph, run_id: str, top_k: int, store_ref: dict | None
     di, dk = np.divmod(rest, k)
     dp = dw_top[dj, di, dk]
     dw = table("dw", token=di, perturbation=dj, region=slot[dp], dW=dW[dj, di, dp], rank=rank[dk])
+    explanations, method_links = _explanation_rows(g, ex, run_id, explained, slot, k, table)
     return {
         "run_id": run_id,
         "example": example,
@@ -319,7 +358,105 @@ def example_payload(g: STCGraph, run_id: str, top_k: int, store_ref: dict | None
         "moves": moves,
         "moves_token": moves_token,
         "dw": dw,
+        "explanations": explanations,
+        **method_links,
     }
+
+
+STABILITY_PERTURBATION = "gaussian_noise"
+"""The perturbation whose top-10% region overlap is an explanation's ``stability_jaccard`` (spec section 4)."""
+
+
+def _explained(g: STCGraph, k: int) -> list[dict]:
+    """Per attribution method the graph holds (none unless ingested with ``--attributions``): its
+    ``MethodResult`` and the top-k region choices of its token map (n, k), step map (T, k) and region
+    attribution (k,) -- global region indices; a map the method does not define gives an empty array."""
+    if not g.methods:
+        return []
+    out = []
+    for name in g.method_names:
+        m = g.method(name)
+        own = name != "attention"  # attention's token and step links are ATTENDS, written above
+        if own:  # as the file store keeps it (float32), so the graph's numbers equal those read back from it
+            m = MethodResult(**m.arrays(), scores=m.scores)
+        out.append(
+            {
+                "name": name,
+                "result": m,
+                "token_top": _top_k(m.W, k) if own and m.W is not None and len(m.W) else np.zeros((0, k), int),
+                "step_top": _top_k(m.S, k) if own and m.S is not None and len(m.S) else np.zeros((0, k), int),
+                "region_top": _top_k(np.asarray(m.region), k),
+            }
+        )
+    return out
+
+
+def _explanation_rows(g: STCGraph, ex: str, run_id: str, explained: list[dict], slot: np.ndarray, k: int, table):
+    """``Explanation`` nodes (one per method: its region attribution, token and step statistics and
+    faithfulness scores) and the link tables ``attributes``, ``step_attributes``, ``ranks``, ``under``."""
+    from stcg_model.metrics import jaccard
+    from stcg_model.regions import top_fraction
+
+    nodes, links = [], {key: [] for key in ("attributes", "step_attributes", "ranks", "under")}
+    rank = np.arange(1, k + 1)
+    K = len(g.perturbations)
+    for j, x in enumerate(explained):
+        m = x["result"]
+        region = np.asarray(m.region, np.float64)
+        W = None if m.W is None else np.asarray(m.W, np.float64)
+        S = None if m.S is None else np.asarray(m.S, np.float64)
+        jac = [  # None where the method has no map under that perturbation (occlusion: stability perturbation only)
+            jaccard(top_fraction(region, 0.1), top_fraction(m.region_pert[q], 0.1))
+            if m.region_pert is not None and np.isfinite(m.region_pert[q]).all()
+            else None
+            for q in range(K)
+        ]
+        dW_fro = m.dW_fro
+        stable = g.perturbations.index(STABILITY_PERTURBATION) if STABILITY_PERTURBATION in g.perturbations else None
+        node = {
+            "uid": f"{ex}/x/{x['name']}",
+            "run_id": run_id,
+            "method": x["name"],
+            "attribution": region.tolist(),
+            "attribution_entropy": _f(entropy_bits(region)),
+            "token_entropy": None if W is None else entropy_bits(W).tolist(),
+            "token_top_k_mass": None if W is None else top_k_mass(W, k).tolist(),
+            "token_spread": None if W is None else spatial_spread(W, g.grid).tolist(),
+            "step_entropy": None if S is None else entropy_bits(S).tolist(),
+            "stability_jaccard": None if stable is None else jac[stable],
+        }
+        node.update({name: _f(v) for name, v in m.scores.items()})
+        nodes.append(node)
+        ti, tk = np.divmod(np.arange(x["token_top"].size), k)
+        links["attributes"] += table(
+            "attributes",
+            token=ti,
+            explanation=np.full(ti.size, j),
+            region=slot[x["token_top"][ti, tk]],
+            weight=W[ti, x["token_top"][ti, tk]] if ti.size else [],
+            rank=rank[tk],
+        )
+        si, sk = np.divmod(np.arange(x["step_top"].size), k)
+        links["step_attributes"] += table(
+            "step_attributes",
+            step=si,
+            explanation=np.full(si.size, j),
+            region=slot[x["step_top"][si, sk]],
+            weight=S[si, x["step_top"][si, sk]] if si.size else [],
+            rank=rank[sk],
+        )
+        top = x["region_top"]
+        links["ranks"] += table(
+            "ranks", explanation=np.full(top.size, j), region=slot[top], weight=region[top], rank=rank[: top.size]
+        )
+        links["under"] += table(
+            "under",
+            explanation=np.full(K, j),
+            perturbation=np.arange(K),
+            dW_fro=np.asarray([None] * K if dW_fro is None else np.asarray(dW_fro, np.float64).tolist(), dtype=object),
+            jaccard=np.asarray(jac, dtype=object),
+        )
+    return nodes, links
 
 
 def flat_rows(payload: dict) -> GraphRows:
@@ -335,23 +472,21 @@ def flat_rows(payload: dict) -> GraphRows:
         rows.rels[f"HAS_{label.upper()}" if label != "Timestep" else "HAS_STEP"].extend(
             {"a": ex, "b": u} for u in uids[key]
         )
-    kinds = [x["kind"] for x in payload["perturbations"]]
-    ref = {"token": "tokens", "region": "regions", "step": "steps", "perturbation": "perturbations"}
     for key, (group, cols) in LINK_COLUMNS.items():
+        start, end, offset = LINK_ENDS[key]
         for x in payload[key]:
             v = dict(zip(cols, x))
-            if key == "next":
-                rows.rels[group].append(
-                    {"a": uids["steps"][v["step"]], "b": uids["steps"][v["step"] + 1], "js": v["js"]}
-                )
-                continue
-            ends = [c for c in cols if c in ref]
-            if key == "dw":
-                a, b = uids["tokens"][v["token"]], uids["regions"][v["region"]]
-                props = {"perturbation": kinds[v["perturbation"]], "dW": v["dW"], "rank": v["rank"]}
-            else:
-                a, b = (uids[ref[c]][v[c]] for c in ends)
-                props = {c: v[c] for c in cols if c not in ref}
+            a = uids[REF_COLUMNS[start]][v[start]]
+            b = uids[REF_COLUMNS[end]][v[end] + offset]
+            props = {}
+            for c in cols:
+                if c in (start, end):
+                    continue
+                if c in REF_COLUMNS:  # DW's perturbation kind, ATTRIBUTES' method
+                    name, node_property = REF_PROPERTY[c]
+                    props[name] = payload[REF_COLUMNS[c]][v[c]][node_property]
+                elif v[c] is not None:
+                    props[c] = v[c]
             rows.rels[group].append({"a": a, "b": b, **props})
     rows.completes.append(ex)
     return rows

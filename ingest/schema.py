@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from neo4j import Driver
 
-NODE_LABELS = ("Run", "Example", "Token", "Region", "Timestep", "Perturbation")
+NODE_LABELS = ("Run", "Example", "Token", "Region", "Timestep", "Perturbation", "Explanation")
 
 CONSTRAINTS: dict[str, str] = {
     f"stcg_{label.lower()}_uid": f"CREATE CONSTRAINT stcg_{label.lower()}_uid IF NOT EXISTS "
@@ -28,6 +28,7 @@ INDEXES: dict[str, str] = {
     "stcg_example_qtype": "CREATE INDEX stcg_example_qtype IF NOT EXISTS FOR (n:Example) ON (n.question_type)",
     "stcg_token_word": "CREATE INDEX stcg_token_word IF NOT EXISTS FOR (n:Token) ON (n.word)",
     "stcg_perturbation_kind": "CREATE INDEX stcg_perturbation_kind IF NOT EXISTS FOR (n:Perturbation) ON (n.kind)",
+    "stcg_explanation_method": "CREATE INDEX stcg_explanation_method IF NOT EXISTS FOR (n:Explanation) ON (n.method)",
 }
 
 

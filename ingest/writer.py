@@ -70,9 +70,10 @@ def link_block(key: str) -> str:
     for i, c in enumerate(cols):
         if c in (start, end):
             continue
-        if c in tables.REF_COLUMNS:  # a node reference kept as a property of that node (DW's perturbation kind)
+        if c in tables.REF_COLUMNS:  # a node reference kept as a property of that node (DW's kind, ATTRIBUTES' method)
             binds.append(f"{tables.REF_COLUMNS[c]}[x[{i}]] AS {c}_node")
-            props.append(f"{c}: {c}_node.{tables.REF_PROPERTY[c]}")
+            name, node_property = tables.REF_PROPERTY[c]
+            props.append(f"{name}: {c}_node.{node_property}")
         else:
             props.append(f"{c}: x[{i}]")
     return (
@@ -102,15 +103,17 @@ def example_statement() -> str:
 EXAMPLE_STATEMENT = example_statement()
 
 COMPLETE = "UNWIND $uids AS uid MATCH (e:Example {uid: uid}) SET e.complete = true, e.completed_at = datetime()"
-NODE_ORDER = ("Example", "Region", "Token", "Timestep", "Perturbation")
+NODE_ORDER = ("Example", "Region", "Token", "Timestep", "Perturbation", "Explanation")
 
 
-def _rel_params(rows: list[dict]) -> list[dict]:
+def rel_params(group: str, rows: list[dict]) -> list[dict]:
+    """Flat relationship rows (``{"a": uid, "b": uid, **props}``) as ``rel_statement(group)`` takes them."""
+    key = REL_TYPES[group][3]
     return [
         {
             "a": r["a"],
             "b": r["b"],
-            **({"perturbation": r["perturbation"]} if "perturbation" in r else {}),
+            **({key: r[key]} if key else {}),
             "props": {k: v for k, v in r.items() if k not in ("a", "b")},
         }
         for r in rows
@@ -184,7 +187,7 @@ class Neo4jWriter:
                 for s in range(0, len(data), self.chunk_size):
                     tx.run(node_statement(label), rows=data[s : s + self.chunk_size]).consume()
             for group, data in rows.rels.items():
-                params = _rel_params(data)
+                params = rel_params(group, data)
                 for s in range(0, len(params), self.chunk_size):
                     tx.run(rel_statement(group), rows=params[s : s + self.chunk_size]).consume()
 

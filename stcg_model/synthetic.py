@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stcg_model.graph import STCGraph
+from stcg_model.graph import MethodResult, STCGraph
 from stcg_model.perturbations import DEFAULT_KINDS
 from stcg_model.regions import RegionGrid
 
@@ -27,8 +27,14 @@ def synthetic_graph(
     n_queries: int = 8,
     perturbations=DEFAULT_KINDS,
     image_size=(64, 64),
+    methods: tuple[str, ...] = (),
 ) -> STCGraph:
-    """A random but internally consistent STCGraph (rows sum to 1, dW = W - W_pert, ...)."""
+    """A random but internally consistent STCGraph (rows sum to 1, dW = W - W_pert, ...).
+
+    ``methods``: names of other attribution methods to attach random explanations for (``attention``
+    gets scores only, as ingestion does); ``occlusion`` gets a region map and ``S`` but no ``C``/``W``,
+    ties at zero and maps under ``gaussian_noise`` only (NaN rows), as the real method has.
+    """
     from stcg_model.alignment import drift
     from stcg_model.text import word_kind, word_spans
 
@@ -48,7 +54,7 @@ def synthetic_graph(
     p_p = rng.uniform(0.0, 1.0, K).astype(np.float32)
     pert_answers = [answer if rng.random() < 0.6 else answers[int(rng.integers(len(answers)))] for _ in range(K)]
     dW = W[None] - W_p
-    return STCGraph(
+    g = STCGraph(
         example_id=example_id,
         question=q,
         answer=answer,
@@ -99,3 +105,41 @@ def synthetic_graph(
         deletion_curve=np.linspace(p_clean, 0.05, 11).astype(np.float32) ** 2,
         deletion_curve_random=np.linspace(p_clean, 0.05, 11).astype(np.float32),
     )
+    if methods:
+        g.methods = {"attention": MethodResult(region=g.attribution, scores=_scores(rng, p_clean))}
+        for name in methods:
+            region = _dist(rng, (P,))
+            region_pert = _dist(rng, (K, P))
+            if name == "occlusion":  # (p - p_masked)+ : many regions tie at zero
+                region[rng.random(P) < 0.5] = 0.0
+                region /= region.sum()
+                region_pert[[k != "gaussian_noise" for k in perturbations]] = np.nan  # stability perturbation only
+                g.methods[name] = MethodResult(
+                    region=region, S=_dist(rng, (T, P)), region_pert=region_pert, scores=_scores(rng, p_clean)
+                )
+                continue
+            g.methods[name] = MethodResult(
+                region=region,
+                C=_dist(rng, (Q, P)),
+                W=_dist(rng, (n, P)),
+                S=_dist(rng, (T, P)),
+                W_pert=_dist(rng, (K, n, P)),
+                region_pert=region_pert,
+                scores=_scores(rng, p_clean),
+            )
+    return g
+
+
+def _scores(rng: np.random.Generator, p_clean: float) -> dict[str, float]:
+    """Random but consistent faithfulness scores (``stcg_model.faithfulness.summarise``'s keys)."""
+    d, dr, i, ir = (float(x) for x in rng.uniform(0.05, 1.0, 4) * p_clean)
+    return {
+        "deletion_auc": d,
+        "deletion_auc_random": dr,
+        "deletion_ratio": d / dr,
+        "insertion_auc": i,
+        "insertion_auc_random": ir,
+        "insertion_ratio": i / ir,
+        "comprehensiveness": float(rng.uniform(-0.1, 1.0) * p_clean),
+        "sufficiency": float(rng.uniform(-0.1, 1.0) * p_clean),
+    }

@@ -228,6 +228,7 @@ def test_style_covers_every_label_and_relationship_type():
     assert written == {
         "HAS_EXAMPLE", "HAS_TOKEN", "HAS_REGION", "HAS_STEP", "HAS_PERTURBATION",
         "ATTENDS", "ATTENDS_TOKEN", "NEXT", "DW", "MOVES", "MOVES_TOKEN",
+        "HAS_EXPLANATION", "ATTRIBUTES", "RANKS", "UNDER",
     }  # fmt: skip
     assert {f"relationship.{t}" for t in written} | {f"node.{label}" for label in NODE_LABELS} <= set(STYLE)
     for selector, props in STYLE.items():
@@ -282,14 +283,16 @@ def _param_statuses(drv) -> list[str]:
 def test_structural_view_as_the_doc_says(server, browser, example_id, tmp_path):
     drv = browser
     params = _doc_params(example_id)
-    assert params.count(";") == params.count(":param") == 4  # each line ends with ';' (else "Unexpected \n")
+    assert params.count(";") == params.count(":param") == 5  # each line ends with ';' (else "Unexpected \n")
     _paste_and_run(drv, params)
-    _wait("the four :param results", lambda: _param_statuses(drv) == ["Status: success"] * 4)
+    _wait("the five :param results", lambda: _param_statuses(drv) == ["Status: success"] * 5)
     query = _doc_query(server)
     _paste_and_run(drv, query)
     frame = _wait("the graph", lambda: (f := _frame(drv, "// name: example_graph")) and _drawn(drv, f)["nodes"] and f)
     time.sleep(1)  # let the layout settle before the screenshot
-    expected = _expected(server["settings"], query, run_id=None, example_id=example_id, view="structural", max_rank=3)
+    expected = _expected(
+        server["settings"], query, run_id=None, example_id=example_id, view="structural", method="attention", max_rank=3
+    )
     assert set(expected["labels"]) == {"Example", "Token", "Region"}
     assert set(expected["types"]) == {"HAS_TOKEN", "ATTENDS"}
     _check_view(drv, frame, expected, "structural", tmp_path)
@@ -324,7 +327,13 @@ def test_other_views_by_rerunning_the_frame(server, browser, example_id, tmp_pat
     frame = _wait(f"the {view} view", redrawn)
     time.sleep(1)
     expected = _expected(
-        server["settings"], _doc_query(server), run_id=None, example_id=example_id, view=view, max_rank=3
+        server["settings"],
+        _doc_query(server),
+        run_id=None,
+        example_id=example_id,
+        view=view,
+        method="attention",
+        max_rank=3,
     )
     assert set(expected["labels"]) == labels and set(expected["types"]) == types
     _check_view(drv, frame, expected, view, tmp_path)

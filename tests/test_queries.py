@@ -233,7 +233,7 @@ def test_parameters_are_validated_and_injection_changes_nothing(world, driver):
     lib = world["lib"]
     with pytest.raises(StcgError, match="no parameter bogus; its parameters: run_id, perturbation, limit"):
         lib.run("flips", bogus=1)
-    with pytest.raises(StcgError, match="unknown template 'nope'; templates: compare_runs"):
+    with pytest.raises(StcgError, match=r"unknown template 'nope'; templates: (\w+, )*compare_runs, "):
         lib.run("nope")
     with pytest.raises(StcgError, match="must be int"):
         lib.run("flips", limit="ten")
@@ -302,7 +302,11 @@ def test_describe_prints_a_real_example_id_and_semicolon_terminated_param_lines(
     res = _cli("query", "describe", "example_links", "--param", f"run_id={world['a']}")
     assert res.returncode == 0, res.stderr
     lines = _param_lines(res.stdout)
-    assert lines == [':param example_id => "ex000";', f':param run_id => "{world["a"]}";']
+    assert lines == [
+        ':param example_id => "ex000";',
+        f':param run_id => "{world["a"]}";',
+        ':param method => "attention";',
+    ]
     assert "=> null" not in res.stdout and ":params" not in res.stdout
     assert "MATCH (r:Run)" in res.stdout and "@include" not in res.stdout  # the expanded, Browser-ready query
     # without a run: a real example of the default run, and show prints only the paste-ready text
@@ -312,7 +316,7 @@ def test_describe_prints_a_real_example_id_and_semicolon_terminated_param_lines(
     assert first.startswith(':param example_id => "') and first.endswith('";') and "<" not in first
     ex = first.split('"')[1]
     assert driver.execute_query("MATCH (e:Example {example_id: $x}) RETURN count(e) AS c", x=ex).records[0]["c"] >= 1
-    assert res.stdout.splitlines()[2].startswith("// name: example_links")
+    assert res.stdout.splitlines()[3].startswith("// name: example_links")
     assert all(ln.endswith(";") for ln in _param_lines(res.stdout))
     res = _cli("query", "show", "compare_runs")
     assert all('"<' not in ln for ln in _param_lines(res.stdout)), res.stdout  # run_a / run_b: real run ids
@@ -374,10 +378,10 @@ def test_neo4j_browser_runs_the_pasted_text(world, neo4j_settings):
 
         def finished(drv):
             got = [e.get_attribute("title") for e in drv.find_elements(By.CSS_SELECTOR, icons)]
-            return got if len(got) == 3 and all(t in ("Status: success", "Status: error") for t in got) else False
+            return got if len(got) == 4 and all(t in ("Status: success", "Status: error") for t in got) else False
 
         statuses = wait.until(finished)
-        assert statuses == ["Status: success"] * 3, statuses  # two :param commands, then the query
+        assert statuses == ["Status: success"] * 4, statuses  # three :param commands, then the query
     finally:
         d.quit()
 

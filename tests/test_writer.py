@@ -7,7 +7,7 @@ import pytest
 
 from ingest.rows import GraphRows, flat_rows, graph_rows, payload_counts
 from ingest.schema import ensure_schema
-from ingest.writer import Neo4jWriter, node_statement, rel_statement
+from ingest.writer import Neo4jWriter, node_statement, rel_params, rel_statement
 from stcg_model.synthetic import synthetic_graph
 
 CONTENT = """
@@ -16,7 +16,7 @@ OPTIONAL MATCH (e)-[h]->(n)
 OPTIONAL MATCH (n)-[x]->(m)
 WITH e, type(h) AS h, n, x, m
 RETURN e.uid AS e, properties(e) AS ep, h, n.uid AS n, properties(n) AS np, type(x) AS x, properties(x) AS xp, m.uid AS m
-ORDER BY e, h, n, x, m, xp.perturbation
+ORDER BY e, h, n, x, m, xp.perturbation, xp.method
 """
 
 
@@ -37,15 +37,16 @@ def _content(driver, run):
     return out
 
 
-def _graphs(n=6, seed=5):
+def _graphs(n=6, seed=5, methods=(), prefix="ex"):
     rng = np.random.default_rng(seed)
-    return [synthetic_graph(f"ex{i}", rng) for i in range(n)]
+    return [synthetic_graph(f"{prefix}{i}", rng, methods=methods) for i in range(n)]
 
 
 def test_packed_writer_writes_the_same_graph_as_flat_rows(driver, run_id):
+    """Also for examples with other attribution methods (Explanation nodes, ATTRIBUTES / RANKS / UNDER links)."""
     ensure_schema(driver)
     flat_run = run_id + "-flat"
-    graphs = _graphs()
+    graphs = _graphs() + _graphs(3, seed=6, methods=("rollout", "occlusion"), prefix="m")
     packed = GraphRows()
     for g in graphs:
         packed.extend(graph_rows(g, run_id, 5))
@@ -57,18 +58,7 @@ def test_packed_writer_writes_the_same_graph_as_flat_rows(driver, run_id):
             for label, data in flat.nodes.items():
                 s.run(node_statement(label), rows=data).consume()
             for group, data in flat.rels.items():
-                s.run(
-                    rel_statement(group),
-                    rows=[
-                        {
-                            "a": r["a"],
-                            "b": r["b"],
-                            **({"perturbation": r["perturbation"]} if "perturbation" in r else {}),
-                            "props": {k: v for k, v in r.items() if k not in ("a", "b")},
-                        }
-                        for r in data
-                    ],
-                ).consume()
+                s.run(rel_statement(group), rows=rel_params(group, data)).consume()
     try:
         a, b = _content(driver, run_id), _content(driver, flat_run)
         assert len(a) == len(b) > 1000 and a == b

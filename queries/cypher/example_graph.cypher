@@ -3,18 +3,23 @@
 // param: example_id string = null  -- the example's id (list them with run_examples); default: the run's first complete example
 // param: run_id string = null  -- run id or name (default: the latest complete run)
 // param: view string = "structural" {structural|temporal|counterfactual|all}  -- which part of the graph to draw
+// param: method string = "attention"  -- attribution method whose token and step links to draw (runs ingested with --attributions; another method's structural view also shows its Explanation ranking regions)
 // param: max_rank int = 3 [1..]  -- links of rank <= this are shown (rank 1 = strongest; ingest keeps --top-k, default 5)
 // @include run_scope
 MATCH (r)-[:HAS_EXAMPLE]->(e:Example)
 WHERE e.complete AND ($example_id IS NULL OR e.example_id = $example_id)
 WITH e ORDER BY e.example_id LIMIT 1
 CALL (e) {
-  MATCH p = (e)-[:HAS_TOKEN]->(:Token)-[a:ATTENDS]->(:Region)
-  WHERE $view IN ['structural', 'all'] AND a.rank <= $max_rank
+  MATCH p = (e)-[:HAS_TOKEN]->(:Token)-[a:ATTENDS|ATTRIBUTES]->(:Region)
+  WHERE $view IN ['structural', 'all'] AND a.rank <= $max_rank AND coalesce(a.method, 'attention') = $method
   RETURN p
   UNION
-  MATCH p = (e)-[:HAS_STEP]->(:Timestep)-[a:ATTENDS]->(:Region)
-  WHERE $view IN ['temporal', 'all'] AND a.rank <= $max_rank
+  MATCH p = (e)-[:HAS_EXPLANATION]->(x:Explanation)-[k:RANKS]->(:Region)
+  WHERE $view IN ['structural', 'all'] AND k.rank <= $max_rank AND $method <> 'attention' AND x.method = $method
+  RETURN p
+  UNION
+  MATCH p = (e)-[:HAS_STEP]->(:Timestep)-[a:ATTENDS|ATTRIBUTES]->(:Region)
+  WHERE $view IN ['temporal', 'all'] AND a.rank <= $max_rank AND coalesce(a.method, 'attention') = $method
   RETURN p
   UNION
   MATCH p = (e)-[:HAS_STEP]->(:Timestep)-[:NEXT]->(:Timestep)

@@ -53,12 +53,14 @@ STYLE: dict[str, dict[str, str]] = {
         "font-size": "9px",
         "caption": "{kind} ({answer})",  # the perturbed answer on a second line
     },
+    "node.Explanation": {"color": "#FFD86E", "border-color": "#EDBA39", "diameter": "70px", "caption": "{method}"},
     # structure: thin and silent
     "relationship.HAS_EXAMPLE": {"color": "#D5D8DE", "shaft-width": "1px", "caption": ""},
     "relationship.HAS_TOKEN": {"color": "#D5D8DE", "shaft-width": "1px", "caption": ""},
     "relationship.HAS_REGION": {"color": "#D5D8DE", "shaft-width": "1px", "caption": ""},
     "relationship.HAS_STEP": {"color": "#D5D8DE", "shaft-width": "1px", "caption": ""},
     "relationship.HAS_PERTURBATION": {"color": "#D5D8DE", "shaft-width": "1px", "caption": ""},
+    "relationship.HAS_EXPLANATION": {"color": "#D5D8DE", "shaft-width": "1px", "caption": ""},
     # evidence: rank captions (1 = strongest); the exact weights are in the side panel
     "relationship.ATTENDS": {"color": "#F79767", "shaft-width": "2px", "caption": "#{rank}"},
     "relationship.ATTENDS_TOKEN": {"color": "#8DCC93", "shaft-width": "2px", "caption": "attends"},
@@ -66,6 +68,10 @@ STYLE: dict[str, dict[str, str]] = {
     "relationship.MOVES": {"color": "#EB2728", "shaft-width": "2px", "caption": "#{rank}"},
     "relationship.MOVES_TOKEN": {"color": "#EB2728", "shaft-width": "1px", "caption": "moves"},
     "relationship.DW": {"color": "#F16667", "shaft-width": "1px", "caption": "#{rank}"},
+    # other attribution methods (runs ingested with --attributions): the method and the rank
+    "relationship.ATTRIBUTES": {"color": "#EDBA39", "shaft-width": "2px", "caption": "{method} #{rank}"},
+    "relationship.RANKS": {"color": "#EDBA39", "shaft-width": "2px", "caption": "#{rank}"},
+    "relationship.UNDER": {"color": "#D5D8DE", "shaft-width": "1px", "caption": "under"},
 }
 
 QUOTED = ("caption", "defaultCaption")
