@@ -1,7 +1,9 @@
 """``stcg report``: one self-contained HTML file (works offline) summarising a run.
 
-Sections: per-perturbation table and a |dW| vs flip-rate plot, token-type localisation, temporal
-drift by question type, the metrics with bootstrap intervals, and example heatmaps on their images.
+Sections: the study's claims tested on the run (verdicts with intervals, first), per-perturbation
+table and a |dW| vs flip-rate plot, token-type localisation, temporal drift by question type, the
+metrics with bootstrap intervals, the attribution methods (overall and per question type, for runs
+ingested with --attributions), and example heatmaps on their images.
 Every number comes from the query library or the run's file store; plotly.js is embedded once.
 """
 
@@ -25,6 +27,9 @@ table{border-collapse:collapse;font-size:.85rem;margin:.6rem 0} td,th{border:1px
 th{background:#f4f4f4} td:first-child,th:first-child{text-align:left} .meta{color:#666;font-size:.85rem}
 .examples{display:flex;flex-wrap:wrap;gap:1rem} figure{margin:0;width:250px} figure img{width:250px;image-rendering:pixelated}
 figcaption{font-size:.8rem;color:#444} code{background:#f4f4f4;padding:0 .2rem}
+table.claims td,table.claims th{text-align:left;vertical-align:top} table.claims td.numbers{font-size:.75rem}
+table.claims td.why{font-size:.8rem;max-width:22rem} table.claims td.study{max-width:12rem}
+td.verdict.supported{background:#e3f4e3} td.verdict.not-supported{background:#fbe3e3} td.verdict.not-testable{background:#eee}
 """
 
 
@@ -91,16 +96,20 @@ def _example_figures(graphs, n: int) -> str:
     return "".join(blocks) or "<p class='meta'>(no example images available)</p>"
 
 
-def _methods_section(graphs, figs: _Figures, n_boot: int, examples: int) -> str:
+def _methods_section(graphs, figs: _Figures, n_boot: int, examples: int, question_types=None) -> str:
     """ "Which explanation is faithful?": every attribution method the run holds (ingested with
-    --attributions), ranked by the same protocol, with intervals, and each example's maps side by side."""
+    --attributions), ranked by the same protocol, with intervals, then the same table per question
+    type (``metrics_table(by_method=True)``, as ``stcg metrics --by-method``), and each example's maps
+    side by side."""
     import plotly.graph_objects as go
 
     from queries.metrics import interval_label, metrics_table
     from stcg.images import open_image
     from stcg_model.plots import methods_panel
 
-    table = metrics_table(graphs, [None] * len(graphs), n_boot=n_boot, by_question_type=False, by_method=True)
+    qtypes = list(question_types) if question_types is not None else [None] * len(graphs)
+    every = metrics_table(graphs, qtypes, n_boot=n_boot, by_question_type=question_types is not None, by_method=True)
+    table = every[every.group == "all"]
     out = [
         "<h2>Which explanation is faithful?</h2>",
         "<p>Each attribution method's region ranking, tested by what removing (deletion) or revealing "
@@ -121,11 +130,15 @@ def _methods_section(graphs, figs: _Figures, n_boot: int, examples: int) -> str:
         "causal_faithfulness_pearson": "causal faithfulness (Pearson)",
         "jaccard_stability": "Jaccard stability",
     }
-    rows = []
-    for method, sub in table.groupby("method", sort=False):
-        by = {r["metric"]: cell(r) for _, r in sub.iterrows()}
-        rows.append({"method": method, **{label: by.get(key, "n/a") for key, label in shown.items()}})
-    out.append(_table(pd.DataFrame(rows)))
+
+    def ranked(sub: pd.DataFrame) -> pd.DataFrame:
+        rows = []
+        for method, part in sub.groupby("method", sort=False):
+            by = {r["metric"]: cell(r) for _, r in part.iterrows()}
+            rows.append({"method": method, **{label: by.get(key, "n/a") for key, label in shown.items()}})
+        return pd.DataFrame(rows)
+
+    out.append(_table(ranked(table)))
     fig = go.Figure()
     for metric in ("deletion_ratio", "insertion_ratio"):
         m = table[table.metric == metric].dropna(subset=["value"])
@@ -146,6 +159,16 @@ def _methods_section(graphs, figs: _Figures, n_boot: int, examples: int) -> str:
     fig.add_vline(x=1.0, line_dash="dot")
     fig.update_layout(title="deletion and insertion ratios to a random order (95% BCa)", height=340)
     out.append(figs.html(fig))
+    groups = [g for g in every["group"].unique() if g != "all"]
+    if groups:
+        out.append(
+            "<h3>Per question type</h3><p class='meta'>The same metrics on each question type's examples "
+            "(intervals over that type's examples; none below 3 examples).</p>"
+        )
+        for grp in groups:
+            sub = every[every.group == grp]
+            n = int(sub["examples"].max()) if len(sub) else 0
+            out.append(f"<h4 class='qtype'>{html.escape(str(grp))} ({n} examples)</h4>" + _table(ranked(sub)))
     pictures = []
     for g in [g for g in graphs if g.methods][:examples]:
         try:
@@ -159,6 +182,76 @@ def _methods_section(graphs, figs: _Figures, n_boot: int, examples: int) -> str:
             f"<p class='meta'>{cap}</p></div>"
         )
     out.append("".join(pictures) or "<p class='meta'>(no example images available)</p>")
+    return "".join(out)
+
+
+def _numbers_html(v) -> str:
+    lines = []
+    for m in v.measures:
+        e = m.estimate
+        val = (
+            "n/a"
+            if pd.isna(e.value)
+            else f"{e.value:.3f}" + ("" if pd.isna(e.low) else f" [{e.low:.3f}, {e.high:.3f}]")
+        )
+        detail = f" · {m.detail}" if m.detail else ""
+        lines.append(html.escape(f"{m.name} ({m.group}): {val}, n={e.n}{detail}"))
+    return "<br>".join(lines)
+
+
+def _claims_table(verdicts, with_method: bool) -> str:
+    head = [
+        "claim",
+        *(["method"] if with_method else []),
+        "the study",
+        "verdict on this run",
+        "numbers [95% CI]",
+        "why",
+    ]
+    rows = []
+    for v in verdicts:
+        cells = [f"<td>{html.escape(v.claim)}</td>"]
+        if with_method:
+            cells.append(f"<td>{html.escape(v.method)}</td>")
+        cls = v.verdict.replace(" ", "-")
+        cells += [
+            f"<td class='study'>{html.escape(v.study)}</td>",
+            f"<td class='verdict {cls}'><b>{html.escape(v.verdict)}</b></td>",
+            f"<td class='numbers'>{_numbers_html(v)}</td>",
+            f"<td class='why'>{html.escape(v.reason)}<details><summary class='meta'>the test</summary>"
+            f"<span class='meta'>{html.escape(v.test)}</span></details></td>",
+        ]
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    return f"<table class='claims'><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _claims_section(lib: QueryLibrary, run: dict, graphs, qtypes, n_boot: int) -> str:
+    """ "The study's claims on this run": each finding's verdict with the numbers and intervals behind it
+    (``queries.claims``, the same as ``stcg claims``), and claims 4-6 per attribution method."""
+    from queries.claims import claims_of_graphs
+    from queries.metrics import interval_label
+
+    out = ["<h2 id='claims'>The study's claims on this run</h2>"]
+    if not graphs:
+        return "".join(out) + "<p class='meta'>(no complete examples: nothing to test)</p>"
+    res = claims_of_graphs(lib, run, graphs, qtypes, n_boot=n_boot)
+    counts = {k: sum(v.verdict == k for v in res.verdicts) for k in ("supported", "not supported", "not testable")}
+    out.append(
+        "<p>The STCG study's four findings and two numbers, tested on this run's "
+        f"{res.examples} examples: {counts['supported']} supported, {counts['not supported']} not supported, "
+        f"{counts['not testable']} not testable. {html.escape(interval_label(n_boot))}. A verdict holds for this "
+        "model and data only; claims 5-6 are supported when the interval contains the study's number. "
+        "Rules and limits: docs/claims.md; the same numbers: <code>stcg claims --run "
+        f"{html.escape(str(run['run_id']))}</code>; point estimates in Cypher: the <code>claim_*</code> templates.</p>"
+    )
+    out.append(_claims_table(res.verdicts, with_method=False))
+    if res.by_method:
+        out.append(
+            "<h3>Claims 4-6 per attribution method</h3><p class='meta'>They depend on the explanation: claim 4 "
+            "from each method's token -> region map, 5-6 as <code>stcg metrics --by-method</code>.</p>"
+        )
+        out.append(_claims_table(res.by_method, with_method=True))
     return "".join(out)
 
 
@@ -203,6 +296,8 @@ def build_report(
         f"{html.escape(str(run.get('dataset')))} {html.escape(str(run.get('split') or ''))} · {len(graphs)} "
         f"complete examples · generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC</p>",
     ]
+
+    parts.append(_claims_section(lib, run, graphs, qtypes, n_boot))
 
     parts.append("<h2>Perturbations: internal change vs answer change</h2>")
     parts.append(_table(summary))
@@ -275,7 +370,7 @@ def build_report(
         parts.append(figs.html(fig))
 
     if graphs and any(g.methods for g in graphs):
-        parts.append(_methods_section(graphs, figs, n_boot, examples))
+        parts.append(_methods_section(graphs, figs, n_boot, examples, qtypes))
 
     parts.append("<h2>Examples</h2>")
     parts.append(_example_figures(graphs, examples))

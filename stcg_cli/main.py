@@ -123,6 +123,9 @@ def _register_optional_commands() -> None:
     cli.add_command(query)
     cli.add_command(metrics)
     cli.add_command(report)
+    from stcg_cli.claims_commands import claims
+
+    cli.add_command(claims)
 
 
 _register_optional_commands()

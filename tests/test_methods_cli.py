@@ -92,3 +92,24 @@ def test_report_ranks_the_methods_of_the_run(method_run, tmp_path):
     assert "deletion ratio" in section and "insertion ratio" in section
     assert section.count("data:image/png;base64,") >= 1  # each example's maps side by side
     assert "Plotly.newPlot" in section
+    # per question type: the same table on each type's examples, with the numbers of `stcg metrics --by-method`
+    import io
+    import re
+
+    import pandas as pd
+
+    res = stcg("metrics", "--run", method_run, "--by-method", "--format", "csv", "--bootstrap", "50")
+    assert res.returncode == 0, res.stderr[-2000:]
+    ref = pd.read_csv(io.StringIO(res.stdout))
+    per_type = section.split("<h3>Per question type</h3>", 1)[1]
+    types = sorted(set(ref["group"]) - {"all"})
+    assert types == ["is there a", "what color is the"]
+    for qtype in types:
+        table = per_type.split(f"<h4 class='qtype'>{qtype} (2 examples)</h4>", 1)[1].split("</table>", 1)[0]
+        head = re.findall(r"<th>(.*?)</th>", table)
+        cells = [re.findall(r"<td>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", table, flags=re.S)]
+        got = pd.DataFrame([c for c in cells if c], columns=head).set_index("method")
+        assert sorted(got.index) == ["attention", "relevancy", "rollout"]
+        want = ref[(ref.group == qtype) & (ref.metric == "deletion_ratio")].set_index("method")["value"]
+        for method, value in want.items():  # two examples: a value, no interval
+            assert np.isfinite(value) and got.loc[method, "deletion ratio"] == f"{value:.3f}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import shutil
 import subprocess
@@ -75,3 +76,25 @@ def test_report_renders_in_headless_chromium(report_file, tmp_path):
 
 def test_a_run_without_other_methods_has_no_method_section(report_file):
     assert "Which explanation is faithful?" not in report_file.read_text()  # attention alone: nothing to rank
+
+
+def test_the_study_claims_come_first_with_the_numbers_of_stcg_claims(report_file, driver):
+    from queries.claims import run_claims
+    from queries.library import QueryLibrary
+    from stcg_model.claims import VERDICTS
+
+    text = report_file.read_text()
+    assert re.findall(r"<h2[^>]*>([^<]*)</h2>", text)[0] == "The study's claims on this run"
+    section = text.split("The study's claims on this run</h2>", 1)[1].split("<h2", 1)[0]
+    rows = re.findall(r"<tr><td>(\d)</td>.*?<td class='verdict [a-z-]+'><b>([^<]+)</b>", section)
+    assert [c for c, _ in rows] == ["1", "2", "3", "4", "5", "6"]
+    run_id = re.search(r"run <code>([^<]+)</code>", text).group(1)
+    res = run_claims(QueryLibrary(driver), run_id, n_boot=50)  # the report's resamples: the same numbers
+    assert [v for _, v in rows] == [v.verdict for v in res.verdicts]
+    assert all(v in VERDICTS for _, v in rows)
+    for v in res.verdicts:
+        for m in v.measures:
+            e = m.estimate
+            if e.value == e.value:  # every finite number behind a verdict is printed, with its interval
+                shown = f"{e.value:.3f}" + ("" if e.low != e.low else f" [{e.low:.3f}, {e.high:.3f}]")
+                assert html.escape(f"{m.name} ({m.group}): {shown}, n={e.n}") in section, (v.claim, m.name, m.group)

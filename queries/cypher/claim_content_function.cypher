@@ -1,0 +1,17 @@
+// name: claim_content_function
+// question: Claim 4: do content tokens form stronger, more localised links than function tokens? Per example, content mean minus function mean of entropy, top-k mass and spread, averaged over examples with both kinds (point estimates; `stcg claims` adds 95% intervals and the verdict)
+// param: run_id string = null  -- run id or name (default: the latest complete run)
+// @include run_scope
+MATCH (r)-[:HAS_EXAMPLE]->(e:Example)-[:HAS_TOKEN]->(t:Token)
+WHERE e.complete
+WITH r, e,
+     avg(CASE WHEN t.kind = 'content' THEN t.entropy END) AS ce, avg(CASE WHEN t.kind = 'function' THEN t.entropy END) AS fe,
+     avg(CASE WHEN t.kind = 'content' THEN t.top_k_mass END) AS cm,
+     avg(CASE WHEN t.kind = 'function' THEN t.top_k_mass END) AS fm,
+     avg(CASE WHEN t.kind = 'content' THEN t.spread END) AS cs, avg(CASE WHEN t.kind = 'function' THEN t.spread END) AS fs
+WHERE ce IS NOT NULL AND fe IS NOT NULL
+RETURN r.top_k AS top_k, count(e) AS examples,
+       avg(ce - fe) AS diff_entropy_bits, avg(cm - fm) AS diff_top_k_mass, avg(cs - fs) AS diff_spread_patches,
+       avg(ce) AS content_entropy_bits, avg(fe) AS function_entropy_bits,
+       avg(cm) AS content_top_k_mass, avg(fm) AS function_top_k_mass,
+       avg(cs) AS content_spread_patches, avg(fs) AS function_spread_patches
