@@ -54,6 +54,7 @@ class IngestConfig:
     run_name: str | None = None  # kept as given (it is the run id); None = run-<hash of the identity>
     store: str = "out/store"  # root of the dense-array file store
     queue_size: int = 4  # >= 1 finished batches waiting for the writer thread
+    sink: str = "neo4j"  # neo4j (Bolt) | csv:<folder> (neo4j-admin import files, loaded by `stcg load`)
 
     def __init__(
         self,
@@ -68,6 +69,7 @@ class IngestConfig:
         run_name: str | None = None,
         store: str = "out/store",
         queue_size: int = 4,
+        sink: str = "neo4j",
         engine: EngineConfig | None = None,
         **engine_fields,
     ):
@@ -78,6 +80,7 @@ class IngestConfig:
         self.dataset, self.split, self.limit = dataset, split, limit
         self.question_type, self.answer_type, self.sample, self.shard = question_type, answer_type, sample, shard
         self.batch_size, self.run_name, self.store, self.queue_size = batch_size, run_name, store, queue_size
+        self.sink = sink
 
     def validate(self) -> IngestConfig:
         """This config, or a one-line ``StcgError`` for the first bad value (no model, data or database needed)."""
@@ -89,6 +92,8 @@ class IngestConfig:
         check_count("--batch-size", self.batch_size)
         check_count("queue_size", self.queue_size)
         parse_shard(self.shard)
+        if self.sink != "neo4j" and not (self.sink.startswith("csv:") and len(self.sink) > 4):
+            raise StcgError(f"invalid --sink {self.sink!r}: use neo4j or csv:<folder>")
         if self.run_name is not None:
             check_run_name(self.run_name)
         return self
@@ -200,14 +205,26 @@ RETURN r.store AS store
 RUN_PARAMS = "MATCH (r:Run {uid: $run_id}) SET r.params = $params, r.updated_at = datetime()"
 
 # ``finished``: the whole selection was worked through by an unsharded command. Then a run with no
-# complete example is 'failed' (never a default for the templates); a shard worker always leaves 'partial'.
+# complete example is 'failed' (never a default for the templates). A shard worker (``finished`` false)
+# leaves 'partial' until every example of the whole selection (``Run.n_total``, all shards) is complete
+# or failed: then the run is finalised ('complete', or 'failed' with no complete example), whichever
+# worker (or ``stcg ingest --finalize``) gets there. Run with ``RUN_LOCK`` first, in one transaction:
+# finishing workers of one run then take turns, so the last one sees every other's examples, and only
+# the first to see them all finalises (``finalised``); a later one changes nothing but the counts.
+RUN_LOCK = "MATCH (r:Run {uid: $run_id}) SET r.updated_at = datetime() RETURN r.status AS status"
 RUN_FINISH = """
 MATCH (r:Run {uid: $run_id})
 OPTIONAL MATCH (e:Example {run_id: $run_id})
 WITH r, count(CASE WHEN e.complete THEN 1 END) AS complete, count(CASE WHEN e.failed THEN 1 END) AS failed
-SET r.n_complete = complete, r.n_failed = failed, r.finished_at = datetime(), r.updated_at = datetime(),
-    r.status = CASE WHEN NOT $finished THEN 'partial' WHEN complete = 0 THEN 'failed' ELSE 'complete' END
-RETURN complete, failed, r.status AS status
+WITH r, complete, failed, r.status AS before,
+     $finished OR (r.n_total IS NOT NULL AND complete + failed >= r.n_total) AS done
+WITH r, complete, failed, before, done,
+     CASE WHEN NOT done THEN 'partial' WHEN complete = 0 THEN 'failed' ELSE 'complete' END AS status
+SET r.n_complete = complete, r.n_failed = failed, r.updated_at = datetime(), r.status = status,
+    r.finished_at = CASE WHEN done AND before IN ['complete', 'failed'] AND NOT $finished THEN r.finished_at
+                         ELSE datetime() END
+RETURN complete, failed, status, r.n_total AS total,
+       done AND NOT $finished AND NOT before IN ['complete', 'failed'] AS finalised
 """
 
 # A Run made without the pipeline's checks (tests and benchmarks that write synthetic STCGs).
@@ -280,6 +297,87 @@ def claim_run(writer, run_id: str, identity: str, store_root: str, props: dict) 
         return writer.transaction("the run's identity", work)
 
 
+class Neo4jSink:
+    """Where a run goes by default: Neo4j over Bolt (``Neo4jWriter``), with the Run bookkeeping.
+
+    The pipeline talks to its sink only through these methods, so another sink (``ingest.bulk.CsvSink``
+    for ``--sink csv:DIR``) or another driver of the loop (Ray) takes its place:
+    ``prepare()``, ``check_run``, ``claim_run`` (-> the store root the run records), ``completed``
+    (-> example ids already complete), ``set_params``, ``write(GraphRows)`` (nodes and links, then the
+    completion markers), ``finish`` (-> ``{complete, failed, status, total, finalised}``) and the
+    counters ``nodes_written``, ``rels_written``, ``retries``.
+    """
+
+    def __init__(self, driver, database: str | None = None, log: Callable[[str], None] | None = None):
+        from ingest.writer import Neo4jWriter
+
+        self.driver, self.database = driver, database
+        self.writer = Neo4jWriter(driver, database, log=log)
+
+    def prepare(self) -> None:
+        from ingest.schema import ensure_schema
+
+        ensure_schema(self.driver, self.database)
+
+    def check_run(self, run_id: str, identity: str) -> None:
+        check_run(self.writer, run_id, identity)
+
+    def claim_run(self, run_id: str, identity: str, store_root: str, props: dict) -> str:
+        return claim_run(self.writer, run_id, identity, store_root, props)
+
+    def completed(self, run_id: str) -> set[str]:
+        return {r["id"] for r in self.writer.run_query(DONE, run_id=run_id)}
+
+    def set_params(self, run_id: str, params: str) -> None:
+        self.writer.run_query(RUN_PARAMS, run_id=run_id, params=params)
+
+    def write(self, rows) -> None:
+        self.writer.write(rows)
+
+    def finish(self, run_id: str, finished: bool) -> dict:
+        return finish_run(self.writer, run_id, finished)
+
+    @property
+    def nodes_written(self) -> int:
+        return self.writer.nodes_written
+
+    @property
+    def rels_written(self) -> int:
+        return self.writer.rels_written
+
+    @property
+    def retries(self) -> int:
+        return self.writer.retries
+
+
+def finish_run(writer, run_id: str, finished: bool) -> dict:
+    """Counts and status of a run after a command worked on it (``RUN_FINISH``), in one transaction
+    that first takes the Run's write lock, so concurrent shard workers finalise a run exactly once."""
+
+    def work(tx):
+        if tx.run(RUN_LOCK, run_id=run_id).single() is None:
+            raise StcgError(f"no run {run_id!r} in this database")
+        return tx.run(RUN_FINISH, run_id=run_id, finished=finished).single().data()
+
+    return writer.transaction("the run's status", work)
+
+
+def finalize_run(run_name: str, settings: Neo4jSettings | None = None) -> dict:
+    """``stcg ingest --finalize``: make a sharded run ``complete`` when every example of its whole
+    selection is complete or failed (the last shard worker does this by itself); else it stays
+    ``partial``. Returns ``finish_run``'s dict; an unknown run is a one-line ``StcgError``."""
+    from ingest.writer import Neo4jWriter
+    from stcg.db import connect
+
+    settings = settings or Neo4jSettings.from_env()
+    with connect(settings) as driver:
+        writer = Neo4jWriter(driver, settings.database)
+        found = writer.run_query("MATCH (r:Run) WHERE r.uid = $n OR r.name = $n RETURN r.uid AS uid", n=run_name)
+        if not found:
+            raise StcgError(f"no run named {run_name!r} in this database (list them: stcg query run runs)")
+        return {"run_id": found[0]["uid"], **finish_run(writer, found[0]["uid"], finished=False)}
+
+
 def _load_inputs(batch):
     """VQAInputs for a batch, and (example, reason) for those that cannot be read."""
     from stcg_model.engine import VQAInput
@@ -333,21 +431,26 @@ def run_ingest(
     cfg.validate()
     model_name = cfg.engine.model or default_model()
     cfg.engine.validate(checkpoint_config(model_name))  # layer indices, top-k, ... against the model
-    examples = _select(cfg)
+    examples, total = _select(cfg)
+    if cfg.sink.startswith("csv:"):  # neo4j-admin import files (docs/bulk.md); no database is touched
+        from ingest.bulk import CsvSink
+
+        return _ingest(cfg, model_name, examples, total, CsvSink(cfg.sink[4:], log=log), log, progress)
     settings = settings or Neo4jSettings.from_env()
     driver = connect(settings)
     try:
-        return _ingest(cfg, model_name, examples, driver, settings, log, progress)
+        return _ingest(cfg, model_name, examples, total, Neo4jSink(driver, settings.database, log), log, progress)
     except (ClientError, DatabaseError, Forbidden) as e:
         raise _neo4j_error(e) from None
     finally:
         driver.close()
 
 
-def _select(cfg: IngestConfig) -> list:
-    from stcg.datasets import open_dataset
+def _select(cfg: IngestConfig) -> tuple[list, int]:
+    """(this command's examples, the size of the whole selection: all shards together)."""
+    from stcg.datasets import open_dataset, parse_shard
 
-    examples = open_dataset(
+    selection = open_dataset(
         cfg.dataset,
         split=cfg.split,
         limit=cfg.limit,
@@ -355,28 +458,26 @@ def _select(cfg: IngestConfig) -> list:
         answer_type=cfg.answer_type,
         sample=cfg.sample,
         seed=cfg.engine.seed,
-        shard=cfg.shard,
     )
-    if not examples and cfg.shard is None:
+    if not selection:
         raise StcgError(f"no question of {cfg.dataset} is selected by these filters; nothing to ingest")
-    return examples
+    shard = parse_shard(cfg.shard)
+    examples = selection if shard is None else selection[shard[0] :: shard[1]]  # as open_dataset shards
+    return examples, len(selection)
 
 
-def _ingest(cfg: IngestConfig, model_name: str, examples: list, driver, settings, log, progress) -> IngestSummary:
-    from ingest.schema import ensure_schema
-    from ingest.writer import Neo4jWriter
+def _ingest(cfg: IngestConfig, model_name: str, examples: list, total: int, sink, log, progress) -> IngestSummary:
     from stcg.filestore import FileStore
     from stcg_model.engine import STCGEngine
     from stcg_model.loading import load_model, model_fingerprint
 
     ecfg = cfg.engine
     specs = ecfg.perturbation_specs()
-    ensure_schema(driver, settings.database)
+    sink.prepare()
     fingerprint = model_fingerprint(model_name)
     identity = cfg.identity(model_name, fingerprint)
     run_id = make_run_id(cfg, model_name, fingerprint)
-    writer = Neo4jWriter(driver, settings.database, log=log)
-    check_run(writer, run_id, identity_hash(identity))
+    sink.check_run(run_id, identity_hash(identity))
     # the store before the Run (an unusable --store is refused before anything reaches Neo4j); a command
     # refused by ``claim_run`` below can at worst leave empty folders of that run id, which it reuses
     store = FileStore.create(cfg.store, run_id)
@@ -392,23 +493,24 @@ def _ingest(cfg: IngestConfig, model_name: str, examples: list, driver, settings
         "layers": ecfg.layers,
         "code_version": __version__,
         "n_selected": len(examples),
+        "n_total": total,  # the whole selection, all shards: a sharded run is complete when all are done
     }
     # the one atomic step: name checks, identity check and Run creation (or resume), before model work
-    recorded_store = claim_run(writer, run_id, identity_hash(identity), str(store.root), props)
+    recorded_store = sink.claim_run(run_id, identity_hash(identity), str(store.root), props)
     if recorded_store != str(store.root):
         log(
             f"warning: run {run_id} keeps its file store at {recorded_store} (where its arrays are); "
             f"this command writes to {store.root}: pass --store {recorded_store} to keep them together"
         )
     summary.failure_log = str(store.dir / "failures.jsonl")
-    done = {r["id"] for r in writer.run_query(DONE, run_id=run_id)}
+    done = sink.completed(run_id)
     todo = [e for e in examples if e.example_id not in done]
     summary.skipped = len(examples) - len(todo)
 
     lm = load_model(ecfg.model, device=ecfg.device, dtype=ecfg.dtype_arg)
     with STCGEngine.from_config(lm, ecfg) as engine:
         params = json.dumps({**identity, "engine": engine.params}, sort_keys=True, default=str)
-        writer.run_query(RUN_PARAMS, run_id=run_id, params=params)
+        sink.set_params(run_id, params)
         try:
             store.write_run(
                 {
@@ -427,12 +529,14 @@ def _ingest(cfg: IngestConfig, model_name: str, examples: list, driver, settings
             f"perturbations {', '.join(s.kind for s in specs)}"
         )
         t0 = time.time()
-        _explain_and_write(cfg, engine, store, writer, run_id, todo, summary, progress)
+        _explain_and_write(cfg, engine, store, sink, run_id, todo, summary, progress)
     finished = len(todo) == 0 or summary.written + summary.failures == len(todo)
-    end = writer.run_query(RUN_FINISH, run_id=run_id, finished=finished and cfg.shard is None)[0]
+    end = sink.finish(run_id, finished and cfg.shard is None)
     summary.status = end["status"]
+    if end.get("finalised"):
+        log(f"run {run_id}: every shard's examples are done; the run is {end['status']} ({end['complete']} complete)")
     summary.seconds = time.time() - t0
-    summary.nodes, summary.relationships, summary.retries = writer.nodes_written, writer.rels_written, writer.retries
+    summary.nodes, summary.relationships, summary.retries = sink.nodes_written, sink.rels_written, sink.retries
     nothing = end["complete"] == 0 if cfg.shard is None else bool(examples) and summary.skipped + summary.written == 0
     if nothing:
         first = ""
@@ -446,8 +550,8 @@ def _ingest(cfg: IngestConfig, model_name: str, examples: list, driver, settings
     return summary
 
 
-def _explain_and_write(cfg, engine, store, writer, run_id: str, todo: list, summary, progress: bool) -> None:
-    """The model loop (this thread) and the writer thread (file store, rows, Neo4j) for ``todo``."""
+def _explain_and_write(cfg, engine, store, sink, run_id: str, todo: list, summary, progress: bool) -> None:
+    """The model loop (this thread) and the writer thread (file store, rows, the sink) for ``todo``."""
     from tqdm.auto import tqdm
 
     from ingest.rows import GraphRows, failure_rows, graph_rows
@@ -491,7 +595,7 @@ def _explain_and_write(cfg, engine, store, writer, run_id: str, todo: list, summ
                 return
             try:
                 if not errors:
-                    writer.write(to_rows(*item))
+                    sink.write(to_rows(*item))
             except BaseException as e:  # surfaced in the main thread
                 errors.append(e)
 
@@ -564,4 +668,7 @@ __all__ = [
     "check_run_name",
     "run_name_key",
     "claim_run",
+    "finish_run",
+    "finalize_run",
+    "Neo4jSink",
 ]

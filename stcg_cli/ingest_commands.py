@@ -42,18 +42,54 @@ from stcg_cli.options import neo4j_options, settings_from
     type=click.Path(file_okay=False),
     help="Root of the dense-array file store (recorded on the Run, so readers find it).",
 )
+@click.option(
+    "--sink",
+    default="neo4j",
+    show_default=True,
+    help="Where the graph goes: neo4j (Bolt, resumable) or csv:<folder> (neo4j-admin import files for a first "
+    "load of an empty database with `stcg load <folder>`; see docs/bulk.md).",
+)
+@click.option(
+    "--finalize",
+    is_flag=True,
+    help="Only finalise the sharded run --run-name: mark it complete when every shard's examples are done "
+    "(the last shard worker does this by itself); no model work.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @neo4j_options
-def ingest(dataset, split, limit, sample, question_type, answer_type, shard, batch_size, run_name, store, quiet, **kw):
+def ingest(
+    dataset, split, limit, sample, question_type, answer_type, shard, batch_size, run_name, store, sink, finalize, quiet,
+    **kw,
+):  # fmt: skip
     """Turn a VQA dataset into STCGs in Neo4j (resumable: run the same command again to continue).
 
     Each example's nodes and links are written with MERGE on stable keys and marked complete
     last; its dense arrays go to the file store. Failed examples are recorded with their reason
     (in Neo4j and in <store>/<run>/failures.jsonl) and the run continues; a run none of whose
     examples could be explained ends with status 'failed' and exit code 1.
-    """
-    from ingest.pipeline import IngestConfig, run_ingest
 
+    Parallel workers: run the same command with --shard 0/N ... N-1/N (and the same --run-name); each
+    leaves the run 'partial', and the one that finishes last makes it 'complete' with the counts of all
+    shards (or run --finalize --run-name NAME afterwards).
+    """
+    from ingest.pipeline import IngestConfig, finalize_run, run_ingest
+    from stcg.errors import StcgError
+
+    if finalize:
+        if not run_name:
+            raise click.UsageError("--finalize needs --run-name (the sharded run to finalise)")
+        settings = settings_from(kw["uri"], kw["username"], kw["password"], kw["database"])
+        end = finalize_run(run_name, settings)
+        done = end["complete"] + end["failed"]
+        if end["status"] == "partial":
+            total = "?" if end["total"] is None else end["total"]
+            raise StcgError(
+                f"run {end['run_id']} stays partial: {done} of {total} examples are done "
+                f"({end['complete']} complete, {end['failed']} failed); run the shards that are missing",
+                exit_code=1,
+            )
+        click.echo(f"run {end['run_id']}: {end['status']} ({end['complete']} complete, {end['failed']} failed)")
+        return
     if quiet:  # also the checkpoint loader's progress bars
         from transformers.utils import logging as hf_logging
 
@@ -70,6 +106,7 @@ def ingest(dataset, split, limit, sample, question_type, answer_type, shard, bat
         batch_size=batch_size,
         run_name=run_name,
         store=store,
+        sink=sink,
         engine=engine,
     )
     settings = settings_from(kw["uri"], kw["username"], kw["password"], kw["database"])
