@@ -13,6 +13,14 @@ example, kind).
 
 Maps are (G, G) arrays over the G x G region grid (row-major, row 0 at the top of the image);
 attention weights are probabilities (rows of W / S sum to 1 over regions), dW is signed (W - W^pi).
+
+Every map and figure takes ``method="attention"``: a run ingested with ``--attributions`` holds
+each example's explanation under other methods too (``view.method_names``; docs/attribution.md),
+with the same shapes, so the same figures show them. A method without a token map (``occlusion``
+has no ``W``) gives a one-line ``StcgError`` for word maps; its region and step maps work.
+
+    view.method_names                                   # ['attention', 'rollout', 'relevancy', ...]
+    token_figure(view, "color", method="relevancy").show()
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from PIL import Image
 
 from queries.library import QueryLibrary
 from stcg.errors import StcgError
-from stcg_model.graph import STCGraph
+from stcg_model.graph import MethodResult, STCGraph
 
 
 @dataclass
@@ -39,6 +47,31 @@ class ExampleView:
     @property
     def words(self) -> list[str]:
         return self.graph.words
+
+    @property
+    def method_names(self) -> list[str]:
+        """The attribution methods this example holds: ``attention`` first, then those of ``--attributions``."""
+        return self.graph.method_names
+
+    def method(self, name: str = "attention") -> MethodResult:
+        """The explanation under method ``name`` (``region``, ``C``, ``W``, ``S``, ``W_pert``, ``scores``);
+        one-line ``StcgError`` naming the methods held when this example has no such method."""
+        if name not in self.graph.method_names:
+            raise StcgError(
+                f"this example has no explanation by method {name!r}; it holds {', '.join(self.method_names)}"
+                + ("" if len(self.method_names) > 1 else " (ingest with --attributions to add others)")
+            )
+        return self.graph.method(name)
+
+    def token_map(self, name: str = "attention") -> np.ndarray:
+        """``W`` (n, P) under method ``name``; one-line ``StcgError`` for a method without one (occlusion)."""
+        W = self.method(name).W
+        if W is None:
+            raise StcgError(
+                f"method {name!r} has no token->region map (W): it explains regions and answer steps only; "
+                f"pick one of {', '.join(m for m in self.method_names if self.graph.method(m).W is not None)}"
+            )
+        return W
 
     def word_index(self, word: str | int) -> int:
         """Index into ``words`` of ``word`` (case-insensitive; an int is returned as is)."""
@@ -112,25 +145,36 @@ def load_example_view(
 
 
 def region_map(
-    view: ExampleView, word: str | int | None = None, step: int | None = None, perturbation: str | None = None
+    view: ExampleView,
+    word: str | int | None = None,
+    step: int | None = None,
+    perturbation: str | None = None,
+    method: str = "attention",
 ) -> np.ndarray:
-    """(G, G) map: a word's regions (W), a step's regions (S), or, with ``perturbation``, the word's dW
-    (or, without a word, dW averaged over tokens)."""
+    """(G, G) map under ``method``: a word's regions (W), a step's regions (S), or, with
+    ``perturbation``, the word's dW (or, without a word, dW averaged over tokens); with none of
+    them, the region attribution. Under a method other than ``attention``, dW is ``W - W_pert``
+    of that method (the clean answer teacher-forced on the perturbed image)."""
     g = view.graph
+    m = view.method(method)
     if perturbation is not None:
         k = g.perturbation_index(perturbation)
+        dW = g.dW[k] if method == "attention" else view.token_map(method) - m.W_pert[k]
         if word is not None:
             rows = [i for i, w in enumerate(g.token_word) if w == view.word_index(word)]
-            values = g.dW[k][rows].mean(0)
+            values = dW[rows].mean(0)
         else:
-            values = g.dW[k].mean(0)
+            values = dW.mean(0)
     elif step is not None:
-        values = g.S[step]
+        if m.S is None:
+            raise StcgError(f"method {method!r} has no answer-step map (S)")
+        values = m.S[step]
     elif word is not None:
-        values = g.word_regions(view.word_index(word))
+        rows = [i for i, w in enumerate(g.token_word) if w == view.word_index(word)]
+        values = view.token_map(method)[rows].mean(0)
     else:
-        values = g.attribution
-    return np.asarray(values).reshape(g.grid, g.grid)
+        values = m.region
+    return np.asarray(values, dtype=np.float64).reshape(g.grid, g.grid)
 
 
 def perturbed_image(view: ExampleView, perturbation: str) -> Image.Image:
@@ -183,32 +227,62 @@ def heatmap_figure(image: Image.Image, values: np.ndarray, title: str, signed: b
     return fig
 
 
-def token_figure(view: ExampleView, word: str | int, top_k: int = 3):
-    """Plotly figure: the word's mean attention over regions (W rows of its tokens) on the image."""
+def _tag(method: str) -> str:
+    return "" if method == "attention" else f" [{method}]"
+
+
+def token_figure(view: ExampleView, word: str | int, top_k: int = 3, method: str = "attention"):
+    """Plotly figure: the word's mean map over regions (W rows of its tokens) under ``method`` on the image."""
     wi = view.word_index(word)
-    return heatmap_figure(view.image, region_map(view, word=wi), f"'{view.graph.words[wi]}' -> regions", top_k=top_k)
+    values = region_map(view, word=wi, method=method)
+    return heatmap_figure(view.image, values, f"'{view.graph.words[wi]}' -> regions{_tag(method)}", top_k=top_k)
 
 
-def step_figure(view: ExampleView, step: int, top_k: int = 3):
-    """Plotly figure: answer step ``step``'s attention over regions (row of S) on the image."""
+def step_figure(view: ExampleView, step: int, top_k: int = 3, method: str = "attention"):
+    """Plotly figure: answer step ``step``'s map over regions (row of S) under ``method`` on the image."""
     tok = view.graph.answer_tokens[step]
-    return heatmap_figure(
-        view.image, region_map(view, step=step), f"answer step {step} '{tok}' -> regions", top_k=top_k
-    )
+    values = region_map(view, step=step, method=method)
+    return heatmap_figure(view.image, values, f"answer step {step} '{tok}' -> regions{_tag(method)}", top_k=top_k)
 
 
-def perturbation_figure(view: ExampleView, perturbation: str, word: str | int | None = None, top_k: int = 3):
-    """The perturbed image with the dW map (of a word, or averaged over tokens) over it."""
+def region_figure(view: ExampleView, top_k: int = 3, method: str = "attention"):
+    """Plotly figure: the region attribution of the answer under ``method`` (every method has one)."""
+    values = region_map(view, method=method)
+    return heatmap_figure(view.image, values, f"region attribution of {view.graph.answer!r}{_tag(method)}", top_k=top_k)
+
+
+def perturbation_figure(
+    view: ExampleView, perturbation: str, word: str | int | None = None, top_k: int = 3, method: str = "attention"
+):
+    """The perturbed image with the dW map under ``method`` (of a word, or averaged over tokens) over it."""
     g = view.graph
     k = g.perturbation_index(perturbation)
-    title = f"{perturbation}: answer {g.perturbed_answers[k]!r}, dp {g.dp[k]:+.3f}"
+    title = f"{perturbation}: answer {g.perturbed_answers[k]!r}, dp {g.dp[k]:+.3f}{_tag(method)}"
     return heatmap_figure(
         perturbed_image(view, perturbation),
-        region_map(view, word=word, perturbation=perturbation),
+        region_map(view, word=word, perturbation=perturbation, method=method),
         title,
         signed=True,
         top_k=top_k,
     )
+
+
+def methods_table(view: ExampleView) -> pd.DataFrame:
+    """One row per method the example holds: which maps it defines and its faithfulness scores on
+    this example (deletion/insertion ratios, comprehensiveness, sufficiency; NaN where not scored,
+    e.g. a run ingested without ``--attributions``)."""
+    cols = ["deletion_ratio", "insertion_ratio", "comprehensiveness", "sufficiency"]
+    rows = []
+    for name in view.method_names:
+        m = view.method(name)
+        rows.append(
+            {
+                "method": name,
+                "maps": ", ".join(k for k in ("C", "W", "S") if getattr(m, k) is not None) + ", region",
+                **{c: float(m.scores.get(c, np.nan)) for c in cols},
+            }
+        )
+    return pd.DataFrame(rows, columns=["method", "maps", *cols])
 
 
 def answers_table(view: ExampleView) -> pd.DataFrame:
