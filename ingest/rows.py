@@ -419,10 +419,11 @@ def _explanation_rows(g: STCGraph, ex: str, run_id: str, explained: list[dict], 
             "method": x["name"],
             "attribution": region.tolist(),
             "attribution_entropy": _f(entropy_bits(region)),
-            "token_entropy": None if W is None else entropy_bits(W).tolist(),
-            "token_top_k_mass": None if W is None else top_k_mass(W, k).tolist(),
-            "token_spread": None if W is None else spatial_spread(W, g.grid).tolist(),
-            "step_entropy": None if S is None else entropy_bits(S).tolist(),
+            # the statistics in the map's own dtype (float32, as stored), as the Token properties are computed
+            "token_entropy": None if W is None else entropy_bits(m.W).tolist(),
+            "token_top_k_mass": None if W is None else top_k_mass(m.W, k).tolist(),
+            "token_spread": None if W is None else spatial_spread(m.W, g.grid).tolist(),
+            "step_entropy": None if S is None else entropy_bits(m.S).tolist(),
             "stability_jaccard": None if stable is None else jac[stable],
         }
         node.update({name: _f(v) for name, v in m.scores.items()})

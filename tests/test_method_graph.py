@@ -237,3 +237,42 @@ def test_example_links_and_graph_per_method(runs):
     assert {r["_type"] for _, rels in drawn for r in rels} == {"HAS_EXPLANATION", "RANKS"}  # no token map: its ranking
     regions = {n["index"] for nodes, _ in drawn for n in nodes if n["_labels"] == ["Region"]}
     assert regions == set(np.argsort(-g.method("occlusion").region, kind="stable")[:TOP_K].tolist())
+
+
+def test_claim_templates_per_method_equal_the_python_claims(runs):
+    """Claims 4-6 under each method from the Explanation nodes (pure Cypher) equal stcg claims' numbers."""
+    from stcg_model.claims import TokenArrays
+
+    lib, graphs = runs["lib"], runs["graphs"]
+    per = summarise_methods(graphs, n_boot=0)
+    for name in METHODS:
+        got = lib.run("claim_content_function", run_id=runs["methods"], method=name)
+        arrays = TokenArrays.from_graphs(graphs, TOP_K, name)
+        if arrays is None:  # occlusion: no token map, no rows
+            assert name == "occlusion" and got.empty
+        else:
+            got = got.iloc[0]
+            used, diffs = arrays.differences()
+            assert got["examples"] == len(used) > 0
+            for col, prop in (("diff_entropy_bits", "entropy"), ("diff_top_k_mass", "top_k_mass")):
+                assert got[col] == pytest.approx(diffs[prop].mean(), rel=1e-6, abs=1e-9), (name, col)
+            assert got["diff_spread_patches"] == pytest.approx(diffs["spread"].mean(), rel=1e-6, abs=1e-9)
+        cf = lib.run("claim_causal_faithfulness", run_id=runs["methods"], method=name).iloc[0]
+        if name == "attention":  # the main |dW|_F (Perturbation.dW_fro), as stcg metrics
+            from stcg_model.metrics import summarise
+
+            ref = summarise(graphs, n_boot=0)
+        else:
+            ref = per[name]
+        if "causal_faithfulness_pearson" in ref:
+            assert cf["pearson"] == pytest.approx(ref["causal_faithfulness_pearson"].value, rel=1e-6)
+            assert cf["spearman"] == pytest.approx(ref["causal_faithfulness_spearman"].value, rel=1e-6)
+        else:
+            assert name == "occlusion" and cf["pairs"] == 0
+        js = lib.run("claim_jaccard_stability", run_id=runs["methods"], method=name).iloc[0]
+        assert js["jaccard_stability"] == pytest.approx(per[name]["jaccard_stability"].value, rel=1e-9)
+    # the default method gives what it gave before methods existed: the plain run's numbers
+    for t in ("claim_content_function", "claim_causal_faithfulness", "claim_jaccard_stability"):
+        a = lib.run(t, run_id=runs["plain"]).to_dict("records")
+        b = lib.run(t, run_id=runs["methods"]).to_dict("records")
+        assert _close(a, b), t

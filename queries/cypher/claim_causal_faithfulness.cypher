@@ -1,10 +1,14 @@
 // name: claim_causal_faithfulness
 // question: Claim 5: how does this run's causal faithfulness (Pearson and Spearman correlation of |dW|_F with |dp| across (example, perturbation) pairs) compare with the study's -0.31? Point estimates; `stcg claims` / `stcg metrics` add 95% intervals
 // param: run_id string = null  -- run id or name (default: the latest complete run)
+// param: method string = "attention"  -- attribution method (runs ingested with --attributions): |dW|_F under it (UNDER.dW_fro)
 // @include run_scope
 MATCH (r)-[:HAS_EXAMPLE]->(e:Example)-[:HAS_PERTURBATION]->(p:Perturbation)
 WHERE e.complete
-WITH count(DISTINCT e) AS examples, collect({x: p.dW_fro, y: p.abs_dp}) AS pairs
+OPTIONAL MATCH (e)-[:HAS_EXPLANATION]->(:Explanation {method: $method})-[u:UNDER]->(p)
+WITH e, p, CASE WHEN $method = 'attention' THEN p.dW_fro ELSE u.dW_fro END AS dW_fro
+WHERE dW_fro IS NOT NULL
+WITH count(DISTINCT e) AS examples, collect({x: dW_fro, y: p.abs_dp}) AS pairs
 WITH examples, pairs, size(pairs) AS n,
      CASE WHEN size(pairs) > 0 THEN reduce(s = 0.0, q IN pairs | s + q.x) / size(pairs) END AS mx,
      CASE WHEN size(pairs) > 0 THEN reduce(s = 0.0, q IN pairs | s + q.y) / size(pairs) END AS my
