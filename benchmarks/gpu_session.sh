@@ -6,6 +6,13 @@
 #   device run:  command "bash benchmarks/gpu_session.sh run"   carry [".gpu"]   timeout_s 540
 #   DEVICE=cpu PYTHON=.venv/bin/python OUT=/tmp bash benchmarks/gpu_session.sh run   # dry run here (tiny models)
 #
+# A second device call measures the attribution methods (docs/attribution.md, "Peak memory") on the
+# same full-size architecture in bfloat16 on CUDA: torch.cuda.max_memory_allocated and time of each
+# method relative to attention, batches 1, 8, 32 -> $OUT/attribution_memory_cuda.json. It does not
+# fit in the same call as `run` (540 s); with a 15-minute device budget, run one or the other:
+#   device run:  command "bash benchmarks/gpu_session.sh attribution"   carry [".gpu"]   timeout_s 420
+#   DEVICE=cpu PYTHON=.venv/bin/python OUT=/tmp bash benchmarks/gpu_session.sh attribution   # dry run (tiny224)
+#
 # The GPU machine has torch and an older transformers but reaches no package index, so `prepare`
 # downloads the transformers wheel this project runs with (pure Python, installed there with --no-deps
 # into /tmp/site). Results go to $OUT (the device tool brings them back) or benchmarks/results/.
@@ -24,7 +31,7 @@ prepare)
         --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .gpu/whl "transformers==$version"
     du -sh .gpu
     ;;
-run)
+run|attribution)
     out=${OUT:-benchmarks/results}
     device=${DEVICE:-cuda}
     export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
@@ -34,6 +41,15 @@ run)
     fi
     "$PYTHON" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'cuda', torch.cuda.is_available())"
     [ "$device" = cuda ] && nvidia-smi --query-gpu=name,memory.total,clocks.sm --format=csv || true
+    if [ "$1" = attribution ]; then
+        # 3. every attribution method on the full-size architecture (39 ViT-g, 12 Q-Former, 24 + 24 T5 layers,
+        #    random bf16 weights, answers forced to 3 steps): peak CUDA memory over the model, median time of
+        #    3 calls, both relative to attention. On CPU a dry run of the script on tiny224 (torch meter).
+        if [ "$device" = cuda ]; then am=(--device-model xl:39,12,24,24 --batches 1,8,32 --reps 3); else am=(--device-model tiny224 --batches 1,2 --reps 1); fi
+        timeout 380 "$PYTHON" benchmarks/bench_attribution_memory.py --device "$device" "${am[@]}" \
+            --out "$out/attribution_memory_$device.json" 2>&1 | tee "$out/attribution_memory_$device.log" || echo "attribution step failed or timed out"
+        exit 0
+    fi
     tiny=(); anchor_env=(DEV="$device"); anchor_timeout=200
     if [ "$device" = cpu ]; then tiny=(--tiny); anchor_env+=(TINY=1); anchor_timeout=30; fi  # a dry run: the script, not numbers
     # 1. the shared anchor (all-eager bare generate, generate with attentions, teacher-forced with hooks)
@@ -43,7 +59,7 @@ run)
         --out "$out/stcg_engine_${tiny:+tiny_}${device}.jsonl" 2>&1 | tee "$out/stcg_engine_$device.log"
     ;;
 *)
-    echo "usage: bash benchmarks/gpu_session.sh prepare|run" >&2
+    echo "usage: bash benchmarks/gpu_session.sh prepare|run|attribution" >&2
     exit 2
     ;;
 esac
