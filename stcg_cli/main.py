@@ -118,6 +118,9 @@ def _register_optional_commands() -> None:
     from stcg_cli.ingest_commands import ingest
 
     cli.add_command(ingest)
+    from stcg_cli.load_commands import load
+
+    cli.add_command(load)
     from stcg_cli.query_commands import metrics, query, report
 
     cli.add_command(query)
