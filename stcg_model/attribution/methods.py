@@ -10,6 +10,7 @@ relevancy chain, region attribution from ``S``) lives in ``families`` and ``prop
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -120,11 +121,41 @@ def _step_gradients(t: Traced) -> list[list[torch.Tensor]]:
     return grads
 
 
+@contextmanager
+def _vision_as_leaf(model):
+    """While active, the vision tower runs without autograd and its output (the image embeddings)
+    is a leaf that requires grad: the Q-Former and language-model graph is built from there, and the
+    ViT's activations (most of the memory a backward would keep, docs/attribution.md) are never
+    saved. No method needs gradients below the Q-Former's maps, so the maps' gradients are the same.
+    The hooks are removed on exit, also on error."""
+    vision = model.vision_model
+    state = {}
+
+    def before(module, args, kwargs):
+        state["grad"] = torch.is_grad_enabled()
+        torch.set_grad_enabled(False)
+
+    def after(module, args, kwargs, output):
+        torch.set_grad_enabled(state.pop("grad", True))
+        output.last_hidden_state = output.last_hidden_state.detach().requires_grad_(True)
+        return output
+
+    handles = [
+        vision.register_forward_pre_hook(before, with_kwargs=True),
+        vision.register_forward_hook(after, with_kwargs=True),
+    ]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def _traced_with_grad(fam, batch: AttributionBatch) -> Traced:
-    """A traced forward with autograd on (the pixel input requires grad, so the graph is built even
-    for frozen weights)."""
-    pv = batch.pixel_values.detach().to(fam.lm.device, fam.lm.dtype).requires_grad_(True)
-    with torch.enable_grad():
+    """A traced forward with autograd on from the image embeddings up (``_vision_as_leaf``), so the
+    graph is built even for frozen weights."""
+    pv = batch.pixel_values.detach().to(fam.lm.device, fam.lm.dtype)
+    with torch.enable_grad(), _vision_as_leaf(fam.model):
         return fam.trace(batch, pv)
 
 
