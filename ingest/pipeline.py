@@ -25,6 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
+from functools import partial
 
 from stcg import __version__
 from stcg.config import Neo4jSettings
@@ -55,6 +56,8 @@ class IngestConfig:
     store: str = "out/store"  # root of the dense-array file store
     queue_size: int = 4  # >= 1 finished batches waiting for the writer thread
     sink: str = "neo4j"  # neo4j (Bolt) | csv:<folder> (neo4j-admin import files, loaded by `stcg load`)
+    ray: str | None = None  # Ray Data (ingest.ray_ingest): "local" (a Ray of this machine), "auto" or an address
+    workers: int | None = None  # >= 1 model actors on Ray [default: one per GPU, else one per node]
 
     def __init__(
         self,
@@ -70,6 +73,8 @@ class IngestConfig:
         store: str = "out/store",
         queue_size: int = 4,
         sink: str = "neo4j",
+        ray: str | None = None,
+        workers: int | None = None,
         engine: EngineConfig | None = None,
         **engine_fields,
     ):
@@ -80,7 +85,7 @@ class IngestConfig:
         self.dataset, self.split, self.limit = dataset, split, limit
         self.question_type, self.answer_type, self.sample, self.shard = question_type, answer_type, sample, shard
         self.batch_size, self.run_name, self.store, self.queue_size = batch_size, run_name, store, queue_size
-        self.sink = sink
+        self.sink, self.ray, self.workers = sink, ray, workers
 
     def validate(self) -> IngestConfig:
         """This config, or a one-line ``StcgError`` for the first bad value (no model, data or database needed)."""
@@ -96,6 +101,14 @@ class IngestConfig:
             raise StcgError(f"invalid --sink {self.sink!r}: use neo4j or csv:<folder>")
         if self.run_name is not None:
             check_run_name(self.run_name)
+        check_count("--workers", self.workers)
+        if self.workers is not None and self.ray is None:
+            raise StcgError("--workers sets the size of the Ray actor pool; use it with --ray")
+        if self.ray is not None:
+            if not isinstance(self.ray, str) or not self.ray.strip():
+                raise StcgError("--ray got an empty address; give none (a local Ray), auto, or HOST:PORT")
+            if self.sink != "neo4j":
+                raise StcgError(f"--ray writes to Neo4j only; --sink {self.sink} works without --ray")
         return self
 
     def identity(self, model_name: str, model_fingerprint: str | None = None) -> dict:
@@ -437,9 +450,15 @@ def run_ingest(
 
         return _ingest(cfg, model_name, examples, total, CsvSink(cfg.sink[4:], log=log), log, progress)
     settings = settings or Neo4jSettings.from_env()
+    ingest = _ingest
+    if cfg.ray is not None:  # Ray Data: CPU tasks read, actors explain, Ray tasks write (docs/ray.md)
+        from ingest.ray_ingest import check_ray, ray_ingest
+
+        check_ray()  # the optional extra is installed (before the database is touched)
+        ingest = partial(ray_ingest, settings=settings)
     driver = connect(settings)
     try:
-        return _ingest(cfg, model_name, examples, total, Neo4jSink(driver, settings.database, log), log, progress)
+        return ingest(cfg, model_name, examples, total, Neo4jSink(driver, settings.database, log), log, progress)
     except (ClientError, DatabaseError, Forbidden) as e:
         raise _neo4j_error(e) from None
     finally:
@@ -466,10 +485,29 @@ def _select(cfg: IngestConfig) -> tuple[list, int]:
     return examples, len(selection)
 
 
-def _ingest(cfg: IngestConfig, model_name: str, examples: list, total: int, sink, log, progress) -> IngestSummary:
+@dataclass
+class RunStart:
+    """A claimed run, before model work: what both drivers of the loop (``_ingest`` here, the Ray path in
+    ``ingest.ray_ingest``) need from ``start_run`` to explain ``todo`` and to ``end_run``."""
+
+    run_id: str
+    identity: dict
+    store: object  # stcg.filestore.FileStore
+    props: dict
+    todo: list  # the examples not yet complete
+    summary: IngestSummary
+    started: str  # ISO time, for run.json
+
+    def params(self, engine) -> str:
+        """``Run.params``: the identity and the engine's settings as it resolved them (JSON)."""
+        return json.dumps({**self.identity, "engine": engine.params}, sort_keys=True, default=str)
+
+
+def start_run(cfg: IngestConfig, model_name: str, examples: list, total: int, sink, log) -> RunStart:
+    """Schema, run id, store folders and the ONE atomic claim of the run (name, identity, creation or
+    resume), then which examples are still to do. Nothing here loads the model."""
     from stcg.filestore import FileStore
-    from stcg_model.engine import STCGEngine
-    from stcg_model.loading import load_model, model_fingerprint
+    from stcg_model.loading import model_fingerprint
 
     ecfg = cfg.engine
     specs = ecfg.perturbation_specs()
@@ -506,30 +544,35 @@ def _ingest(cfg: IngestConfig, model_name: str, examples: list, total: int, sink
     done = sink.completed(run_id)
     todo = [e for e in examples if e.example_id not in done]
     summary.skipped = len(examples) - len(todo)
+    return RunStart(run_id, identity, store, props, todo, summary, datetime.now(UTC).isoformat())
 
-    lm = load_model(ecfg.model, device=ecfg.device, dtype=ecfg.dtype_arg)
-    with STCGEngine.from_config(lm, ecfg) as engine:
-        params = json.dumps({**identity, "engine": engine.params}, sort_keys=True, default=str)
-        sink.set_params(run_id, params)
-        try:
-            store.write_run(
-                {
-                    "run_id": run_id,
-                    **props,
-                    "store": str(store.root),
-                    "params": params,
-                    "identity": identity_hash(identity),
-                    "started": datetime.now(UTC).isoformat(),
-                }
-            )
-        except OSError as e:
-            raise _store_error(store, "run.json", e) from None
-        log(
-            f"run {run_id}: {len(examples)} examples ({summary.skipped} already complete), model {model_name}, "
-            f"perturbations {', '.join(s.kind for s in specs)}"
+
+def record_params(start: RunStart, engine, sink) -> str:
+    """``Run.params`` in Neo4j and ``run.json`` in the store (both idempotent: every Ray worker writes the
+    same values); returns the params JSON."""
+    params = start.params(engine)
+    sink.set_params(start.run_id, params)
+    store = start.store
+    try:
+        store.write_run(
+            {
+                "run_id": start.run_id,
+                **start.props,
+                "store": str(store.root),
+                "params": params,
+                "identity": identity_hash(start.identity),
+                "started": start.started,
+            }
         )
-        t0 = time.time()
-        _explain_and_write(cfg, engine, store, sink, run_id, todo, summary, progress)
+    except OSError as e:
+        raise _store_error(store, "run.json", e) from None
+    return params
+
+
+def end_run(cfg: IngestConfig, start: RunStart, sink, log, t0: float) -> IngestSummary:
+    """Counts and status (``sink.finish``: finalises the run exactly once); a one-line ``StcgError`` (exit
+    code 1) when nothing of the run could be explained."""
+    summary, run_id, todo = start.summary, start.run_id, start.todo
     finished = len(todo) == 0 or summary.written + summary.failures == len(todo)
     end = sink.finish(run_id, finished and cfg.shard is None)
     summary.status = end["status"]
@@ -537,55 +580,125 @@ def _ingest(cfg: IngestConfig, model_name: str, examples: list, total: int, sink
         log(f"run {run_id}: every shard's examples are done; the run is {end['status']} ({end['complete']} complete)")
     summary.seconds = time.time() - t0
     summary.nodes, summary.relationships, summary.retries = sink.nodes_written, sink.rels_written, sink.retries
-    nothing = end["complete"] == 0 if cfg.shard is None else bool(examples) and summary.skipped + summary.written == 0
+    n = summary.examples
+    nothing = end["complete"] == 0 if cfg.shard is None else bool(n) and summary.skipped + summary.written == 0
     if nothing:
         first = ""
         if summary.failed_ids:
             first = f" (first: {summary.failed_ids[0]}: {_one_line(summary.first_reason, 160)})"
         raise StcgError(
-            f"run {run_id} failed: none of its {len(examples)} selected examples could be explained{first}; "
+            f"run {run_id} failed: none of its {n} selected examples could be explained{first}; "
             f"every reason is in {summary.failure_log}",
             exit_code=1,
         )
     return summary
 
 
+def announce(start: RunStart, cfg: IngestConfig, model_name: str, log) -> None:
+    kinds = ", ".join(s.kind for s in cfg.engine.perturbation_specs())
+    log(
+        f"run {start.run_id}: {start.summary.examples} examples ({start.summary.skipped} already complete), "
+        f"model {model_name}, perturbations {kinds}"
+    )
+
+
+def _ingest(cfg: IngestConfig, model_name: str, examples: list, total: int, sink, log, progress) -> IngestSummary:
+    from stcg_model.engine import STCGEngine
+    from stcg_model.loading import load_model
+
+    ecfg = cfg.engine
+    start = start_run(cfg, model_name, examples, total, sink, log)
+    lm = load_model(ecfg.model, device=ecfg.device, dtype=ecfg.dtype_arg)
+    with STCGEngine.from_config(lm, ecfg) as engine:
+        record_params(start, engine, sink)
+        announce(start, cfg, model_name, log)
+        t0 = time.time()
+        _explain_and_write(cfg, engine, start.store, sink, start.run_id, start.todo, start.summary, progress)
+    return end_run(cfg, start, sink, log, t0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One batch's steps, shared by the single-process loop below and the Ray workers (ingest.ray_ingest)
+
+
+def load_batch(engine, batch: list) -> tuple[list, list, object]:
+    """Reading a batch's images and the engine's host work (perturbed images, pixel tensors):
+    ``(inputs, [(example, reason)] that could not be read, HostBatch or None)``. Needs only the engine's
+    processor and settings, not its weights (the Ray path runs it in CPU tasks with a weightless engine)."""
+    inputs, failed = _load_inputs(batch)
+    host = None
+    if inputs:
+        try:
+            host = engine.prepare_batch(inputs)
+        except Exception:  # explain_batch redoes it example by example and records the culprit
+            host = None
+    return inputs, failed, host
+
+
+def explain_batch(engine, batch: list, inputs: list, host) -> tuple[list, list]:
+    """``(STCGs, [(example, reason)])`` of one batch: the whole batch in one pass, else example by example so
+    that only the example that breaks it fails (``model: <error>``)."""
+    try:
+        return engine.explain_batch(inputs, host), []
+    except Exception:
+        graphs, failed = [], []
+        for inp in inputs:  # isolate the example that breaks the batch
+            try:
+                graphs.extend(engine.explain_batch([inp]))
+            except Exception as e:
+                ex = next(b for b in batch if b.example_id == inp.example_id)
+                failed.append((ex, f"model: {type(e).__name__}: {str(e)[:200]}"))
+        return graphs, failed
+
+
+def record_failure(store, ex, reason: str) -> None:
+    """One line of ``failures.jsonl`` (appended atomically: concurrent Ray workers share the file)."""
+    try:
+        store.record_failure(ex.example_id, reason, {"image_path": ex.image_path, "question": ex.question[:200]})
+    except OSError as e:
+        raise _store_error(store, "failures.jsonl", e) from None
+
+
+def batch_rows(store, run_id: str, top_k: int, graphs: list, failed: list):
+    """The ``GraphRows`` of one batch: its file-store shard first (the Example nodes point into it), then the
+    examples' subgraphs and the failed examples' rows."""
+    from ingest.rows import GraphRows, failure_rows, graph_rows
+
+    rows = GraphRows()
+    if graphs:
+        try:
+            refs = store.write_shard([g.to_record() for g in graphs])
+        except OSError as e:
+            raise _store_error(store, "a shard", e) from None
+        for g in graphs:
+            rows.extend(graph_rows(g, run_id, top_k, refs[g.example_id]))
+    for ex, reason in failed:
+        meta = {
+            "question": ex.question[:2000],
+            "question_type": ex.question_type,
+            "answer_type": ex.answer_type,
+            "image_path": ex.image_path,
+        }
+        rows.extend(failure_rows(run_id, ex.example_id, reason, meta))
+    return rows
+
+
+def note_failure(summary: IngestSummary, example_id: str, reason: str) -> None:
+    summary.failures += 1
+    summary.failed_ids.append(example_id)
+    if not summary.first_reason:
+        summary.first_reason = reason
+
+
 def _explain_and_write(cfg, engine, store, sink, run_id: str, todo: list, summary, progress: bool) -> None:
     """The model loop (this thread) and the writer thread (file store, rows, the sink) for ``todo``."""
     from tqdm.auto import tqdm
 
-    from ingest.rows import GraphRows, failure_rows, graph_rows
     from stcg_model.engine import prefetched
 
     top_k = cfg.engine.top_k
     q: queue.Queue = queue.Queue(maxsize=max(1, cfg.queue_size))
     errors: list[BaseException] = []
-
-    def to_rows(graphs, failed) -> GraphRows:
-        """File-store shard first (the Example nodes point into it), then the graph rows."""
-        rows = GraphRows()
-        if graphs:
-            try:
-                refs = store.write_shard([g.to_record() for g in graphs])
-            except OSError as e:
-                raise _store_error(store, "a shard", e) from None
-            for g in graphs:
-                rows.extend(graph_rows(g, run_id, top_k, refs[g.example_id]))
-        for ex, reason in failed:
-            rows.extend(
-                failure_rows(
-                    run_id,
-                    ex.example_id,
-                    reason,
-                    {
-                        "question": ex.question[:2000],
-                        "question_type": ex.question_type,
-                        "answer_type": ex.answer_type,
-                        "image_path": ex.image_path,
-                    },
-                )
-            )
-        return rows
 
     def drain():
         """The writer thread: file store, rows and Neo4j, so the model thread never waits on them."""
@@ -595,7 +708,7 @@ def _explain_and_write(cfg, engine, store, sink, run_id: str, todo: list, summar
                 return
             try:
                 if not errors:
-                    sink.write(to_rows(*item))
+                    sink.write(batch_rows(store, run_id, top_k, *item))
             except BaseException as e:  # surfaced in the main thread
                 errors.append(e)
 
@@ -603,25 +716,8 @@ def _explain_and_write(cfg, engine, store, sink, run_id: str, todo: list, summar
     thread.start()
 
     def log_failure(ex, reason):
-        summary.failures += 1
-        summary.failed_ids.append(ex.example_id)
-        if not summary.first_reason:
-            summary.first_reason = reason
-        try:
-            store.record_failure(ex.example_id, reason, {"image_path": ex.image_path, "question": ex.question[:200]})
-        except OSError as e:
-            raise _store_error(store, "failures.jsonl", e) from None
-
-    def load(batch):
-        """Reading images and the engine's host work for a batch, in the prefetch thread."""
-        inputs, failed = _load_inputs(batch)
-        host = None
-        if inputs:
-            try:
-                host = engine.prepare_batch(inputs)
-            except Exception:  # explain_batch redoes it example by example and records the culprit
-                host = None
-        return inputs, failed, host
+        note_failure(summary, ex.example_id, reason)
+        record_failure(store, ex, reason)
 
     bar = tqdm(total=len(todo), desc="ingest", unit="ex", disable=not progress)
     batches = [todo[s : s + cfg.batch_size] for s in range(0, len(todo), cfg.batch_size)]
@@ -629,7 +725,7 @@ def _explain_and_write(cfg, engine, store, sink, run_id: str, todo: list, summar
     try:
         # on a GPU the next batch is read and prepared while the model works on this one
         for (inputs, failed, host), batch in zip(
-            prefetched(ahead if engine.prefetch else None, load, batches), batches
+            prefetched(ahead if engine.prefetch else None, lambda b: load_batch(engine, b), batches), batches
         ):
             if errors:
                 break
@@ -637,17 +733,10 @@ def _explain_and_write(cfg, engine, store, sink, run_id: str, todo: list, summar
                 log_failure(ex, reason)
             graphs = []
             if inputs:
-                try:
-                    graphs = engine.explain_batch(inputs, host)
-                except Exception:
-                    for inp in inputs:  # isolate the example that breaks the batch
-                        try:
-                            graphs.extend(engine.explain_batch([inp]))
-                        except Exception as e:
-                            ex = next(b for b in batch if b.example_id == inp.example_id)
-                            reason = f"model: {type(e).__name__}: {str(e)[:200]}"
-                            log_failure(ex, reason)
-                            failed.append((ex, reason))
+                graphs, broken = explain_batch(engine, batch, inputs, host)
+                for ex, reason in broken:
+                    log_failure(ex, reason)
+                failed.extend(broken)
             summary.written += len(graphs)
             q.put((graphs, failed))
             bar.update(len(batch))
@@ -671,4 +760,12 @@ __all__ = [
     "finish_run",
     "finalize_run",
     "Neo4jSink",
+    "RunStart",
+    "start_run",
+    "record_params",
+    "end_run",
+    "load_batch",
+    "explain_batch",
+    "batch_rows",
+    "record_failure",
 ]

@@ -15,7 +15,9 @@ being told where they are.
 
 ``FileStore.create`` makes a run's folders (owner-only: 0700 folders, 0600 files);
 ``FileStore.open`` finds an existing one and fails with one line when it is missing. Shards are
-written to a temporary name and renamed, so a crash never leaves a half-written shard.
+written to a temporary name and renamed, so a crash never leaves a half-written shard. Several processes
+(the Ray workers of one run) may write one run's store at once: shard names are random, ``run.json`` is
+replaced by a rename and each ``failures.jsonl`` line is one append.
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ class FileStore:
 
     def write_shard(self, records: Sequence[Record]) -> dict[str, dict]:
         """Write one shard; returns ``{record id: {"shard": file name, "key": str}}``."""
+        from safetensors import SafetensorError
         from safetensors.numpy import save_file
 
         name = f"part-{uuid.uuid4().hex[:16]}.safetensors"
@@ -122,7 +125,10 @@ class FileStore:
             metas[str(k)] = meta
             refs[rid] = {"shard": name, "key": str(k)}
         tmp = self.shards / f".{name}.tmp"
-        save_file(tensors, str(tmp), metadata={"records": json.dumps(metas)})
+        try:
+            save_file(tensors, str(tmp), metadata={"records": json.dumps(metas)})
+        except SafetensorError as e:  # an I/O error inside safetensors' Rust code: report it as one
+            raise OSError(" ".join(str(e).split())) from None
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, self.shards / name)
         return refs
@@ -155,9 +161,16 @@ class FileStore:
                 yield meta, {n[len(prefix) :]: f.get_tensor(n) for n in names if n.startswith(prefix)}
 
     def _append_private(self, name: str, line: str) -> None:
+        """Append ``line`` with ONE ``write`` on an ``O_APPEND`` descriptor, so lines of concurrent writers
+        (Ray workers of one run, on one file system) never interleave or overwrite each other."""
+        data = line.encode()
         fd = os.open(self.dir / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
-        with os.fdopen(fd, "a") as f:
-            f.write(line)
+        try:
+            written = os.write(fd, data)
+            while written < len(data):  # a short write (full disk, signal): finish the line
+                written += os.write(fd, data[written:])
+        finally:
+            os.close(fd)
 
     def record_failure(self, example_id: str, reason: str, extra: dict | None = None) -> None:
         self._append_private(
@@ -165,7 +178,15 @@ class FileStore:
         )
 
     def write_run(self, info: dict) -> None:
+        """``run.json``, written to a private temporary name and renamed: a reader (or another worker writing
+        the same file) never sees it half-written."""
         path = self.dir / "run.json"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(info, indent=1, default=str))
+        tmp = self.dir / f".run.json.{uuid.uuid4().hex[:12]}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(info, indent=1, default=str))
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise

@@ -50,6 +50,23 @@ from stcg_cli.options import neo4j_options, settings_from
     "load of an empty database with `stcg load <folder>`; see docs/bulk.md).",
 )
 @click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="local",
+    default=None,
+    metavar="[ADDRESS]",
+    help='Run on Ray Data (pip install "stcg[ray]"; docs/ray.md): --ray alone starts a local Ray on this '
+    "machine, --ray auto joins the running cluster, --ray HOST:PORT or ray://HOST:PORT a given one. One model "
+    "per GPU (CPU actors when there is none); neo4j sink only.",
+)
+@click.option(
+    "--workers",
+    default=None,
+    type=int,
+    help="With --ray: model actors in the pool [default: one per GPU of the cluster, else one per node].",
+)
+@click.option(
     "--finalize",
     is_flag=True,
     help="Only finalise the sharded run --run-name: mark it complete when every shard's examples are done "
@@ -58,8 +75,8 @@ from stcg_cli.options import neo4j_options, settings_from
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @neo4j_options
 def ingest(
-    dataset, split, limit, sample, question_type, answer_type, shard, batch_size, run_name, store, sink, finalize, quiet,
-    **kw,
+    dataset, split, limit, sample, question_type, answer_type, shard, batch_size, run_name, store, sink, ray_address,
+    workers, finalize, quiet, **kw,
 ):  # fmt: skip
     """Turn a VQA dataset into STCGs in Neo4j (resumable: run the same command again to continue).
 
@@ -71,6 +88,9 @@ def ingest(
     Parallel workers: run the same command with --shard 0/N ... N-1/N (and the same --run-name); each
     leaves the run 'partial', and the one that finishes last makes it 'complete' with the counts of all
     shards (or run --finalize --run-name NAME afterwards).
+
+    Ray: --ray [ADDRESS] runs the same ingestion (same run id, resume and finish) on Ray Data: CPU tasks
+    read and perturb, an actor pool explains (one model per GPU), Ray tasks write to Neo4j (docs/ray.md).
     """
     from ingest.pipeline import IngestConfig, finalize_run, run_ingest
     from stcg.errors import StcgError
@@ -107,6 +127,8 @@ def ingest(
         run_name=run_name,
         store=store,
         sink=sink,
+        ray=ray_address,
+        workers=workers,
         engine=engine,
     )
     settings = settings_from(kw["uri"], kw["username"], kw["password"], kw["database"])
