@@ -641,7 +641,11 @@ def load_csv(
         text = [ln.strip() for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip() and "....." not in ln]
         why = next((ln for ln in reversed(text) if "rror" in ln or "xception" in ln), text[-1] if text else "")
         raise StcgError(f"neo4j-admin import failed (exit {proc.returncode}): {why[:300]}; see {report}")
-    log(f"imported in {import_seconds:.1f} s ({n_rels / max(import_seconds, 1e-9):,.0f} relationships/s); schema ...")
+    done = next((ln.strip() for ln in proc.stdout.splitlines() if ln.startswith("IMPORT DONE")), "")
+    log(
+        f"imported in {import_seconds:.1f} s ({n_rels / max(import_seconds, 1e-9):,.0f} relationships/s; "
+        f"neo4j-admin: {done or 'no summary'}); schema ..."
+    )
     with _driver(server) as driver:
         ensure_schema(driver, DATABASE)
         nodes, rels = database_counts(driver)
@@ -664,6 +668,7 @@ def load_csv(
         "nodes": n_nodes,
         "relationships": n_rels,
         "import_seconds": import_seconds,
+        "admin_summary": done,
         "seconds": seconds,
         "runs": plan["runs"],
         "counts": {"nodes": plan["nodes"], "relationships": plan["relationships"]},
