@@ -327,10 +327,10 @@ def predict(a: dict, B: int, L: int, T: int, nbytes: int) -> dict[str, dict]:
       ``T`` steps) and the chains after it (maps, their float64 copy, the step gradients and their
       float64 sum, float64 temporaries of one layer's map);
     - gradcam: the larger of the graph plus the gradients of the Q-Former cross-attention maps (one
-      backward) and what is alive after it (vision activations, maps, gradients, float64
-      temporaries of one cross-attention layer). After a backward, autograd frees the saved
-      tensors of the nodes it ran only: the vision tower's, below every map, stay alive as long as
-      the traced maps do, i.e. until the method returns;
+      backward) and what is alive after it (maps, gradients, float64 temporaries of one
+      cross-attention layer). The graph starts at the vision tower's output: the tower runs without
+      autograd (``stcg_model.attribution.methods._vision_as_leaf``), so its activations are not
+      saved (before that change they were 81% of the full-size model's total);
     - attention: every recorded map plus one layer's forward working set;
     - rollout: the same plus the float64 head means of every map;
     - occlusion: one chunk of 64 rows in a forward without gradients (pixel tensors in float32 and
@@ -340,7 +340,9 @@ def predict(a: dict, B: int, L: int, T: int, nbytes: int) -> dict[str, dict]:
     maps = attention_maps(a, L, T)
     act = saved_activations(a, L, T)
     M = sum(maps.values())
-    A = sum(act.values())
+    # the gradient methods run the vision tower without autograd (``_vision_as_leaf``): its activations
+    # are never saved, only its output (the leaf the graph starts from) is
+    A = sum(act.values()) - act["vision"] + a["s"] * a["dv"]
     logsm = T * a["V"] * 4
     graph = A * nbytes + M * nbytes + logsm
     heads = {
@@ -366,11 +368,9 @@ def predict(a: dict, B: int, L: int, T: int, nbytes: int) -> dict[str, dict]:
             "maps_float64": B * M * 8,
             "step_gradients": B * T * M * nbytes,
         },
-        # after the backward only the nodes it ran are freed: the vision tower's saved activations stay
-        # (the traced maps keep the graph alive) while the chains hold the maps (model dtype and
-        # float64), the step gradients, their float64 sum, and float64 temporaries of one layer's map
+        # after the backward the chains hold the maps (model dtype and float64), the step gradients,
+        # their float64 sum, and float64 temporaries of one layer's map
         "relevancy_after_backward": {
-            "vision_graph": B * act["vision"] * nbytes,
             "maps": B * M * nbytes,
             "maps_float64": B * M * 8,
             "step_gradients": B * T * M * nbytes,
@@ -379,7 +379,6 @@ def predict(a: dict, B: int, L: int, T: int, nbytes: int) -> dict[str, dict]:
         },
         "gradcam": {"graph": B * graph, "cross_gradients": B * maps["qformer_cross"] * nbytes},
         "gradcam_after_backward": {
-            "vision_graph": B * act["vision"] * nbytes,
             "maps": B * M * nbytes,
             "cross_gradients": B * maps["qformer_cross"] * nbytes,
             "temporaries_float64": 4 * B * a["hq"] * a["Q"] * a["s"] * 8,
