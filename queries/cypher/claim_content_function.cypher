@@ -3,9 +3,11 @@
 // param: run_id string = null  -- run id or name (default: the latest complete run)
 // param: method string = "attention"  -- attribution method (runs ingested with --attributions): its token statistics on the Explanation node
 // @include run_scope
-MATCH (r)-[:HAS_EXAMPLE]->(e:Example)-[:HAS_TOKEN]->(t:Token)
+MATCH (r)-[:HAS_EXAMPLE]->(e:Example)
 WHERE e.complete
 OPTIONAL MATCH (e)-[:HAS_EXPLANATION]->(x:Explanation {method: $method})
+WHERE $method <> 'attention'
+MATCH (e)-[:HAS_TOKEN]->(t:Token)
 WITH r, e, t.kind AS kind,
      CASE WHEN $method = 'attention' THEN t.entropy ELSE x.token_entropy[t.index] END AS entropy,
      CASE WHEN $method = 'attention' THEN t.top_k_mass ELSE x.token_top_k_mass[t.index] END AS top_k_mass,
