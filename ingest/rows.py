@@ -391,6 +391,20 @@ def _explained(g: STCGraph, k: int) -> list[dict]:
     return out
 
 
+def _ranked(table, key: str, source: str, top: np.ndarray, values, j: int, slot: np.ndarray, rank: np.ndarray):
+    """Rows of link table ``key`` from each ``source`` row i to its top regions ``top[i]`` (n, k), for
+    explanation ``j``: weight ``values[i, p]``, rank 1..k."""
+    i, r = np.divmod(np.arange(top.size), top.shape[1] if top.ndim == 2 and top.shape[1] else 1)
+    return table(
+        key,
+        **{source: i},
+        explanation=np.full(i.size, j),
+        region=slot[top[i, r]],
+        weight=values[i, top[i, r]] if i.size else [],
+        rank=rank[r],
+    )
+
+
 def _explanation_rows(g: STCGraph, ex: str, run_id: str, explained: list[dict], slot: np.ndarray, k: int, table):
     """``Explanation`` nodes (one per method: its region attribution, token and step statistics and
     faithfulness scores) and the link tables ``attributes``, ``step_attributes``, ``ranks``, ``under``."""
@@ -428,24 +442,8 @@ def _explanation_rows(g: STCGraph, ex: str, run_id: str, explained: list[dict], 
         }
         node.update({name: _f(v) for name, v in m.scores.items()})
         nodes.append(node)
-        ti, tk = np.divmod(np.arange(x["token_top"].size), k)
-        links["attributes"] += table(
-            "attributes",
-            token=ti,
-            explanation=np.full(ti.size, j),
-            region=slot[x["token_top"][ti, tk]],
-            weight=W[ti, x["token_top"][ti, tk]] if ti.size else [],
-            rank=rank[tk],
-        )
-        si, sk = np.divmod(np.arange(x["step_top"].size), k)
-        links["step_attributes"] += table(
-            "step_attributes",
-            step=si,
-            explanation=np.full(si.size, j),
-            region=slot[x["step_top"][si, sk]],
-            weight=S[si, x["step_top"][si, sk]] if si.size else [],
-            rank=rank[sk],
-        )
+        links["attributes"] += _ranked(table, "attributes", "token", x["token_top"], W, j, slot, rank)
+        links["step_attributes"] += _ranked(table, "step_attributes", "step", x["step_top"], S, j, slot, rank)
         top = x["region_top"]
         links["ranks"] += table(
             "ranks", explanation=np.full(top.size, j), region=slot[top], weight=region[top], rank=rank[: top.size]
