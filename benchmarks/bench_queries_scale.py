@@ -107,6 +107,21 @@ def time_templates(lib: QueryLibrary, reps: int) -> dict:
     return out
 
 
+def markdown(path: str) -> str:
+    """The docs table of a results file: every template's p50 (ms) per size, and its growth."""
+    d = json.loads(Path(path).read_text())
+    sizes = sorted(d["sizes"], key=int)
+    head = "| template | " + " | ".join(f"{int(n):,} examples (ms)" for n in sizes) + " | growth, last / first |"
+    lines = [head, "|---" * (len(sizes) + 2) + "|"]
+    names = sorted(d["sizes"][sizes[-1]]["p50_seconds"], key=lambda k: -d["sizes"][sizes[-1]]["p50_seconds"][k])
+    for name in names:
+        v = [d["sizes"][n]["p50_seconds"].get(name) for n in sizes]
+        cells = " | ".join("-" if x is None else (f"**{x * 1000:,.0f}**" if x >= 1 else f"{x * 1000:,.0f}") for x in v)
+        growth = f"{v[-1] / v[0]:.1f}x" if v[0] and v[-1] else "-"
+        lines.append(f"| `{name}` | {cells} | {growth} |")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="10000,50000,200000")
@@ -115,7 +130,11 @@ def main():
     ap.add_argument("--heap", default="2g")
     ap.add_argument("--pagecache", default="4g")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/queries_scale.json"))
+    ap.add_argument("--markdown", action="store_true", help="only print the docs table of --out")
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(args.out))
+        return
     tmp = Path(tempfile.mkdtemp(prefix="stcg-bench-scale-"))
     result = {
         "unique_examples": args.unique,
@@ -147,8 +166,10 @@ def main():
                 store_bytes = sum(f.stat().st_size for f in (tmp / f"neo4j-{n}" / "data").rglob("*") if f.is_file())
                 print(f"{copies * args.unique} examples: {loaded['relationships']} relationships", flush=True)
                 settings = Neo4jSettings(uri=server.bolt_uri, password=server.password)
+                load_before = [round(x, 2) for x in os.getloadavg()]
                 with connect(settings) as driver:  # notifications off, as every stcg command
                     lat = time_templates(QueryLibrary(driver), args.reps)
+                load_after = [round(x, 2) for x in os.getloadavg()]
                 result["sizes"][str(copies * args.unique)] = {
                     "nodes": loaded["nodes"],
                     "relationships": loaded["relationships"],
@@ -157,6 +178,7 @@ def main():
                     "import_seconds": round(loaded["import_seconds"], 1),
                     "load_seconds": round(loaded["seconds"], 1),
                     "store_bytes": store_bytes,
+                    "load_average_before_after": [load_before, load_after],
                     "p50_seconds": lat,
                     "slowest": max(lat, key=lat.get),
                 }
