@@ -38,6 +38,8 @@ from bench_queries import params_for  # noqa: E402
 
 from ingest.bulk import CsvFolder, CsvSink, load_csv  # noqa: E402
 from ingest.rows import GraphRows, graph_rows  # noqa: E402
+from ingest.stats import drop_run_stats  # noqa: E402
+from ingest.writer import Neo4jWriter  # noqa: E402
 from queries.library import QueryLibrary, template_names  # noqa: E402
 from stcg.config import Neo4jSettings  # noqa: E402
 from stcg.db import connect  # noqa: E402
@@ -111,14 +113,25 @@ def markdown(path: str) -> str:
     """The docs table of a results file: every template's p50 (ms) per size, and its growth."""
     d = json.loads(Path(path).read_text())
     sizes = sorted(d["sizes"], key=int)
-    head = "| template | " + " | ".join(f"{int(n):,} examples (ms)" for n in sizes) + " | growth, last / first |"
-    lines = [head, "|---" * (len(sizes) + 2) + "|"]
-    names = sorted(d["sizes"][sizes[-1]]["p50_seconds"], key=lambda k: -d["sizes"][sizes[-1]]["p50_seconds"][k])
-    for name in names:
+    last = d["sizes"][sizes[-1]]
+    scan = last.get("p50_seconds_without_stats", {})
+    head = (
+        "| template | "
+        + " | ".join(f"{int(n):,} examples (ms)" for n in sizes)
+        + " | growth, last / first |"
+        + (f" {int(sizes[-1]):,} without statistics (ms) |" if scan else "")
+    )
+    lines = [head, "|---" * (len(sizes) + 2 + bool(scan)) + "|"]
+
+    def ms(x):
+        return "-" if x is None else (f"**{x * 1000:,.0f}**" if x >= 1 else f"{x * 1000:,.0f}")
+
+    for name in sorted(last["p50_seconds"], key=lambda k: -last["p50_seconds"][k]):
         v = [d["sizes"][n]["p50_seconds"].get(name) for n in sizes]
-        cells = " | ".join("-" if x is None else (f"**{x * 1000:,.0f}**" if x >= 1 else f"{x * 1000:,.0f}") for x in v)
         growth = f"{v[-1] / v[0]:.1f}x" if v[0] and v[-1] else "-"
-        lines.append(f"| `{name}` | {cells} | {growth} |")
+        lines.append(
+            f"| `{name}` | {' | '.join(ms(x) for x in v)} | {growth} |" + (f" {ms(scan.get(name))} |" if scan else "")
+        )
     return "\n".join(lines)
 
 
@@ -168,7 +181,15 @@ def main():
                 settings = Neo4jSettings(uri=server.bolt_uri, password=server.password)
                 load_before = [round(x, 2) for x in os.getloadavg()]
                 with connect(settings) as driver:  # notifications off, as every stcg command
+                    writer = Neo4jWriter(driver)
+                    stats_nodes = writer.run_query("MATCH (:Run)-[:HAS_STATS]->(x:Stats) RETURN count(x) AS n")[0]["n"]
+                    print(f"  with the run's statistics ({stats_nodes} Stats nodes):", flush=True)
                     lat = time_templates(QueryLibrary(driver), args.reps)
+                    # the same templates on the same run without them: what a partial run (or one
+                    # loaded before statistics existed) costs, side by side
+                    drop_run_stats(writer, RUN)
+                    print("  without (computed from the graph):", flush=True)
+                    scan = time_templates(QueryLibrary(driver), args.reps)
                 load_after = [round(x, 2) for x in os.getloadavg()]
                 result["sizes"][str(copies * args.unique)] = {
                     "nodes": loaded["nodes"],
@@ -177,10 +198,13 @@ def main():
                     "replicate_seconds": round(rep_s, 1),
                     "import_seconds": round(loaded["import_seconds"], 1),
                     "load_seconds": round(loaded["seconds"], 1),
+                    "stats_seconds": round(loaded["stats_seconds"], 1),
+                    "stats_nodes": stats_nodes,
                     "store_bytes": store_bytes,
                     "load_average_before_after": [load_before, load_after],
                     "p50_seconds": lat,
                     "slowest": max(lat, key=lat.get),
+                    "p50_seconds_without_stats": scan,
                 }
             finally:
                 server.stop(log=lambda s: None)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from functools import partial
 
+from ingest.stats import DROP_STATS, write_run_stats
 from stcg import __version__
 from stcg.config import Neo4jSettings
 from stcg.errors import StcgError
@@ -299,7 +300,9 @@ def claim_run(writer, run_id: str, identity: str, store_root: str, props: dict) 
         held = tx.run(RUN_CLAIM, run_id=run_id, key=key, identity=identity, store=store_root).single()["identity"]
         if held not in (None, identity):
             raise _identity_error(run_id)
-        return tx.run(RUN_START, run_id=run_id, props=props, identity=identity, store=store_root).single()["store"]
+        store = tx.run(RUN_START, run_id=run_id, props=props, identity=identity, store=store_root).single()["store"]
+        tx.run(DROP_STATS, run_id=run_id).consume()  # rewritten when the run is complete again (finish_run)
+        return store
 
     try:
         return writer.transaction("the run's identity", work)
@@ -363,22 +366,28 @@ class Neo4jSink:
         return self.writer.retries
 
 
-def finish_run(writer, run_id: str, finished: bool) -> dict:
+def finish_run(writer, run_id: str, finished: bool, rewrite_stats: bool = False) -> dict:
     """Counts and status of a run after a command worked on it (``RUN_FINISH``), in one transaction
-    that first takes the Run's write lock, so concurrent shard workers finalise a run exactly once."""
+    that first takes the Run's write lock, so concurrent shard workers finalise a run exactly once.
+    A run that is ``complete`` then gets its statistics (``ingest.stats.write_run_stats``, under the same
+    lock; skipped when they are current unless ``rewrite_stats``), returned as ``stats``."""
 
     def work(tx):
         if tx.run(RUN_LOCK, run_id=run_id).single() is None:
             raise StcgError(f"no run {run_id!r} in this database")
         return tx.run(RUN_FINISH, run_id=run_id, finished=finished).single().data()
 
-    return writer.transaction("the run's status", work)
+    end = writer.transaction("the run's status", work)
+    if end["status"] == "complete":
+        end["stats"] = write_run_stats(writer, run_id, force=rewrite_stats)
+    return end
 
 
 def finalize_run(run_name: str, settings: Neo4jSettings | None = None) -> dict:
     """``stcg ingest --finalize``: make a sharded run ``complete`` when every example of its whole
     selection is complete or failed (the last shard worker does this by itself); else it stays
-    ``partial``. Returns ``finish_run``'s dict; an unknown run is a one-line ``StcgError``."""
+    ``partial``. A complete run's statistics are rewritten. Returns ``finish_run``'s dict; an unknown run
+    is a one-line ``StcgError``."""
     from ingest.writer import Neo4jWriter
     from stcg.db import connect
 
@@ -388,7 +397,7 @@ def finalize_run(run_name: str, settings: Neo4jSettings | None = None) -> dict:
         found = writer.run_query("MATCH (r:Run) WHERE r.uid = $n OR r.name = $n RETURN r.uid AS uid", n=run_name)
         if not found:
             raise StcgError(f"no run named {run_name!r} in this database (list them: stcg query run runs)")
-        return {"run_id": found[0]["uid"], **finish_run(writer, found[0]["uid"], finished=False)}
+        return {"run_id": found[0]["uid"], **finish_run(writer, found[0]["uid"], finished=False, rewrite_stats=True)}
 
 
 def _load_inputs(batch):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from neo4j import Driver
 
-NODE_LABELS = ("Run", "Example", "Token", "Region", "Timestep", "Perturbation", "Explanation")
+NODE_LABELS = ("Run", "Example", "Token", "Region", "Timestep", "Perturbation", "Explanation", "Stats")
 
 CONSTRAINTS: dict[str, str] = {
     f"stcg_{label.lower()}_uid": f"CREATE CONSTRAINT stcg_{label.lower()}_uid IF NOT EXISTS "

@@ -19,9 +19,11 @@ changes with user input.
 A line ``// @include FRAGMENT`` in the body is replaced by ``queries/cypher/fragments/FRAGMENT.cypher``
 (its leading comment lines dropped, indentation kept). ``Template.cypher`` is the expanded text, what
 runs and what ``stcg query show NAME`` prints for Neo4j Browser; ``Template.source`` is the file.
-The one fragment so far, ``run_scope``, binds ``r`` to the run a template reads: ``$run_id`` (a run's
-uid or name) or, when null, the latest run with status ``complete`` (never a ``partial``, ``running``
-or ``failed`` one).
+``run_scope`` binds ``r`` to the run a template reads: ``$run_id`` (a run's uid or name) or, when null,
+the latest run with status ``complete`` (never a ``partial``, ``running`` or ``failed`` one).
+``rows_<of>`` yields ``r, s``, one map ``s`` per group of the run's statistics: its stored ``Stats {of}``
+nodes, or, for a run without them, the same rows computed from the graph by ``stats_<of>`` (the
+statement ``ingest.stats`` stores them with, ``stcg.statistics``), so a whole-run template reads sums, not the run.
 """
 
 from __future__ import annotations
@@ -187,9 +189,14 @@ def _parse_param(line: str, template: str) -> Param:
 
 @cache
 def load_fragment(name: str) -> str:
-    """The body of ``queries/cypher/fragments/NAME.cypher`` (its leading comment lines dropped)."""
+    """The body of ``queries/cypher/fragments/NAME.cypher`` (its leading comment lines dropped); ``stats_<of>``
+    is the statement that computes a run's statistics (``stcg/cypher/stats_<of>.cypher``, ``stcg.statistics``)."""
     folder = resources.files("queries").joinpath("cypher", "fragments")
     path = folder.joinpath(f"{name}.cypher")
+    if name.startswith("stats_") and not path.is_file():
+        from stcg.statistics import stats_statement
+
+        return stats_statement(name[len("stats_") :])
     if not path.is_file():
         known = sorted(f.name[: -len(".cypher")] for f in folder.iterdir() if f.name.endswith(".cypher"))
         raise StcgError(f"unknown fragment {name!r} (// @include {name}); fragments: {', '.join(known)}")

@@ -70,7 +70,7 @@ from stcg_cli.options import neo4j_options, settings_from
     "--finalize",
     is_flag=True,
     help="Only finalise the sharded run --run-name: mark it complete when every shard's examples are done "
-    "(the last shard worker does this by itself); no model work.",
+    "(the last shard worker does this by itself) and rewrite its statistics (docs/schema.md); no model work.",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @neo4j_options
@@ -108,7 +108,9 @@ def ingest(
                 f"({end['complete']} complete, {end['failed']} failed); run the shards that are missing",
                 exit_code=1,
             )
-        click.echo(f"run {end['run_id']}: {end['status']} ({end['complete']} complete, {end['failed']} failed)")
+        stats = end.get("stats")
+        said = f"; statistics rewritten in {stats['seconds']:.1f} s" if stats and stats["written"] else ""
+        click.echo(f"run {end['run_id']}: {end['status']} ({end['complete']} complete, {end['failed']} failed){said}")
         return
     if quiet:  # also the checkpoint loader's progress bars
         from transformers.utils import logging as hf_logging

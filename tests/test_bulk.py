@@ -275,7 +275,8 @@ def test_load_checked_every_count_and_said_so(both):
         nodes = s.run("MATCH (n) RETURN count(n) AS c").single()["c"]
         rels = s.run("MATCH ()-[r]->() RETURN count(r) AS c").single()["c"]
         names = {r["name"] for r in s.run("SHOW CONSTRAINTS YIELD name RETURN name")}
-    assert (nodes, rels) == (loaded["nodes"], loaded["relationships"])
+    stats = loaded["stats_nodes"]  # written after the import, one HAS_STATS link each
+    assert stats > 0 and (nodes, rels) == (loaded["nodes"] + stats, loaded["relationships"] + stats)
     assert loaded["counts"]["nodes"]["Run"] == 4 and loaded["counts"]["nodes"]["Example"] == 4 * N
     assert {"stcg_example_uid", "stcg_run_uid", "stcg_run_name_key"} <= names
     assert any(line.startswith("loaded ") and "counts checked" in line for line in both["logs"])
@@ -298,7 +299,7 @@ def test_two_shard_workers_give_the_whole_run(both):
 def test_a_database_that_is_not_empty_is_refused_in_one_line(both):
     server = both["server"]
     pid = server.status().pid
-    before = both["loaded"]["nodes"]
+    before = both["loaded"]["nodes"] + both["loaded"]["stats_nodes"]
     res = subprocess.run(
         [sys.executable, "-m", "stcg_cli.main", "load", str(both["csv"]), "--home", str(server.home)]
         + ["--bolt-port", str(server.bolt_port), "--http-port", str(server.http_port)],

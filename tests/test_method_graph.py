@@ -276,3 +276,40 @@ def test_claim_templates_per_method_equal_the_python_claims(runs):
         a = lib.run(t, run_id=runs["plain"]).to_dict("records")
         b = lib.run(t, run_id=runs["methods"]).to_dict("records")
         assert _close(a, b), t
+
+
+def test_ingestion_wrote_the_statistics_and_they_answer_as_the_graph(runs, driver):
+    """Both runs finished complete through the pipeline, so each has its statistics (per method too);
+    every whole-run template answers the same from them as from the graph (dropped, then rewritten)."""
+    from ingest.stats import drop_run_stats, write_run_stats
+    from ingest.writer import Neo4jWriter
+
+    lib, writer = runs["lib"], Neo4jWriter(driver)
+    for run, methods in ((runs["plain"], ["attention"]), (runs["methods"], sorted(METHODS))):
+        rows = writer.run_query(
+            "MATCH (:Run {uid: $r})-[:HAS_STATS]->(x:Stats) RETURN x.of AS of, x.method AS m, x.examples AS n", r=run
+        )
+        assert next(r["n"] for r in rows if r["of"] == "run") == 6
+        assert sorted(r["m"] for r in rows if r["of"] == "causal") == methods
+        cases = [(n, {"method": m}) for n in ("claim_causal_faithfulness", "claim_content_function") for m in methods]
+        cases += [(n, {}) for n in template_names() if n.startswith("claim_") or n in WHOLE_RUN]
+        stored = [_frame(lib.run(n, run_id=run, **kw), run) for n, kw in cases]
+        drop_run_stats(writer, run)
+        try:
+            scanned = [_frame(lib.run(n, run_id=run, **kw), run) for n, kw in cases]
+        finally:
+            write_run_stats(writer, run)
+        for (name, kw), a, b in zip(cases, stored, scanned):
+            assert _close(a, b), (name, kw)
+        assert sum(len(a) > 0 for a in stored) >= len(cases) - 2
+
+
+WHOLE_RUN = (
+    "perturbation_summary",
+    "dissociation",
+    "faithfulness_by_question_type",
+    "question_type_regions",
+    "wrong_answer_regions",
+    "token_localisation",
+    "temporal_drift",
+)

@@ -91,8 +91,17 @@ def test_finalize_says_what_is_missing_then_completes(driver, run_id, tmp_path, 
         "total": 4,
         "finished": True,
     }
+    # the worker that finalised the run wrote its statistics (docs/schema.md), over all shards' examples
+    stats = "MATCH (:Run {uid: $r})-[:HAS_STATS]->(x:Stats {of: 'run'}) RETURN x.examples AS n"
+    with driver.session() as s:
+        assert [r["n"] for r in s.run(stats, r=run_id)] == [4]
     res = subprocess.run(fin, capture_output=True, text=True)
-    assert res.returncode == 0 and res.stdout.strip() == f"run {run_id}: complete (4 complete, 0 failed)"
+    said = res.stdout.strip()
+    assert res.returncode == 0 and said.startswith(
+        f"run {run_id}: complete (4 complete, 0 failed); statistics rewritten in "
+    )
+    with driver.session() as s:
+        assert [r["n"] for r in s.run(stats, r=run_id)] == [4]
     res = subprocess.run(fin[:-1] + [run_id + "-nope"], capture_output=True, text=True)
     assert res.returncode == 2 and res.stderr.strip() == f"error: no run named '{run_id}-nope' in this database " + (
         "(list them: stcg query run runs)"

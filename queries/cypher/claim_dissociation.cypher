@@ -4,10 +4,10 @@
 // param: min_relative_dW float = 0.5 [0..1]  -- "comparable |dW|": mean |dW|_F at least this fraction of the largest
 // param: max_flip_rate float = 0.1 [0..1]  -- "answer unchanged": flip rate at most this
 // @include run_scope
-MATCH (r)-[:HAS_EXAMPLE]->(e:Example)-[:HAS_PERTURBATION]->(p:Perturbation)
-WHERE e.complete
-WITH p.kind AS perturbation, count(*) AS examples, avg(p.dW_fro) AS mean_dW_fro,
-     avg(CASE WHEN p.answer_changed THEN 1.0 ELSE 0.0 END) AS flip_rate
+// @include rows_perturbations
+WITH s.kind AS perturbation, sum(s.n) AS examples, sum(s.n_dW) AS n_dW, sum(s.sum_dW) AS sum_dW, sum(s.flips) AS flips
+WITH perturbation, examples, CASE WHEN n_dW > 0 THEN sum_dW / n_dW END AS mean_dW_fro,
+     toFloat(flips) / examples AS flip_rate
 WITH collect({perturbation: perturbation, examples: examples, mean_dW_fro: mean_dW_fro, flip_rate: flip_rate}) AS rows,
      max(mean_dW_fro) AS largest
 UNWIND rows AS row

@@ -3,19 +3,21 @@
 // param: run_id string = null  -- run id or name (default: the latest complete run)
 // param: min_examples int = 3 [1..]  -- question types with fewer examples are left out
 // @include run_scope
-MATCH (r)-[:HAS_EXAMPLE]->(e:Example)
-WHERE e.complete
-WITH e.question_type AS question_type, count(e) AS examples, collect(e) AS es,
-     sum(e.deletion_auc) AS auc_sum, sum(e.deletion_auc_random) AS auc_random_sum, avg(e.stability_jaccard) AS jaccard_stability
+// @include rows_examples
+WITH r, s.question_type AS question_type, sum(s.examples) AS examples, sum(s.sum_deletion_auc) AS auc_sum,
+     sum(s.sum_deletion_auc_random) AS auc_random_sum, sum(s.sum_jaccard) AS jaccard_sum, sum(s.n_jaccard) AS n_jaccard
 WHERE examples >= $min_examples
-UNWIND es AS e
-MATCH (e)-[:HAS_PERTURBATION]->(p:Perturbation)
-WITH question_type, examples, auc_sum, auc_random_sum, jaccard_stability, count(p) AS n,
-     sum(p.dW_fro) AS sx, sum(p.abs_dp) AS sy, sum(p.dW_fro * p.abs_dp) AS sxy,
-     sum(p.dW_fro * p.dW_fro) AS sxx, sum(p.abs_dp * p.abs_dp) AS syy
-RETURN question_type, examples,
+WITH r, collect({question_type: question_type, examples: examples, auc_sum: auc_sum, auc_random_sum: auc_random_sum,
+                 jaccard_stability: CASE WHEN n_jaccard > 0 THEN jaccard_sum / n_jaccard END}) AS groups
+// @include rows_perturbations
+WITH groups, s.question_type AS question_type, sum(s.n) AS n, sum(s.sum_dW) AS sx, sum(s.sum_abs_dp) AS sy,
+     sum(s.sum_dW_abs_dp) AS sxy, sum(s.sumsq_dW) AS sxx, sum(s.sumsq_abs_dp) AS syy
+WITH [g IN groups WHERE g.question_type = question_type OR (g.question_type IS NULL AND question_type IS NULL)][0] AS g,
+     n, sx, sy, sxy, sxx, syy
+WHERE g IS NOT NULL
+RETURN g.question_type AS question_type, g.examples AS examples,
        CASE WHEN (n * sxx - sx * sx) * (n * syy - sy * sy) > 0
             THEN (n * sxy - sx * sy) / sqrt((n * sxx - sx * sx) * (n * syy - sy * sy)) END AS pearson_dW_abs_dp,
-       CASE WHEN auc_random_sum > 0 THEN auc_sum / auc_random_sum END AS deletion_auc_ratio,
-       jaccard_stability
+       CASE WHEN g.auc_random_sum > 0 THEN g.auc_sum / g.auc_random_sum END AS deletion_auc_ratio,
+       g.jaccard_stability AS jaccard_stability
 ORDER BY examples DESC, question_type

@@ -4,10 +4,11 @@
 // param: question_type string = "what color"  -- question types starting with this text
 // param: per_perturbation int = 5 [1..]  -- regions kept per perturbation
 // @include run_scope
-MATCH (r)-[:HAS_EXAMPLE]->(e:Example)-[:HAS_PERTURBATION]->(p:Perturbation)-[m:MOVES]->(g:Region)
-WHERE e.complete AND e.question_type STARTS WITH $question_type
-WITH p.kind AS perturbation, g.row AS row, g.col AS col, sum(m.abs_dW) AS total_abs_dW, count(DISTINCT e) AS examples
-ORDER BY perturbation, total_abs_dW DESC
+// @include rows_regions
+WITH s
+WHERE s.question_type STARTS WITH $question_type
+WITH s.kind AS perturbation, s.row AS row, s.col AS col, sum(s.abs_dW) AS total_abs_dW, sum(s.examples) AS examples
+ORDER BY perturbation, total_abs_dW DESC, row, col
 WITH perturbation, collect({row: row, col: col, total_abs_dW: total_abs_dW, examples: examples})[0..$per_perturbation] AS top
 UNWIND range(0, size(top) - 1) AS i
 RETURN perturbation, i + 1 AS rank, top[i].row AS row, top[i].col AS col, top[i].total_abs_dW AS total_abs_dW,

@@ -54,6 +54,8 @@ STYLE: dict[str, dict[str, str]] = {
         "caption": "{kind} ({answer})",  # the perturbed answer on a second line
     },
     "node.Explanation": {"color": "#FFD86E", "border-color": "#EDBA39", "diameter": "70px", "caption": "{method}"},
+    # a run's statistics (written when it is complete): small, captioned by what they group
+    "node.Stats": {"color": "#C990C0", "border-color": "#B261A5", "diameter": "35px", "caption": "{of}"},
     # structure: thin and silent
     "relationship.HAS_EXAMPLE": {"color": "#D5D8DE", "shaft-width": "1px", "caption": ""},
     "relationship.HAS_TOKEN": {"color": "#D5D8DE", "shaft-width": "1px", "caption": ""},
@@ -61,6 +63,7 @@ STYLE: dict[str, dict[str, str]] = {
     "relationship.HAS_STEP": {"color": "#D5D8DE", "shaft-width": "1px", "caption": ""},
     "relationship.HAS_PERTURBATION": {"color": "#D5D8DE", "shaft-width": "1px", "caption": ""},
     "relationship.HAS_EXPLANATION": {"color": "#D5D8DE", "shaft-width": "1px", "caption": ""},
+    "relationship.HAS_STATS": {"color": "#D5D8DE", "shaft-width": "1px", "caption": ""},
     # evidence: rank captions (1 = strongest); the exact weights are in the side panel
     "relationship.ATTENDS": {"color": "#F79767", "shaft-width": "2px", "caption": "#{rank}"},
     "relationship.ATTENDS_TOKEN": {"color": "#8DCC93", "shaft-width": "2px", "caption": "attends"},

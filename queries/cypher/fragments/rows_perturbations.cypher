@@ -1,0 +1,13 @@
+// fragment: rows_perturbations
+// Rows (r, s): the run's `Stats {of: 'perturbations'}` nodes as maps, or, when it has none (a run not
+// finished yet, or being written to), the same maps computed from its graph by stats_perturbations
+// (stcg/cypher/stats_perturbations.cypher, the statement that wrote them). Needs r bound.
+CALL (r) {
+  MATCH (r)-[:HAS_STATS]->(x:Stats {of: 'perturbations'})
+  RETURN x {.*} AS s
+  UNION ALL
+  WITH r
+  WHERE NOT EXISTS { (r)-[:HAS_STATS]->(:Stats {of: 'perturbations'}) }
+  // @include stats_perturbations
+  RETURN s
+}

@@ -1,0 +1,16 @@
+// stats: examples
+// One row per (question type, answer type, correct, grid) of r's complete examples: s.examples and
+// the sums of deletion AUC, random deletion AUC and Jaccard stability (with n_jaccard, its non-null
+// count), and attribution_sum, the element-wise sum of the n_attribution region attributions.
+MATCH (r)-[:HAS_EXAMPLE]->(e:Example)
+WHERE e.complete
+WITH r, e.question_type AS question_type, e.answer_type AS answer_type, e.correct AS correct, e.grid AS grid,
+     count(e) AS examples, sum(e.deletion_auc) AS sum_deletion_auc,
+     sum(e.deletion_auc_random) AS sum_deletion_auc_random,
+     count(e.stability_jaccard) AS n_jaccard, sum(e.stability_jaccard) AS sum_jaccard,
+     collect(e.attribution) AS attributions
+WITH r, {question_type: question_type, answer_type: answer_type, correct: correct, grid: grid,
+         examples: examples, sum_deletion_auc: sum_deletion_auc, sum_deletion_auc_random: sum_deletion_auc_random,
+         n_jaccard: n_jaccard, sum_jaccard: sum_jaccard, n_attribution: size(attributions),
+         attribution_sum: CASE WHEN size(attributions) = 0 THEN [] ELSE
+           [i IN range(0, size(attributions[0]) - 1) | reduce(t = 0.0, a IN attributions | t + a[i])] END} AS s
