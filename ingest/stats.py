@@ -39,7 +39,10 @@ RETURN DISTINCT x.method AS method ORDER BY method
 """
 
 
-def write_run_stats(writer, run_id: str, force: bool = False) -> dict:
+CHUNK_WIDTH = 4096  # values per ``dW`` chunk: what ``dissociation`` reads (twice) whatever the run's size
+
+
+def write_run_stats(writer, run_id: str, force: bool = False, chunk_width: int = CHUNK_WIDTH) -> dict:
     """(Re)write the ``Stats`` nodes of ``run_id`` in one transaction, unless they are current (written
     over as many complete examples as the run has; ``force`` rewrites anyway). Returns
     ``{written, examples, methods, seconds}``."""
@@ -53,7 +56,7 @@ def write_run_stats(writer, run_id: str, force: bool = False) -> dict:
             return {"written": False, "examples": row["complete"], "methods": []}
         tx.run(DROP_STATS, run_id=run_id).consume()
         for of in PER_RUN:
-            tx.run(write_statement(of), run_id=run_id, of=of).consume()
+            tx.run(write_statement(of), run_id=run_id, of=of, chunk_width=chunk_width).consume()
         methods = ["attention"] + [m for m in (r["method"] for r in tx.run(METHODS, run_id=run_id)) if m != "attention"]
         for method in methods:
             for of in PER_METHOD:
@@ -69,4 +72,4 @@ def drop_run_stats(writer, run_id: str) -> None:
     writer.transaction("the run's statistics", lambda tx: tx.run(DROP_STATS, run_id=run_id).consume())
 
 
-__all__ = ["DROP_STATS", "write_run_stats", "drop_run_stats"]
+__all__ = ["CHUNK_WIDTH", "DROP_STATS", "write_run_stats", "drop_run_stats"]

@@ -27,7 +27,7 @@ PER_METHOD = ("causal", "content")
 KEYS = {
     "run": (),
     "perturbations": ("kind", "question_type"),
-    "dW": ("kind", "question_type"),
+    "dW": ("chunk",),
     "regions": ("kind", "question_type"),
     "examples": ("question_type", "answer_type", "correct", "grid"),
     "transitions": ("question_type", "answer_type"),

@@ -197,5 +197,33 @@ def test_statements_are_one_definition():
 
     for of in PER_RUN + PER_METHOD:
         assert flat(stats_statement(of)) in flat(write_statement(of))
+        if of in ("run", "dW"):  # the writer's own bookkeeping; dissociation's chunks (its fallback is
+            continue  # percentileCont over the graph, the definition the chunks reproduce)
         users = [n for n in template_names() if flat(stats_statement(of)) in flat(load_template(n).cypher)]
         assert users, f"no template reads the {of} statistics"
+
+
+@pytest.mark.parametrize("width", [1, 7, 64, 5000])
+def test_dissociation_from_chunks_equals_percentilecont_over_the_graph(world, driver, width):
+    """The quantile and the counts above it, read from a few chunks, equal percentileCont and counting
+    over the graph: chunks of one value, of a few, and one chunk for all; with ties crossing chunk
+    boundaries (values rounded to 0.1) and an unknown answer (answer_changed removed)."""
+    lib, run, writer = world["lib"], world["a"], world["writer"]
+    quantiles = [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.999, 1.0]
+    q = "MATCH (:Run {uid: $r})-[:HAS_EXAMPLE]->(:Example)-[:HAS_PERTURBATION]->(p:Perturbation) "
+    with driver.session() as s:
+        s.run(q + "SET p.dW_saved = p.dW_fro, p.changed_saved = p.answer_changed", r=run).consume()
+        s.run(q + "SET p.dW_fro = round(p.dW_fro * 10) / 10.0", r=run).consume()
+        s.run(q + "WITH p LIMIT 5 REMOVE p.answer_changed", r=run).consume()
+    try:
+        drop_run_stats(writer, run)
+        scanned = [lib.run("dissociation", run_id=run, quantile=x).to_dict("records") for x in quantiles]
+        write_run_stats(writer, run, force=True, chunk_width=width)
+        stored = [lib.run("dissociation", run_id=run, quantile=x).to_dict("records") for x in quantiles]
+        assert scanned == stored  # counts exact, threshold computed as Neo4j computes it
+        assert any(r["large_dW"] for rows in stored for r in rows) and len(stored[0]) == 6
+    finally:
+        with driver.session() as s:
+            s.run(q + "SET p.dW_fro = p.dW_saved, p.answer_changed = p.changed_saved", r=run).consume()
+            s.run(q + "REMOVE p.dW_saved, p.changed_saved", r=run).consume()
+        write_run_stats(writer, run, force=True)

@@ -3,21 +3,52 @@
 // param: run_id string = null  -- run id or name (default: the latest complete run)
 // param: quantile float = 0.75 [0..1]  -- "large" means |dW|_F above this quantile of all (example, perturbation) pairs of the run
 // @include run_scope
-// @include rows_run
-// percentileCont($quantile) of the run's |dW|_F, as Neo4j computes it, from two entries of the sorted list
-WITH r, s.dW_sorted AS xs, $quantile * (size(s.dW_sorted) - 1) AS pos
-WITH r, xs, pos, toInteger(floor(pos)) AS lo, toInteger(ceil(pos)) AS hi
-WITH r, CASE WHEN size(xs) = 0 THEN null WHEN $quantile = 1.0 OR size(xs) = 1 THEN xs[size(xs) - 1]
-             WHEN lo = hi THEN xs[lo] ELSE xs[lo] * (hi - pos) + xs[hi] * (pos - lo) END AS threshold
-// @include rows_dW
-// how many of each sorted list lie above the threshold: its size minus the first index past it (bisection)
-WITH threshold, s.kind AS perturbation, s,
-     [xs IN [s.dW_sorted, s.dW_changed_sorted, s.dW_kept_sorted] |
-       CASE WHEN threshold IS NULL THEN 0 ELSE size(xs) - reduce(b = [0, size(xs)], k IN range(1, 40) |
-         CASE WHEN b[0] >= b[1] THEN b WHEN xs[(b[0] + b[1]) / 2] > threshold THEN [b[0], (b[0] + b[1]) / 2]
-              ELSE [(b[0] + b[1]) / 2 + 1, b[1]] END)[0] END] AS above
-WITH perturbation, threshold, sum(s.n) AS examples, sum(above[0]) AS large_dW, sum(above[1]) AS large_dW_answer_changed,
-     sum(above[2]) AS large_dW_answer_kept, sum(s.flips) AS answer_changed
-RETURN perturbation, threshold AS large_dW_threshold, examples, large_dW, large_dW_answer_kept, large_dW_answer_changed,
-       answer_changed, toFloat(answer_changed) / examples AS flip_rate
+// @include rows_perturbations
+WITH r, s.kind AS kind, sum(s.n) AS examples, sum(s.flips) AS answer_changed
+WITH r, collect({kind: kind, examples: examples, answer_changed: answer_changed}) AS per_kind
+CALL (r) {
+  // from the run's statistics (docs/schema.md): the quantile from two chunks of the sorted |dW|_F,
+  // the counts above it from the totals minus the values up to it (one chunk, and the counts before it)
+  MATCH (r)-[:HAS_STATS]->(t:Stats {of: 'dW'})
+  WITH r, t.n_values AS n, t.width AS width, t.kinds AS kinds
+  LIMIT 1
+  WITH r, n, width, kinds, $quantile * (n - 1) AS pos
+  WITH r, n, width, kinds, pos, toInteger(floor(pos)) AS lo, toInteger(ceil(pos)) AS hi
+  OPTIONAL MATCH (r)-[:HAS_STATS]->(a:Stats {of: 'dW', chunk: lo / width})
+  OPTIONAL MATCH (r)-[:HAS_STATS]->(b:Stats {of: 'dW', chunk: hi / width})
+  WITH r, width, kinds, pos, lo, hi, n, a.values[lo % width] AS x_lo, b.values[hi % width] AS x_hi
+  // percentileCont($quantile), as Neo4j computes it
+  WITH r, width, kinds, CASE WHEN n = 0 THEN null WHEN $quantile = 1.0 OR n = 1 THEN x_hi WHEN lo = hi THEN x_lo
+                             ELSE x_lo * (hi - pos) + x_hi * (pos - lo) END AS threshold
+  MATCH (r)-[:HAS_STATS]->(z:Stats {of: 'dW'})
+  WHERE z.first IS NULL  // the row past the end: the totals
+  OPTIONAL MATCH (r)-[:HAS_STATS]->(c:Stats {of: 'dW'})
+  WHERE c.first <= threshold
+  WITH r, kinds, threshold, z.before AS total, max(c.chunk) AS last
+  OPTIONAL MATCH (r)-[:HAS_STATS]->(c:Stats {of: 'dW', chunk: last})
+  WITH r, kinds, threshold, total, coalesce(c.before, [x IN total | 0]) AS before, coalesce(c.values, []) AS vs,
+       coalesce(c.kind, []) AS ks, coalesce(c.changed, []) AS cs
+  WITH r, kinds, threshold, total,
+       [code IN range(0, size(total) - 1) | total[code] - before[code]
+         - size([j IN range(0, size(vs) - 1) WHERE vs[j] <= threshold AND ks[j] * 3 + cs[j] = code])] AS above
+  UNWIND range(0, size(kinds) - 1) AS k
+  RETURN kinds[k] AS perturbation, threshold, above[3 * k] + above[3 * k + 1] + above[3 * k + 2] AS large_dW,
+         above[3 * k + 1] AS large_dW_answer_changed, above[3 * k] AS large_dW_answer_kept
+  UNION ALL
+  // a run without statistics: the same from its graph
+  WITH r
+  WHERE NOT EXISTS { (r)-[:HAS_STATS]->(:Stats {of: 'dW'}) }
+  MATCH (r)-[:HAS_EXAMPLE]->(e:Example)-[:HAS_PERTURBATION]->(p:Perturbation)
+  WHERE e.complete
+  WITH collect(p) AS ps, percentileCont(p.dW_fro, $quantile) AS threshold
+  UNWIND ps AS p
+  RETURN p.kind AS perturbation, threshold,
+         sum(CASE WHEN p.dW_fro > threshold THEN 1 ELSE 0 END) AS large_dW,
+         sum(CASE WHEN p.dW_fro > threshold AND p.answer_changed THEN 1 ELSE 0 END) AS large_dW_answer_changed,
+         sum(CASE WHEN p.dW_fro > threshold AND NOT p.answer_changed THEN 1 ELSE 0 END) AS large_dW_answer_kept
+}
+WITH perturbation, threshold, large_dW, large_dW_answer_changed, large_dW_answer_kept,
+     [x IN per_kind WHERE x.kind = perturbation][0] AS pk
+RETURN perturbation, threshold AS large_dW_threshold, pk.examples AS examples, large_dW, large_dW_answer_kept,
+       large_dW_answer_changed, pk.answer_changed AS answer_changed, toFloat(pk.answer_changed) / pk.examples AS flip_rate
 ORDER BY large_dW_answer_kept DESC, perturbation

@@ -1,14 +1,41 @@
 // stats: dW
-// One row per (perturbation kind, question type) of r's complete examples: s.n and s.flips (as in
-// stats_perturbations) and its Perturbation.dW_fro values in ascending order: all non-null ones, those
-// whose answer changed and those whose answer was kept (how many exceed a threshold: one bisection).
-MATCH (r)-[:HAS_EXAMPLE]->(e:Example)-[:HAS_PERTURBATION]->(p:Perturbation)
-WHERE e.complete
-WITH r, p.kind AS kind, e.question_type AS question_type, p
-ORDER BY p.dW_fro
-WITH r, kind, question_type, count(p) AS n, sum(CASE WHEN p.answer_changed THEN 1 ELSE 0 END) AS flips,
-     collect(p.dW_fro) AS dW_sorted,
-     collect(CASE WHEN p.answer_changed THEN p.dW_fro END) AS dW_changed_sorted,
-     collect(CASE WHEN NOT p.answer_changed THEN p.dW_fro END) AS dW_kept_sorted
-WITH r, {kind: kind, question_type: question_type, n: n, flips: flips, dW_sorted: dW_sorted,
-         dW_changed_sorted: dW_changed_sorted, dW_kept_sorted: dW_kept_sorted} AS s
+// Every non-null Perturbation.dW_fro of r's complete examples in ascending order, cut into chunks of
+// $chunk_width values, one row per chunk: s.values, with s.kind (index into s.kinds, the run's sorted
+// perturbation kinds) and s.changed (1 answer changed, 0 kept, 2 unknown) of each value; s.first, its
+// first value; s.before, how many values of each (kind, answer) code (kind * 3 + changed) come before
+// the chunk. A last row past the end (no values) holds the totals in s.before. A quantile of any
+// level reads two chunks, and how many values of each kind exceed a threshold reads one: the
+// template's cost does not grow with the run.
+CALL (r) {
+  MATCH (r)-[:HAS_EXAMPLE]->(e:Example)-[:HAS_PERTURBATION]->(p:Perturbation)
+  WHERE e.complete
+  WITH DISTINCT p.kind AS kind
+  ORDER BY kind
+  RETURN collect(kind) AS kinds
+}
+CALL (r, kinds) {
+  MATCH (r)-[:HAS_EXAMPLE]->(e:Example)-[:HAS_PERTURBATION]->(p:Perturbation)
+  WHERE e.complete AND p.dW_fro IS NOT NULL AND p.kind IS NOT NULL  // (the writer always sets kind)
+  WITH p.dW_fro AS x, [i IN range(0, size(kinds) - 1) WHERE kinds[i] = p.kind][0] AS k,
+       CASE p.answer_changed WHEN true THEN 1 WHEN false THEN 0 ELSE 2 END AS ch
+  ORDER BY x
+  RETURN collect(x) AS xs, collect(k * 3 + ch) AS codes
+}
+WITH r, kinds, xs, codes, $chunk_width AS width
+UNWIND range(0, (size(xs) + width - 1) / width) AS c
+WITH r, kinds, xs, codes, width, c, c * width AS lo,
+     CASE WHEN (c + 1) * width < size(xs) THEN (c + 1) * width ELSE size(xs) END AS hi
+WITH r, kinds, size(xs) AS n, width, c, xs[lo..hi] AS values, codes[lo..hi] AS chunk_codes
+WITH r, kinds, n, width, c, values, chunk_codes,
+     [code IN range(0, 3 * size(kinds) - 1) | size([x IN chunk_codes WHERE x = code])] AS counts
+ORDER BY c
+WITH r, kinds, n, width, collect({c: c, values: values, codes: chunk_codes, counts: counts}) AS chunks
+UNWIND chunks AS ch
+WITH r, kinds, n, width, ch,
+     reduce(acc = [code IN range(0, 3 * size(kinds) - 1) | 0], prev IN chunks[0..ch.c] |
+       [code IN range(0, size(acc) - 1) | acc[code] + prev.counts[code]]) AS before
+WITH r, {chunk: ch.c, width: width, n_values: n, kinds: kinds, before: before,
+         first: CASE WHEN size(ch.values) > 0 THEN ch.values[0] END,
+         values: CASE WHEN size(ch.values) > 0 THEN ch.values END,
+         kind: CASE WHEN size(ch.values) > 0 THEN [x IN ch.codes | x / 3] END,
+         changed: CASE WHEN size(ch.values) > 0 THEN [x IN ch.codes | x % 3] END} AS s
