@@ -23,7 +23,7 @@ PER_METHOD = ("causal", "content")
 
 # The group key of each statistics' rows: a row's uid is ``<run_id>/stats/<of>/<i>``, ``i`` its rank by
 # this key (unique per row, so the same data gives the same uids whichever path wrote it), or
-# ``<run_id>/stats/<of>/<method>`` for the per-method ones.
+# ``<run_id>/stats/<of>/<method>`` for the per-method ones (``dW``: its chunk number).
 KEYS = {
     "run": (),
     "perturbations": ("kind", "question_type"),
@@ -62,15 +62,24 @@ def stats_statement(of: str) -> str:
 @cache
 def write_statement(of: str) -> str:
     """``stats_<of>`` over the run ``$run_id``, each row kept as a ``Stats {of: $of}`` node."""
-    key = "[" + ", ".join(f"s.{k}" for k in KEYS[of]) + "]"
-    suffix = "$method" if of in PER_METHOD else "toString(i)"  # one row per method
+    if of in PER_METHOD:  # one row, per method
+        number, suffix = "", "$method"
+    elif of == "dW":  # rows numbered by their chunk already; sorting them would make Neo4j hold, per
+        number, suffix = "", "toString(s.chunk)"  # row, the run's whole value list they were cut from
+    else:
+        key = "[" + ", ".join(f"s.{k}" for k in KEYS[of]) + "]"
+        number = f"\nWITH r, s ORDER BY {key}\nWITH r, collect(s) AS rows\nUNWIND range(0, size(rows) - 1) AS i"
+        number += "\nWITH r, i, rows[i] AS s"
+        suffix = "toString(i)"
     return (
         "MATCH (r:Run {uid: $run_id})\n"
         + stats_statement(of)
         + ("\n" + _REGION_LISTS.strip() if of == "regions" else "")
-        + f"\nWITH r, s ORDER BY {key}\nWITH r, collect(s) AS rows\nUNWIND range(0, size(rows) - 1) AS i"
+        + number
         + "\nCREATE (r)-[:HAS_STATS]->(x:Stats)"
-        + f"\nSET x = rows[i], x.uid = r.uid + '/stats/' + $of + '/' + {suffix}, x.of = $of, x.run_id = r.uid"
+        # one SET from one map: a second SET would read what the first wrote, and Neo4j would then buffer
+        # every row (an Eager) with all it holds
+        + f"\nSET x = s {{.*, uid: r.uid + '/stats/' + $of + '/' + {suffix}, of: $of, run_id: r.uid}}"
     )
 
 

@@ -22,20 +22,20 @@ CALL (r, kinds) {
   RETURN collect(x) AS xs, collect(k * 3 + ch) AS codes
 }
 WITH r, kinds, xs, codes, $chunk_width AS width
-UNWIND range(0, (size(xs) + width - 1) / width) AS c
-WITH r, kinds, xs, codes, width, c, c * width AS lo,
-     CASE WHEN (c + 1) * width < size(xs) THEN (c + 1) * width ELSE size(xs) END AS hi
-WITH r, kinds, size(xs) AS n, width, c, xs[lo..hi] AS values, codes[lo..hi] AS chunk_codes
-WITH r, kinds, n, width, c, values, chunk_codes,
-     [code IN range(0, 3 * size(kinds) - 1) | size([x IN chunk_codes WHERE x = code])] AS counts
-ORDER BY c
-WITH r, kinds, n, width, collect({c: c, values: values, codes: chunk_codes, counts: counts}) AS chunks
-UNWIND chunks AS ch
-WITH r, kinds, n, width, ch,
-     reduce(acc = [code IN range(0, 3 * size(kinds) - 1) | 0], prev IN chunks[0..ch.c] |
-       [code IN range(0, size(acc) - 1) | acc[code] + prev.counts[code]]) AS before
-WITH r, {chunk: ch.c, width: width, n_values: n, kinds: kinds, before: before,
-         first: CASE WHEN size(ch.values) > 0 THEN ch.values[0] END,
-         values: CASE WHEN size(ch.values) > 0 THEN ch.values END,
-         kind: CASE WHEN size(ch.values) > 0 THEN [x IN ch.codes | x / 3] END,
-         changed: CASE WHEN size(ch.values) > 0 THEN [x IN ch.codes | x % 3] END} AS s
+WITH r, kinds, xs, codes, width, range(0, (size(xs) + width - 1) / width) AS chunks  // the last: past the end
+// per chunk, how many values of each code; before each chunk, the running sums (small lists only: the
+// values stay in xs, sliced once per row below)
+WITH r, kinds, xs, codes, width, chunks,
+     [c IN chunks | [code IN range(0, 3 * size(kinds) - 1) | size([x IN codes[c * width..(c + 1) * width] WHERE x = code])]]
+       AS counts
+WITH r, kinds, xs, codes, width, chunks,
+     reduce(acc = [[code IN range(0, 3 * size(kinds) - 1) | 0]], cnt IN counts |
+       acc + [[i IN range(0, size(cnt) - 1) | acc[size(acc) - 1][i] + cnt[i]]]) AS before
+UNWIND chunks AS c
+WITH r, kinds, size(xs) AS n, width, c, before[c] AS before, xs[c * width..(c + 1) * width] AS values,
+     codes[c * width..(c + 1) * width] AS chunk_codes
+WITH r, {chunk: c, width: width, n_values: n, kinds: kinds, before: before,
+         first: CASE WHEN size(values) > 0 THEN values[0] END,
+         values: CASE WHEN size(values) > 0 THEN values END,
+         kind: CASE WHEN size(values) > 0 THEN [x IN chunk_codes | x / 3] END,
+         changed: CASE WHEN size(values) > 0 THEN [x IN chunk_codes | x % 3] END} AS s
