@@ -56,7 +56,7 @@ def write_run_stats(writer, run_id: str, force: bool = False, chunk_width: int =
             return {"written": False, "examples": row["complete"], "methods": []}
         tx.run(DROP_STATS, run_id=run_id).consume()
         for of in PER_RUN:
-            tx.run(write_statement(of), run_id=run_id, of=of, chunk_width=chunk_width).consume()
+            tx.run(write_statement(of), run_id=run_id, of=of, chunk_width=chunk_width, question_type="").consume()
         methods = ["attention"] + [m for m in (r["method"] for r in tx.run(METHODS, run_id=run_id)) if m != "attention"]
         for method in methods:
             for of in PER_METHOD:

@@ -18,7 +18,7 @@ from importlib import resources
 from stcg.errors import StcgError
 
 # Statistics per run, and per attribution method (``$method``) of the run.
-PER_RUN = ("run", "perturbations", "dW", "regions", "examples", "transitions", "tokens")
+PER_RUN = ("run", "perturbations", "dW", "regions", "examples", "attribution", "transitions", "tokens")
 PER_METHOD = ("causal", "content")
 
 # The group key of each statistics' rows: a row's uid is ``<run_id>/stats/<of>/<i>``, ``i`` its rank by
@@ -30,6 +30,7 @@ KEYS = {
     "dW": ("chunk",),
     "regions": ("kind", "question_type"),
     "examples": ("question_type", "answer_type", "correct", "grid"),
+    "attribution": ("correct", "grid"),
     "transitions": ("question_type", "answer_type"),
     "tokens": ("kind", "word"),
     "causal": ("method",),

@@ -10,14 +10,14 @@ import uuid
 import numpy as np
 import pytest
 
-from ingest.pipeline import RUN_FINISH, RUN_MERGE, claim_run, finish_run
-from ingest.rows import GraphRows, graph_rows
+from ingest.pipeline import claim_run, finish_run
 from ingest.schema import ensure_schema
 from ingest.stats import drop_run_stats, write_run_stats
 from ingest.writer import Neo4jWriter
 from queries.library import QueryLibrary, load_template, template_names
 from stcg.statistics import PER_METHOD, PER_RUN, stats_statement, write_statement
 from stcg_model.synthetic import synthetic_graph
+from tests.test_queries import _write_run
 
 METHODS = ("rollout", "occlusion")
 
@@ -45,17 +45,6 @@ CASES = {
 }
 
 
-def _write(writer, run_id: str, n: int, rng) -> None:
-    writer.run_query(
-        RUN_MERGE, run_id=run_id, props={"name": run_id, "model": "synthetic", "dataset": "synthetic", "top_k": 5}
-    )
-    rows = GraphRows()
-    for i in range(n):
-        rows.extend(graph_rows(synthetic_graph(f"ex{i:03d}", rng, methods=METHODS), run_id, 5))
-    writer.write(rows)
-    writer.run_query(RUN_FINISH, run_id=run_id, finished=True)
-
-
 @pytest.fixture(scope="module")
 def world(driver):
     ensure_schema(driver)
@@ -63,8 +52,8 @@ def world(driver):
     a, b = f"test-stats-a-{tag}", f"test-stats-b-{tag}"
     writer = Neo4jWriter(driver)
     rng = np.random.default_rng(7)
-    _write(writer, b, 20, rng)
-    _write(writer, a, 70, rng)
+    for run, n in ((b, 20), (a, 70)):  # a finished last: the default run
+        _write_run(driver, run, [synthetic_graph(f"ex{i:03d}", rng, methods=METHODS) for i in range(n)])
     yield {"a": a, "b": b, "writer": writer, "lib": QueryLibrary(driver)}
     with driver.session() as s:
         for rid in (a, b):

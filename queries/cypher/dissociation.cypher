@@ -3,9 +3,6 @@
 // param: run_id string = null  -- run id or name (default: the latest complete run)
 // param: quantile float = 0.75 [0..1]  -- "large" means |dW|_F above this quantile of all (example, perturbation) pairs of the run
 // @include run_scope
-// @include rows_perturbations
-WITH r, s.kind AS kind, sum(s.n) AS examples, sum(s.flips) AS answer_changed
-WITH r, collect({kind: kind, examples: examples, answer_changed: answer_changed}) AS per_kind
 CALL (r) {
   // from the run's statistics (docs/schema.md): the quantile from two chunks of the sorted |dW|_F,
   // the counts above it from the totals minus the values up to it (one chunk, and the counts before it)
@@ -32,7 +29,12 @@ CALL (r) {
        [code IN range(0, size(total) - 1) | total[code] - before[code]
          - size([j IN range(0, size(vs) - 1) WHERE vs[j] <= threshold AND ks[j] * 3 + cs[j] = code])] AS above
   UNWIND range(0, size(kinds) - 1) AS k
-  RETURN kinds[k] AS perturbation, threshold, above[3 * k] + above[3 * k + 1] + above[3 * k + 2] AS large_dW,
+  CALL (r, kinds, k) {  // the kind's perturbations and flips, from the perturbations statistics
+    MATCH (r)-[:HAS_STATS]->(x:Stats {of: 'perturbations', kind: kinds[k]})
+    RETURN sum(x.n) AS examples, sum(x.flips) AS answer_changed
+  }
+  RETURN kinds[k] AS perturbation, threshold, examples, answer_changed,
+         above[3 * k] + above[3 * k + 1] + above[3 * k + 2] AS large_dW,
          above[3 * k + 1] AS large_dW_answer_changed, above[3 * k] AS large_dW_answer_kept
   UNION ALL
   // a run without statistics: the same from its graph
@@ -42,13 +44,12 @@ CALL (r) {
   WHERE e.complete
   WITH collect(p) AS ps, percentileCont(p.dW_fro, $quantile) AS threshold
   UNWIND ps AS p
-  RETURN p.kind AS perturbation, threshold,
+  RETURN p.kind AS perturbation, threshold, count(p) AS examples,
+         sum(CASE WHEN p.answer_changed THEN 1 ELSE 0 END) AS answer_changed,
          sum(CASE WHEN p.dW_fro > threshold THEN 1 ELSE 0 END) AS large_dW,
          sum(CASE WHEN p.dW_fro > threshold AND p.answer_changed THEN 1 ELSE 0 END) AS large_dW_answer_changed,
          sum(CASE WHEN p.dW_fro > threshold AND NOT p.answer_changed THEN 1 ELSE 0 END) AS large_dW_answer_kept
 }
-WITH perturbation, threshold, large_dW, large_dW_answer_changed, large_dW_answer_kept,
-     [x IN per_kind WHERE x.kind = perturbation][0] AS pk
-RETURN perturbation, threshold AS large_dW_threshold, pk.examples AS examples, large_dW, large_dW_answer_kept,
-       large_dW_answer_changed, pk.answer_changed AS answer_changed, toFloat(pk.answer_changed) / pk.examples AS flip_rate
+RETURN perturbation, threshold AS large_dW_threshold, examples, large_dW, large_dW_answer_kept, large_dW_answer_changed,
+       answer_changed, toFloat(answer_changed) / examples AS flip_rate
 ORDER BY large_dW_answer_kept DESC, perturbation

@@ -3,7 +3,7 @@
 // param: run_id string = null  -- run id or name (default: the latest complete run)
 // param: limit int = 20 [1..]  -- regions, by the largest excess attribution in wrong answers
 // @include run_scope
-// @include rows_examples
+// @include rows_attribution
 WITH s
 WHERE s.correct IS NOT NULL AND s.n_attribution > 0
 UNWIND range(0, size(s.attribution_sum) - 1) AS idx

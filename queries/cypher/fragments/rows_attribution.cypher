@@ -1,0 +1,13 @@
+// fragment: rows_attribution
+// Rows (r, s): the run's `Stats {of: 'attribution'}` nodes as maps, or, when it has none (a run not
+// finished yet, or being written to), the same maps computed from its graph by stats_attribution
+// (stcg/cypher/stats_attribution.cypher, the statement that wrote them). Needs r bound.
+CALL (r) {
+  MATCH (r)-[:HAS_STATS]->(x:Stats {of: 'attribution'})
+  RETURN x {.*} AS s
+  UNION ALL
+  WITH r
+  WHERE NOT EXISTS { (r)-[:HAS_STATS]->(:Stats {of: 'attribution'}) }
+  // @include stats_attribution
+  RETURN s
+}

@@ -1,0 +1,13 @@
+// stats: attribution
+// One row per (correct, grid) of r's complete examples: attribution_sum, the element-wise sum of the
+// n_attribution examples' region attributions (Example.attribution). Summed one row per region and
+// counted once per example, at region 0: no list of every example's attribution is ever held.
+MATCH (r)-[:HAS_EXAMPLE]->(e:Example)
+WHERE e.complete
+UNWIND CASE WHEN size(e.attribution) > 0 THEN range(0, size(e.attribution) - 1) ELSE [0] END AS idx
+WITH r, e.correct AS correct, e.grid AS grid, idx,
+     count(CASE WHEN idx = 0 THEN e.attribution END) AS n_attribution, sum(e.attribution[idx]) AS attribution
+ORDER BY idx
+WITH r, correct, grid, sum(n_attribution) AS n_attribution, collect(attribution) AS attribution_sum
+WITH r, {correct: correct, grid: grid, n_attribution: n_attribution,
+         attribution_sum: CASE WHEN n_attribution > 0 THEN attribution_sum ELSE [] END} AS s
