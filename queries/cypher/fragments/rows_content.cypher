@@ -8,6 +8,9 @@ CALL (r) {
   UNION ALL
   WITH r
   WHERE NOT EXISTS { (r)-[:HAS_STATS]->(:Stats {of: 'content', method: $method}) }
-  // @include stats_content
+  CALL (r) {  // its own subquery: it runs only for a run that passed the check above
+    // @include stats_content
+    RETURN s
+  }
   RETURN s
 }
