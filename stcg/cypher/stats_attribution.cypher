@@ -4,10 +4,11 @@
 // counted once per example, at region 0: no list of every example's attribution is ever held.
 MATCH (r)-[:HAS_EXAMPLE]->(e:Example)
 WHERE e.complete
-UNWIND CASE WHEN size(e.attribution) > 0 THEN range(0, size(e.attribution) - 1) ELSE [0] END AS idx
-WITH r, e.correct AS correct, e.grid AS grid, idx,
-     count(CASE WHEN idx = 0 THEN e.attribution END) AS n_attribution, sum(e.attribution[idx]) AS attribution
+WITH r, e.correct AS correct, e.grid AS grid, e.attribution AS attribution  // read each list once
+UNWIND CASE WHEN size(attribution) > 0 THEN range(0, size(attribution) - 1) ELSE [0] END AS idx
+WITH r, correct, grid, idx,
+     count(CASE WHEN idx = 0 THEN attribution END) AS n_attribution, sum(attribution[idx]) AS total
 ORDER BY idx
-WITH r, correct, grid, sum(n_attribution) AS n_attribution, collect(attribution) AS attribution_sum
+WITH r, correct, grid, sum(n_attribution) AS n_attribution, collect(total) AS attribution_sum
 WITH r, {correct: correct, grid: grid, n_attribution: n_attribution,
          attribution_sum: CASE WHEN n_attribution > 0 THEN attribution_sum ELSE [] END} AS s
