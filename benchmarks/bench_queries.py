@@ -34,7 +34,7 @@ def write_run(driver, run_id: str, n: int, batch: int = 64) -> float:
         for i in range(s, min(n, s + batch)):
             rows.extend(graph_rows(synthetic_graph(f"ex{i:06d}", rng), run_id, 5))
         w.write(rows)
-    w.run_query(RUN_FINISH, run_id=run_id, finished=True)
+    w.run_query(RUN_FINISH, run_id=run_id, finished=True, live=0)
     return time.perf_counter() - t
 
 

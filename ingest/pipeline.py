@@ -27,6 +27,17 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from functools import partial
 
+from ingest.lease import (
+    LEASE_BEAT,
+    LEASE_DROP,
+    LEASE_TAKE,
+    Heartbeat,
+    Lease,
+    busy_error,
+    held_error,
+    live_leases,
+    overlaps,
+)
 from ingest.stats import DROP_STATS, write_run_stats
 from stcg import __version__
 from stcg.config import Neo4jSettings
@@ -218,7 +229,9 @@ RETURN r.store AS store
 
 RUN_PARAMS = "MATCH (r:Run {uid: $run_id}) SET r.params = $params, r.updated_at = datetime()"
 
-# ``finished``: the whole selection was worked through by an unsharded command. Then a run with no
+# ``finished``: the whole selection was worked through by an unsharded command. ``live``: how many OTHER
+# commands hold a live lease on the run (``ingest.lease``): while one does, the run stays 'running' and
+# is never finalised, whatever the counts say (it is still writing; its own finish decides). Then a run with no
 # complete example is 'failed' (never a default for the templates). A shard worker (``finished`` false)
 # leaves 'partial' until every example of the whole selection (``Run.n_total``, all shards) is complete
 # or failed: then the run is finalised ('complete', or 'failed' with no complete example), whichever
@@ -231,9 +244,10 @@ MATCH (r:Run {uid: $run_id})
 OPTIONAL MATCH (e:Example {run_id: $run_id})
 WITH r, count(CASE WHEN e.complete THEN 1 END) AS complete, count(CASE WHEN e.failed THEN 1 END) AS failed
 WITH r, complete, failed, r.status AS before,
-     $finished OR (r.n_total IS NOT NULL AND complete + failed >= r.n_total) AS done
+     $live = 0 AND ($finished OR (r.n_total IS NOT NULL AND complete + failed >= r.n_total)) AS done
 WITH r, complete, failed, before, done,
-     CASE WHEN NOT done THEN 'partial' WHEN complete = 0 THEN 'failed' ELSE 'complete' END AS status
+     CASE WHEN $live > 0 THEN 'running' WHEN NOT done THEN 'partial' WHEN complete = 0 THEN 'failed'
+          ELSE 'complete' END AS status
 SET r.n_complete = complete, r.n_failed = failed, r.updated_at = datetime(), r.status = status,
     r.finished_at = CASE WHEN done AND before IN ['complete', 'failed'] AND NOT $finished THEN r.finished_at
                          ELSE datetime() END
@@ -280,13 +294,15 @@ def check_run(writer, run_id: str, identity: str) -> None:
     writer.transaction("the run's identity", work, write=False)
 
 
-def claim_run(writer, run_id: str, identity: str, store_root: str, props: dict) -> str:
+def claim_run(writer, run_id: str, identity: str, store_root: str, props: dict, lease: Lease | None = None) -> str:
     """Check the run name, the run's identity and create (or resume) the Run, as ONE write transaction.
 
     The Run is MERGEd on its uid (uniqueness constraint) with its identity set on creation, so of two
     commands that start the same run name at once exactly one creates it; the other then sees the
     stored identity and, when it differs, is refused before anything of it reaches Neo4j. A name equal
     to another run's up to case and Unicode normalisation is refused (``Run.name_key`` is unique too).
+    With ``lease`` (``ingest.lease``), the command's lease is taken in the same transaction, under the
+    Run's write lock: a live lease of another command that writes the same examples refuses this one.
     Returns the store root recorded on the Run (this one unless the run already holds examples elsewhere).
     """
     from neo4j.exceptions import ConstraintError
@@ -301,6 +317,11 @@ def claim_run(writer, run_id: str, identity: str, store_root: str, props: dict) 
         if held not in (None, identity):
             raise _identity_error(run_id)
         store = tx.run(RUN_START, run_id=run_id, props=props, identity=identity, store=store_root).single()["store"]
+        if lease is not None:  # RUN_START took the Run's write lock: leases are read after any other claim
+            for other, age in live_leases(tx, run_id):
+                if overlaps(other["shard"], lease.shard):
+                    raise busy_error(run_id, other, age)
+            tx.run(LEASE_TAKE, run_id=run_id, **lease.as_dict()).consume()
         tx.run(DROP_STATS, run_id=run_id).consume()  # rewritten when the run is complete again (finish_run)
         return store
 
@@ -318,9 +339,10 @@ class Neo4jSink:
 
     The pipeline talks to its sink only through these methods, so another sink (``ingest.bulk.CsvSink``
     for ``--sink csv:DIR``) or another driver of the loop (Ray) takes its place:
-    ``prepare()``, ``check_run``, ``claim_run`` (-> the store root the run records), ``completed``
-    (-> example ids already complete), ``set_params``, ``write(GraphRows)`` (nodes and links, then the
-    completion markers), ``finish`` (-> ``{complete, failed, status, total, finalised}``) and the
+    ``prepare()``, ``check_run``, ``claim_run`` (-> the store root the run records; takes the command's
+    ``ingest.lease.Lease``), ``heartbeat`` and ``release`` of that lease, ``completed`` (-> example ids
+    already complete), ``set_params``, ``write(GraphRows)`` (nodes and links, then the completion
+    markers), ``finish`` (ends the lease; -> ``{complete, failed, status, total, finalised}``) and the
     counters ``nodes_written``, ``rels_written``, ``retries``.
     """
 
@@ -329,6 +351,7 @@ class Neo4jSink:
 
         self.driver, self.database = driver, database
         self.writer = Neo4jWriter(driver, database, log=log)
+        self._lease: Lease | None = None
 
     def prepare(self) -> None:
         from ingest.schema import ensure_schema
@@ -338,8 +361,17 @@ class Neo4jSink:
     def check_run(self, run_id: str, identity: str) -> None:
         check_run(self.writer, run_id, identity)
 
-    def claim_run(self, run_id: str, identity: str, store_root: str, props: dict) -> str:
-        return claim_run(self.writer, run_id, identity, store_root, props)
+    def claim_run(self, run_id: str, identity: str, store_root: str, props: dict, lease: Lease | None = None) -> str:
+        self._lease = lease
+        return claim_run(self.writer, run_id, identity, store_root, props, lease)
+
+    def heartbeat(self, run_id: str, lease_uid: str) -> None:
+        if self._lease is None or self._lease.uid != lease_uid:
+            raise StcgError(f"no lease {lease_uid} taken by this sink")
+        self.writer.run_query(LEASE_BEAT, run_id=run_id, **self._lease.as_dict())
+
+    def release(self, run_id: str, lease_uid: str) -> None:
+        self.writer.run_query(LEASE_DROP, uids=[lease_uid])
 
     def completed(self, run_id: str) -> set[str]:
         return {r["id"] for r in self.writer.run_query(DONE, run_id=run_id)}
@@ -350,8 +382,8 @@ class Neo4jSink:
     def write(self, rows) -> None:
         self.writer.write(rows)
 
-    def finish(self, run_id: str, finished: bool) -> dict:
-        return finish_run(self.writer, run_id, finished)
+    def finish(self, run_id: str, finished: bool, lease_uid: str | None = None) -> dict:
+        return finish_run(self.writer, run_id, finished, lease_uid=lease_uid)
 
     @property
     def nodes_written(self) -> int:
@@ -366,16 +398,31 @@ class Neo4jSink:
         return self.writer.retries
 
 
-def finish_run(writer, run_id: str, finished: bool, rewrite_stats: bool = False) -> dict:
+def finish_run(
+    writer,
+    run_id: str,
+    finished: bool,
+    rewrite_stats: bool = False,
+    lease_uid: str | None = None,
+    refuse_if_held: bool = False,
+) -> dict:
     """Counts and status of a run after a command worked on it (``RUN_FINISH``), in one transaction
     that first takes the Run's write lock, so concurrent shard workers finalise a run exactly once.
-    A run that is ``complete`` then gets its statistics (``ingest.stats.write_run_stats``, under the same
-    lock; skipped when they are current unless ``rewrite_stats``), returned as ``stats``."""
+    The command's lease ``lease_uid`` ends in the same transaction; while another command holds a live
+    lease the run stays 'running' (or, with ``refuse_if_held``, as ``--finalize`` asks, a one-line
+    ``StcgError`` says who holds it). A run that is ``complete`` then gets its statistics
+    (``ingest.stats.write_run_stats``, under the same lock and the same lease rule; skipped when they are
+    current unless ``rewrite_stats``), returned as ``stats``."""
 
     def work(tx):
         if tx.run(RUN_LOCK, run_id=run_id).single() is None:
             raise StcgError(f"no run {run_id!r} in this database")
-        return tx.run(RUN_FINISH, run_id=run_id, finished=finished).single().data()
+        if lease_uid is not None:
+            tx.run(LEASE_DROP, uids=[lease_uid]).consume()
+        live = live_leases(tx, run_id, own=lease_uid)
+        if live and refuse_if_held:
+            raise held_error(run_id, *live[0])
+        return tx.run(RUN_FINISH, run_id=run_id, finished=finished, live=len(live)).single().data()
 
     end = writer.transaction("the run's status", work)
     if end["status"] == "complete":
@@ -386,8 +433,9 @@ def finish_run(writer, run_id: str, finished: bool, rewrite_stats: bool = False)
 def finalize_run(run_name: str, settings: Neo4jSettings | None = None) -> dict:
     """``stcg ingest --finalize``: make a sharded run ``complete`` when every example of its whole
     selection is complete or failed (the last shard worker does this by itself); else it stays
-    ``partial``. A complete run's statistics are rewritten. Returns ``finish_run``'s dict; an unknown run
-    is a one-line ``StcgError``."""
+    ``partial``. A complete run's statistics are rewritten. A run that another command is writing into
+    (a live lease) is not touched: one-line ``StcgError`` (exit code 1) naming it. Returns
+    ``finish_run``'s dict; an unknown run is a one-line ``StcgError``."""
     from ingest.writer import Neo4jWriter
     from stcg.db import connect
 
@@ -397,7 +445,10 @@ def finalize_run(run_name: str, settings: Neo4jSettings | None = None) -> dict:
         found = writer.run_query("MATCH (r:Run) WHERE r.uid = $n OR r.name = $n RETURN r.uid AS uid", n=run_name)
         if not found:
             raise StcgError(f"no run named {run_name!r} in this database (list them: stcg query run runs)")
-        return {"run_id": found[0]["uid"], **finish_run(writer, found[0]["uid"], finished=False, rewrite_stats=True)}
+        return {
+            "run_id": found[0]["uid"],
+            **finish_run(writer, found[0]["uid"], finished=False, rewrite_stats=True, refuse_if_held=True),
+        }
 
 
 def _load_inputs(batch):
@@ -506,10 +557,33 @@ class RunStart:
     todo: list  # the examples not yet complete
     summary: IngestSummary
     started: str  # ISO time, for run.json
+    lease: Lease | None = None  # this command's hold on the run (ingest.lease), from claim to finish
+    heartbeat: Heartbeat | None = None
+    sink: object = None
 
     def params(self, engine) -> str:
         """``Run.params``: the identity and the engine's settings as it resolved them (JSON)."""
         return json.dumps({**self.identity, "engine": engine.params}, sort_keys=True, default=str)
+
+    def stop_heartbeat(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+            self.heartbeat = None
+
+    def close(self) -> None:
+        """End the lease if ``end_run`` did not (the command stops on an error): the run is left to the
+        next command, its statistics already dropped by the claim. Best effort: a lease that cannot be
+        released here ends anyway when this process does."""
+        self.stop_heartbeat()
+        if self.lease is not None and self.sink is not None:
+            lease, self.lease = self.lease, None
+            try:
+                self.sink.release(self.run_id, lease.uid)
+            except Exception:
+                pass
+
+    def __getstate__(self):  # Ray ships a slim copy to its actors: no thread, no sink
+        return {**self.__dict__, "heartbeat": None, "sink": None}
 
 
 def start_run(cfg: IngestConfig, model_name: str, examples: list, total: int, sink, log) -> RunStart:
@@ -543,17 +617,24 @@ def start_run(cfg: IngestConfig, model_name: str, examples: list, total: int, si
         "n_total": total,  # the whole selection, all shards: a sharded run is complete when all are done
     }
     # the one atomic step: name checks, identity check and Run creation (or resume), before model work
-    recorded_store = sink.claim_run(run_id, identity_hash(identity), str(store.root), props)
+    lease = Lease.new(cfg.shard)
+    recorded_store = sink.claim_run(run_id, identity_hash(identity), str(store.root), props, lease=lease)
+    beat = Heartbeat(partial(sink.heartbeat, run_id, lease.uid)).start()
     if recorded_store != str(store.root):
         log(
             f"warning: run {run_id} keeps its file store at {recorded_store} (where its arrays are); "
             f"this command writes to {store.root}: pass --store {recorded_store} to keep them together"
         )
-    summary.failure_log = str(store.dir / "failures.jsonl")
-    done = sink.completed(run_id)
-    todo = [e for e in examples if e.example_id not in done]
-    summary.skipped = len(examples) - len(todo)
-    return RunStart(run_id, identity, store, props, todo, summary, datetime.now(UTC).isoformat())
+    start = RunStart(run_id, identity, store, props, [], summary, datetime.now(UTC).isoformat(), lease, beat, sink)
+    try:
+        summary.failure_log = str(store.dir / "failures.jsonl")
+        done = sink.completed(run_id)
+    except BaseException:
+        start.close()
+        raise
+    start.todo = [e for e in examples if e.example_id not in done]
+    summary.skipped = len(examples) - len(start.todo)
+    return start
 
 
 def record_params(start: RunStart, engine, sink) -> str:
@@ -583,7 +664,11 @@ def end_run(cfg: IngestConfig, start: RunStart, sink, log, t0: float) -> IngestS
     code 1) when nothing of the run could be explained."""
     summary, run_id, todo = start.summary, start.run_id, start.todo
     finished = len(todo) == 0 or summary.written + summary.failures == len(todo)
-    end = sink.finish(run_id, finished and cfg.shard is None)
+    start.stop_heartbeat()
+    end = sink.finish(run_id, finished and cfg.shard is None, lease_uid=start.lease.uid if start.lease else None)
+    start.lease = None  # ended by the finish
+    if end["status"] == "running":
+        log(f"run {run_id}: another command is still writing into it; it finishes the run when it ends")
     summary.status = end["status"]
     if end.get("finalised"):
         log(f"run {run_id}: every shard's examples are done; the run is {end['status']} ({end['complete']} complete)")
@@ -617,13 +702,16 @@ def _ingest(cfg: IngestConfig, model_name: str, examples: list, total: int, sink
 
     ecfg = cfg.engine
     start = start_run(cfg, model_name, examples, total, sink, log)
-    lm = load_model(ecfg.model, device=ecfg.device, dtype=ecfg.dtype_arg)
-    with STCGEngine.from_config(lm, ecfg) as engine:
-        record_params(start, engine, sink)
-        announce(start, cfg, model_name, log)
-        t0 = time.time()
-        _explain_and_write(cfg, engine, start.store, sink, start.run_id, start.todo, start.summary, progress)
-    return end_run(cfg, start, sink, log, t0)
+    try:
+        lm = load_model(ecfg.model, device=ecfg.device, dtype=ecfg.dtype_arg)
+        with STCGEngine.from_config(lm, ecfg) as engine:
+            record_params(start, engine, sink)
+            announce(start, cfg, model_name, log)
+            t0 = time.time()
+            _explain_and_write(cfg, engine, start.store, sink, start.run_id, start.todo, start.summary, progress)
+        return end_run(cfg, start, sink, log, t0)
+    finally:
+        start.close()
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -19,7 +19,9 @@ CONSTRAINTS: dict[str, str] = {
 # a store folder on a case-insensitive file system, so ``Run.name_key`` (``ingest.pipeline.run_name_key``)
 # is unique
 KEY_CONSTRAINTS: dict[str, str] = {
-    "stcg_run_name_key": "CREATE CONSTRAINT stcg_run_name_key IF NOT EXISTS FOR (n:Run) REQUIRE n.name_key IS UNIQUE"
+    "stcg_run_name_key": "CREATE CONSTRAINT stcg_run_name_key IF NOT EXISTS FOR (n:Run) REQUIRE n.name_key IS UNIQUE",
+    # the lease of a command writing into a run (ingest.lease): bookkeeping, not part of the graph's contract
+    "stcg_writer_uid": "CREATE CONSTRAINT stcg_writer_uid IF NOT EXISTS FOR (n:Writer) REQUIRE n.uid IS UNIQUE",
 }
 
 INDEXES: dict[str, str] = {

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 
+from ingest.lease import live_leases
 from stcg.errors import StcgError
 from stcg.statistics import PER_METHOD, PER_RUN, write_statement
 
@@ -32,6 +33,7 @@ CALL (r) {
 RETURN r.status AS status, complete, [(r)-[:HAS_STATS]->(x:Stats {of: 'run'}) | x.examples][0] AS stats_examples
 """
 
+
 METHODS = """
 MATCH (:Run {uid: $run_id})-[:HAS_EXAMPLE]->(e:Example)-[:HAS_EXPLANATION]->(x:Explanation)
 WHERE e.complete
@@ -44,7 +46,8 @@ CHUNK_WIDTH = 4096  # values per ``dW`` chunk: what ``dissociation`` reads (twic
 
 def write_run_stats(writer, run_id: str, force: bool = False, chunk_width: int = CHUNK_WIDTH) -> dict:
     """(Re)write the ``Stats`` nodes of ``run_id`` in one transaction, unless they are current (written
-    over as many complete examples as the run has; ``force`` rewrites anyway). Returns
+    over as many complete examples as the run has; ``force`` rewrites anyway). A run that is not
+    ``complete``, or that another command holds a live lease on, gets none (``held``: True). Returns
     ``{written, examples, methods, seconds}``."""
     t0 = time.perf_counter()
 
@@ -52,6 +55,11 @@ def write_run_stats(writer, run_id: str, force: bool = False, chunk_width: int =
         row = tx.run(STATS_LOCK, run_id=run_id).single()
         if row is None:
             raise StcgError(f"no run {run_id!r} in this database")
+        if row["status"] != "complete" or live_leases(tx, run_id):
+            # only a complete run with no command writing into it (a lease: ingest.lease) has statistics:
+            # another command's writes would make them stale the moment they were written
+            tx.run(DROP_STATS, run_id=run_id).consume()
+            return {"written": False, "examples": row["complete"], "methods": [], "held": True}
         if not force and row["stats_examples"] == row["complete"]:
             return {"written": False, "examples": row["complete"], "methods": []}
         tx.run(DROP_STATS, run_id=run_id).consume()

@@ -222,7 +222,7 @@ def _write(driver, run_id: str, graphs, root) -> None:
     for g in graphs:
         rows.extend(graph_rows(g, run_id, TOP_K, refs[g.example_id]))
     w.write(rows)
-    w.run_query(RUN_FINISH, run_id=run_id, finished=True)
+    w.run_query(RUN_FINISH, run_id=run_id, finished=True, live=0)
 
 
 @pytest.fixture(scope="module")

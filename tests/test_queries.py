@@ -26,7 +26,7 @@ def _write_run(driver, run_id, graphs):
     for g in graphs:
         rows.extend(graph_rows(g, run_id, K))
     w.write(rows)
-    w.run_query(RUN_FINISH, run_id=run_id, finished=True)
+    w.run_query(RUN_FINISH, run_id=run_id, finished=True, live=0)
 
 
 @pytest.fixture(scope="module")
