@@ -170,7 +170,9 @@ def identity_hash(identity: dict) -> str:
     return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
 
 
-_BAD_NAME_CATEGORIES = {"Cc", "Cs", "Zl", "Zp"}  # control characters, lone surrogates, line/paragraph separators
+# control characters, lone surrogates, line/paragraph separators, and format characters (Cf: invisible ones
+# such as U+200B zero width space, U+FEFF, U+202E right-to-left override, which would make two runs look alike)
+_BAD_NAME_CATEGORIES = {"Cc", "Cs", "Zl", "Zp", "Cf"}
 
 
 def check_run_name(name: str) -> str:
@@ -182,7 +184,12 @@ def check_run_name(name: str) -> str:
         raise StcgError("--run-name is empty; give a name, or leave it out to derive one from the arguments")
     bad = next((c for c in name if unicodedata.category(c) in _BAD_NAME_CATEGORIES), None)
     if bad is not None:
-        raise StcgError(f"--run-name {name!r} contains the control character {bad!r}; use printable characters")
+        kind = "invisible format" if unicodedata.category(bad) == "Cf" else "control"
+        what = unicodedata.name(bad, "")
+        raise StcgError(
+            f"--run-name {name!r} contains the {kind} character U+{ord(bad):04X}{f' ({what})' if what else ''}; "
+            "use printable characters"
+        )
     if name != name.strip():
         raise StcgError(f"--run-name {name!r} starts or ends with white space; remove it")
     try:
@@ -458,6 +465,8 @@ def _load_inputs(batch):
     inputs, failures = [], []
     for ex in batch:
         try:
+            if ex.invalid:  # text that no sink can store (stcg.datasets.check_text)
+                raise StcgError(f"invalid text: {ex.invalid}")
             if not ex.question or not ex.question.strip():
                 raise StcgError("empty question")
             image = ex.load_image()
@@ -504,7 +513,7 @@ def run_ingest(
     cfg.validate()
     model_name = cfg.engine.model or default_model()
     cfg.engine.validate(checkpoint_config(model_name))  # layer indices, top-k, ... against the model
-    examples, total = _select(cfg)
+    examples, total = _select(cfg, log)
     if cfg.sink.startswith("csv:"):  # neo4j-admin import files (docs/bulk.md); no database is touched
         from ingest.bulk import CsvSink
 
@@ -525,7 +534,7 @@ def run_ingest(
         driver.close()
 
 
-def _select(cfg: IngestConfig) -> tuple[list, int]:
+def _select(cfg: IngestConfig, log: Callable[[str], None] = lambda s: None) -> tuple[list, int]:
     """(this command's examples, the size of the whole selection: all shards together)."""
     from stcg.datasets import open_dataset, parse_shard
 
@@ -537,6 +546,7 @@ def _select(cfg: IngestConfig) -> tuple[list, int]:
         answer_type=cfg.answer_type,
         sample=cfg.sample,
         seed=cfg.engine.seed,
+        log=log,
     )
     if not selection:
         raise StcgError(f"no question of {cfg.dataset} is selected by these filters; nothing to ingest")

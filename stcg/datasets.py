@@ -5,10 +5,18 @@ easy-VQA comes from the installed ``easy_vqa`` package (images + questions, MIT 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from stcg.errors import StcgError
+
+MAX_TEXT_CHARS = 10_000
+"""The longest text a dataset field may hold (question, each answer, question and answer type, ids, image
+path), in characters. A longer one, one that is not valid Unicode (a lone surrogate such as a JSON
+``"\\udfff"`` escape) or not text at all makes its example a failed example (``check_text``), recorded with
+the reason; the run goes on. docs/ingest.md, "Text from datasets"."""
 
 
 @dataclass(frozen=True)
@@ -21,6 +29,11 @@ class VQAExample:
     answer_type: str
     image_id: str
     extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def invalid(self) -> str | None:
+        """Why the example's text cannot be stored (``check_text``), or None."""
+        return self.extra.get("invalid")
 
     @property
     def answer(self) -> str:
@@ -45,6 +58,66 @@ class VQAExample:
             "answers": list(self.answers),
             "gt_answer": self.answer,
         }
+
+
+def _text_problem(value) -> str | None:
+    """What keeps ``value`` from being stored as text, or None."""
+    if not isinstance(value, str):
+        return f"is not text ({type(value).__name__})"
+    if len(value) > MAX_TEXT_CHARS:
+        return f"has {len(value):,} characters (at most {MAX_TEXT_CHARS:,})"
+    for i, c in enumerate(value):
+        if "\ud800" <= c <= "\udfff":
+            return f"is not valid Unicode (lone surrogate U+{ord(c):04X} at character {i})"
+    return None
+
+
+def _storable(value, is_id: bool = False) -> str:
+    """``value`` as text that any sink stores: surrogates escaped (``\\udfff``), cut to the maximum (an id
+    keeps a hash of the whole, so two long ids stay distinct)."""
+    text = value if isinstance(value, str) else ("" if value is None else str(value))
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(text) > MAX_TEXT_CHARS:
+        if is_id:
+            return f"{text[:200]}...#{hashlib.sha1(text.encode()).hexdigest()[:16]}"
+        return text[:MAX_TEXT_CHARS]
+    return text
+
+
+def check_text(ex: VQAExample) -> VQAExample:
+    """``ex`` if every text field of it can be stored; else a copy whose fields are made storable
+    (``_storable``) and whose ``invalid`` says what was wrong, which ingestion records as the example's
+    failure. The one place where text read from any dataset is checked (``open_dataset``)."""
+    fields = {
+        "example id": ex.example_id,
+        "image id": ex.image_id,
+        "image path": ex.image_path,
+        "question": ex.question,
+        "question type": ex.question_type,
+        "answer type": ex.answer_type,
+        "reference answer": ex.extra.get("multiple_choice_answer", ""),
+    }
+    fields.update({f"answer {i + 1}": a for i, a in enumerate(ex.answers)})
+    problems = [f"{name} {why}" for name, value in fields.items() if (why := _text_problem(value)) is not None]
+    if ex.invalid:
+        problems.insert(0, ex.invalid)
+    if not problems:
+        return ex
+    extra = {k: v for k, v in ex.extra.items() if k != "multiple_choice_answer"}
+    if ex.extra.get("multiple_choice_answer") is not None:
+        extra["multiple_choice_answer"] = _storable(ex.extra["multiple_choice_answer"])
+    extra["invalid"] = "; ".join(problems)
+    return replace(
+        ex,
+        example_id=_storable(ex.example_id, is_id=True),
+        image_id=_storable(ex.image_id, is_id=True),
+        image_path=_storable(ex.image_path),
+        question=_storable(ex.question),
+        answers=tuple(_storable(a) for a in ex.answers),
+        question_type=_storable(ex.question_type),
+        answer_type=_storable(ex.answer_type),
+        extra=extra,
+    )
 
 
 def easy_vqa_question_type(question: str) -> tuple[str, str]:
@@ -130,22 +203,33 @@ def load_vqa_v2(root: str | Path, split: str = "val2014") -> list[VQAExample]:
         )
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise StcgError(f"malformed VQA-v2 JSON in {root}: {type(e).__name__}: {e}") from None
+    if not isinstance(questions, list) or not isinstance(annotations, dict):
+        raise StcgError(f"malformed VQA-v2 JSON in {root}: 'questions' is not a list")
     image_dir = _find_image_dir(root, split)
     out = []
-    for q in questions:
+    for i, q in enumerate(questions):
+        if not isinstance(q, dict) or q.get("question_id") is None:
+            raise StcgError(f"malformed VQA-v2 JSON in {qfile}: question #{i} has no question_id")
         ann = annotations.get(q["question_id"], {})
-        answers = tuple(a["answer"] for a in ann.get("answers", []))
+        ann = ann if isinstance(ann, dict) else {}
+        raw = ann.get("answers", [])
+        answers = tuple(a.get("answer") if isinstance(a, dict) else a for a in (raw if isinstance(raw, list) else []))
         mc = ann.get("multiple_choice_answer")
+        extra = {"multiple_choice_answer": mc} if mc else {}
+        try:
+            image = str(image_dir / f"COCO_{split}_{int(q.get('image_id')):012d}.jpg")
+        except (TypeError, ValueError):
+            image, extra["invalid"] = "", f"image_id {q.get('image_id')!r} is not a number"
         out.append(
             VQAExample(
                 f"vqa-v2:{split}:{q['question_id']}",
-                str(image_dir / f"COCO_{split}_{int(q['image_id']):012d}.jpg"),
-                q["question"],
+                image,
+                q.get("question"),
                 answers or ((mc,) if mc else ("",)),
                 ann.get("question_type", "unknown"),
                 ann.get("answer_type", "unknown"),
-                str(q["image_id"]),
-                {"multiple_choice_answer": mc} if mc else {},
+                str(q.get("image_id")),
+                extra,
             )
         )
     return out
@@ -229,12 +313,20 @@ def select(
     sample: int | None = None,
     seed: int = 0,
     shard: tuple[int, int] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> list[VQAExample]:
-    """Filter (question type by prefix, answer type exactly), then a seeded random sample or the first ``limit``, then shard i of N."""
+    """Filter (question type by prefix, answer type exactly), then a seeded random sample or the first ``limit``,
+    then shard i of N. ``log`` is told when ``sample`` or ``limit`` asks for more questions than there are."""
     if question_type:
-        examples = [e for e in examples if e.question_type.startswith(question_type)]
+        examples = [
+            e for e in examples if isinstance(e.question_type, str) and e.question_type.startswith(question_type)
+        ]
     if answer_type:
         examples = [e for e in examples if e.answer_type == answer_type]
+    for option, asked in (("--sample", sample), ("--limit", limit)):
+        if asked is not None and asked > len(examples) and log is not None:
+            log(f"{option} {asked} is more than the {len(examples)} questions selected; all {len(examples)} are used")
+            break
     if sample is not None:
         import numpy as np
 
@@ -257,8 +349,11 @@ def open_dataset(
     sample: int | None = None,
     seed: int = 0,
     shard: str | tuple[int, int] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> list[VQAExample]:
-    """Examples of ``spec``: ``easy-vqa``, ``vqa-v2:<folder>``, or ``hf:<save_to_disk folder or dataset name>``."""
+    """Examples of ``spec``: ``easy-vqa``, ``vqa-v2:<folder>``, or ``hf:<save_to_disk folder or dataset name>``,
+    selected (``select``) and with their text checked (``check_text``: an example whose text cannot be stored
+    comes back marked ``invalid``, for ingestion to record as failed)."""
     if limit is not None and limit < 0:
         raise StcgError("--limit must be >= 0")
     shard_t = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
@@ -271,4 +366,4 @@ def open_dataset(
         examples = load_hf_vqa(arg, split or "validation")
     else:
         raise StcgError(f"unknown dataset {spec!r}: use easy-vqa, vqa-v2:<folder> or hf:<folder or name>")
-    return select(examples, limit, question_type, answer_type, sample, seed, shard_t)
+    return [check_text(e) for e in select(examples, limit, question_type, answer_type, sample, seed, shard_t, log)]

@@ -91,7 +91,14 @@ def test_ingest_refuses_each_bad_engine_parameter_in_one_line(
         (["--shard", "2/2"], "invalid --shard '2/2'"),
         (["--run-name", "a/b"], "--run-name 'a/b' cannot be used: run id 'a/b' cannot be a folder name"),
         (["--run-name", ".."], "--run-name '..' cannot be used"),
-        (["--run-name", "bell\x07"], "--run-name 'bell\\x07' contains the control character '\\x07'"),
+        (["--run-name", "bell\x07"], "--run-name 'bell\\x07' contains the control character U+0007"),
+        (
+            ["--run-name", "\u200b"],
+            "--run-name '\\u200b' contains the invisible format character U+200B (ZERO WIDTH SPACE)",
+        ),
+        (["--run-name", "\ufeffS"], "--run-name '\\ufeffS' contains the invisible format character U+FEFF"),
+        (["--run-name", "S\u200b"], "--run-name 'S\\u200b' contains the invisible format character U+200B"),
+        (["--run-name", "\u202eS"], "--run-name '\\u202eS' contains the invisible format character U+202E"),
         (["--run-name", " padded"], "--run-name ' padded' starts or ends with white space"),
     ],
 )
