@@ -13,7 +13,11 @@ engine's ``STCGraph`` is written as ``(example_id, meta, arrays)`` and read back
 in Neo4j point here and ``Run.store`` records the root, so readers find a run's arrays without
 being told where they are.
 
-``FileStore.create`` makes a run's folders (owner-only: 0700 folders, 0600 files);
+``FileStore.create`` makes a run's folders (owner-only: 0700 folders, 0600 files) and refuses, in one line,
+a run folder, ``shards/`` folder or store file that is a symbolic link, is not ours, or is writable by group
+or others: on a shared ``--store`` another local user could otherwise pre-make a run's folder (run ids
+are predictable) and make ingestion write into their files. Store files are created without following
+links (``O_NOFOLLOW``), so one planted later is refused too;
 ``FileStore.open`` finds an existing one and fails with one line when it is missing. Shards are
 written to a temporary name and renamed, so a crash never leaves a half-written shard. Several processes
 (the Ray workers of one run) may write one run's store at once: shard names are random, ``run.json`` is
@@ -22,8 +26,10 @@ replaced by a rename and each ``failures.jsonl`` line is one append.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -67,6 +73,42 @@ def _mkdir_private(path: Path) -> None:
         ) from None
 
 
+STORE_FILES = ("failures.jsonl", "run.json")  # the files a writer opens by a fixed name
+
+
+def _unsafe(st: os.stat_result, kind: str) -> str | None:
+    """Why a store path of this ``lstat`` must not be written through, or None."""
+    if stat.S_ISLNK(st.st_mode):
+        return "is a symbolic link"
+    if kind == "dir" and not stat.S_ISDIR(st.st_mode):
+        return "is not a folder"
+    if kind == "file" and not stat.S_ISREG(st.st_mode):
+        return "is not a regular file"
+    if st.st_uid != os.geteuid():
+        return f"belongs to another user (uid {st.st_uid})"
+    if st.st_mode & 0o022:
+        return f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
+
+
+def _refuse(path: Path, why: str) -> StcgError:
+    return StcgError(
+        f"refusing to write the file store through {path}: it {why}; another user could redirect what "
+        "ingestion writes. Remove it (or choose another --store)"
+    )
+
+
+def check_private(path: Path, kind: str) -> None:
+    """One-line ``StcgError`` unless ``path`` (absent, or a ``kind`` = dir|file) is safe to write through."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    why = _unsafe(st, kind)
+    if why:
+        raise _refuse(path, why)
+
+
 class FileStore:
     """The arrays of one run under ``<root>/<run_id>``. Use ``create`` (writers) or ``open`` (readers).
 
@@ -87,7 +129,11 @@ class FileStore:
         store = cls(root, run_id)
         if store.root.exists() and not store.root.is_dir():
             raise StcgError(f"file store root {store.root} exists and is not a folder; choose another --store")
+        check_private(store.dir, "dir")  # before anything is made inside it
+        check_private(store.shards, "dir")
         _mkdir_private(store.shards)
+        for path, kind in ((store.dir, "dir"), (store.shards, "dir"), *((store.dir / n, "file") for n in STORE_FILES)):
+            check_private(path, kind)
         return store
 
     @classmethod
@@ -164,8 +210,17 @@ class FileStore:
         """Append ``line`` with ONE ``write`` on an ``O_APPEND`` descriptor, so lines of concurrent writers
         (Ray workers of one run, on one file system) never interleave or overwrite each other."""
         data = line.encode()
-        fd = os.open(self.dir / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+        path = self.dir / name
         try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, FILE_MODE)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise _refuse(path, "is a symbolic link") from None
+            raise
+        try:
+            why = _unsafe(os.fstat(fd), "file")
+            if why:
+                raise _refuse(path, why)
             written = os.write(fd, data)
             while written < len(data):  # a short write (full disk, signal): finish the line
                 written += os.write(fd, data[written:])
@@ -181,8 +236,9 @@ class FileStore:
         """``run.json``, written to a private temporary name and renamed: a reader (or another worker writing
         the same file) never sees it half-written."""
         path = self.dir / "run.json"
+        check_private(path, "file")
         tmp = self.dir / f".run.json.{uuid.uuid4().hex[:12]}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
         try:
             with os.fdopen(fd, "w") as f:
                 f.write(json.dumps(info, indent=1, default=str))
