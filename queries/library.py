@@ -333,6 +333,21 @@ def load_template(name: str) -> Template:
     return _load(name)
 
 
+# fixed statements of ``QueryLibrary._explain_empty`` (every value a parameter)
+_RUN_LOOKUP = "MATCH (r:Run) WHERE r.uid = $run OR r.name = $run RETURN r.uid AS uid, r.perturbations AS perturbations"
+_RUN_LOOKUP_DEFAULT = """
+MATCH (r:Run {status: 'complete'}) RETURN r.uid AS uid, r.perturbations AS perturbations
+ORDER BY r.finished_at DESC LIMIT 1
+"""
+_METHOD_LOOKUP = "MATCH (x:Explanation {method: $method}) WHERE x.run_id = $run RETURN x.method LIMIT 1"
+_METHODS_SEEN = """
+MATCH (:Run {uid: $run})-[:HAS_EXAMPLE]->(e:Example) WHERE e.complete
+WITH e LIMIT 20
+MATCH (e)-[:HAS_EXPLANATION]->(x:Explanation)
+RETURN DISTINCT x.method AS method ORDER BY method
+"""
+
+
 def _plain(value):
     """Neo4j graph values -> plain Python (nodes/relationships as property dicts, paths as lists)."""
     from neo4j.graph import Node, Path, Relationship
@@ -539,8 +554,56 @@ class QueryLibrary:
         bound = t.bind(**params)
         if "run_id" in bound and bound["run_id"] is None:
             self._check_default_run()
+        runs = self._named_runs(bound)
         records, keys = self._execute(t, bound)
+        if not records:  # only what the caller named: a template's default may be absent from a run
+            self._explain_empty({k: v for k, v in bound.items() if k in params}, runs)
         return pd.DataFrame([[_plain(r[k]) for k in keys] for r in records], columns=list(keys))
+
+    def _named_runs(self, bound: dict) -> list[dict]:
+        """The runs the parameters name (one indexed look-up each); a one-line ``StcgError`` for a name that
+        is no run's, so a typo never reads as "no rows" or as a comparison with nothing."""
+        runs = []
+        for key in ("run_id", "run_a", "run_b"):
+            if bound.get(key) is not None:
+                found = self._query(_RUN_LOOKUP, run=bound[key])
+                if not found:
+                    raise StcgError(f"no run {bound[key]!r} in this database (list them: stcg query run runs)")
+                runs.append(found[0])
+        return runs
+
+    def _explain_empty(self, bound: dict, runs: list[dict]) -> None:
+        """No rows: a one-line ``StcgError`` when that is because a parameter names nothing in the run (a
+        perturbation kind or an attribution method it does not have). Checked only for empty answers; an
+        empty answer about real things stays empty."""
+        run = runs[0] if runs else None
+        if run is None:
+            found = self._query(_RUN_LOOKUP_DEFAULT)
+            run = found[0] if found else None
+        kind = bound.get("perturbation")
+        if kind is not None:
+            from stcg_model.perturbations import REGISTRY
+
+            if kind not in REGISTRY:
+                raise StcgError(f"unknown perturbation {kind!r}: the kinds are {', '.join(sorted(REGISTRY))}")
+            if run is not None and run["perturbations"] is not None and kind not in run["perturbations"]:
+                raise StcgError(
+                    f"run {run['uid']!r} has no perturbation {kind!r} (it has: {', '.join(run['perturbations'])})"
+                )
+        for key in ("method", "method_a", "method_b"):
+            method = bound.get(key)
+            if method is None or method == "attention" or run is None:
+                continue
+            if not self._query(_METHOD_LOOKUP, run=run["uid"], method=method):
+                has = ["attention", *(r["method"] for r in self._query(_METHODS_SEEN, run=run["uid"]))]
+                raise StcgError(
+                    f"run {run['uid']!r} has no explanations of method {method!r} (it has: {', '.join(has)}; "
+                    "others are ingested with --attributions)"
+                )
+
+    def _query(self, cypher: str, **params) -> list[dict]:
+        records, _, _ = self.driver.execute_query(cypher, params, database_=self.database, routing_=RoutingControl.READ)
+        return [r.data() for r in records]
 
     def _execute(self, t: Template, bound: dict):
         from neo4j.exceptions import DriverError, Neo4jError

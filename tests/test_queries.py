@@ -239,7 +239,8 @@ def test_parameters_are_validated_and_injection_changes_nothing(world, driver):
         lib.run("flips", limit="ten")
     before = driver.execute_query("MATCH (n) RETURN count(n) AS c").records[0]["c"]
     evil = "color_shift'}) MATCH (n) DETACH DELETE n //"
-    assert len(lib.run("flips", run_id=world["a"], perturbation=evil)) == 0
+    with pytest.raises(StcgError, match="unknown perturbation"):  # treated as text: no such kind
+        lib.run("flips", run_id=world["a"], perturbation=evil)
     assert len(lib.run("question_type_regions", run_id=world["a"], question_type="x' OR 1=1 //")) == 0
     assert driver.execute_query("MATCH (n) RETURN count(n) AS c").records[0]["c"] == before
 
