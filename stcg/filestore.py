@@ -102,8 +102,12 @@ def check_private(path: Path, kind: str) -> None:
     """One-line ``StcgError`` unless ``path`` (absent, or a ``kind`` = dir|file) is safe to write through."""
     try:
         st = os.lstat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # absent (a file above it: making it says so)
         return
+    except OSError as e:
+        raise StcgError(
+            f"cannot read the file store folder {path}: {e.strerror or e}; choose another --store"
+        ) from None
     why = _unsafe(st, kind)
     if why:
         raise _refuse(path, why)
