@@ -85,7 +85,7 @@ def replicate(base: Path, out: Path, copies: int, total: int) -> None:
     (out / "parts").mkdir()
     for c in range(copies):
         for p in parts:
-            dst = out / "parts" / f"{p.name}-c{c:03d}"
+            dst = out / "parts" / f"{p.name}{c:03d}"  # a longer counter: still a name CsvSink writes
             dst.mkdir()
             for f in p.iterdir():
                 text = f.read_text()

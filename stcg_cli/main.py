@@ -134,7 +134,56 @@ def _register_optional_commands() -> None:
 _register_optional_commands()
 
 
+def _option(argv: list[str], name: str) -> str | None:
+    """The value of option ``name`` in ``argv`` (``--name V`` or ``--name=V``), or None."""
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(name + "="):
+            return arg[len(name) + 1 :]
+    return None
+
+
+def _offline(e: BaseException) -> bool:
+    """Whether ``e`` is Neo4j saying the database is unavailable (offline, or it failed to start)."""
+    try:
+        from neo4j.exceptions import DatabaseUnavailable, Neo4jError
+    except ImportError:  # pragma: no cover - the driver is a dependency
+        return False
+    return isinstance(e, DatabaseUnavailable) or (
+        isinstance(e, Neo4jError) and str(getattr(e, "code", "") or "").endswith(".DatabaseUnavailable")
+    )
+
+
+def unavailable_message(argv: list[str]) -> str:
+    """The one line for a database that is unavailable, naming it, its server and what to do."""
+    import os
+    from pathlib import Path
+
+    from stcg.config import DEFAULT_DATABASE, DEFAULT_URI, local_home
+
+    home = Path(_option(argv, "--home") or local_home()).resolve()
+    if argv[:1] == ["load"]:  # `stcg load` works on the local server of --home, database neo4j
+        uri, database = f"bolt://127.0.0.1:{_option(argv, '--bolt-port') or 7687}", DEFAULT_DATABASE
+    else:
+        uri = _option(argv, "--uri") or os.environ.get("NEO4J_URI") or DEFAULT_URI
+        database = _option(argv, "--database") or os.environ.get("NEO4J_DATABASE") or DEFAULT_DATABASE
+    if (home / "run" / "stcg-load.json").exists():
+        where = f" --home {home}" if _option(argv, "--home") else ""
+        hint = (
+            f"a `stcg load` into {home} was interrupted: `stcg load --finish{where}` completes it, "
+            f"`stcg load --undo{where}` puts the database back as it was before it"
+        )
+    else:
+        hint = f"no `stcg load` into {home} was interrupted; the log says why the database is not online"
+    return (
+        f"database {database!r} on {uri} is unavailable (offline, or it failed to start): see "
+        f"{home / 'logs' / 'debug.log'} (for a local server) and `stcg neo4j status`; {hint}"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
         rv = cli.main(args=argv, prog_name="stcg", standalone_mode=False)
     except StcgError as e:
@@ -149,6 +198,11 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except Exception as e:
+        if not _offline(e):
+            raise
+        click.echo(f"error: {unavailable_message(args)}", err=True)
+        sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 
