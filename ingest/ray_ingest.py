@@ -11,12 +11,18 @@ of the run (so the run id, resume and refusal rules are those of the single-proc
                                                      GPU, else CPU actors with a fractional CPU share; each
                                                      writes its file-store shards and failures.jsonl lines
                                                      and returns the batch's ``GraphRows`` (``batch_rows``)
-      -> ``Neo4jDatasink``                           Ray write tasks: the packed writer (``Neo4jSink.write``),
-                                                     nodes and links first, completion markers last
+      -> write the batch                             Ray write tasks: the packed writer (``Neo4jSink.write``),
+                                                     nodes and links first, completion markers last; each
+                                                     returns the batch's ``Stats`` to the driver (its progress)
 
 An example is complete in Neo4j only after all of it is written, so a driver or worker killed at any
 moment loses nothing: the same command resumes (complete examples are skipped, the rest rewritten
-with MERGE, nothing duplicated). A local Ray started here is shut down at the end; if this process is
+with MERGE, nothing duplicated). A worker process that dies (a native crash, the OOM killer) is retried
+a bounded number of times (``EXPLAIN_RETRIES``, ``TASK_RETRIES``); then Ray Data drops that batch and goes
+on, the driver runs the examples so lost once more, one per batch, and records those lost again as
+failed, so one example that always kills its worker fails alone and the run still finishes.
+An error raised in a worker (``StcgError``: an unwritable store, Neo4j refusing) comes back as a row and
+stops the run with its one line. A local Ray started here is shut down at the end; if this process is
 killed, Ray's own reaper ends that local Ray with it. Ray is an optional extra (``pip install "stcg[ray]"``)
 imported only here.
 """
@@ -26,8 +32,8 @@ from __future__ import annotations
 import logging
 import math
 import pickle
-import threading
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 
 from stcg.errors import StcgError
@@ -40,6 +46,20 @@ WRITE_CPUS = 0.25  # per write task: mostly waiting on Neo4j
 # would fuse the read stage into the actors (it fuses consecutive maps with equal resources)
 CPU_ACTOR_CPUS = 0.5
 MAX_BLOCKS = 1024  # input blocks (each one or more model batches)
+# Retries after a worker process dies (a native crash, the OOM killer). Ray Data 2.60 retries for ever by
+# default: its actor pools get max_restarts=-1 and max_task_retries=-1 (ray/data/_internal/execution/
+# operators/actor_pool_map_operator.py, _apply_default_remote_args; Ray logs "There are infinite retries
+# remaining") and its tasks max_retries=-1 (ray/data/_internal/remote_fn.py). Here a batch is tried at most
+# 1 + EXPLAIN_RETRIES times by the model actors (each try whose actor dies costs a model reload), and read
+# and write tasks 1 + TASK_RETRIES times; then Ray Data drops the batch (max_errored_blocks=-1 for this
+# dataset only) and the driver retries its examples one per batch in a second pass, bounded the same way;
+# an example lost there too is recorded failed with LOST_REASON.
+EXPLAIN_RETRIES = 2
+TASK_RETRIES = 2
+LOST_REASON = (
+    f"worker died: the Ray worker process died on each of its {1 + EXPLAIN_RETRIES} tries of this example "
+    "alone (a native crash, or killed for lack of memory); Ray's worker logs say why"
+)
 
 
 def check_ray():
@@ -141,17 +161,35 @@ def host_engine(model_name: str, ecfg):
     return _HOST_ENGINES[key]
 
 
+@dataclass
+class WorkerError:
+    """An error raised in a worker, as one line. It travels down the pipeline as a row (each stage passes it
+    on) and the driver raises it as ``StcgError``: a task that raises would only lose its block, since Ray
+    Data goes on past failed blocks here (``max_errored_blocks=-1``, for workers that die)."""
+
+    message: str
+
+    @classmethod
+    def of(cls, e: Exception) -> WorkerError:
+        if isinstance(e, StcgError):
+            return cls(str(e))
+        return cls(f"a Ray worker failed: {type(e).__name__}: {' '.join(str(e).split())[:300]}")
+
+
 def read_batches(rows: dict, model_name: str, ecfg) -> dict:
     """Read task: each row's model batch -> (batch, inputs, unreadable examples, HostBatch), pickled."""
     import numpy as np
 
     from ingest.pipeline import load_batch
 
-    engine = host_engine(model_name, ecfg)
     out = []
     for blob in rows["batch"]:
-        batch = pickle.loads(blob)
-        out.append(pickle.dumps((batch, *load_batch(engine, batch)), protocol=5))
+        try:
+            batch = pickle.loads(blob)
+            item = (batch, *load_batch(host_engine(model_name, ecfg), batch))
+        except Exception as e:
+            item = WorkerError.of(e)
+        out.append(pickle.dumps(item, protocol=5))
     return {"work": np.array(out, dtype=object)}
 
 
@@ -168,7 +206,7 @@ def explainer_class(job: dict):
 
 class _Explainer:
     """A model actor: one engine for its whole life; explains batches, writes their file-store shards and
-    failures.jsonl lines, and returns each batch's ``GraphRows`` with its counts for the datasink."""
+    failures.jsonl lines, and returns each batch's ``GraphRows`` with its counts for the write tasks."""
 
     def __init__(self, job: dict):
         import torch
@@ -194,26 +232,34 @@ class _Explainer:
     def __call__(self, rows: dict) -> dict:
         import numpy as np
 
+        out = []
+        for blob in rows["work"]:
+            item = pickle.loads(blob)
+            if not isinstance(item, WorkerError):
+                try:
+                    item = self.explain(*item)
+                except Exception as e:
+                    item = WorkerError.of(e)
+            out.append(pickle.dumps(item, protocol=5))
+        return {"result": np.array(out, dtype=object)}
+
+    def explain(self, batch, inputs, failed, host):
+        """One batch -> (its ``GraphRows``, its ``Stats``); its shard and failures.jsonl lines written."""
         from ingest.pipeline import batch_rows, explain_batch, record_failure
 
-        store, out = self.start.store, []
-        for blob in rows["work"]:
-            batch, inputs, failed, host = pickle.loads(blob)
-            graphs = []
-            if inputs:
-                graphs, broken = explain_batch(self.engine, batch, inputs, host)
-                failed = failed + broken
-            for ex, reason in failed:
-                record_failure(store, ex, reason)
-            graph_rows = batch_rows(store, self.start.run_id, self.top_k, graphs, failed)
-            stats = Stats(len(batch), len(graphs), [(ex.example_id, reason) for ex, reason in failed])
-            out.append(pickle.dumps((graph_rows, stats), protocol=5))
-        return {"result": np.array(out, dtype=object)}
+        store, graphs = self.start.store, []
+        if inputs:
+            graphs, broken = explain_batch(self.engine, batch, inputs, host)
+            failed = failed + broken
+        for ex, reason in failed:
+            record_failure(store, ex, reason)
+        graph_rows = batch_rows(store, self.start.run_id, self.top_k, graphs, failed)
+        return graph_rows, Stats(len(batch), len(graphs), [(ex.example_id, reason) for ex, reason in failed])
 
 
 @dataclass
 class Stats:
-    """What a batch (or, summed, a write task or the run) did."""
+    """What a batch (or, summed, a pass or the run) did."""
 
     examples: int = 0
     written: int = 0
@@ -245,65 +291,34 @@ def _neo4j_sink(settings):
     return Neo4jSink(_DRIVERS[key], settings.database)
 
 
-def _make_datasink(settings, counter):
-    """``Neo4jDatasink`` (defined when Ray is imported, so this module imports without Ray)."""
-    from ray.data import Datasink
+def write_batches(rows: dict, settings) -> dict:
+    """Write task: each batch's ``GraphRows`` with the packed writer (``Neo4jSink.write``: one transaction for
+    the subgraphs, then the completion markers) -> the batch's ``Stats`` (or its ``WorkerError``), pickled."""
+    import numpy as np
 
-    class Neo4jDatasink(Datasink):
-        """Writes each batch's ``GraphRows`` with the packed writer (``Neo4jSink.write``: one transaction for
-        the subgraphs, then the completion markers); ``write`` returns the task's ``Stats``, summed on the
-        driver by ``on_write_complete`` into ``total``. ``counter`` (a Ray actor) counts examples for the
-        driver's progress bar."""
-
-        def __init__(self):
-            self.settings, self.counter, self.total = settings, counter, Stats()
-
-        def write(self, blocks, ctx) -> Stats:
-            from ray.data.block import BlockAccessor
-
-            sink, done = _neo4j_sink(self.settings), Stats()
-            for block in blocks:
-                for blob in BlockAccessor.for_block(block).to_numpy("result"):
-                    rows, stats = pickle.loads(blob)
-                    sink.write(rows)
-                    stats.nodes, stats.relationships = rows.n_nodes, rows.n_rels
-                    done.add(stats)
-                    self.counter.add.remote(stats.examples)
-            done.retries = sink.retries
-            return done
-
-        def on_write_complete(self, write_result) -> None:
-            for stats in write_result.write_returns:
-                self.total.add(stats)
-
-        def get_name(self) -> str:
-            return "Neo4j"
-
-    return Neo4jDatasink()
-
-
-def _counter_class(ray):
-    @ray.remote(num_cpus=0)
-    class Counter:
-        def __init__(self):
-            self.n = 0
-
-        def add(self, n: int) -> None:
-            self.n += n
-
-        def get(self) -> int:
-            return self.n
-
-    return Counter
+    out = []
+    for blob in rows["result"]:
+        item = pickle.loads(blob)
+        if not isinstance(item, WorkerError):
+            try:
+                graph_rows, item = item
+                sink = _neo4j_sink(settings)
+                sink.write(graph_rows)
+                item.nodes, item.relationships, item.retries = graph_rows.n_nodes, graph_rows.n_rels, sink.retries
+            except Exception as e:
+                item = WorkerError.of(e)
+        out.append(pickle.dumps(item, protocol=5))
+    return {"stats": np.array(out, dtype=object)}
 
 
 _USER_ERROR = "stcg.errors.StcgError: "
 
 
 def user_error(e: BaseException) -> StcgError | None:
-    """The one-line ``StcgError`` a worker raised, from Ray's wrapper of it, or None. Ray Data wraps a UDF's
-    exception in ``UserCodeException`` and ships it to the driver without its cause: the original survives
-    only in the remote traceback text, whose last ``stcg.errors.StcgError: <message>`` line is taken."""
+    """The one-line ``StcgError`` a worker raised, from Ray's wrapper of it, or None (for what still reaches
+    the driver as an exception, such as an actor that fails to start). Ray Data wraps a UDF's exception in
+    ``UserCodeException`` and ships it to the driver without its cause: the original survives only in the
+    remote traceback text, whose last ``stcg.errors.StcgError: <message>`` line is taken."""
     found = None
     for line in str(e).splitlines():
         if line.startswith(_USER_ERROR):
@@ -314,10 +329,19 @@ def user_error(e: BaseException) -> StcgError | None:
 # --------------------------------------------------------------------------------------------- the run
 def ray_ingest(cfg, model_name: str, examples: list, total: int, sink, log, progress, settings=None):
     """``ingest.pipeline._ingest`` on Ray Data: same claim, rows, store and finish; see the module docstring."""
-    from ingest.pipeline import announce, end_run, note_failure, start_run
+    from ingest.pipeline import start_run
 
     ray = check_ray()
     start = start_run(cfg, model_name, examples, total, sink, log)
+    try:
+        return _ray_run(ray, cfg, model_name, start, sink, log, progress, settings)
+    finally:
+        start.close()  # the lease, if end_run did not end it (an error)
+
+
+def _ray_run(ray, cfg, model_name: str, start, sink, log, progress, settings):
+    from ingest.pipeline import announce, end_run, note_failure
+
     started_here = connect_ray(cfg.ray, log)
     try:
         nodes = sum(1 for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU"))
@@ -326,11 +350,13 @@ def ray_ingest(cfg, model_name: str, examples: list, total: int, sink, log, prog
         log(f"run {start.run_id}: Ray {ray.__version__}, {plan.describe()}")
         t0 = time.time()
         if start.todo:
-            stats = _run_pipeline(ray, cfg, model_name, start, plan, settings, progress)
+            stats = _explain_all(ray, cfg, model_name, start, plan, settings, sink, log, progress)
             summary = start.summary
-            summary.written = stats.written
-            for example_id, reason in stats.failures:
-                note_failure(summary, example_id, reason)
+            done = sink.completed(start.run_id)  # what Neo4j holds, whatever reports a dead worker took with it
+            summary.written = sum(1 for ex in start.todo if ex.example_id in done)
+            for example_id, reason in dict(stats.failures).items():  # once each, should a task have run twice
+                if example_id not in done:
+                    note_failure(summary, example_id, reason)
             sink.writer.nodes_written += stats.nodes
             sink.writer.rels_written += stats.relationships
             sink.writer.retries += stats.retries
@@ -340,9 +366,14 @@ def ray_ingest(cfg, model_name: str, examples: list, total: int, sink, log, prog
     return end_run(cfg, start, sink, log, t0)
 
 
-def _run_pipeline(ray, cfg, model_name, start, plan: Plan, settings, progress) -> Stats:
-    from ray.data import ActorPoolStrategy, DataContext
+def _explain_all(ray, cfg, model_name, start, plan: Plan, settings, sink, log, progress) -> Stats:
+    """``start.todo`` explained and written on Ray: one pass in model batches, then the examples lost with a
+    worker that died on every try (``EXPLAIN_RETRIES``) once more, one per batch; those lost again are
+    recorded failed (``LOST_REASON``: a failure row written here and a failures.jsonl line)."""
+    from ray.data import DataContext
     from tqdm.auto import tqdm
+
+    from ingest.pipeline import batch_rows, record_failure
 
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False  # ours, over examples, as the single-process path shows it
@@ -353,15 +384,82 @@ def _run_pipeline(ray, cfg, model_name, start, plan: Plan, settings, progress) -
         settings = replace(settings, password=settings.resolve_password())
     except StcgError:
         pass
-    todo, bs = start.todo, cfg.batch_size
+    todo, bs, stats = start.todo, cfg.batch_size, Stats()
+    bar = tqdm(total=len(todo), desc="ingest", unit="ex", disable=not progress)
     batches = [todo[s : s + bs] for s in range(0, len(todo), bs)]
+    try:
+        _run_pass(ray, cfg, model_name, start, plan, settings, batches, stats, bar)
+        lost = _lost(todo, sink.completed(start.run_id), stats)
+        if lost:
+            log(f"run {start.run_id}: {len(lost)} examples lost with a Ray worker that died; trying them one by one")
+            _run_pass(ray, cfg, model_name, start, plan, settings, [[ex] for ex in lost], stats, bar, alone=True)
+            lost = _lost(lost, sink.completed(start.run_id), stats)
+        if lost:
+            failed = [(ex, LOST_REASON) for ex in lost]
+            for ex, reason in failed:
+                record_failure(start.store, ex, reason)
+            sink.write(batch_rows(start.store, start.run_id, cfg.engine.top_k, [], failed))
+            stats.failures.extend((ex.example_id, reason) for ex, reason in failed)
+            bar.update(len(lost))
+    finally:
+        bar.close()
+    return stats
+
+
+def _lost(examples: list, done: set, stats: Stats) -> list:
+    """The examples neither complete in Neo4j nor reported failed: those of batches Ray Data dropped."""
+    failed = {example_id for example_id, _ in stats.failures}
+    return [ex for ex in examples if ex.example_id not in done and ex.example_id not in failed]
+
+
+def _run_pass(ray, cfg, model_name, start, plan: Plan, settings, batches: list, stats: Stats, bar, alone=False):
+    """One Ray Data pipeline over ``batches`` (read tasks -> model actors -> write tasks), each batch's ``Stats``
+    added to ``stats`` as it reaches the driver. A batch whose worker dies on every try is dropped; with
+    ``alone`` (one example per batch) an actor holds one batch at a time, so it takes no other with it."""
     items = [{"batch": pickle.dumps(b, protocol=5)} for b in batches]
     ds = ray.data.from_items(items, override_num_blocks=min(len(items), MAX_BLOCKS))
+    with warnings.catch_warnings():
+        # Ray 2.60 deprecates Ray remote arguments given to map_batches as keywords (removal planned for Ray
+        # 2.64) but has no named parameter for max_retries, max_restarts or max_task_retries: no other way
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        ds = _stages(ds, cfg, model_name, start, plan, settings, batches, alone)
+    ds.context.max_errored_blocks = -1  # this dataset only: go on past the batches of workers that died
+    # a dropped batch is logged there with a traceback; the driver says it in one line (_explain_all)
+    quiet = logging.getLogger("ray.data._internal.execution.streaming_executor_state")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    rows = iter(ds.iter_rows())
+    try:
+        for row in rows:
+            item = pickle.loads(row["stats"])
+            if isinstance(item, WorkerError):
+                raise StcgError(item.message)
+            stats.add(item)
+            bar.update(item.examples)
+    except Exception as e:
+        if type(e) is StcgError:  # raised here
+            raise
+        cause = user_error(e)
+        if cause is None:
+            raise
+        raise cause from None
+    finally:
+        close = getattr(rows, "close", None)
+        if close is not None:
+            close()  # stops the pipeline when it ends early
+        quiet.setLevel(level)
+
+
+def _stages(ds, cfg, model_name, start, plan: Plan, settings, batches: list, alone: bool):
+    """Read tasks -> model actors -> write tasks, with bounded retries (``EXPLAIN_RETRIES``, ``TASK_RETRIES``)."""
+    from ray.data import ActorPoolStrategy
+
     ds = ds.map_batches(
         read_batches,
         batch_size=1,
         batch_format="numpy",
         num_cpus=READ_CPUS,
+        max_retries=TASK_RETRIES,
         fn_kwargs={"model_name": model_name, "ecfg": cfg.engine},
     )
     job = {"engine": cfg.engine, "device": plan.device, "threads": plan.threads, "start": _slim(start)}
@@ -370,43 +468,25 @@ def _run_pipeline(ray, cfg, model_name, start, plan: Plan, settings, progress) -
         explainer_class(job),
         batch_size=1,
         batch_format="numpy",
-        compute=ActorPoolStrategy(size=plan.size),
+        compute=ActorPoolStrategy(
+            size=min(plan.size, len(batches)), max_tasks_in_flight_per_actor=1 if alone else None
+        ),
         num_gpus=plan.gpus or None,
         num_cpus=plan.cpus,
+        max_task_retries=EXPLAIN_RETRIES,
+        # bounded, but never below the deaths this pass's tries can cause (each try ends at most its actor):
+        # Ray Data never replaces an actor dead for good, so a pool that lost its only actor would wait for ever
+        max_restarts=(1 + EXPLAIN_RETRIES) * len(batches),
     )
-    counter = _counter_class(ray).remote()
-    datasink = _make_datasink(settings, counter)
-    bar = tqdm(total=len(todo), desc="ingest", unit="ex", disable=not progress)
-    stop = threading.Event()
-
-    def follow():
-        seen = 0
-        while not stop.wait(0.5):
-            try:
-                n = ray.get(counter.get.remote(), timeout=5)
-            except Exception:  # the counter is best effort: the bar only
-                continue
-            bar.update(n - seen)
-            seen = n
-
-    poller = threading.Thread(target=follow, name="stcg-ray-progress", daemon=True)
-    poller.start()
-    try:
-        ds.write_datasink(datasink, ray_remote_args={"num_cpus": WRITE_CPUS})
-    except Exception as e:
-        if isinstance(e, StcgError) and type(e) is StcgError:  # raised here, not by a worker
-            raise
-        cause = user_error(e)
-        if cause is None:
-            raise
-        raise cause from None
-    finally:
-        stop.set()
-        poller.join()
-        bar.update(bar.total - bar.n if datasink.total.examples == len(todo) else 0)
-        bar.close()
-        ray.kill(counter)
-    return datasink.total
+    ds = ds.map_batches(
+        write_batches,
+        batch_size=1,
+        batch_format="numpy",
+        num_cpus=WRITE_CPUS,
+        max_retries=TASK_RETRIES,
+        fn_kwargs={"settings": settings},
+    )
+    return ds
 
 
 def _slim(start):
@@ -414,4 +494,14 @@ def _slim(start):
     return replace(start, todo=[], summary=None)
 
 
-__all__ = ["check_ray", "connect_ray", "plan_actors", "ray_ingest", "Plan", "RAY_EXTRA"]
+__all__ = [
+    "check_ray",
+    "connect_ray",
+    "plan_actors",
+    "ray_ingest",
+    "Plan",
+    "RAY_EXTRA",
+    "EXPLAIN_RETRIES",
+    "TASK_RETRIES",
+    "LOST_REASON",
+]

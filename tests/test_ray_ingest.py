@@ -2,17 +2,20 @@
 
 The Ray path must give the graph the single-process path gives (same examples, answers, links and
 weights, node and relationship counts, failures), finish its run by itself, and resume after its driver
-is SIGKILLed with nothing duplicated and no Ray process of it left running.
+is SIGKILLed with nothing duplicated and no Ray process of it left running, and record an example whose
+worker always dies as failed after a bounded number of tries, with the rest of the run complete.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import psutil
@@ -20,9 +23,10 @@ import pytest
 import ray  # noqa: F401  (the test extra installs it: without it these tests fail, never skip)
 
 from ingest.pipeline import IngestConfig, run_ingest
-from ingest.ray_ingest import CPU_ACTOR_CPUS, READ_CPUS, plan_actors
+from ingest.ray_ingest import CPU_ACTOR_CPUS, EXPLAIN_RETRIES, LOST_REASON, READ_CPUS, plan_actors
 from stcg.errors import StcgError
-from tests.test_ingest import _counts
+from tests.ray_worker_faults import CRASH_EXAMPLE, CRASH_LOG, READONLY_STORE
+from tests.test_ingest import _counts, _same_rows
 from tests.vqa_fixtures import make_vqa_v2_folder
 
 
@@ -47,19 +51,6 @@ def _cfg(folder, ckpt, run_id, store, **kw):
         top_k=3,
     )
     return IngestConfig(**{**base, **kw})
-
-
-def _same_rows(a: str, b: str) -> None:
-    """Two ``_counts`` checksums (run ids replaced): equal strings, floats equal within 1e-5."""
-    rows_a, rows_b = json.loads(a), json.loads(b)
-    assert len(rows_a) == len(rows_b)
-    for ra, rb in zip(rows_a, rows_b):
-        assert len(ra) == len(rb)
-        for x, y in zip(ra, rb):
-            if isinstance(x, float) and isinstance(y, float):
-                assert x == pytest.approx(y, rel=1e-5, abs=1e-6), (ra, rb)
-            else:
-                assert x == y, (ra, rb)
 
 
 def _examples(driver, run_id):
@@ -251,19 +242,107 @@ def test_without_the_ray_extra_the_error_names_it(tmp_path, tiny_checkpoint):
     assert not (tmp_path / "store").exists()
 
 
-def test_a_worker_error_reaches_the_user_as_one_line(run_id, tmp_path, tiny_checkpoint, local_ray):
-    """A StcgError raised in a model actor (here: the store's shard folder is a file, so only the actors,
-    which write the shards, meet it) is the command's one-line error, not Ray's wrapped traceback."""
-    folder = make_vqa_v2_folder(tmp_path / "vqa", n_images=1, questions_per_image=1)
-    shards = tmp_path / "store" / run_id / "shards"
-    shards.parent.mkdir(parents=True)
-    shards.write_text("not a folder")
-    with pytest.raises(StcgError) as caught:
-        run_ingest(
-            _cfg(folder, tiny_checkpoint, run_id, tmp_path / "store", ray="local"),
-            progress=False,
-            log=lambda s: None,
-        )
-    message = str(caught.value)
-    assert message.startswith("cannot write a shard in the file store") and "Not a directory" in message
-    assert "\n" not in message and "Traceback" not in message
+def _cli_with_faults(args: list, faults: dict, limit: float = 600):
+    """`stcg ingest ARGS --quiet --ray` in a subprocess whose Ray workers get ``faults`` (tests/ray_worker_faults.py,
+    through Ray's worker_process_setup_hook; the runtime_env reaches the command's own ray.init as `ray job submit`
+    passes it). Returns (exit code, stdout, stderr, seconds, {pid: (process, name)} of every process under it)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    runtime_env = {"worker_process_setup_hook": "tests.ray_worker_faults.setup", "env_vars": faults}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    env["RAY_JOB_CONFIG_JSON_ENV_VAR"] = json.dumps({"runtime_env": runtime_env})
+    cmd = [sys.executable, "-m", "stcg_cli.main", "ingest", *args, "--quiet", "--ray"]
+    started, seen = time.time(), {}
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=root)
+        while proc.poll() is None and time.time() - started < limit:  # its Ray processes, as they come
+            try:
+                for p in psutil.Process(proc.pid).children(recursive=True):
+                    if p.pid not in seen:
+                        seen[p.pid] = (p, p.name())
+            except psutil.Error:  # it or a child ended meanwhile
+                pass
+            time.sleep(0.5)
+        took = time.time() - started
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    assert took < limit, f"`stcg ingest --ray` still running after {limit} s: {stderr[-2000:]}"
+    return proc.returncode, stdout, stderr, took, seen
+
+
+def _no_ray_left(seen: dict) -> None:
+    """The command started a local Ray (a raylet among its processes), and none of them is left."""
+    assert "raylet" in {name for _, name in seen.values()}, seen
+    deadline = time.time() + 60  # the command shut its local Ray down; its agents exit once the raylet is gone
+    while time.time() < deadline:
+        left = [(p.pid, name) for p, name in seen.values() if _alive(p)]
+        if not left:
+            return
+        time.sleep(1)
+    assert not left, left
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _args(folder, ckpt, run_id, store, *more):
+    args = ["--dataset", f"vqa-v2:{folder}", "--model", ckpt, "--device", "cpu", "--run-name", run_id]
+    return args + ["--store", str(store), "--deletion-steps", "0", "--top-k", "3", *more]
+
+
+def test_a_worker_error_reaches_the_user_as_one_line(run_id, tmp_path, tiny_checkpoint):
+    """A StcgError raised in a model actor (the store is read-only where the workers run, as on a cluster whose
+    --store is not shared; the driver could write it) stops `stcg ingest --ray` with its one line, not Ray's
+    wrapped traceback, and leaves no Ray process behind."""
+    folder = make_vqa_v2_folder(tmp_path / "vqa", n_images=2, questions_per_image=1)
+    store = tmp_path / "store"
+    code, _, stderr, _, seen = _cli_with_faults(
+        _args(folder, tiny_checkpoint, run_id, store, "--workers", "1"), {READONLY_STORE: "1"}
+    )
+    assert code == 2, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == (
+        f"error: cannot write a shard in the file store {store / run_id}: Read-only file system; check --store"
+    ), stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    _no_ray_left(seen)
+
+
+def test_an_example_that_always_kills_its_worker_fails_alone(driver, run_id, tmp_path, tiny_checkpoint):
+    """One example SIGKILLs its Ray worker on every try (no Python exception): `stcg ingest --ray` with ONE
+    model actor (the pool an actor dead for good would stall) tries its batch a bounded number of times, then
+    the lost batch's examples one by one, records only that example failed (Neo4j and failures.jsonl),
+    finishes the run `complete` with its usual summary and leaves no Ray process behind."""
+    from stcg.datasets import open_dataset
+
+    folder = make_vqa_v2_folder(tmp_path / "vqa", n_images=3, questions_per_image=2)
+    ids = [ex.example_id for ex in open_dataset(f"vqa-v2:{folder}", split="val2014")]
+    victim, crashes = ids[1], tmp_path / "crashes.txt"  # in the first batch of 3, with two innocent examples
+    store = tmp_path / "store"
+    code, stdout, stderr, took, seen = _cli_with_faults(
+        _args(folder, tiny_checkpoint, run_id, store, "--batch-size", "3", "--workers", "1"),
+        {CRASH_EXAMPLE: victim, CRASH_LOG: str(crashes)},
+    )
+    assert code == 0, stderr[-3000:]
+    assert "6 examples selected, 0 already complete, 5 written, 1 failed" in stdout, stdout
+    assert f"run {run_id}: 3 examples lost with a Ray worker that died; trying them one by one" in stdout, stdout
+    tries = [line.split()[1].split(",") for line in crashes.read_text().splitlines()]
+    assert tries.count([victim]) == 1 + EXPLAIN_RETRIES, tries  # alone, in the second pass: the bound
+    batched = [t for t in tries if t != [victim]]
+    assert 1 <= len(batched) <= 1 + EXPLAIN_RETRIES and all(len(t) == 3 for t in batched), tries
+    run = _run(driver, run_id)
+    assert (run["status"], run["complete"], run["failed"], run["total"], run["finished"]) == ("complete", 5, 1, 6, True)
+    examples = _examples(driver, run_id)
+    assert set(examples) == set(ids)
+    assert examples[victim][1:] == (False, True, LOST_REASON)
+    assert all(complete and not failed for i, (_, complete, failed, _) in examples.items() if i != victim)
+    failures = [json.loads(line) for line in (store / run_id / "failures.jsonl").read_text().splitlines()]
+    assert [(f["example_id"], f["reason"]) for f in failures] == [(victim, LOST_REASON)], failures
+    _no_ray_left(seen)
+    print(f"{took:.0f} s, {len(tries)} worker deaths")
