@@ -31,14 +31,13 @@ from stcg.errors import StcgError
 from stcg_model.synthetic import synthetic_graph
 from tests.test_queries import _write_run
 from tests.test_run_stats import CASES, _same
+from tests.test_shards import _ingest_cmd
 from tests.vqa_fixtures import make_vqa_v2_folder
 
 
 def _cmd(folder, ckpt, run, store, *extra):
-    return [sys.executable, "-m", "stcg_cli.main", "ingest", "--dataset", f"vqa-v2:{folder}", "--model", ckpt] + [
-        "--device", "cpu", "--run-name", run, "--store", str(store), "--quiet", "--batch-size", "1",
-        "--deletion-steps", "2", "--perturbations", "center_mask,gaussian_noise", "--top-k", "3", *extra,
-    ]  # fmt: skip
+    """tests/test_shards.py's command, one example per batch (so a retry can be caught mid-way)."""
+    return _ingest_cmd(folder, ckpt, run, store, "--batch-size", "1", *extra)
 
 
 def _state(driver, run):
@@ -82,8 +81,12 @@ def _check_templates_equal_the_graph(driver, run: str) -> None:
     for name, cases in CASES.items():
         for kw in cases:
             params = {"run_id": run, **kw}
-            got = lib.run(name, **params).to_dict("records")
             want = _from_graph(driver, name, params)
+            try:
+                got = lib.run(name, **params).to_dict("records")
+            except StcgError as e:  # these runs have no other methods: said, where the graph has no rows
+                assert "has no explanations of method" in str(e) and want == [], (name, kw)
+                continue
             assert len(got) == len(want), (name, kw)
             assert all(_same(a, b) for a, b in zip(got, want)), (name, kw, got[:3], want[:3])
     summary = lib.run("perturbation_summary", run_id=run)
@@ -119,14 +122,16 @@ def test_statistics_follow_every_command_that_writes_into_a_run(driver, run_id, 
     assert (st["status"], st["graph_complete"], st["stats_examples"], st["writers"]) == ("complete", 4, 4, 0)
     _check_templates_equal_the_graph(driver, run_id)
 
-    # 2. the images are back; the same command retries the failures. While it runs, --finalize is refused
-    # (it writes into the run), the statistics are gone, and the templates read the graph
+    # 2. the images are back; the same command retries the failures. While it runs (frozen with SIGSTOP
+    # while we look), --finalize is refused (it writes into the run), the statistics are gone, and the
+    # templates read the graph
     for p in hidden.iterdir():
         shutil.move(p, folder / "val2014" / p.name)
     retry = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert _wait(lambda: _state(driver, run_id)["graph_complete"] >= 6, proc=retry), "the retry wrote nothing"
         assert retry.poll() is None, "the retry ended before it could be killed: give it more examples"
+        retry.send_signal(signal.SIGSTOP)  # frozen mid-run (its lease held): the graph holds still to compare
         with pytest.raises(StcgError) as refused:
             finalize_run(run_id)
         assert refused.value.exit_code == 1
@@ -140,13 +145,18 @@ def test_statistics_follow_every_command_that_writes_into_a_run(driver, run_id, 
         retry.wait()
 
     # 3. the retry was killed part-way: its lease died with it, so --finalize goes ahead, over what the
-    # graph holds now (more complete examples than the first statistics counted)
+    # graph holds now (more complete examples than the first statistics counted). Killed between an
+    # example's subgraph and its completion marker, that example is neither complete nor failed: the run
+    # then stays partial, without statistics (the templates read the graph), until the command is rerun
     killed_at = _state(driver, run_id)["graph_complete"]
     assert 6 <= killed_at < 12
     end = finalize_run(run_id)
-    assert end["status"] == "complete" and end["complete"] == killed_at and end["stats"]["written"]
     st = _state(driver, run_id)
-    assert (st["stats_examples"], st["writers"]) == (killed_at, 0)
+    assert st["writers"] == 0 and end["complete"] == killed_at
+    if end["failed"] + end["complete"] == 12:
+        assert end["status"] == "complete" and end["stats"]["written"] and st["stats_examples"] == killed_at
+    else:
+        assert end["status"] == "partial" and st["stats_examples"] is None
     _check_templates_equal_the_graph(driver, run_id)
 
     # 4. the retry again, to its end

@@ -13,7 +13,7 @@ from ingest.rows import GraphRows, graph_rows
 from ingest.schema import ensure_schema
 from ingest.writer import Neo4jWriter
 from stcg_model.synthetic import synthetic_graph
-from tests.test_ingest import _counts
+from tests.test_ingest import _counts, _same_rows
 from tests.vqa_fixtures import make_vqa_v2_folder
 
 
@@ -60,7 +60,9 @@ def test_two_concurrent_shard_workers_leave_a_complete_run(driver, run_id, tmp_p
         nodes_a, rels_a, sum_a = _counts(driver, run_id)
         nodes_b, rels_b, sum_b = _counts(driver, whole)
         assert (nodes_a, rels_a) == (nodes_b, rels_b) and nodes_a["Example"] == 8
-        assert sum_a.replace(run_id, "RUN") == sum_b.replace(whole, "RUN")
+        # the same values up to float32 noise: a shard batches other questions together than the whole run
+        # does, and padded batches of another shape round differently (~1e-6 absolute, measured)
+        _same_rows(sum_a.replace(run_id, "RUN"), sum_b.replace(whole, "RUN"))
     finally:
         with driver.session() as s:
             s.run("MATCH (n {run_id: $r}) DETACH DELETE n", r=whole).consume()
