@@ -291,6 +291,35 @@ def load_hf_vqa(name_or_path: str, split: str = "validation") -> list[VQAExample
     return out
 
 
+# --------------------------------------------------------------------------- scenes (generated)
+def load_scenes(split: str = "test", size: str = "") -> list[VQAExample]:
+    """The scenes testbed (``stcg.scenes``): ``size`` examples of ``split`` (``scenes:N``; default
+    ``SPLIT_SIZES``), each rendered on demand, with its scene (``extra["scene"]``, a dict) and mask kind."""
+    from stcg import scenes
+
+    n = scenes.parse_spec(size, split)
+    out = []
+    for i in range(n):
+        sc = scenes.generate(split, i)
+
+        def loader(sc=sc):
+            return scenes.render(sc)
+
+        out.append(
+            VQAExample(
+                f"scenes:{split}:{i}",
+                f"scenes:{split}:{i}",
+                sc.question,
+                (scenes.answer(sc),),
+                scenes.question_type(sc),
+                scenes.answer_type(sc),
+                str(i),
+                {"image_loader": loader, "scene": sc.to_dict(), "mask_kind": sc.mask_kind},
+            )
+        )
+    return out
+
+
 # --------------------------------------------------------------------------- selection
 def parse_shard(text: str | None) -> tuple[int, int] | None:
     """``"i/N"`` (0 <= i < N) -> (i, N)."""
@@ -351,7 +380,8 @@ def open_dataset(
     shard: str | tuple[int, int] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> list[VQAExample]:
-    """Examples of ``spec``: ``easy-vqa``, ``vqa-v2:<folder>``, or ``hf:<save_to_disk folder or dataset name>``,
+    """Examples of ``spec``: ``easy-vqa``, ``scenes[:N]`` (the generated testbed, ``stcg.scenes``),
+    ``vqa-v2:<folder>``, or ``hf:<save_to_disk folder or dataset name>``,
     selected (``select``) and with their text checked (``check_text``: an example whose text cannot be stored
     comes back marked ``invalid``, for ingestion to record as failed)."""
     if limit is not None and limit < 0:
@@ -364,6 +394,8 @@ def open_dataset(
         examples = load_vqa_v2(arg, split or "val2014")
     elif kind == "hf" and arg:
         examples = load_hf_vqa(arg, split or "validation")
+    elif kind == "scenes":
+        examples = load_scenes(split or "test", arg)
     else:
-        raise StcgError(f"unknown dataset {spec!r}: use easy-vqa, vqa-v2:<folder> or hf:<folder or name>")
+        raise StcgError(f"unknown dataset {spec!r}: use easy-vqa, scenes[:N], vqa-v2:<folder> or hf:<folder or name>")
     return [check_text(e) for e in select(examples, limit, question_type, answer_type, sample, seed, shard_t, log)]

@@ -13,7 +13,8 @@ from stcg_cli.options import neo4j_options, settings_from
     "--dataset",
     default="easy-vqa",
     show_default=True,
-    help="easy-vqa | vqa-v2:<folder with the official JSON + COCO images> | hf:<save_to_disk folder or dataset name>.",
+    help="easy-vqa | scenes[:N] (generated shapes with known evidence, docs/scenes.md) | vqa-v2:<folder with the "
+    "official JSON + COCO images> | hf:<save_to_disk folder or dataset name>.",
 )
 @click.option("--split", default=None, help="Split [easy-vqa: test; vqa-v2: val2014; hf: validation].")
 @click.option("--limit", default=None, type=int, help="Only the first N (>= 1) selected questions.")
