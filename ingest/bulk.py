@@ -67,13 +67,13 @@ from pathlib import Path
 from ingest.lease import Lease, busy_error, is_live, overlaps
 from ingest.rows import NODE_LISTS, REL_TYPES, GraphRows, flat_rows
 from stcg.errors import StcgError
+from stcg.filestore import DIR_MODE, FILE_MODE, mkdir_private
 
 ARRAY_DELIMITER = "\x1f"  # U+001F (unit separator): never in our text; neo4j-admin --array-delimiter=U+001F
 DATETIME_KEYS = frozenset({"started_at", "updated_at", "finished_at", "completed_at"})
 NODE_LABELS = ("Run", "Example", *NODE_LISTS.values())
 PART_LABELS = frozenset(NODE_LABELS) - {"Run"}  # the Run node is in runs/, never in a part
 DATABASE = "neo4j"  # Community edition imports into its one user database
-DIR_MODE, FILE_MODE = 0o700, 0o600  # the CSV folder is owner-only, like the file store
 MIB = 1 << 20
 READ_BUFFER = 4 * MIB  # neo4j-admin's default --read-buffer-size; a larger record gets twice its size
 SCALAR_TYPES = frozenset({"boolean", "long", "double", "string", "datetime"})
@@ -229,18 +229,6 @@ def _read_text(path: Path) -> str:
         return fh.read()
 
 
-def _mkdir_private(path: Path) -> None:
-    """Create ``path`` and its missing parents; the folders created here are owner-only."""
-    missing = []
-    p = path
-    while not p.exists() and not p.is_symlink() and p.parent != p:
-        missing.append(p)
-        p = p.parent
-    for d in reversed(missing):
-        d.mkdir(mode=DIR_MODE, exist_ok=True)
-        os.chmod(d, DIR_MODE)
-
-
 def _max_record(lines: list[str]) -> int:
     """The size in bytes of the longest of ``lines`` (UTF-8)."""
     return max((len(ln) if ln.isascii() else len(ln.encode("utf-8")) for ln in lines), default=0)
@@ -322,7 +310,7 @@ class CsvFolder:
 
     def make(self) -> None:
         try:
-            _mkdir_private(self.root)
+            mkdir_private(self.root)
             if not self.root.is_dir():
                 raise StcgError(f"the CSV folder {self.root} is not a folder; check --sink csv:DIR")
             self.check_safe()
@@ -841,7 +829,7 @@ def prepare_import(folder: str | os.PathLike, log: Callable[[str], None] = lambd
                 rows = len(keep)
                 info = {**info, "multiline": any("\n" in r[:-1] or "\r" in r[:-1] for r in keep)}
                 path = f.root / ".load" / d.name / fname
-                _mkdir_private(path.parent)
+                mkdir_private(path.parent)
                 _write_new(path, "".join(keep).encode("utf-8"))
             if rows == 0:
                 continue
@@ -1015,7 +1003,7 @@ def load_lock(home: str | os.PathLike):
     home = Path(home)
     path = home / "run" / LOAD_LOCK
     try:
-        _mkdir_private(path.parent)
+        mkdir_private(path.parent)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
     except OSError as e:
         raise StcgError(f"cannot open the load lock {path}: {e.strerror or e}") from None

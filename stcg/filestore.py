@@ -54,23 +54,17 @@ def check_run_folder_name(run_id: str) -> str:
     return run_id
 
 
-def _mkdir_private(path: Path) -> None:
-    """Create ``path`` and missing parents; the folders this call creates are owner-only."""
+def mkdir_private(path: Path) -> None:
+    """Create ``path`` and its missing parents; the folders this call creates are owner-only (0700).
+    An existing link on the way is not followed into (making a folder under it fails). Raises OSError."""
     missing = []
     p = path
-    while not p.exists():
+    while not p.exists() and not p.is_symlink() and p.parent != p:
         missing.append(p)
-        if p.parent == p:
-            break
         p = p.parent
-    try:
-        for d in reversed(missing):
-            d.mkdir(mode=DIR_MODE, exist_ok=True)
-            os.chmod(d, DIR_MODE)
-    except OSError as e:
-        raise StcgError(
-            f"cannot create the file store folder {path}: {e.strerror or e}; choose another --store"
-        ) from None
+    for d in reversed(missing):
+        d.mkdir(mode=DIR_MODE, exist_ok=True)
+        os.chmod(d, DIR_MODE)
 
 
 STORE_FILES = ("failures.jsonl", "run.json")  # the files a writer opens by a fixed name
@@ -135,7 +129,12 @@ class FileStore:
             raise StcgError(f"file store root {store.root} exists and is not a folder; choose another --store")
         check_private(store.dir, "dir")  # before anything is made inside it
         check_private(store.shards, "dir")
-        _mkdir_private(store.shards)
+        try:
+            mkdir_private(store.shards)
+        except OSError as e:
+            raise StcgError(
+                f"cannot create the file store folder {store.shards}: {e.strerror or e}; choose another --store"
+            ) from None
         for path, kind in ((store.dir, "dir"), (store.shards, "dir"), *((store.dir / n, "file") for n in STORE_FILES)):
             check_private(path, kind)
         return store
