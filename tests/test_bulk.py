@@ -90,6 +90,7 @@ def both(tmp_path_factory, tiny_checkpoint, driver):
         deadline = time.time() + 300
         while time.time() < deadline and _complete(csv_dir, "bulk-resumed") < 2 and proc.poll() is None:
             time.sleep(0.02)
+        proc.send_signal(signal.SIGSTOP)  # frozen at once, killed next: nothing more is written in between
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         killed_at = _complete(csv_dir, "bulk-resumed")
