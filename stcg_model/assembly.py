@@ -16,6 +16,7 @@ import numpy as np
 
 from stcg_model import alignment as A
 from stcg_model.graph import STCGraph
+from stcg_model.grounding import region_shares
 from stcg_model.inputs import PreparedExample
 from stcg_model.perturbations import PerturbationSpec
 from stcg_model.regions import RegionGrid
@@ -78,7 +79,7 @@ def assemble_graph(
     q_offsets = [ex.offsets[i] for i in ex.q_index]
     words, token_word = group_tokens(ex.ex.question, q_offsets)
     step_lp = step_logprob.astype(np.float32)
-    p_clean = answer_probability(step_lp)
+    p_clean = answer_probability(step_logprob)  # from the float64 log p, not the stored float32 copy
     K = len(perturbations)
     C_p = _f32([r.derived["C"] for r in perturbed])
     W_p = _f32([r.derived["W"] for r in perturbed])
@@ -128,6 +129,7 @@ def assemble_graph(
         p_pert=_f32(p_p),
         dp=_f32(p_clean - np.asarray(p_p, dtype=np.float64)) if K else _f32(np.zeros(0)),
         answer_changed=np.array([normalize_answer(a) != normalize_answer(answer) for a in pert_answers], dtype=bool),
+        gt=None if ex.ex.mask is None else _f32(region_shares(ex.ex.mask, (grid, grid))),
     )
     if curve is not None:
         g.deletion_curve = _f32([p_clean, *curve[0]])

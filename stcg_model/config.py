@@ -50,6 +50,7 @@ class EngineConfig:
     deletion_steps: int = 10  # 0 (off) .. regions: deletion-curve steps per example
     top_k: int = 5  # 1 .. regions: region links kept per token / step / dW row
     attributions: str = "attention"  # "attention", "all" or comma-separated method names (STCG_SPEC section 6)
+    masks: bool = False  # the examples carry ground-truth masks (set from the dataset): offers oracle and random
 
     # ------------------------------------------------------------------ derived
     def perturbation_specs(self) -> list:
@@ -69,7 +70,7 @@ class EngineConfig:
         """The attribution methods to compute, ``attention`` first (unknown names: one-line error)."""
         from stcg_model.attribution.base import parse_attributions
 
-        return parse_attributions(self.attributions)
+        return parse_attributions(self.attributions, masks=self.masks)
 
     def layer_selection(self):
         from stcg_model.capture import LayerSelection

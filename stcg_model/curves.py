@@ -69,6 +69,6 @@ def deletion_curves(
     chunk = max(2 * steps, 7 * len(prepared))
     for s in range(0, len(rows), chunk):
         lps = passes.answer_logprobs(rows[s : s + chunk], row_answers[s : s + chunk])
-        probs.extend(float(np.exp(lp.sum())) for lp in lps)
+        probs.extend(float(np.exp(lp.astype(np.float64).sum())) for lp in lps)
     per = 2 * steps - 1
     return [split_curves(probs[i * per : (i + 1) * per], steps) for i in range(len(prepared))]

@@ -51,8 +51,8 @@ from stcg_model.passes import ModelPasses, PassResult, passes_for
 from stcg_model.perturbations import PerturbationContext, PerturbationSpec, apply_perturbation
 from stcg_model.pixels import FastBlipPixels, PixelPreprocessor, thread_map
 
-RESULTS_VERSION = 2
-"""Bumped whenever the same inputs and parameters give different numbers (2: perturbations on 8-bit
+RESULTS_VERSION = 3
+"""Bumped whenever the same inputs and parameters give different numbers (3: log p in float64; 2: perturbations on 8-bit
 images, Gaussian noise from a torch generator). Part of an ingestion run's identity, so a run is
 never resumed with results of another version mixed in."""
 
@@ -348,6 +348,7 @@ class STCGEngine:
                     answer=answers[i],
                     is_eos=is_eos[i],
                     perturbed=[images[k] for k in range(len(self.perturbations))],
+                    gt=graphs[i].gt,
                 )
             )
         attach_methods(

@@ -43,7 +43,7 @@ def greedy_answers_with_confidence(
     if not lm.is_encoder_decoder:
         seqs = seqs[:, inputs["input_ids"].shape[1] :]
     new = seqs[:, -len(out.scores) :]  # (B, steps): the generated tokens, one per score row
-    logp = torch.stack([torch.log_softmax(s.float(), dim=-1) for s in out.scores], dim=1)  # (B, steps, V)
+    logp = torch.stack([torch.log_softmax(s.double(), dim=-1) for s in out.scores], dim=1)  # (B, steps, V)
     token_logp = logp.gather(2, new.unsqueeze(-1)).squeeze(-1)  # (B, steps)
     eos = lm.model.config.text_config.eos_token_id
     is_eos = new == eos

@@ -63,6 +63,9 @@ class ImageRequest:
     keep: np.ndarray  # (P,) bool
 
 
+RANDOM_ORDER = "<random order>"  # the key of the seeded random order every ratio divides by
+
+
 def plan_images(
     orders: dict[str, np.ndarray], rand: np.ndarray, P: int, steps: int, fractions: Sequence[float] = FRACTIONS
 ) -> list[ImageRequest]:
@@ -70,12 +73,12 @@ def plan_images(
 
     Keys: ``("del", method, s)``, ``("ins", method, s)`` for steps 1..steps-1 (step 0 of deletion and
     the last of insertion are the clean image; the others are the all-grey image), ``("comp",
-    method, f)``, ``("suff", method, f)``, and the random order under method name ``"random"``. The
+    method, f)``, ``("suff", method, f)``, and the random order under ``RANDOM_ORDER`` (not a method name: ``random`` is one). The
     all-grey image is ``("grey",)``. Images equal as masks are requested once (``dedupe``).
     """
     counts = step_counts(P, steps)
     reqs = [ImageRequest(("grey",), np.zeros(P, dtype=bool))]
-    for name, order in {**orders, "random": rand}.items():
+    for name, order in {**orders, RANDOM_ORDER: rand}.items():
         for s in range(1, steps):
             k = counts[s]
             keep = np.ones(P, dtype=bool)
@@ -84,7 +87,7 @@ def plan_images(
             reveal = np.zeros(P, dtype=bool)
             reveal[order[:k]] = True
             reqs.append(ImageRequest(("ins", name, s), reveal))
-        if name == "random":
+        if name == RANDOM_ORDER:
             continue
         for f in fractions:
             k = top_count(P, f)
@@ -122,7 +125,7 @@ def summarise(
         ins = [grey] + [p(("ins", name, s)) for s in range(1, steps)] + [p_clean]
         return dele, ins
 
-    r_del, r_ins = curves("random")
+    r_del, r_ins = curves(RANDOM_ORDER)
     out = {}
     for name in methods:
         d, i = curves(name)

@@ -26,6 +26,7 @@ p_pert, dp           (K,)         p(y | I^pi) and p(y | I) - p(y | I^pi)
 answer_changed       (K,)         normalised perturbed greedy answer != clean answer
 deletion_curve       (D+1,)       p(y) as regions are removed by attribution (0%, 10%, ... 100%)
 deletion_curve_random (D+1,)      the same in a seeded random order
+gt                   (P,)         share of each region inside the ground-truth mask (examples with one)
 ===================  ===========  ===============================================================
 """
 
@@ -63,6 +64,7 @@ ARRAY_FIELDS = (
     "answer_changed",
     "deletion_curve",
     "deletion_curve_random",
+    "gt",
 )
 
 
@@ -151,6 +153,7 @@ class STCGraph:
     answer_changed: np.ndarray
     deletion_curve: np.ndarray | None = None
     deletion_curve_random: np.ndarray | None = None
+    gt: np.ndarray | None = None  # (P,) ground-truth mask share per region (spec section 7), when known
     # explanations by other attribution methods (``attention`` is the arrays above), by method name
     methods: dict[str, MethodResult] = field(default_factory=dict)
 
@@ -350,7 +353,7 @@ class STCGraph:
 
 def _method_key(name: str) -> tuple[int, str]:
     """Order of stored methods: the built-ins in their documented order, then others by name."""
-    builtins = ("attention", "rollout", "relevancy", "gradcam", "occlusion")
+    builtins = ("attention", "rollout", "relevancy", "gradcam", "occlusion", "oracle", "random")
     return (builtins.index(name), "") if name in builtins else (len(builtins), name)
 
 

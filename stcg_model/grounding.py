@@ -12,13 +12,14 @@ import numpy as np
 
 def region_shares(mask: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     """(rows * cols,) float in [0, 1], row-major: the share of each region's pixels that lie in ``mask``
-    ((H, W) bool), the regions being the ``grid`` of equal blocks over the image (pixel ``y`` belongs to
-    row ``floor(y * rows / H)``)."""
+    ((H, W) bool), the regions being the ``grid`` of blocks over the image with the edges of
+    ``stcg_model.regions.RegionGrid`` (row ``r`` spans pixel rows ``round(r H / rows)`` up to
+    ``round((r + 1) H / rows)``), so a share is of the same pixels a region's box covers."""
     mask = np.asarray(mask, dtype=bool)
     rows, cols = grid
     h, w = mask.shape
-    ry = (np.arange(h) * rows) // h
-    cx = (np.arange(w) * cols) // w
+    ry = np.searchsorted(np.round(np.arange(rows + 1) * h / rows), np.arange(h), side="right") - 1
+    cx = np.searchsorted(np.round(np.arange(cols + 1) * w / cols), np.arange(w), side="right") - 1
     inside = np.zeros((rows, cols))
     np.add.at(inside, (ry[:, None], cx[None, :]), mask.astype(float))
     area = np.bincount(ry, minlength=rows)[:, None] * np.bincount(cx, minlength=cols)[None, :]
@@ -56,6 +57,17 @@ def pointing_game(a: np.ndarray, g: np.ndarray) -> float:
     return float(np.asarray(g)[int(np.argmax(np.asarray(a)))] > 0)
 
 
+def grounding_scores(a: np.ndarray, g: np.ndarray) -> dict[str, float]:
+    """An explanation's ground-truth metrics against the mask shares ``g``: ``mass_accuracy``,
+    ``rank_accuracy``, ``pointing_game`` and their ``chance`` level (what ``Explanation`` nodes store)."""
+    return {
+        "mass_accuracy": mass_accuracy(a, g),
+        "rank_accuracy": rank_accuracy(a, g),
+        "pointing_game": pointing_game(a, g),
+        "chance": chance(g),
+    }
+
+
 def oracle(g: np.ndarray) -> np.ndarray:
     """The reference explanation that is the mask itself: ``g / sum g``."""
     g = np.asarray(g, dtype=np.float64)
@@ -77,6 +89,7 @@ __all__ = [
     "mass_accuracy",
     "rank_accuracy",
     "pointing_game",
+    "grounding_scores",
     "oracle",
     "random_attribution",
 ]

@@ -27,6 +27,7 @@ class VQAInput:
     image: Image.Image
     question: str
     meta: dict = field(default_factory=dict)
+    mask: np.ndarray | None = None  # (H, W) bool: the answer's evidence on ``image`` (ground truth), if known
 
 
 @dataclass

@@ -280,8 +280,13 @@ METHOD_METRICS = (
     "causal_faithfulness_pearson",
     "causal_faithfulness_spearman",
     "jaccard_stability",
+    "mass_accuracy",
+    "rank_accuracy",
+    "pointing_game",
+    "chance",
 )
-"""What ``summarise_methods`` reports per method (STCG_SPEC section 7), in this order."""
+"""What ``summarise_methods`` reports per method (STCG_SPEC section 7), in this order; the last four
+(ground truth: ``stcg_model.grounding``) only for examples with a mask."""
 
 
 def _ratio_of_means(a: np.ndarray, r: np.ndarray):
@@ -315,7 +320,8 @@ def summarise_methods(
         scored = [v for v in views if v.scores]
         res: dict[str, Estimate] = {}
         if scored:
-            col = {k: np.array([v.scores[k] for v in scored], dtype=np.float64) for k in scored[0].scores}
+            keys = [k for k in scored[0].scores if all(k in v.scores for v in scored)]
+            col = {k: np.array([v.scores[k] for v in scored], dtype=np.float64) for k in keys}
             for kind in ("deletion", "insertion"):
                 a, r = col[f"{kind}_auc"], col[f"{kind}_auc_random"]
                 res[f"{kind}_auc"] = bootstrap(lambda i, a=a: a[i].mean(-1), len(a), n_boot, seed, vectorized=True)
@@ -323,6 +329,12 @@ def summarise_methods(
             for k in ("comprehensiveness", "sufficiency"):
                 c = col[k]
                 res[k] = bootstrap(lambda i, c=c: c[i].mean(-1), len(c), n_boot, seed, vectorized=True)
+            grounded = [v.scores for v in scored if "mass_accuracy" in v.scores]
+            for k in ("mass_accuracy", "rank_accuracy", "pointing_game", "chance") if grounded else ():
+                c = np.array([s[k] for s in grounded], dtype=np.float64)
+                c = c[np.isfinite(c)]  # an all-zero map has no mass accuracy
+                if len(c):
+                    res[k] = bootstrap(lambda i, c=c: c[i].mean(-1), len(c), n_boot, seed, vectorized=True)
         pairs = [(v.dW_fro, g.dp) for v, g in zip(views, held)]
         pairs = [(x, y) for x, y in pairs if x is not None]
         if pairs:

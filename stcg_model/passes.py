@@ -193,7 +193,7 @@ class EncoderDecoderPasses(ModelPasses):
             decoder_attention_mask=dmask.to(dev),
             return_dict=True,
         )
-        logp = out.logits.float().log_softmax(-1)
+        logp = out.logits.double().log_softmax(-1)  # float64: p(y) near 1 keeps its drops
         lab = labels.to(dev)
         gathered = logp.gather(-1, lab.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         return [gathered[r, : len(a)].cpu().numpy() for r, a in enumerate(answers)]
@@ -253,7 +253,7 @@ class EncoderDecoderPasses(ModelPasses):
             if bool(done.all()):
                 break
         D_all = cap.pop("lm.decoder.cross").cpu().numpy()  # (R, T, L) of the last pass
-        logp = out.logits.float().log_softmax(-1).gather(-1, dec[:, 1:, None]).squeeze(-1).cpu().numpy()
+        logp = out.logits.double().log_softmax(-1).gather(-1, dec[:, 1:, None]).squeeze(-1).cpu().numpy()
         greedy = [self.trim_answer(row) for row in dec[:, 1:].tolist()]
         return greedy, [logp[r, : len(g)] for r, g in enumerate(greedy)], [D_all[r] for r in range(R)]
 
@@ -293,7 +293,7 @@ class DecoderOnlyPasses(ModelPasses):
         seqs = [self.prompt_ids(ex) + list(a[:-1]) for (ex, _), a in zip(rows, answers)]
         embeds, am = self.embed(seqs, feats, left_pad=False)
         out = self.model.language_model(inputs_embeds=embeds, attention_mask=am, return_dict=True, use_cache=False)
-        logp = out.logits.float().log_softmax(-1)
+        logp = out.logits.double().log_softmax(-1)
         result = []
         for r, ((ex, _), a) in enumerate(zip(rows, answers)):
             L = self.Q + len(ex.token_ids)

@@ -143,3 +143,19 @@ def _scores(rng: np.random.Generator, p_clean: float) -> dict[str, float]:
         "comprehensiveness": float(rng.uniform(-0.1, 1.0) * p_clean),
         "sufficiency": float(rng.uniform(-0.1, 1.0) * p_clean),
     }
+
+
+def add_ground_truth(g: STCGraph, rng: np.random.Generator, mask_kind: str = "single") -> STCGraph:
+    """``g`` with a random ground-truth mask (4-16 regions, shares in (0, 1]), ``mask_kind`` and every
+    method's ground-truth scores (``stcg_model.grounding``), as ingestion of a dataset with masks gives."""
+    from stcg_model.grounding import grounding_scores
+
+    P = g.num_regions
+    inside = rng.choice(P, int(rng.integers(4, 17)), replace=False)
+    g.gt = np.zeros(P, np.float32)
+    g.gt[inside] = rng.uniform(0.1, 1.0, inside.size).astype(np.float32)
+    g.meta["mask_kind"] = mask_kind
+    for name in g.method_names:
+        if name in g.methods:
+            g.methods[name].scores.update(grounding_scores(g.method(name).region, g.gt))
+    return g

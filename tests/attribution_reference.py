@@ -118,11 +118,17 @@ def reference_copy(model, dtype: torch.dtype = torch.float32):
 
 @dataclass
 class Forward:
-    """One example's teacher-forced pass: per-step log p (T,) and the recorded maps (1, H, q, k)."""
+    """One example's teacher-forced pass: per-step log p (T,), the answer tokens' pre-softmax logits
+    (T,) and the recorded maps (1, H, q, k)."""
 
     logp: torch.Tensor
     maps: dict[tuple[str, int], torch.Tensor]
     L: int  # prompt length (query slots included)
+    logit: torch.Tensor | None = None
+
+    def target(self, kind: str) -> torch.Tensor:
+        """What a gradient method differentiates (spec section 6): the logits, or log p."""
+        return {"logit": self.logit, "logp": self.logp}[kind]
 
 
 def forward(ref, pixel_values: torch.Tensor, prompt_ids: Sequence[int], answer: Sequence[int], delta=None) -> Forward:
@@ -155,7 +161,8 @@ def forward(ref, pixel_values: torch.Tensor, prompt_ids: Sequence[int], answer: 
             )
             logits = out.logits[:, L - 1 : L - 1 + T]
         logp = logits.log_softmax(-1)[:, torch.arange(T), torch.tensor(list(answer))]
-        return Forward(logp[0] if N == 1 else logp, dict(TAP.maps), L)
+        logit = logits[:, torch.arange(T), torch.tensor(list(answer))]
+        return Forward(logp[0] if N == 1 else logp, dict(TAP.maps), L, logit[0] if N == 1 else logit)
     finally:
         TAP.keys, TAP.maps, TAP.delta = {}, {}, {}
 
@@ -250,9 +257,11 @@ def _grads(fw: Forward, target: torch.Tensor) -> dict[tuple[str, int], torch.Ten
 
 
 def reference_maps(
-    ref, method: str, pixel_values, prompt_ids, answer, positions, is_eos, Q: int
+    ref, method: str, pixel_values, prompt_ids, answer, positions, is_eos, Q: int, target: str = "logit"
 ) -> dict[str, np.ndarray]:
-    """``C``, ``W``, ``S``, ``region`` of ``rollout`` or ``relevancy`` for ONE example (spec section 6)."""
+    """``C``, ``W``, ``S``, ``region`` of ``rollout`` or ``relevancy`` for ONE example (spec section 6);
+    relevancy's gradients are of ``target``: the answer tokens' logits (the method) or log p
+    (``relevancy_logp``)."""
     family = "t5" if ref.config.text_config.is_encoder_decoder else "opt"
     T = len(answer)
     with torch.enable_grad():
@@ -261,11 +270,11 @@ def reference_maps(
         if method == "rollout":
             C, W, S = maps_from_chain(*chain(_abar(fw.maps), family, L, T), family, Q, L, positions, T)
         elif method == "relevancy":
-            whole = _abar(fw.maps, _grads(fw, fw.logp.sum()))
+            whole = _abar(fw.maps, _grads(fw, fw.target(target).sum()))
             C, W, _ = maps_from_chain(*chain(whole, family, L, T), family, Q, L, positions, T)
             S = np.zeros((T, C.shape[1]))
             for t in range(T):
-                step = _abar(fw.maps, _grads(fw, fw.logp[t]))
+                step = _abar(fw.maps, _grads(fw, fw.target(target)[t]))
                 S[t] = maps_from_chain(*chain(step, family, L, T), family, Q, L, positions, T)[2][t]
         else:
             raise ValueError(method)

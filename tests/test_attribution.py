@@ -89,7 +89,9 @@ def _row(batch: AttributionBatch, r: int) -> AttributionBatch:
     )
 
 
-def _ref(ref_model, method: str, batch: AttributionBatch, r: int, Q: int) -> dict[str, np.ndarray]:
+def _ref(
+    ref_model, method: str, batch: AttributionBatch, r: int, Q: int, target: str = "logit"
+) -> dict[str, np.ndarray]:
     return reference_maps(
         ref_model,
         method,
@@ -99,6 +101,7 @@ def _ref(ref_model, method: str, batch: AttributionBatch, r: int, Q: int) -> dic
         batch.token_positions[r],
         batch.is_eos[r],
         Q,
+        target,
     )
 
 
@@ -143,16 +146,24 @@ def opt():
 
 @pytest.fixture(scope="module")
 def t5_maps(t5, t5_batch):
-    """Every registered method on the 3-row T5 batch (computed once)."""
+    """Every registered method that needs no ground-truth mask on the 3-row T5 batch (computed once)."""
     lm, _ = t5
-    return {name: get_attribution(name).compute(lm, t5_batch) for name in attribution_names()}
+    names = [n for n in attribution_names() if not get_attribution(n).needs_masks]
+    return {name: get_attribution(name).compute(lm, t5_batch) for name in names}
 
 
 # ----------------------------------------------------------------------------- registry
 def test_registry_lists_the_builtins_in_order_and_rejects_unknown_names():
     names = attribution_names()
     assert names[: len(BUILTINS)] == BUILTINS
-    assert parse_attributions("all")[0] == "attention" and set(parse_attributions("all")) == set(names)
+    everyday = {n for n in names if get_attribution(n).in_all and not get_attribution(n).needs_masks}
+    assert parse_attributions("all")[0] == "attention" and set(parse_attributions("all")) == everyday
+    # the ground-truth references join `all` only when the examples carry masks; named without: one line
+    assert set(parse_attributions("all", masks=True)) == everyday | {"oracle", "random"}
+    with pytest.raises(StcgError, match="needs ground-truth masks"):
+        parse_attributions("relevancy,oracle")
+    # the log p targets are options, named explicitly
+    assert "relevancy_logp" not in everyday and parse_attributions("gradcam_logp")[1] == "gradcam_logp"
     assert parse_attributions("relevancy, occlusion") == ["attention", "relevancy", "occlusion"]
     with pytest.raises(StcgError, match="unknown attribution method"):
         parse_attributions("relevancy,nope")
@@ -177,15 +188,18 @@ def test_attention_method_equals_the_engines_stcgraph(t5):
 
 
 # ----------------------------------------------------------------------------- 2. rollout / relevancy == reference
-@pytest.mark.parametrize("method", ["rollout", "relevancy", "gradcam"])
+@pytest.mark.parametrize("method", ["rollout", "relevancy", "gradcam", "relevancy_logp", "gradcam_logp"])
 def test_t5_method_equals_the_independent_reference_one_example_at_a_time(method, t5_batch, t5_ref, t5_maps, t5):
-    """Each batched row against the reference run on that example alone (the reference never pads)."""
+    """Each batched row against the reference run on that example alone (the reference never pads).
+    ``relevancy`` and ``gradcam`` differentiate the answer logits, their ``_logp`` variants log p."""
     Q = t5[1].Q
+    base, _, variant = method.partition("_")
+    target = "logp" if variant else "logit"
     for r in range(len(t5_batch)):
-        if method == "gradcam":
-            want = _gradcam_reference(t5_ref, t5_batch, r, Q)
+        if base == "gradcam":
+            want = _gradcam_reference(t5_ref, t5_batch, r, Q, target)
         else:
-            want = _ref(t5_ref, method, t5_batch, r, Q)
+            want = _ref(t5_ref, base, t5_batch, r, Q, target)
         diff = _maxdiff(t5_maps[method][r], want)
         assert max(diff.values()) < 1e-5, (method, r, diff)
 
@@ -222,13 +236,14 @@ def test_rollout_equals_the_reference_on_the_demo_model(demo, demo_batch):
         assert max(diff.values()) < 1e-6, (r, diff)
 
 
-def _gradcam_reference(ref_model, batch, r, Q):
-    """Grad-CAM (spec section 6): C from the Q-Former cross-attention weighted by d log p(answer)/dA,
-    W and S through section 2 with the raw (head- and layer-mean) encoder/decoder attention."""
+def _gradcam_reference(ref_model, batch, r, Q, target: str = "logit"):
+    """Grad-CAM (spec section 6): C from the Q-Former cross-attention weighted by d score/dA, the score
+    being the answer tokens' summed logits (``gradcam``) or log p(answer) (``gradcam_logp``), W and S
+    through section 2 with the raw (head- and layer-mean) encoder/decoder attention."""
     with torch.enable_grad():
         fw = forward(ref_model, batch.pixel_values[r : r + 1], batch.prompt_ids[r], batch.answers[r])
         keys = [k for k in fw.maps if k[0] == "qc"]
-        grads = torch.autograd.grad(fw.logp.sum(), [fw.maps[k] for k in keys])
+        grads = torch.autograd.grad(fw.target(target).sum(), [fw.maps[k] for k in keys])
     cam = np.mean(
         [(g.double() * fw.maps[k].detach().double()).clamp(min=0)[0].mean(0).numpy() for k, g in zip(keys, grads)], 0
     )

@@ -60,7 +60,9 @@ class AttributionBatch:
     ``answers[r]`` the answer token ids to explain (the clean greedy answer, ``</s>`` included);
     ``token_positions[r]`` the positions of the question tokens in ``prompt_ids[r]`` (the STCG's
     Token nodes); ``is_eos[r]`` (T,) which answer steps are ``</s>``; ``fill`` the grey (RGB in
-    [0, 1]) that removes a region; ``to_pixels`` turns uint8 images into ``pixel_values``.
+    [0, 1]) that removes a region; ``to_pixels`` turns uint8 images into ``pixel_values``;
+    ``gt[r]`` the (P,) ground-truth mask share per region of row ``r`` (None: no mask) and
+    ``keys[r]`` the row's example id (what seeded reference methods draw from).
     """
 
     pixel_values: torch.Tensor
@@ -72,6 +74,8 @@ class AttributionBatch:
     is_eos: list[np.ndarray]
     fill: tuple[float, float, float]
     to_pixels: Callable[[Sequence[np.ndarray]], torch.Tensor]
+    gt: list[np.ndarray | None] | None = None
+    keys: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.answers)
@@ -82,6 +86,8 @@ class AttributionMethod:
 
     name: str = ""
     needs_gradients: bool = False
+    needs_masks: bool = False  # a reference explanation made from the ground truth (offered only with masks)
+    in_all: bool = True  # part of ``--attributions all`` (variants kept as options say False)
     description: str = ""
 
     def compute(self, lm, batch: AttributionBatch) -> list[MethodMaps]:
@@ -102,7 +108,7 @@ def register_attribution(cls: type[AttributionMethod]) -> type[AttributionMethod
 
 
 def _load_builtins() -> None:
-    from stcg_model.attribution import methods  # noqa: F401  (registers the built-ins)
+    from stcg_model.attribution import methods, reference  # noqa: F401  (register the built-ins)
 
 
 def attribution_names() -> list[str]:
@@ -119,15 +125,23 @@ def get_attribution(name: str) -> AttributionMethod:
     return _METHODS[name]()
 
 
-def parse_attributions(text: str | Sequence[str]) -> list[str]:
-    """``"all"`` or ``"attention,relevancy"`` -> validated names in order (``attention`` always first)."""
+def parse_attributions(text: str | Sequence[str], masks: bool = False) -> list[str]:
+    """``"all"`` or ``"attention,relevancy"`` -> validated names in order (``attention`` always first).
+
+    ``all`` is every method marked ``in_all``; those that need ground-truth masks (``oracle``,
+    ``random``) only when ``masks`` (the dataset has them), and naming one without is an error."""
     _load_builtins()
-    names = (
-        list(_METHODS) if text == "all" else [t.strip() for t in (text.split(",") if isinstance(text, str) else text)]
-    )
+    if text == "all":
+        names = [n for n, c in _METHODS.items() if c.in_all and (masks or not c.needs_masks)]
+    else:
+        names = [t.strip() for t in (text.split(",") if isinstance(text, str) else text)]
     names = [n for n in names if n]
     for n in names:
-        get_attribution(n)
+        if get_attribution(n).needs_masks and not masks:
+            raise StcgError(
+                f"attribution method {n!r} needs ground-truth masks: use a dataset with masks "
+                "(--dataset scenes, an hf: dataset with a mask column, or --masks coco:<instances JSON>)"
+            )
     if len(set(names)) != len(names):
         raise StcgError(f"an attribution method is named twice in {text!r}")
     return ["attention"] + [n for n in names if n != "attention"]

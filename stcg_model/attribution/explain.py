@@ -18,6 +18,7 @@ import torch
 from stcg_model.attribution.base import AttributionBatch, MethodMaps, get_attribution
 from stcg_model.attribution.scoring import score_batch
 from stcg_model.graph import MethodResult, STCGraph
+from stcg_model.grounding import grounding_scores
 
 
 @dataclass
@@ -33,6 +34,7 @@ class ExampleRows:
     answer: list[int]
     is_eos: np.ndarray
     perturbed: list[np.ndarray]
+    gt: np.ndarray | None = None  # (P,) ground-truth mask share per region, when the example has a mask
 
 
 def _batch(rows: Sequence[ExampleRows], images: Sequence[np.ndarray], to_pixels, fill) -> AttributionBatch:
@@ -46,6 +48,8 @@ def _batch(rows: Sequence[ExampleRows], images: Sequence[np.ndarray], to_pixels,
         is_eos=[r.is_eos for r in rows],
         fill=fill,
         to_pixels=to_pixels,
+        gt=[r.gt for r in rows],
+        keys=[r.example_id for r in rows],
     )
 
 
@@ -102,6 +106,10 @@ def attach_methods(
     batch = _batch(rows, [r.image for r in rows], to_pixels, fill)
     scores = score_batch(lm, batch, scoring, [r.example_id for r in rows], seed=seed, steps=max(2, steps))
     for i, g in enumerate(graphs):
+        if g.gt is not None:  # ground-truth metrics beside the protocol's (spec section 7)
+            for name in names:
+                region = g.attribution if name == "attention" else clean[name][i].region
+                scores[i][name].update(grounding_scores(region, g.gt))
         methods = {"attention": MethodResult(region=g.attribution, scores=scores[i]["attention"])}
         for name in others:
             m = clean[name][i]

@@ -32,8 +32,9 @@ from stcg_model.passes import pad_ids
 
 @dataclass
 class Traced:
-    """The attention weights of one traced forward pass, ``(B, H, q, k)`` per layer, and the
-    answer's per-step log-probabilities ``logp`` (B, T) (0 beyond a row's answer)."""
+    """The attention weights of one traced forward pass, ``(B, H, q, k)`` per layer, the answer's
+    per-step log-probabilities ``logp`` (B, T, float64) and pre-softmax logits ``logit`` (B, T) of its
+    tokens (both 0 beyond a row's answer)."""
 
     qformer_self: list[torch.Tensor]
     qformer_cross: list[torch.Tensor | None]  # None for a Q-Former layer without cross-attention
@@ -42,6 +43,16 @@ class Traced:
     dec_cross: list[torch.Tensor]  # T5 only
     logp: torch.Tensor
     step_mask: torch.Tensor  # (B, T) bool: which steps belong to each row's answer
+    logit: torch.Tensor | None = None
+
+    def target(self, kind: str) -> torch.Tensor:
+        """(B, T) what gradient methods differentiate: ``logit`` (the answer token's pre-softmax
+        score, as Chefer et al. and Grad-CAM do) or ``logp`` (its log-probability)."""
+        if kind == "logit":
+            return self.logit
+        if kind == "logp":
+            return self.logp
+        raise ValueError(f"unknown gradient target {kind!r}: logit or logp")
 
     def tensors(self) -> list[torch.Tensor]:
         """Every recorded map, in a fixed order (for ``torch.autograd.grad``)."""
@@ -67,6 +78,7 @@ class Traced:
             take(len(self.dec_cross)),
             self.logp,
             self.step_mask,
+            self.logit,
         )
 
 
@@ -144,7 +156,7 @@ class ModelFamily:
         (one row per batch row; no maps recorded, no gradients)."""
         with torch.no_grad():
             t = self.trace(batch, pixel_values, record=False)
-        lp = t.logp.float().cpu().numpy()
+        lp = t.logp.double().cpu().numpy()
         return [lp[r, : len(a)] for r, a in enumerate(batch.answers)]
 
     def qformer_relevance(self, maps: Traced) -> torch.Tensor:
@@ -202,9 +214,10 @@ class EncoderDecoderFamily(ModelFamily):
                 decoder_attention_mask=step_mask.long().to(dev),
                 return_dict=True,
             )
-        logp_all = out.logits.float().log_softmax(-1)
+        logp_all = out.logits.double().log_softmax(-1)  # float64: see ModelPasses.teacher_forced
         lab = labels.to(dev)
         logp = logp_all.gather(-1, lab.clamp(min=0).unsqueeze(-1)).squeeze(-1) * step_mask.to(dev)
+        logit = out.logits.gather(-1, lab.clamp(min=0).unsqueeze(-1)).squeeze(-1) * step_mask.to(dev)
         maps = lambda g: list(g.maps) if record else []  # noqa: E731
         return Traced(
             maps(self._qself),
@@ -214,6 +227,7 @@ class EncoderDecoderFamily(ModelFamily):
             maps(self._dcross),
             logp,
             step_mask.to(dev),
+            logit,
         )
 
     def lm_relevance(self, maps: Traced):
@@ -254,19 +268,21 @@ class DecoderOnlyFamily(ModelFamily):
                 attention_mask=am.to(dev),
                 return_dict=True,
             )
-        logits = out.logits.float()
+        logits = out.logits.double()
         if logits.shape[1] != ids.shape[1]:  # some versions return logits for the text positions only
             logits = logits[:, -ids.shape[1] :]
         logp_all = logits.log_softmax(-1)
         B, T = labels.shape
-        logp = torch.zeros((B, T), device=dev)
+        logp = torch.zeros((B, T), device=dev, dtype=torch.float64)
+        logit = torch.zeros((B, T), device=dev, dtype=out.logits.dtype)
         for r, (p, a) in enumerate(zip(batch.prompt_ids, batch.answers)):
             L = len(p)
             pos = torch.arange(L - 1, L - 1 + len(a), device=dev)
             logp[r, : len(a)] = logp_all[r, pos, torch.tensor(a, device=dev)]
+            logit[r, : len(a)] = out.logits[:, -ids.shape[1] :][r, pos, torch.tensor(a, device=dev)]
         maps = lambda g: list(g.maps) if record else []  # noqa: E731
         return Traced(
-            maps(self._qself), maps(self._qcross) if record else [], maps(self._self), [], [], logp, step_mask
+            maps(self._qself), maps(self._qcross) if record else [], maps(self._self), [], [], logp, step_mask, logit
         )
 
     def lm_relevance(self, maps: Traced):

@@ -104,15 +104,16 @@ class Rollout(AttributionMethod):
         ]
 
 
-def _step_gradients(t: Traced) -> list[list[torch.Tensor]]:
-    """Per answer step ``t``: the gradient of ``sum over rows of log p(y_t)`` w.r.t. every traced map
-    (one backward per step across the whole batch; rows are independent, so each row's slice is
-    that row's own gradient)."""
+def _step_gradients(t: Traced, kind: str = "logit") -> list[list[torch.Tensor]]:
+    """Per answer step ``t``: the gradient of ``sum over rows of target(y_t)`` (``Traced.target``: the
+    answer token's pre-softmax logit, or its log p) w.r.t. every traced map (one backward per step
+    across the whole batch; rows are independent, so each row's slice is that row's own gradient)."""
     maps = t.tensors()
     grads = []
-    T = t.logp.shape[1]
+    scores = t.target(kind)
+    T = scores.shape[1]
     for step in range(T):
-        target = (t.logp[:, step] * t.step_mask[:, step]).sum()
+        target = (scores[:, step] * t.step_mask[:, step]).sum()
         if not target.requires_grad:
             grads.append([torch.zeros_like(m) for m in maps])
             continue
@@ -163,19 +164,22 @@ def _traced_with_grad(fam, batch: AttributionBatch) -> Traced:
 class Relevancy(AttributionMethod):
     """Chefer, Gur, Wolf (ICCV 2021): gradient-weighted relevancy, ``Abar = mean_h (grad A * A)+``.
 
-    ``W`` and ``C`` use the gradient of log p(answer); row ``t`` of ``S`` the gradient of
-    log p(answer token t). One backward per answer step over the whole batch."""
+    The gradient is of the answer token's pre-softmax logit, as the reference code backpropagates a
+    one-hot of the output logits (spec section 6; ``relevancy_logp`` takes log p instead). ``W`` and
+    ``C`` use the sum over the answer's tokens; row ``t`` of ``S`` token ``t``'s alone. One backward
+    per answer step over the whole batch."""
 
     name = "relevancy"
     needs_gradients = True
-    description = "gradient-weighted relevancy propagation (Chefer et al. 2021)"
+    target = "logit"
+    description = "gradient-weighted relevancy propagation (Chefer et al. 2021), target: the answer logit"
 
     def compute(self, lm, batch):
         fam = family_for(lm)
         with torch.enable_grad():  # callers (the engine) may run under no_grad
             t = _traced_with_grad(fam, batch)
             maps = [m.detach().double() for m in t.tensors()]
-            per_step = _step_gradients(t)
+            per_step = _step_gradients(t, self.target)
         with torch.no_grad():
             total = [sum(g[i] for g in per_step).double() for i in range(len(maps))]
             abar_all = t.rebuild([R.grad_weighted(m, g) for m, g in zip(maps, total)])
@@ -199,19 +203,22 @@ class Relevancy(AttributionMethod):
 @register_attribution
 class GradCAM(AttributionMethod):
     """Grad-CAM on the Q-Former cross-attention (BLIP's ITM recipe): ``C = mean over layers of
-    mean_h (grad A * A)+`` for the gradient of log p(answer), CLS dropped, rows renormalised; ``W``
-    and ``S`` from it with the raw attention of section 2."""
+    mean_h (grad A * A)+`` for the gradient of the answer tokens' summed pre-softmax logits (the class
+    score before the softmax, as Grad-CAM takes it; ``gradcam_logp`` takes log p(answer)), CLS
+    dropped, rows renormalised; ``W`` and ``S`` from it with the raw attention of section 2."""
 
     name = "gradcam"
     needs_gradients = True
-    description = "Grad-CAM on the Q-Former cross-attention"
+    target = "logit"
+    description = "Grad-CAM on the Q-Former cross-attention, target: the answer logit"
 
     def compute(self, lm, batch):
         fam = family_for(lm)
         with torch.enable_grad():  # callers (the engine) may run under no_grad
             t = _traced_with_grad(fam, batch)
             cross = [c for c in t.qformer_cross if c is not None]
-            grads = torch.autograd.grad(t.logp.sum(), cross, allow_unused=True)
+            score = (t.target(self.target) * t.step_mask).sum()
+            grads = torch.autograd.grad(score, cross, allow_unused=True)
         with torch.no_grad():
             cams = [
                 R.grad_weighted(c.double(), torch.zeros_like(c, dtype=torch.float64) if g is None else g.double())
@@ -248,7 +255,10 @@ def occlusion_blocks(grid: int, b: int) -> list[np.ndarray]:
 @register_attribution
 class Occlusion(AttributionMethod):
     """The perturbation reference: ``a[p] = (p(y|I) - p(y|I with p's block greyed))+``, normalised;
-    ``S[t]`` from each step's log-probability drop. Region-level only: no ``C``, no ``W``."""
+    ``S[t]`` from each step's log-probability drop. Region-level only: no ``C``, no ``W``.
+
+    Log-probabilities are float64 and the drop is taken from their difference, so the drops of a
+    near-certain answer (p = 1 - 1e-7, drops of 1e-9) are not rounded away."""
 
     name = "occlusion"
     description = "occlusion of b x b patch blocks (at most 64 blocks), region-level only"
@@ -278,14 +288,39 @@ class Occlusion(AttributionMethod):
             T = len(batch.answers[r])
             drop_p = np.zeros(P)
             drop_step = np.zeros((T, P))
-            p_clean = math.exp(float(clean[r].astype(np.float64).sum()))
+            lp_clean = float(clean[r].astype(np.float64).sum())
             for (jr, block), lp in zip(jobs, logps):
                 if jr != r:
                     continue
-                drop_p[block] = max(0.0, p_clean - math.exp(float(lp.astype(np.float64).sum())))
+                # p - p' = -p expm1(log p' - log p): exact where both round to 1 (a drop of 1e-9 survives)
+                drop_p[block] = max(
+                    0.0, -math.exp(lp_clean) * math.expm1(float(lp.astype(np.float64).sum()) - lp_clean)
+                )
                 drop_step[:, block] = np.clip(clean[r].astype(np.float64) - lp.astype(np.float64), 0.0, None)[:, None]
             out.append(MethodMaps(self.name, normalised(drop_p), None, None, normalised(drop_step)))
         return out
+
+
+@register_attribution
+class RelevancyLogp(Relevancy):
+    """``relevancy`` with the gradient of log p(answer token) instead of its logit (the target before
+    issue 23; it vanishes as p -> 1). An option: not part of ``--attributions all``."""
+
+    name = "relevancy_logp"
+    target = "logp"
+    in_all = False
+    description = "relevancy with log p as the gradient target (option)"
+
+
+@register_attribution
+class GradCAMLogp(GradCAM):
+    """``gradcam`` with the gradient of log p(answer) instead of the answer logits. An option: not
+    part of ``--attributions all``."""
+
+    name = "gradcam_logp"
+    target = "logp"
+    in_all = False
+    description = "Grad-CAM with log p as the gradient target (option)"
 
 
 def _subset(batch: AttributionBatch, rows: list[int]) -> AttributionBatch:
@@ -300,6 +335,8 @@ def _subset(batch: AttributionBatch, rows: list[int]) -> AttributionBatch:
         is_eos=[batch.is_eos[r] for r in rows],
         fill=batch.fill,
         to_pixels=batch.to_pixels,
+        gt=None if batch.gt is None else [batch.gt[r] for r in rows],
+        keys=None if batch.keys is None else [batch.keys[r] for r in rows],
     )
 
 
