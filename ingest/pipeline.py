@@ -70,6 +70,7 @@ class IngestConfig:
     sink: str = "neo4j"  # neo4j (Bolt) | csv:<folder> (neo4j-admin import files, loaded by `stcg load`)
     ray: str | None = None  # Ray Data (ingest.ray_ingest): "local" (a Ray of this machine), "auto" or an address
     workers: int | None = None  # >= 1 model actors on Ray [default: one per GPU, else one per node]
+    masks: str | None = None  # ground-truth masks for datasets without their own: coco:<instances JSON> (stcg.masks)
 
     def __init__(
         self,
@@ -87,6 +88,7 @@ class IngestConfig:
         sink: str = "neo4j",
         ray: str | None = None,
         workers: int | None = None,
+        masks: str | None = None,
         engine: EngineConfig | None = None,
         **engine_fields,
     ):
@@ -98,12 +100,14 @@ class IngestConfig:
         self.question_type, self.answer_type, self.sample, self.shard = question_type, answer_type, sample, shard
         self.batch_size, self.run_name, self.store, self.queue_size = batch_size, run_name, store, queue_size
         self.sink, self.ray, self.workers = sink, ray, workers
+        self.masks = masks
 
     def validate(self) -> IngestConfig:
         """This config, or a one-line ``StcgError`` for the first bad value (no model, data or database needed)."""
         from stcg.datasets import parse_shard
 
-        self.engine.validate()
+        # whether the examples carry masks is known once they are selected (run_ingest sets it then)
+        replace(self.engine, masks=True).validate()
         check_count("--limit", self.limit)
         check_count("--sample", self.sample)
         check_count("--batch-size", self.batch_size)
@@ -137,6 +141,7 @@ class IngestConfig:
             "question_type": self.question_type,
             "answer_type": self.answer_type,
             "sample": self.sample,
+            **({"masks": self.masks} if self.masks is not None else {}),  # absent: ids of older runs stay
             **self.engine.identity(model_name),
         }
 
@@ -458,6 +463,22 @@ def finalize_run(run_name: str, settings: Neo4jSettings | None = None) -> dict:
         }
 
 
+def _example_mask(ex, image):
+    """The example's ground-truth mask as (H, W) bool, checked against its image, or None."""
+    import numpy as np
+
+    mask = ex.load_mask()
+    if mask is None:
+        return None
+    mask = np.asarray(mask).astype(bool)
+    if mask.shape != (image.height, image.width):
+        raise StcgError(
+            f"ground-truth mask is {mask.shape[1] if mask.ndim > 1 else '?'} x {mask.shape[0]} px "
+            f"but the image is {image.width} x {image.height}"
+        )
+    return mask
+
+
 def _load_inputs(batch):
     """VQAInputs for a batch, and (example, reason) for those that cannot be read."""
     from stcg_model.engine import VQAInput
@@ -472,7 +493,7 @@ def _load_inputs(batch):
             image = ex.load_image()
             meta = ex.meta()
             meta["question_chars"] = len(ex.question)
-            inputs.append(VQAInput(ex.example_id, image, ex.question, meta))
+            inputs.append(VQAInput(ex.example_id, image, ex.question, meta, _example_mask(ex, image)))
         except StcgError as e:
             failures.append((ex, str(e)))
         except Exception as e:  # an unexpected reader error must not stop the run
@@ -511,9 +532,10 @@ def run_ingest(
     from stcg_model.loading import checkpoint_config, default_model
 
     cfg.validate()
-    model_name = cfg.engine.model or default_model()
-    cfg.engine.validate(checkpoint_config(model_name))  # layer indices, top-k, ... against the model
+    model_name = cfg.engine.model or default_model(cfg.dataset)
+    replace(cfg.engine, masks=True).validate(checkpoint_config(model_name))  # layer indices, top-k, ... vs the model
     examples, total = _select(cfg, log)
+    cfg.engine.attribution_names()  # oracle / random named for a dataset without masks: one line
     if cfg.sink.startswith("csv:"):  # neo4j-admin import files (docs/bulk.md); no database is touched
         from ingest.bulk import CsvSink
 
@@ -547,9 +569,12 @@ def _select(cfg: IngestConfig, log: Callable[[str], None] = lambda s: None) -> t
         sample=cfg.sample,
         seed=cfg.engine.seed,
         log=log,
+        masks=cfg.masks,
     )
     if not selection:
         raise StcgError(f"no question of {cfg.dataset} is selected by these filters; nothing to ingest")
+    # the whole selection decides (every shard computes the same methods, so the run's identity is one)
+    cfg.engine = replace(cfg.engine, masks=any(e.has_mask for e in selection))
     shard = parse_shard(cfg.shard)
     examples = selection if shard is None else selection[shard[0] :: shard[1]]  # as open_dataset shards
     return examples, len(selection)

@@ -49,6 +49,20 @@ class VQAExample:
 
         return open_image(self.image_path)
 
+    @property
+    def has_mask(self) -> bool:
+        """Whether the example carries a ground-truth mask of its evidence (spec section 7)."""
+        return self.extra.get("mask_loader") is not None
+
+    def load_mask(self):
+        """(H, W) bool mask of the answer's evidence on the example's image, or None (no mask).
+
+        Datasets with masks put a ``mask_loader`` (no arguments -> the mask) and a ``mask_kind``
+        (``single``, ``union`` or ``all``) in ``extra``; a mask that cannot be read is a one-line
+        ``StcgError``."""
+        loader = self.extra.get("mask_loader")
+        return None if loader is None else loader()
+
     def meta(self) -> dict:
         return {
             "question_type": self.question_type,
@@ -57,6 +71,7 @@ class VQAExample:
             "image_path": self.image_path,
             "answers": list(self.answers),
             "gt_answer": self.answer,
+            **({"mask_kind": self.extra["mask_kind"]} if self.has_mask else {}),
         }
 
 
@@ -236,11 +251,67 @@ def load_vqa_v2(root: str | Path, split: str = "val2014") -> list[VQAExample]:
 
 
 # --------------------------------------------------------------------------- HF datasets copy
+HF_MASK_COLUMNS = ("mask", "gt_mask")
+"""Names of an ``hf:`` dataset's ground-truth mask column (the first present is used; docs/masks.md)."""
+
+HF_MASK_KINDS = ("single", "union", "all")
+
+
+def _hf_image_size(record, decoded: Callable[[], object]) -> tuple[int, int]:
+    """(width, height) of an ``hf:`` example's upright image from its stored record (``{bytes, path}`` or a
+    path), reading the header only; ``decoded()`` (the image itself) when the record is of another form."""
+    import io
+
+    from PIL import Image
+
+    src = None
+    if isinstance(record, dict):
+        src = io.BytesIO(record["bytes"]) if record.get("bytes") else record.get("path")
+    elif isinstance(record, str):
+        src = record
+    if src is not None:
+        try:
+            with Image.open(src) as im:
+                w, h = im.size
+                return (h, w) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)
+        except Exception:  # unreadable here: the image loader gives the proper error
+            pass
+    return decoded().size
+
+
+def _hf_mask_array(value, where: str):
+    """(H, W) bool of an ``hf:`` mask cell: a PIL image (nonzero = inside; RGB: any channel) or an
+    array-like of shape (H, W) (nested lists, numpy); else a one-line ``StcgError``."""
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    if isinstance(value, Image.Image):
+        im = ImageOps.exif_transpose(value)
+        if im.mode not in ("1", "L", "I", "I;16", "I;16B", "I;16L", "F", "RGB"):
+            im = im.convert("RGB")
+        arr = np.asarray(im)
+        return arr.any(axis=2) if arr.ndim == 3 else arr != 0
+    if value is None:
+        raise StcgError(f"{where} has no mask")
+    try:
+        arr = np.asarray(value)
+    except ValueError:  # ragged nested lists
+        raise StcgError(f"{where}: the mask is not a 2-D array (rows of different lengths)") from None
+    if arr.ndim != 2 or not (arr.dtype == bool or np.issubdtype(arr.dtype, np.number)):
+        raise StcgError(f"{where}: the mask is not a 2-D array of numbers or booleans (shape {arr.shape})")
+    return arr != 0
+
+
 def load_hf_vqa(name_or_path: str, split: str = "validation") -> list[VQAExample]:
     """VQA-v2 from a HuggingFace ``datasets`` copy: a ``save_to_disk`` folder, or a name ``load_dataset`` knows.
 
     Columns used (those of HuggingFaceM4/VQAv2): question_id, question, image, image_id,
     question_type, answer_type, multiple_choice_answer, answers ([{answer: ...}] or [str]).
+
+    A ground-truth mask column (``mask`` or ``gt_mask``: a PIL image, nonzero = inside, or an (H, W) array)
+    gives the examples whose cell is not null a lazy ``mask_loader``, and ``mask_kind`` (a column of
+    single/union/all, else ``union``); a mask whose shape is not the image's is a one-line ``StcgError``
+    when loaded (docs/masks.md).
     """
     import datasets
 
@@ -261,8 +332,15 @@ def load_hf_vqa(name_or_path: str, split: str = "validation") -> list[VQAExample
     missing = {"question", "image"} - set(ds.column_names)
     if missing:
         raise StcgError(f"dataset {name_or_path!r} lacks columns {sorted(missing)} (has {ds.column_names})")
-    meta_cols = [c for c in ds.column_names if c != "image"]
+    mask_col = next((c for c in HF_MASK_COLUMNS if c in ds.column_names), None)
+    meta_cols = [c for c in ds.column_names if c not in ("image", mask_col)]
     table = ds.select_columns(meta_cols).to_list()
+    images = ds.select_columns(["image"])  # decodes only the image, not the mask, per example
+    has_mask: list[bool] = []
+    if mask_col is not None:
+        masks = ds.select_columns([mask_col])
+        has_mask = masks.with_format("arrow")[:].column(0).is_valid().to_pylist()  # no decoding
+        raw_images = images.with_format("arrow")
     out = []
     for i, row in enumerate(table):
         raw = row.get("answers") or []
@@ -273,9 +351,30 @@ def load_hf_vqa(name_or_path: str, split: str = "validation") -> list[VQAExample
         def loader(i=i):
             from stcg.images import open_image, upright_rgb
 
-            img = ds[i]["image"]
+            img = images[i]["image"]
             return open_image(img) if isinstance(img, str) else upright_rgb(img)
 
+        extra = {"multiple_choice_answer": mc, "image_loader": loader} if mc else {"image_loader": loader}
+        if has_mask and has_mask[i]:
+            kind = row["mask_kind"] if "mask_kind" in row else "union"
+            if kind not in HF_MASK_KINDS:
+                raise StcgError(
+                    f"dataset {name_or_path!r} row {i}: mask_kind is {kind!r}, not one of {', '.join(HF_MASK_KINDS)}"
+                )
+
+            def mask_loader(i=i, loader=loader):
+                where = f"mask of row {i} of {name_or_path!r}"
+                try:
+                    value = masks[i][mask_col]
+                except Exception as e:  # a corrupt stored image or array
+                    raise StcgError(f"{where} cannot be read: {type(e).__name__}: {str(e)[:120]}") from None
+                mask = _hf_mask_array(value, where)
+                w, h = _hf_image_size(raw_images[i].column(0)[0].as_py(), loader)
+                if mask.shape != (h, w):
+                    raise StcgError(f"{where} is {mask.shape[1]} x {mask.shape[0]} px but its image is {w} x {h}")
+                return mask
+
+            extra.update(mask_loader=mask_loader, mask_kind=kind)
         out.append(
             VQAExample(
                 f"hf:{path.name if path.exists() else name_or_path}:{split}:{qid}",
@@ -285,7 +384,7 @@ def load_hf_vqa(name_or_path: str, split: str = "validation") -> list[VQAExample
                 row.get("question_type") or "unknown",
                 row.get("answer_type") or "unknown",
                 str(row.get("image_id", i)),
-                {"multiple_choice_answer": mc, "image_loader": loader} if mc else {"image_loader": loader},
+                extra,
             )
         )
     return out
@@ -305,6 +404,9 @@ def load_scenes(split: str = "test", size: str = "") -> list[VQAExample]:
         def loader(sc=sc):
             return scenes.render(sc)
 
+        def mask_loader(sc=sc):
+            return scenes.mask(sc)
+
         out.append(
             VQAExample(
                 f"scenes:{split}:{i}",
@@ -314,7 +416,7 @@ def load_scenes(split: str = "test", size: str = "") -> list[VQAExample]:
                 scenes.question_type(sc),
                 scenes.answer_type(sc),
                 str(i),
-                {"image_loader": loader, "scene": sc.to_dict(), "mask_kind": sc.mask_kind},
+                {"image_loader": loader, "mask_loader": mask_loader, "scene": sc.to_dict(), "mask_kind": sc.mask_kind},
             )
         )
     return out
@@ -379,11 +481,15 @@ def open_dataset(
     seed: int = 0,
     shard: str | tuple[int, int] | None = None,
     log: Callable[[str], None] | None = None,
+    masks: str | None = None,
 ) -> list[VQAExample]:
     """Examples of ``spec``: ``easy-vqa``, ``scenes[:N]`` (the generated testbed, ``stcg.scenes``),
     ``vqa-v2:<folder>``, or ``hf:<save_to_disk folder or dataset name>``,
     selected (``select``) and with their text checked (``check_text``: an example whose text cannot be stored
-    comes back marked ``invalid``, for ingestion to record as failed)."""
+    comes back marked ``invalid``, for ingestion to record as failed).
+
+    ``masks`` (``coco:<instances JSON>``) gives examples ground-truth masks from annotations
+    (``stcg.masks``); scenes and ``hf:`` datasets with a mask column carry their own."""
     if limit is not None and limit < 0:
         raise StcgError("--limit must be >= 0")
     shard_t = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
@@ -398,4 +504,9 @@ def open_dataset(
         examples = load_scenes(split or "test", arg)
     else:
         raise StcgError(f"unknown dataset {spec!r}: use easy-vqa, scenes[:N], vqa-v2:<folder> or hf:<folder or name>")
-    return [check_text(e) for e in select(examples, limit, question_type, answer_type, sample, seed, shard_t, log)]
+    chosen = select(examples, limit, question_type, answer_type, sample, seed, shard_t, log)
+    if masks is not None:
+        from stcg.masks import attach_masks
+
+        chosen = attach_masks(chosen, masks, log=log)
+    return [check_text(e) for e in chosen]

@@ -14,6 +14,19 @@ from stcg.errors import StcgError
 MAX_PIXELS = 50_000_000  # a 6000 x 6000 image (36 MP) is fine; decompression bombs are not
 
 
+def _generated_image(path: str) -> Image.Image | None:
+    """The image of a generated example (``scenes:<split>:<index>``, its ``image_path``), or None."""
+    kind, _, rest = path.partition(":")
+    split, _, index = rest.partition(":")
+    if kind != "scenes" or not index.isdigit():
+        return None
+    from stcg import scenes
+
+    if split not in scenes.SPLIT_SIZES:
+        return None
+    return scenes.render(scenes.generate(split, int(index)))
+
+
 def open_image(path: str | Path) -> Image.Image:
     """The image at ``path`` as 8-bit RGB, upright, fully decoded: the one function that opens images.
 
@@ -24,10 +37,15 @@ def open_image(path: str | Path) -> Image.Image:
     - alpha (``RGBA``, ``LA``, ``PA``) is composited on white; palettes go through RGBA first;
     - CMYK and YCbCr are converted by Pillow's plain formulas (no ICC colour management).
 
+    A generated example's path (``scenes:test:7``) gives its rendered image.
+
     Raises ``StcgError`` (one line) for a missing, truncated, oversized or non-image file.
     """
     p = Path(path)
     if not p.is_file():
+        generated = _generated_image(str(path))  # the scenes testbed's images are made, not stored
+        if generated is not None:
+            return generated
         raise StcgError(f"image not found: {p}")
     try:
         with Image.open(p) as im:

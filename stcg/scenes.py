@@ -135,7 +135,7 @@ def answer_type(scene: Scene) -> str:
 def question_type(scene: Scene) -> str:
     """VQA-v2-style question type: the question's first words."""
     q = scene.question
-    for prefix in ("what color is the", "what shape is the", "how many", "is the", "is there a"):
+    for prefix in ("what color is the", "what shape is the", "how many", "is there a", "is the"):
         if q.startswith(prefix):
             return prefix
     return "other"

@@ -35,7 +35,8 @@ def engine_options(f):
             "--model",
             default=_DEFAULT.model,
             help="BLIP-2 checkpoint: hub id or local folder "
-            "[default: the embedded demo model, else Salesforce/blip2-flan-t5-xl].",
+            "[default: the embedded scenes model for --dataset scenes, the embedded demo model otherwise, "
+            "else Salesforce/blip2-flan-t5-xl].",
         ),
         click.option(
             "--device",
@@ -102,8 +103,11 @@ def engine_options(f):
             default=_DEFAULT.attributions,
             show_default=True,
             help="Attribution methods to compute and score: attention, rollout, relevancy, gradcam, occlusion "
-            "(comma-separated) or 'all'. Every method beyond attention adds its maps under each perturbation "
-            "and a faithfulness pass (deletion, insertion, comprehensiveness, sufficiency).",
+            "(comma-separated) or 'all' (those five; with ground-truth masks, e.g. --dataset scenes, also the "
+            "references oracle and random); options: relevancy_logp, gradcam_logp (log p as the gradient "
+            "target). Every method beyond attention adds its maps under each perturbation and a faithfulness "
+            "pass (deletion, insertion, comprehensiveness, sufficiency; with masks also mass accuracy, rank "
+            "accuracy, pointing game).",
         ),
     ]
     for option in reversed(options):

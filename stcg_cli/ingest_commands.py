@@ -26,6 +26,15 @@ from stcg_cli.options import neo4j_options, settings_from
 @click.option(
     "--shard", default=None, help="i/N: this worker's share of the selection (0 <= i < N), for N parallel workers."
 )
+@click.option(
+    "--masks",
+    default=None,
+    metavar="coco:PATH",
+    help="Ground-truth masks from a COCO instances_*.json (vqa-v2/hf VQA-v2 examples): the union of the "
+    "instances of the COCO categories the question names (names, plurals, synonyms; docs/masks.md); questions "
+    "naming none get no mask. Masks make the oracle/random attribution methods and the ground-truth metrics "
+    "available. COCO masks measure plausibility (agreement with annotated objects), not faithfulness.",
+)
 @engine_options
 @click.option(
     "--batch-size", default=16, show_default=True, type=int, help="Examples per model pass (x 7 images each)."
@@ -76,8 +85,8 @@ from stcg_cli.options import neo4j_options, settings_from
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @neo4j_options
 def ingest(
-    dataset, split, limit, sample, question_type, answer_type, shard, batch_size, run_name, store, sink, ray_address,
-    workers, finalize, quiet, **kw,
+    dataset, split, limit, sample, question_type, answer_type, shard, masks, batch_size, run_name, store, sink,
+    ray_address, workers, finalize, quiet, **kw,
 ):  # fmt: skip
     """Turn a VQA dataset into STCGs in Neo4j (resumable: run the same command again to continue).
 
@@ -126,6 +135,7 @@ def ingest(
         answer_type=answer_type,
         sample=sample,
         shard=shard,
+        masks=masks,
         batch_size=batch_size,
         run_name=run_name,
         store=store,

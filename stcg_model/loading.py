@@ -14,6 +14,7 @@ from stcg_model.capture import register_capture_attention
 
 HUB_DEFAULT = "Salesforce/blip2-flan-t5-xl"
 DEMO_MODEL_DIR = Path(__file__).resolve().parent / "demo_model"
+SCENES_MODEL_DIR = Path(__file__).resolve().parent / "scenes_model"
 
 
 def model_fingerprint(name_or_path: str) -> str:
@@ -40,8 +41,11 @@ def model_fingerprint(name_or_path: str) -> str:
     return h.hexdigest()[:12]
 
 
-def default_model() -> str:
-    """The embedded demo checkpoint when shipped, else the hub default."""
+def default_model(dataset: str | None = None) -> str:
+    """The embedded checkpoint for ``dataset`` when shipped (the scenes model for ``scenes[:N]``, the
+    easy-VQA demo model otherwise), else the hub default."""
+    if dataset is not None and dataset.partition(":")[0] == "scenes" and (SCENES_MODEL_DIR / "config.json").is_file():
+        return str(SCENES_MODEL_DIR)
     return str(DEMO_MODEL_DIR) if (DEMO_MODEL_DIR / "config.json").is_file() else HUB_DEFAULT
 
 

@@ -157,3 +157,149 @@ def make_hf_copy(root: Path, n: int = 6) -> Path:
     ds = datasets.DatasetDict({"validation": datasets.Dataset.from_dict(rows, features=features)})
     ds.save_to_disk(str(root))
     return root
+
+
+# --------------------------------------------------------------------------- ground-truth masks (docs/masks.md)
+COCO_CATEGORIES = [
+    {"supercategory": "person", "id": 1, "name": "person"},
+    {"supercategory": "vehicle", "id": 3, "name": "car"},
+    {"supercategory": "vehicle", "id": 4, "name": "motorcycle"},
+    {"supercategory": "outdoor", "id": 10, "name": "traffic light"},
+    {"supercategory": "animal", "id": 18, "name": "dog"},
+    {"supercategory": "animal", "id": 23, "name": "bear"},
+    {"supercategory": "food", "id": 58, "name": "hot dog"},
+    {"supercategory": "furniture", "id": 63, "name": "couch"},
+    {"supercategory": "electronic", "id": 72, "name": "tv"},
+    {"supercategory": "indoor", "id": 88, "name": "teddy bear"},
+]
+"""A subset of the official COCO categories, with their official ids."""
+
+
+def rect_polygon(x0: int, y0: int, x1: int, y1: int) -> list[float]:
+    """A COCO polygon of the rectangle [x0, x1) x [y0, y1) (pycocotools fills exactly those pixels)."""
+    return [x0, y0, x1, y0, x1, y1, x0, y1]
+
+
+def uncompressed_rle(mask: np.ndarray) -> dict:
+    """COCO's uncompressed RLE of a bool mask (column-major runs, starting with a run of zeros)."""
+    flat = np.asarray(mask, bool).flatten(order="F")
+    counts, current, run = [], False, 0
+    for v in flat:
+        if bool(v) == current:
+            run += 1
+        else:
+            counts.append(run)
+            current, run = bool(v), 1
+    counts.append(run)
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}
+
+
+def make_coco_vqa_folder(
+    root: Path,
+    questions: list[tuple[int, str]],
+    image_sizes: dict[int, tuple[int, int]],
+    split: str = "val2014",
+    file_sizes: dict[int, tuple[int, int]] | None = None,
+    exif_orientation: dict[int, int] | None = None,
+) -> Path:
+    """A VQA-v2 folder (official JSON, ``<split>/COCO_<split>_<id>.jpg``) with one question per
+    ``(image_id, question)``; images are (width, height) ``image_sizes`` unless ``file_sizes`` says otherwise
+    (a file whose size disagrees with its annotations); ``exif_orientation`` stores the image's pixels
+    in the raw frame with that EXIF orientation tag."""
+    root = Path(root)
+    img_dir = root / split
+    img_dir.mkdir(parents=True, exist_ok=True)
+    for image_id, size in image_sizes.items():
+        w, h = (file_sizes or {}).get(image_id, size)
+        img = np.full((h, w, 3), 240, np.uint8)
+        img[h // 4 : h // 2, w // 4 : w // 2] = COLOURS["red"]
+        im = Image.fromarray(img)
+        path = img_dir / f"COCO_{split}_{image_id:012d}.jpg"
+        orientation = (exif_orientation or {}).get(image_id)
+        if orientation:
+            exif = Image.Exif()
+            exif[0x0112] = orientation
+            im.save(path, "JPEG", quality=95, exif=exif.tobytes())
+        else:
+            im.save(path, "JPEG", quality=95)
+    qs, anns = [], []
+    for k, (image_id, q) in enumerate(questions):
+        qs.append({"question_id": 5000 + k, "image_id": image_id, "question": q})
+        anns.append(_annotation(5000 + k, image_id, q, "yes", "is the", "yes/no"))
+    (root / f"v2_OpenEnded_mscoco_{split}_questions.json").write_text(
+        json.dumps({"info": {}, "task_type": "Open-Ended", "data_type": "mscoco", "license": {},
+                    "data_subtype": split, "questions": qs})
+    )  # fmt: skip
+    (root / f"v2_mscoco_{split}_annotations.json").write_text(
+        json.dumps({"info": {}, "license": {}, "data_subtype": split, "annotations": anns})
+    )
+    return root
+
+
+def write_coco_instances(
+    path: Path, image_sizes: dict[int, tuple[int, int]], annotations: list[dict], split: str = "val2014"
+) -> Path:
+    """``path``: a COCO instances file (info, licenses, images, annotations, categories) in the official format;
+    ``annotations`` need image_id, category_id and segmentation (polygons, or RLE with iscrowd=1)."""
+    images = [
+        {"license": 1, "file_name": f"COCO_{split}_{i:012d}.jpg", "coco_url": "", "height": h, "width": w,
+         "date_captured": "2013-11-14 16:28:13", "flickr_url": "", "id": i}
+        for i, (w, h) in image_sizes.items()
+    ]  # fmt: skip
+    anns = []
+    for k, a in enumerate(annotations):
+        ann = {"iscrowd": 0, "area": 0.0, "bbox": [0, 0, 0, 0], "id": 900000 + k, **a}
+        anns.append(ann)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps(
+            {"info": {"description": "test"}, "licenses": [{"url": "", "id": 1, "name": "test"}], "images": images,
+             "annotations": anns, "categories": COCO_CATEGORIES}
+        )
+    )  # fmt: skip
+    return path
+
+
+def make_hf_mask_copy(
+    root: Path,
+    masks: list,
+    image_sizes: list[tuple[int, int]],
+    column: str = "mask",
+    as_image: bool = True,
+    mask_kinds: list | None = None,
+) -> Path:
+    """A ``save_to_disk`` folder (HuggingFaceM4/VQAv2's columns) whose ``column`` holds ``masks``: PIL images
+    (``as_image``: a ``datasets.Image`` column) or 2-D uint8 arrays (a nested-list column); None = no mask.
+    ``image_sizes`` are the (width, height) of the example images; ``mask_kinds`` an optional column."""
+    import datasets
+
+    n = len(masks)
+    rows = {
+        "question_id": [7000 + i for i in range(n)],
+        "image_id": [600 + i for i in range(n)],
+        "question": ["what color is the shape?"] * n,
+        "question_type": ["what color is the"] * n,
+        "answer_type": ["other"] * n,
+        "multiple_choice_answer": ["red"] * n,
+        "answers": [["red"] * 10] * n,
+        "image": [_shape_image("red", size=image_sizes[i], seed=i) for i in range(n)],
+        column: [None if m is None else (m if as_image else np.asarray(m, np.uint8).tolist()) for m in masks],
+    }
+    features = {
+        "question_id": datasets.Value("int64"),
+        "image_id": datasets.Value("int64"),
+        "question": datasets.Value("string"),
+        "question_type": datasets.Value("string"),
+        "answer_type": datasets.Value("string"),
+        "multiple_choice_answer": datasets.Value("string"),
+        "answers": datasets.Sequence(datasets.Value("string")),
+        "image": datasets.Image(),
+        column: datasets.Image() if as_image else datasets.Sequence(datasets.Sequence(datasets.Value("uint8"))),
+    }
+    if mask_kinds is not None:
+        rows["mask_kind"] = mask_kinds
+        features["mask_kind"] = datasets.Value("string")
+    ds = datasets.DatasetDict({"validation": datasets.Dataset.from_dict(rows, features=datasets.Features(features))})
+    ds.save_to_disk(str(root))
+    return root
