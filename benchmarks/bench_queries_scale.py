@@ -14,6 +14,12 @@ question-type prefix and the perturbation kind, whose mixes the copies keep). Ea
 into a fresh database with ``ingest.bulk.load_csv`` (counts checked), then every public template runs
 once to warm up and ``--reps`` times timed through ``QueryLibrary.run`` (Bolt and DataFrame included);
 the p50 is reported. Writes ``benchmarks/results/queries_scale.json``.
+
+``--grounding`` gives every synthetic example the explanations of ``GROUNDING_METHODS`` (random maps) and a
+random ground-truth mask with every method's ground-truth scores, as a run ingested with ``--attributions``
+on the scenes testbed has, so the method templates (``method_grounding``, ``method_faithfulness``,
+``method_agreement``) time real work instead of an empty match; it writes
+``benchmarks/results/queries_scale_grounding.json`` (the default run stays comparable with earlier results).
 """
 
 from __future__ import annotations
@@ -48,6 +54,8 @@ from stcg_model.synthetic import synthetic_graph  # noqa: E402
 
 RUN = "bench-scale"
 MARK = "zq"  # example ids zq000000.. : the one string the copies rename
+GROUNDING_METHODS = ("rollout", "occlusion", "oracle", "random")
+MASK_KINDS = ("single", "union", "all")
 
 
 def _free_port() -> int:
@@ -56,7 +64,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_unique(folder: Path, n: int, batch: int = 64) -> float:
+def grounded(i: int, rng: np.random.Generator):
+    """Synthetic example ``i`` with ``GROUNDING_METHODS``' explanations, a random mask of 4-16 regions (its
+    shares in (0, 1]), a mask kind, and every method's ground-truth scores (``--grounding``)."""
+    from stcg_model.synthetic import add_ground_truth
+
+    g = synthetic_graph(f"{MARK}{i:06d}", rng, methods=GROUNDING_METHODS)
+    return add_ground_truth(g, rng, MASK_KINDS[i % len(MASK_KINDS)])
+
+
+def write_unique(folder: Path, n: int, batch: int = 64, grounding: bool = False) -> float:
     sink = CsvSink(folder)
     sink.prepare()
     sink.claim_run(RUN, "bench", str(folder / "store"), {"name": RUN, "n_total": n, "top_k": 5})
@@ -65,7 +82,8 @@ def write_unique(folder: Path, n: int, batch: int = 64) -> float:
     for s in range(0, n, batch):
         rows = GraphRows()
         for i in range(s, min(n, s + batch)):
-            rows.extend(graph_rows(synthetic_graph(f"{MARK}{i:06d}", rng), RUN, 5))
+            g = grounded(i, rng) if grounding else synthetic_graph(f"{MARK}{i:06d}", rng)
+            rows.extend(graph_rows(g, RUN, 5))
         sink.write(rows)
     sink.finish(RUN, finished=True)
     return time.perf_counter() - t
@@ -142,9 +160,14 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--heap", default="2g")
     ap.add_argument("--pagecache", default="4g")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/queries_scale.json"))
+    ap.add_argument("--out", default=None, help="results file [default: results/queries_scale.json, "
+                    "results/queries_scale_grounding.json with --grounding]")  # fmt: skip
+    ap.add_argument("--grounding", action="store_true", help="examples with explanations and ground-truth masks")
     ap.add_argument("--markdown", action="store_true", help="only print the docs table of --out")
     args = ap.parse_args()
+    if args.out is None:
+        name = "queries_scale_grounding.json" if args.grounding else "queries_scale.json"
+        args.out = str(ROOT / "benchmarks/results" / name)
     if args.markdown:
         print(markdown(args.out))
         return
@@ -153,13 +176,18 @@ def main():
         "unique_examples": args.unique,
         "server": {"heap": args.heap, "pagecache": args.pagecache},
         "cpu_threads": os.cpu_count(),
+        **(
+            {"grounding": {"methods": ["attention", *GROUNDING_METHODS], "mask_kinds": MASK_KINDS}}
+            if args.grounding
+            else {}
+        ),
         "sizes": {},
     }
     if Path(args.out).is_file():  # sizes measured by an earlier call (e.g. 200k on its own) are kept
         result["sizes"] = json.loads(Path(args.out).read_text()).get("sizes", {})
     try:
         base = tmp / "base"
-        result["unique_csv_seconds"] = round(write_unique(base, args.unique), 1)
+        result["unique_csv_seconds"] = round(write_unique(base, args.unique, grounding=args.grounding), 1)
         print("unique examples written in", result["unique_csv_seconds"], "s", flush=True)
         for n in map(int, args.sizes.split(",")):
             copies = max(1, n // args.unique)

@@ -14,6 +14,7 @@ import numpy as np
 
 from stcg_model.alignment import entropy_bits, spatial_spread
 from stcg_model.graph import MethodResult, STCGraph
+from stcg_model.grounding import chance
 from stcg_model.text import normalize_answer
 
 # row group -> (start label, relationship type, end label, property that tells parallel links apart)
@@ -187,6 +188,7 @@ def example_payload(g: STCGraph, run_id: str, top_k: int, store_ref: dict | None
     k = max(1, min(int(top_k), P))
     meta = g.meta or {}
     gt = meta.get("gt_answer")
+    gt_share = None if g.gt is None else np.asarray(g.gt, dtype=np.float64)  # (P,) region shares in the mask
     auc = g.deletion_auc()
     jac = None
     if "gaussian_noise" in g.perturbations:
@@ -224,6 +226,10 @@ def example_payload(g: STCGraph, run_id: str, top_k: int, store_ref: dict | None
         "store_key": (store_ref or {}).get("key"),
         "failed": False,
         "error": None,
+        # ground truth (spec section 7), for an example with a mask of its evidence only; null otherwise
+        "mask_kind": meta.get("mask_kind") if gt_share is not None else None,
+        "gt": None if gt_share is None else gt_share.tolist(),
+        "gt_chance": None if gt_share is None else chance(gt_share),
     }
 
     # top-k region choices (stable: ties go to the lower region index)
@@ -257,6 +263,7 @@ def example_payload(g: STCGraph, run_id: str, top_k: int, store_ref: dict | None
             "x1": boxes[p][2],
             "y1": boxes[p][3],
             "attribution": float(attribution[p]),
+            "gt": None if gt_share is None else float(gt_share[p]),
         }
         for p in used.tolist()
     ]

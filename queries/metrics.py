@@ -59,15 +59,35 @@ def load_run_graphs(lib: QueryLibrary, run: dict | str | None, store: str | None
     return graphs, qtypes
 
 
+GROUNDING_METRICS = ("mass_accuracy", "rank_accuracy", "pointing_game", "chance")
+"""The ground-truth metrics of an explanation against the mask of the evidence (spec section 7;
+``stcg_model.grounding.grounding_scores``), as ``metrics_table(by_method=True)`` names them: relevance mass
+accuracy, relevance rank accuracy, pointing game (0/1 per example, so its mean is a rate) and their chance
+level ``K / P``."""
+
+MASK_GROUP = "mask:"
+"""Prefix of the groups of ``metrics_table(by_mask_kind=True)`` (``mask:single``, ``mask:union``,
+``mask:all``), so a mask kind never reads as the whole run's group ``all``."""
+
+
 def metrics_table(
-    graphs, question_types, n_boot: int = 1000, seed: int = 0, by_question_type: bool = True, by_method: bool = False
+    graphs,
+    question_types,
+    n_boot: int = 1000,
+    seed: int = 0,
+    by_question_type: bool = True,
+    by_method: bool = False,
+    by_mask_kind: bool = False,
 ) -> pd.DataFrame:
     """One row per (group, metric): ``value`` (all examples), ``ci_low``/``ci_high`` (95% BCa bootstrap
     interval over examples, NaN when degenerate), ``examples``, ``ci_method`` ("BCa").
 
     ``by_method``: one row per (group, method, metric) instead, for every attribution method the run
     holds (``stcg_model.metrics.summarise_methods``: deletion and insertion ratios, comprehensiveness,
-    sufficiency, causal faithfulness and stability under each method)."""
+    sufficiency, causal faithfulness and stability under each method), followed, on a run with
+    ground-truth scores (masks), by ``GROUNDING_METRICS`` over the examples with a mask (from
+    ``summarise_methods``). ``by_mask_kind``: also one group per mask kind of the examples
+    (``mask:single``, ...; ``meta["mask_kind"]``)."""
     from stcg_model.metrics import summarise, summarise_methods
 
     rows = []
@@ -75,10 +95,15 @@ def metrics_table(
     if by_question_type:
         for i, qt in enumerate(question_types):
             groups.setdefault(qt or "unknown", []).append(i)
+    if by_mask_kind:
+        for i, g in enumerate(graphs):
+            kind = (g.meta or {}).get("mask_kind") if g.gt is not None else None
+            if kind is not None:
+                groups.setdefault(f"{MASK_GROUP}{kind}", []).append(i)
     for grp, idx in groups.items():
         sub = [graphs[i] for i in idx]
         if by_method:
-            per = summarise_methods(sub, n_boot=n_boot, seed=seed)
+            per = summarise_methods(sub, n_boot=n_boot, seed=seed)  # ground truth last, where masks exist
             items = [(m, name, est) for m, metrics in per.items() for name, est in metrics.items()]
         else:
             items = [(None, name, est) for name, est in summarise(sub, n_boot=n_boot, seed=seed).items()]

@@ -3,7 +3,8 @@
 Sections: the study's claims tested on the run (verdicts with intervals, first), per-perturbation
 table and a |dW| vs flip-rate plot, token-type localisation, temporal drift by question type, the
 metrics with bootstrap intervals, the attribution methods (overall and per question type, for runs
-ingested with --attributions), and example heatmaps on their images.
+ingested with --attributions; with ground-truth masks also the mass / rank accuracy and pointing game
+against chance, per mask kind, and the mask outlined on the heatmaps), and example heatmaps on their images.
 Every number comes from the query library or the run's file store; plotly.js is embedded once.
 """
 
@@ -58,16 +59,81 @@ class _Figures:
         return out
 
 
-def _example_figures(graphs, n: int) -> str:
+SCENES_PREFIX = "scenes:"
+
+
+def _example_image(g):
+    """The example's image: its file, or, for the generated scenes testbed (``image_path`` =
+    ``scenes:<split>:<index>``, no file), the scene rendered again (a pure function of split and index)."""
     from stcg.images import open_image
+
+    path = (g.meta or {}).get("image_path")
+    if isinstance(path, str) and path.startswith(SCENES_PREFIX):
+        from stcg import scenes
+
+        split, _, index = path[len(SCENES_PREFIX) :].rpartition(":")
+        return scenes.render(scenes.generate(split, int(index)))
+    return open_image(path)
+
+
+MASK_OUTLINE = (0, 229, 255)
+"""Colour of the ground-truth mask's outline on the method heatmaps (the top regions are outlined in red)."""
+
+
+def _mask_edges(gt, grid: int, width: int, height: int) -> list[tuple[int, int, int, int]]:
+    """Line segments (x0, y0, x1, y1) of the outline of the regions with ``gt > 0`` on an image of
+    ``width`` x ``height`` pixels cut into ``grid`` x ``grid`` regions (``RegionGrid``'s boxes): each side of
+    an inside region whose neighbour across it is outside (or the image's edge)."""
+    from stcg_model.regions import RegionGrid
+
+    inside = (np.asarray(gt) > 0).reshape(grid, grid)
+    boxes = RegionGrid(grid, width, height).boxes()
+    edges = []
+    for p in np.flatnonzero(inside.ravel()).tolist():
+        r, c = divmod(p, grid)
+        x0, y0, x1, y1 = (int(v) for v in boxes[p])
+        x1, y1 = x1 - 1, y1 - 1  # boxes are exclusive at the right and bottom
+        if r == 0 or not inside[r - 1, c]:
+            edges.append((x0, y0, x1, y0))
+        if r == grid - 1 or not inside[r + 1, c]:
+            edges.append((x0, y1, x1, y1))
+        if c == 0 or not inside[r, c - 1]:
+            edges.append((x0, y0, x0, y1))
+        if c == grid - 1 or not inside[r, c + 1]:
+            edges.append((x1, y0, x1, y1))
+    return edges
+
+
+def _outline_mask(panel, g, tiles: int, label_height: int = 18, pad: int = 6):
+    """``panel`` (``stcg_model.plots.methods_panel``: ``tiles`` pictures of one size side by side, ``pad``
+    pixels apart, below a caption strip of ``label_height``) with the outline of the example's mask
+    (regions with ``gt > 0``) drawn on every picture; unchanged when the example has no mask or the panel
+    is not laid out so."""
+    from PIL import ImageDraw
+
+    if g.gt is None or not (np.asarray(g.gt) > 0).any() or tiles < 1:
+        return panel
+    w, h = (panel.width + pad) // tiles - pad, panel.height - label_height
+    if w < 1 or h < 1 or tiles * (w + pad) - pad != panel.width:
+        return panel
+    edges = _mask_edges(g.gt, g.grid, w, h)
+    draw = ImageDraw.Draw(panel)
+    line = max(2, min(w, h) // 96)
+    for i in range(tiles):
+        x = i * (w + pad)
+        for x0, y0, x1, y1 in edges:
+            draw.line([(x + x0, label_height + y0), (x + x1, label_height + y1)], fill=MASK_OUTLINE, width=line)
+    return panel
+
+
+def _example_figures(graphs, n: int) -> str:
     from stcg_model.plots import overlay
     from stcg_model.regions import RegionGrid
 
     blocks = []
     for g in graphs[:n]:
-        path = (g.meta or {}).get("image_path")
         try:
-            image = open_image(path)
+            image = _example_image(g)
         except Exception:
             continue
         scale = max(1, 250 // max(1, min(image.size)))
@@ -103,13 +169,21 @@ def _methods_section(graphs, figs: _Figures, n_boot: int, examples: int, questio
     side by side."""
     import plotly.graph_objects as go
 
-    from queries.metrics import interval_label, metrics_table
-    from stcg.images import open_image
+    from queries.metrics import GROUNDING_METRICS, MASK_GROUP, interval_label, metrics_table
     from stcg_model.plots import methods_panel
 
     qtypes = list(question_types) if question_types is not None else [None] * len(graphs)
-    every = metrics_table(graphs, qtypes, n_boot=n_boot, by_question_type=question_types is not None, by_method=True)
+    masked = sum(g.gt is not None for g in graphs)
+    every = metrics_table(
+        graphs,
+        qtypes,
+        n_boot=n_boot,
+        by_question_type=question_types is not None,
+        by_method=True,
+        by_mask_kind=masked > 0,
+    )
     table = every[every.group == "all"]
+    truth = bool(set(GROUNDING_METRICS) & set(every["metric"]))
     out = [
         "<h2>Which explanation is faithful?</h2>",
         "<p>Each attribution method's region ranking, tested by what removing (deletion) or revealing "
@@ -117,6 +191,15 @@ def _methods_section(graphs, figs: _Figures, n_boot: int, examples: int, questio
         "insertion ratio &gt; 1 are better; comprehensiveness high, sufficiency low; causal faithfulness and "
         f"stability under the method. {html.escape(interval_label(n_boot))}. See docs/attribution.md.</p>",
     ]
+    if truth:
+        out.append(
+            f"<p class='ground-truth'>Ground truth ({masked} examples with a mask of the evidence, spec section 7, "
+            "docs/scenes.md): <b>mass accuracy</b> is the share of the attribution inside the mask, <b>rank "
+            "accuracy</b> the share of the top-K regions inside it (K = the mask's regions), <b>pointing game</b> "
+            "the rate at which the top region is inside it; <b>chance</b> is each one's chance level K/P (a uniform "
+            "map). Higher is better; <code>oracle</code> (the mask itself) and <code>random</code> bracket every "
+            "method. On the heatmaps below, the mask's regions are outlined in cyan.</p>"
+        )
 
     def cell(r) -> str:
         lo, hi = r["ci_low"], r["ci_high"]
@@ -130,6 +213,15 @@ def _methods_section(graphs, figs: _Figures, n_boot: int, examples: int, questio
         "causal_faithfulness_pearson": "causal faithfulness (Pearson)",
         "jaccard_stability": "Jaccard stability",
     }
+    if truth:  # beside the protocol's columns
+        shown.update(
+            {
+                "mass_accuracy": "mass accuracy",
+                "rank_accuracy": "rank accuracy",
+                "pointing_game": "pointing game",
+                "chance": "chance (K/P)",
+            }
+        )
 
     def ranked(sub: pd.DataFrame) -> pd.DataFrame:
         rows = []
@@ -159,7 +251,7 @@ def _methods_section(graphs, figs: _Figures, n_boot: int, examples: int, questio
     fig.add_vline(x=1.0, line_dash="dot")
     fig.update_layout(title="deletion and insertion ratios to a random order (95% BCa)", height=340)
     out.append(figs.html(fig))
-    groups = [g for g in every["group"].unique() if g != "all"]
+    groups = [g for g in every["group"].unique() if g != "all" and not str(g).startswith(MASK_GROUP)]
     if groups:
         out.append(
             "<h3>Per question type</h3><p class='meta'>The same metrics on each question type's examples "
@@ -169,14 +261,28 @@ def _methods_section(graphs, figs: _Figures, n_boot: int, examples: int, questio
             sub = every[every.group == grp]
             n = int(sub["examples"].max()) if len(sub) else 0
             out.append(f"<h4 class='qtype'>{html.escape(str(grp))} ({n} examples)</h4>" + _table(ranked(sub)))
+    kinds = [g for g in every["group"].unique() if str(g).startswith(MASK_GROUP)]
+    if kinds:
+        out.append(
+            "<h3>Per mask kind</h3><p class='meta'>The same metrics on the examples whose evidence is one object "
+            "(<code>single</code>), several (<code>union</code>) or every object (<code>all</code>: a count of none, "
+            "an absent object), intervals over those examples.</p>"
+        )
+        for grp in kinds:
+            sub = every[every.group == grp]
+            n = int(sub["examples"].max()) if len(sub) else 0
+            name = str(grp)[len(MASK_GROUP) :]
+            out.append(f"<h4 class='mask-kind'>{html.escape(name)} ({n} examples)</h4>" + _table(ranked(sub)))
     pictures = []
     for g in [g for g in graphs if g.methods][:examples]:
         try:
-            image = open_image((g.meta or {}).get("image_path"))
+            image = _example_image(g)
         except Exception:
             continue
-        cap = html.escape(f"{g.question} -> {g.answer}")
-        panel = _png_data_uri(methods_panel(g, image))
+        cap = html.escape(
+            f"{g.question} -> {g.answer}" + (f" (mask: {(g.meta or {}).get('mask_kind')})" if g.gt is not None else "")
+        )
+        panel = _png_data_uri(_outline_mask(methods_panel(g, image), g, 1 + len(g.method_names)))
         pictures.append(
             f"<div><img style='max-width:100%;image-rendering:pixelated' alt='{cap}' src='{panel}'>"
             f"<p class='meta'>{cap}</p></div>"
@@ -263,6 +369,7 @@ def build_report(
     examples: int = 4,
     n_boot: int = 500,
     option: str = "--store",
+    ground_truth_run: str | None = None,
 ) -> Path:
     """Write the report of ``run_id`` (uid or name) to ``out``; returns its path.
 
@@ -274,6 +381,9 @@ def build_report(
         examples: examples shown with heatmaps on their images.
         n_boot: bootstrap resamples of the metric intervals (scipy.stats.bootstrap, BCa).
         option: how a missing-store error names the way to pass the store.
+        ground_truth_run: another run (uid or name) on examples with ground-truth masks, ingested with
+            --attributions (``stcg demo``'s scenes run): the report opens with its ranking of the
+            methods on known evidence.
     """
     import plotly.graph_objects as go
 
@@ -296,6 +406,19 @@ def build_report(
         f"{html.escape(str(run.get('dataset')))} {html.escape(str(run.get('split') or ''))} · {len(graphs)} "
         f"complete examples · generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC</p>",
     ]
+
+    if ground_truth_run is not None:
+        gt_run = lib.resolve_run(ground_truth_run)
+        gt_graphs, gt_qtypes = load_run_graphs(lib, gt_run, None, option)
+        parts.append(
+            f"<div class='lead'><p><b>On known evidence first.</b> Run <code>{html.escape(gt_run['run_id'])}</code> "
+            f"({html.escape(str(gt_run.get('dataset')))}, model {html.escape(str(gt_run.get('model')))}, "
+            f"{len(gt_graphs)} examples): questions whose evidence is a known mask, so each method's ranking "
+            "by the protocol stands beside whether it points at that evidence (docs/faithfulness.md). The "
+            "rest of the report is the run above.</p></div>"
+        )
+        if gt_graphs:
+            parts.append(_methods_section(gt_graphs, figs, n_boot, examples, gt_qtypes))
 
     parts.append(_claims_section(lib, run, graphs, qtypes, n_boot))
 

@@ -18,7 +18,17 @@ from importlib import resources
 from stcg.errors import StcgError
 
 # Statistics per run, and per attribution method (``$method``) of the run.
-PER_RUN = ("run", "perturbations", "dW", "regions", "examples", "attribution", "transitions", "tokens")
+PER_RUN = (
+    "run",
+    "perturbations",
+    "dW",
+    "regions",
+    "examples",
+    "attribution",
+    "transitions",
+    "tokens",
+    "grounding",
+)
 PER_METHOD = ("causal", "content")
 
 # The group key of each statistics' rows: a row's uid is ``<run_id>/stats/<of>/<i>``, ``i`` its rank by
@@ -33,6 +43,7 @@ KEYS = {
     "attribution": ("correct", "grid"),
     "transitions": ("question_type", "answer_type"),
     "tokens": ("kind", "word"),
+    "grounding": ("method", "question_type", "mask_kind"),
     "causal": ("method",),
     "content": ("method",),
 }

@@ -175,16 +175,25 @@ _store_option = click.option(
     "--by-method",
     is_flag=True,
     help="One block per attribution method the run holds (ingested with --attributions): deletion and "
-    "insertion ratios to a random order, comprehensiveness, sufficiency, causal faithfulness, stability.",
+    "insertion ratios to a random order, comprehensiveness, sufficiency, causal faithfulness, stability; "
+    "on a dataset with ground-truth masks (scenes) also mass accuracy, rank accuracy, pointing game and "
+    "their chance level.",
+)
+@click.option(
+    "--by-mask-kind",
+    is_flag=True,
+    help="Also one group per mask kind of the examples with a ground-truth mask (mask:single, mask:union, mask:all).",
 )
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @neo4j_options
-def metrics(run, store, n_boot, by_question_type, by_method, fmt, uri, username, password, database):
+def metrics(run, store, n_boot, by_question_type, by_method, by_mask_kind, fmt, uri, username, password, database):
     """Causal faithfulness, deletion faithfulness and Jaccard stability of a run, with 95% intervals.
 
     Reads the stored arrays of the run's complete examples (no model re-run) from the file store the
     run recorded (--store overrides it). Intervals: scipy.stats.bootstrap, BCa, resampling examples;
-    NaN when degenerate (fewer than 3 examples, or every resample equal).
+    NaN when degenerate (fewer than 3 examples, or every resample equal). With --by-method on a run
+    whose examples have ground-truth masks, the ground-truth metrics (mass_accuracy, rank_accuracy,
+    pointing_game, chance) follow each method's protocol metrics, over the examples with a mask.
     """
     from queries.metrics import interval_label, load_run_graphs, metrics_table
     from stcg.errors import StcgError
@@ -196,10 +205,22 @@ def metrics(run, store, n_boot, by_question_type, by_method, fmt, uri, username,
         graphs, qtypes = load_run_graphs(lib, info, store, "--store")
     if not graphs:
         raise StcgError(f"run {info['run_id']} has no complete examples")
-    df = metrics_table(graphs, qtypes, n_boot=n_boot, by_question_type=by_question_type, by_method=by_method)
+    df = metrics_table(
+        graphs,
+        qtypes,
+        n_boot=n_boot,
+        by_question_type=by_question_type,
+        by_method=by_method,
+        by_mask_kind=by_mask_kind,
+    )
     head = f"run {info['run_id']}: {len(graphs)} examples; {interval_label(n_boot)}"
     if by_method and set(df["method"]) == {"attention"}:
         head += "; only attention is stored (ingest with --attributions all to compare methods)"
+    masked = sum(g.gt is not None for g in graphs)
+    if by_method and masked:
+        head += (
+            f"; ground truth (mass_accuracy, rank_accuracy, pointing_game vs chance) over {masked} examples with a mask"
+        )
     if fmt == "table":
         click.echo(head)
     else:

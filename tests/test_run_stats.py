@@ -16,7 +16,7 @@ from ingest.stats import drop_run_stats, write_run_stats
 from ingest.writer import Neo4jWriter
 from queries.library import QueryLibrary, load_template, template_names
 from stcg.statistics import PER_METHOD, PER_RUN, stats_statement, write_statement
-from stcg_model.synthetic import synthetic_graph
+from stcg_model.synthetic import add_ground_truth, synthetic_graph
 from tests.test_queries import _write_run
 
 METHODS = ("rollout", "occlusion")
@@ -40,6 +40,7 @@ CASES = {
     "temporal_drift": [{}, {"include_eos": False}, {"group_by": "answer_type"}],
     "method_faithfulness": [{}],
     "method_agreement": [{"method_a": "attention", "method_b": "rollout"}],
+    "method_grounding": [{}, {"by_mask_kind": True}, {"by_question_type": True, "min_examples": 3}],
     "flips": [{}],
     "run_examples": [{}],
 }
@@ -52,8 +53,13 @@ def world(driver):
     a, b = f"test-stats-a-{tag}", f"test-stats-b-{tag}"
     writer = Neo4jWriter(driver)
     rng = np.random.default_rng(7)
-    for run, n in ((b, 20), (a, 70)):  # a finished last: the default run
-        _write_run(driver, run, [synthetic_graph(f"ex{i:03d}", rng, methods=METHODS) for i in range(n)])
+    graphs = {
+        run: [synthetic_graph(f"ex{i:03d}", rng, methods=METHODS) for i in range(n)] for run, n in ((b, 20), (a, 70))
+    }
+    for i, g in enumerate(graphs[a][:50]):  # most examples of a carry a ground-truth mask, of every kind
+        add_ground_truth(g, rng, ("single", "union", "all")[i % 3])
+    for run in (b, a):  # a finished last: the default run
+        _write_run(driver, run, graphs[run])
     yield {"a": a, "b": b, "writer": writer, "lib": QueryLibrary(driver)}
     with driver.session() as s:
         for rid in (a, b):
