@@ -109,11 +109,12 @@ def init_db(uri, username, password, database):
 def _register_optional_commands() -> None:
     """Attach the commands that the other packages own."""
     from stcg_cli.demo import demo
-    from stcg_cli.model_commands import eval_cmd, explain, train_demo_cmd
+    from stcg_cli.model_commands import eval_cmd, explain, train_demo_cmd, train_scenes_cmd
 
     cli.add_command(demo)
     cli.add_command(explain)
     cli.add_command(train_demo_cmd)
+    cli.add_command(train_scenes_cmd)
     cli.add_command(eval_cmd)
     from stcg_cli.ingest_commands import ingest
 

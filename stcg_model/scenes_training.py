@@ -1,0 +1,308 @@
+"""Train the scenes model: a small ``Blip2ForConditionalGeneration`` (T5) on the scenes testbed.
+
+The same transformers classes and two-stage recipe as the easy-VQA demo model (``training.py``):
+
+1. the ViT alone learns what each 8 x 8 px region holds and where it is (BLIP-2's pretrained image
+   encoder plays this part for real checkpoints): per region, the (shape, colour) of the object covering
+   most of it and of the object whose centre lies in it (none for either, 16 classes each), from the
+   generator's scene description - dense labels, as a detection-pretrained encoder would have learnt -
+   and the region's own row and column (a pretrained ViT's patch outputs keep their position; heads
+   trained on content alone need not);
+2. the ViT frozen, the Q-Former and the T5 language model learn to answer the questions. The frozen
+   ViT's outputs are computed once for every training image, so a step runs the Q-Former and T5 only.
+
+The result is an ordinary checkpoint folder (``config.json``, ``model.safetensors``, processor and
+tokenizer) that ``Blip2ForConditionalGeneration.from_pretrained`` loads like any hub checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stcg import scenes
+from stcg_model.tiny import blip2_config, build_model
+from stcg_model.tokenizer import build_word_tokenizer, make_processor
+from stcg_model.training import _encode_answers, _encode_questions, _save
+
+GRID = scenes.SIZE // 8  # regions per side at patch size 8
+CLASSES = [(s, c) for s in scenes.SHAPES for c in scenes.COLOURS]  # class k + 1; 0 = no object
+
+
+@dataclass
+class ScenesConfig:
+    """Architecture and optimisation of the scenes model (defaults: the shipped checkpoint)."""
+
+    image_size: int = scenes.SIZE
+    patch_size: int = 8  # -> an 8 x 8 grid of 64 regions, like the demo model
+    num_query_tokens: int = 16
+    hidden: int = 128
+    layers: int = 3
+    qformer_layers: int = 2
+    heads: int = 4
+    train_scenes: int = 30_000  # examples 0..N-1 of the scenes train split (one question each)
+    vision_steps: int = 1200  # stage 1: per-region labels
+    vision_lr: float = 5e-4
+    steps: int = 6000  # stage 2: Q-Former + T5 on the questions, ViT frozen
+    batch_size: int = 128
+    lr: float = 1e-3
+    warmup: int = 300
+    weight_decay: float = 0.01
+    seed: int = 0
+
+
+def scenes_vocabulary() -> list[str]:
+    """Every word a scenes question or answer uses (the tokenizer's vocabulary)."""
+    texts = [*scenes.NUMBERS, "yes", "no", *scenes.SHAPES, *scenes.COLOURS]
+    for s in scenes.SHAPES:
+        texts.append(scenes.question_text("attribute", ("color", s)))
+    for c in scenes.COLOURS:
+        texts += [
+            scenes.question_text("attribute", ("shape", c)),
+            scenes.question_text("count", (c,)),
+            *(scenes.question_text("existence", (c, s)) for s in scenes.SHAPES),
+        ]
+    texts += [scenes.question_text("relation", (a, b)) for a in scenes.SHAPES for b in scenes.SHAPES if a != b]
+    return texts
+
+
+def region_labels(scene: scenes.Scene, grid: int = GRID) -> tuple[np.ndarray, np.ndarray]:
+    """Stage-1 targets of one scene, each (grid * grid,) int64 in row-major region order:
+    ``cover`` - the class of the object painting most of the region's pixels (0 when under 1/8 of it is
+    painted); ``centre`` - the class of the object whose centre pixel lies in the region (0: none).
+    Class k + 1 is ``CLASSES[k]``."""
+    cell = scenes.SIZE // grid
+    cover = np.zeros(grid * grid, np.int64)
+    best = np.zeros(grid * grid)
+    centre = np.zeros(grid * grid, np.int64)
+    for o in scene.objects:
+        k = CLASSES.index((o.shape, o.colour)) + 1
+        share = scenes.object_mask(o).reshape(grid, cell, grid, cell).mean((1, 3)).reshape(-1)
+        take = (share > best) & (share >= 1 / 8)
+        cover[take], best[take] = k, share[take]
+        centre[(o.cy // cell) * grid + o.cx // cell] = k
+    return cover, centre
+
+
+def _pixels(processor, images) -> torch.Tensor:
+    out = [
+        processor.image_processor(images=images[s : s + 1024], return_tensors="pt")["pixel_values"]
+        for s in range(0, len(images), 1024)
+    ]
+    return torch.cat(out)
+
+
+def pretrain_regions(
+    vision, pixels, cover, centre, steps: int, lr: float, batch_size: int, seed: int, device: str, progress: bool = True
+) -> dict:
+    """Stage 1: the ViT's patch outputs -> linear heads predict ``cover`` and ``centre`` (N, P) and each
+    patch's own row and column.
+
+    Returns the final (smoothed) training accuracies (all regions of an image right); the heads are
+    thrown away."""
+    from tqdm.auto import tqdm
+
+    gen = torch.Generator().manual_seed(seed)
+    d = vision.config.hidden_size
+    n_cls = len(CLASSES) + 1
+    side = int(round(cover.shape[1] ** 0.5))
+    heads = torch.nn.ModuleDict(
+        {
+            "cover": torch.nn.Linear(d, n_cls),
+            "centre": torch.nn.Linear(d, n_cls),
+            "row": torch.nn.Linear(d, side),
+            "col": torch.nn.Linear(d, side),
+        }
+    ).to(device)
+    where = torch.arange(side * side, device=device)
+    params = [*vision.parameters(), *heads.parameters()]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))
+    )
+    vision.train()
+    ema: dict[str, float] = {}
+    bar = tqdm(range(steps), desc="train-scenes: vision", disable=not progress)
+    for step in bar:
+        b = torch.randint(0, len(pixels), (batch_size,), generator=gen)
+        patches = vision(pixel_values=pixels[b].to(device)).last_hidden_state[:, 1:]  # (B, P, d)
+        loss = 0.0
+        targets = {
+            "cover": cover[b].to(device),
+            "centre": centre[b].to(device),
+            "row": (where // side).expand(len(b), -1),
+            "col": (where % side).expand(len(b), -1),
+        }
+        for name, target in targets.items():
+            logits = heads[name](patches)
+            loss = loss + torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten())
+            ok = (logits.argmax(-1) == target).all(1).float().mean().item()  # every region of the image right
+            ema[name] = ok if name not in ema else 0.95 * ema[name] + 0.05 * ok
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        if step % 10 == 0 or step == steps - 1:
+            bar.set_postfix({k: f"{v:.3f}" for k, v in ema.items()})
+    vision.eval()
+    return {f"{k}_all_regions": round(v, 4) for k, v in ema.items()}
+
+
+def _answer_logits(model, image_embeds, input_ids, attention_mask, labels, image_token_id: int):
+    """``model(...)`` from precomputed vision-tower outputs ``image_embeds`` (B, 1 + P, d_vision)."""
+    query = model.query_tokens.expand(image_embeds.shape[0], -1, -1)
+    q = model.qformer(
+        query_embeds=query,
+        encoder_hidden_states=image_embeds,
+        encoder_attention_mask=torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device),
+        return_dict=True,
+    )[0]
+    feats = model.language_projection(q)
+    embeds = model.get_input_embeddings()(input_ids)
+    embeds = embeds.masked_scatter((input_ids == image_token_id).unsqueeze(-1), feats.to(embeds.dtype))
+    return model.language_model(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, return_dict=True)
+
+
+def train_scenes(
+    out_dir: str | Path,
+    cfg: ScenesConfig | None = None,
+    device: str = "cpu",
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+    save_every: int = 0,
+) -> dict:
+    """Train on examples ``0..cfg.train_scenes-1`` of the scenes train split; save to ``out_dir``.
+
+    Returns the training record (also written as ``training.json``)."""
+    from tqdm.auto import tqdm
+
+    cfg = cfg or ScenesConfig()
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    tokenizer = build_word_tokenizer(scenes_vocabulary())
+    image_token_id = tokenizer.convert_tokens_to_ids("<image>")
+    processor = make_processor(tokenizer, cfg.image_size, cfg.num_query_tokens)
+    mcfg = blip2_config(
+        "t5",
+        vocab_size=len(tokenizer),
+        image_token_id=image_token_id,
+        image_size=cfg.image_size,
+        patch_size=cfg.patch_size,
+        num_query_tokens=cfg.num_query_tokens,
+        hidden=cfg.hidden,
+        layers=cfg.layers,
+        qformer_layers=cfg.qformer_layers,
+        heads=cfg.heads,
+    )
+    model = build_model(mcfg, seed=cfg.seed).to(device).train()
+    t_start = time.time()
+
+    train = [scenes.generate("train", i) for i in range(cfg.train_scenes)]
+    pixels = _pixels(processor, [scenes.render(s) for s in train])
+    grid = cfg.image_size // cfg.patch_size
+    labels_1 = [region_labels(s, grid) for s in train]
+    cover = torch.as_tensor(np.stack([c for c, _ in labels_1]))
+    centre = torch.as_tensor(np.stack([c for _, c in labels_1]))
+    log(f"{len(train):,} training scenes rendered in {time.time() - t_start:.0f} s")
+
+    vision_record = None
+    if cfg.vision_steps > 0:
+        vision_record = pretrain_regions(
+            model.vision_model,
+            pixels,
+            cover,
+            centre,
+            cfg.vision_steps,
+            cfg.vision_lr,
+            cfg.batch_size,
+            cfg.seed,
+            device,
+            progress,
+        )
+        log(f"stage 1 (vision): training accuracy {vision_record}")
+    model.vision_model.requires_grad_(False)
+    model.vision_model.eval()
+    with torch.no_grad():
+        embeds = torch.cat(
+            [
+                model.vision_model(pixel_values=pixels[s : s + 512].to(device)).last_hidden_state.cpu()
+                for s in range(0, len(pixels), 512)
+            ]
+        )
+    del pixels
+
+    ids, am = _encode_questions(tokenizer, [s.question for s in train], cfg.num_query_tokens, image_token_id)
+    labels = _encode_answers(tokenizer, [scenes.answer(s) for s in train])
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps)))
+    )
+    families = np.array([s.family for s in train])
+    history = []
+    ema_loss, ema_acc = None, None
+    bar = tqdm(range(cfg.steps), desc="train-scenes", disable=not progress)
+    for step in bar:
+        b = torch.as_tensor(rng.choice(len(train), size=cfg.batch_size, replace=False))
+        lab = labels[b].to(device)
+        out = _answer_logits(model, embeds[b].to(device), ids[b].to(device), am[b].to(device), lab, image_token_id)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            ok_rows = ((out.logits.argmax(-1) == lab) | (lab == -100)).all(1).float().cpu().numpy()
+        loss, ok = out.loss.item(), float(ok_rows.mean())
+        ema_loss = loss if ema_loss is None else 0.95 * ema_loss + 0.05 * loss
+        ema_acc = ok if ema_acc is None else 0.95 * ema_acc + 0.05 * ok
+        if step % 10 == 0 or step == cfg.steps - 1:
+            bar.set_postfix(loss=f"{ema_loss:.3f}", acc=f"{ema_acc:.3f}")
+        if step % 50 == 0 or step == cfg.steps - 1:
+            fam = families[b.numpy()]
+            history.append(
+                {
+                    "step": step,
+                    "loss": round(loss, 5),
+                    "ema_loss": round(ema_loss, 5),
+                    "ema_acc": round(ema_acc, 4),
+                    **{f: round(float(ok_rows[fam == f].mean()), 3) for f in scenes.FAMILIES if (fam == f).any()},
+                }
+            )
+        if save_every and step and step % save_every == 0:  # a crash or a deadline never loses the run
+            model.eval()
+            _save(
+                model,
+                processor,
+                Path(out_dir),
+                {"config": asdict(cfg), "step": step, "history": history, "partial": True},
+            )
+            model.train()
+            model.vision_model.eval()
+    seconds = time.time() - t_start
+    model.eval()
+    record = {
+        "config": asdict(cfg),
+        "dataset": f"scenes:{cfg.train_scenes} train",
+        "device": device,
+        "machine": platform.machine(),
+        "threads": torch.get_num_threads(),
+        "seconds": round(seconds, 1),
+        "history": history,
+        "vision_stage": vision_record,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    _save(model, processor, Path(out_dir), record)
+    log(
+        f"trained {record['parameters']:,} parameters ({cfg.vision_steps} vision + {cfg.steps} VQA steps) "
+        f"in {seconds:.0f} s -> {out_dir}"
+    )
+    return record
