@@ -1,7 +1,9 @@
 """``stcg demo``: the main job on the embedded defaults, end to end.
 
-local Neo4j -> schema -> demo model on easy-VQA test questions (all six perturbations) -> STCGs in
-Neo4j and the file store -> every query template -> report.html -> what to open next.
+local Neo4j -> schema -> demo model on easy-VQA test questions (all six perturbations) and the scenes
+model on scenes test questions with every attribution method (ground truth known) -> STCGs in Neo4j and
+the file store -> every query template -> report.html (opening with the methods' ranking on known
+evidence) -> what to open next.
 """
 
 from __future__ import annotations
@@ -23,14 +25,23 @@ from stcg.config import Neo4jSettings
     show_default=True,
     help="Where report.html, the query results and the file store go.",
 )
+@click.option(
+    "--scenes",
+    default=100,
+    show_default=True,
+    help="Scenes test questions to ingest with every attribution method (0: none): the ranking on known evidence.",
+)
 @click.option("--batch-size", default=16, show_default=True, help="Examples per model pass.")
 @click.option("--no-server", is_flag=True, help="Do not start the local Neo4j; use NEO4J_URI as it is.")
-def demo(examples, out, batch_size, no_server):
+def demo(examples, out, scenes, batch_size, no_server):
     """Run the whole job on the embedded defaults (local Neo4j, demo model, easy-VQA).
 
     Ingests a seeded sample of easy-VQA test questions with the shipped demo model and all six
-    perturbations, runs every query template (results in <out>/queries/), writes <out>/report.html
-    and prints what to open next. Running it again resumes / reuses the same run.
+    perturbations, and the first --scenes questions of the scenes testbed (whose evidence is known)
+    with the shipped scenes model and every attribution method plus the oracle and random references;
+    runs every query template (results in <out>/queries/), writes <out>/report.html, which opens
+    with the methods' ranking on known evidence, and prints what to open next. Running it again
+    resumes / reuses the same runs.
     """
     from ingest.pipeline import IngestConfig, run_ingest
     from queries.library import QueryLibrary, load_template, template_names
@@ -61,6 +72,22 @@ def demo(examples, out, batch_size, no_server):
     click.echo(f"[2/4] ingesting {examples} easy-VQA test questions with the demo model")
     summary = run_ingest(cfg, settings, log=click.echo)
     click.echo("      " + summary.describe())
+    scenes_run = None
+    if scenes:
+        model = default_model("scenes")
+        click.echo(f"      and {scenes} scenes test questions with every attribution method (known evidence)")
+        scfg = IngestConfig(
+            dataset="scenes",
+            split="test",
+            limit=scenes,
+            batch_size=batch_size,
+            store=str(store),
+            attributions="all",
+            run_name=f"demo-scenes-{scenes}-{model_fingerprint(model)[:8]}-r{RESULTS_VERSION}",
+        )
+        scenes_summary = run_ingest(scfg, settings, log=click.echo)
+        click.echo("      " + scenes_summary.describe())
+        scenes_run = scenes_summary.run_id
     click.echo("[3/4] running every query template")
     qdir = out_dir / "queries"
     qdir.mkdir(parents=True, exist_ok=True)
@@ -70,6 +97,8 @@ def demo(examples, out, batch_size, no_server):
         for name in template_names():
             t = load_template(name)
             params = {"run_id": summary.run_id} if any(p.name == "run_id" for p in t.params) else {}
+            if scenes_run is not None and name.startswith("method_"):  # the run with every method and masks
+                params["run_id"] = scenes_run
             if name == "compare_runs":
                 params = {"run_a": summary.run_id, "run_b": summary.run_id}
             if name == "example_links":
@@ -79,7 +108,10 @@ def demo(examples, out, batch_size, no_server):
             df.to_csv(qdir / f"{name}.csv", index=False)
             click.echo(f"      {name:<32}{len(df):>5} rows")
         click.echo("[4/4] writing the report")
-        report = build_report(lib, summary.run_id, str(store), out_dir / "report.html")
+        report = build_report(lib, summary.run_id, str(store), out_dir / "report.html", ground_truth_run=scenes_run)
+        if scenes_run is not None:
+            grounding = lib.run("method_grounding", run_id=scenes_run)
+            faithful = lib.run("method_faithfulness", run_id=scenes_run).set_index("method")
         summary_table = lib.run("perturbation_summary", run_id=summary.run_id)
     click.echo("\nPer perturbation (mean |dW|_F, flip rate, mean dp):")
     click.echo(
@@ -87,6 +119,14 @@ def demo(examples, out, batch_size, no_server):
             index=False, float_format=lambda v: f"{v:.4f}"
         )
     )
+    if scenes_run is not None:
+        click.echo(f"\nWhich explanation is faithful? {scenes} scenes questions, evidence known (run {scenes_run}):")
+        table = grounding.join(faithful[["deletion_ratio", "insertion_ratio"]], on="method")
+        click.echo(
+            table[
+                ["method", "examples", "deletion_ratio", "insertion_ratio", "mass_accuracy", "pointing_game", "chance"]
+            ].to_string(index=False, float_format=lambda v: f"{v:.3f}")
+        )
     click.echo(f"\nDone in {time.time() - t0:.0f} s. Open:")
     click.echo(f"  report         {report.resolve()}")
     if browser:

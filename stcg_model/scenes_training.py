@@ -28,9 +28,7 @@ import numpy as np
 import torch
 
 from stcg import scenes
-from stcg_model.tiny import blip2_config, build_model
-from stcg_model.tokenizer import build_word_tokenizer, make_processor
-from stcg_model.training import _encode_answers, _encode_questions, _save
+from stcg_model.training import _encode_answers, _encode_questions, _save, new_model
 
 GRID = scenes.SIZE // 8  # regions per side at patch size 8
 CLASSES = [(s, c) for s in scenes.SHAPES for c in scenes.COLOURS]  # class k + 1; 0 = no object
@@ -187,22 +185,8 @@ def train_scenes(
     cfg = cfg or ScenesConfig()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    tokenizer = build_word_tokenizer(scenes_vocabulary())
-    image_token_id = tokenizer.convert_tokens_to_ids("<image>")
-    processor = make_processor(tokenizer, cfg.image_size, cfg.num_query_tokens)
-    mcfg = blip2_config(
-        "t5",
-        vocab_size=len(tokenizer),
-        image_token_id=image_token_id,
-        image_size=cfg.image_size,
-        patch_size=cfg.patch_size,
-        num_query_tokens=cfg.num_query_tokens,
-        hidden=cfg.hidden,
-        layers=cfg.layers,
-        qformer_layers=cfg.qformer_layers,
-        heads=cfg.heads,
-    )
-    model = build_model(mcfg, seed=cfg.seed).to(device).train()
+    tokenizer, image_token_id, processor, model = new_model(cfg, scenes_vocabulary())
+    model = model.to(device).train()
     t_start = time.time()
 
     train = [scenes.generate("train", i) for i in range(cfg.train_scenes)]

@@ -171,6 +171,28 @@ def _save(model, processor, out_dir: Path, record: dict) -> None:
     (out_dir / "training.json").write_text(json.dumps(record, indent=1))
 
 
+def new_model(cfg, texts):
+    """(tokenizer, image token id, processor, model): a fresh tiny BLIP-2 (T5) of ``cfg``'s architecture
+    (``image_size``, ``patch_size``, ``num_query_tokens``, ``hidden``, ``layers``, ``qformer_layers``,
+    ``heads``, ``seed``), its word-level tokenizer built over ``texts``."""
+    tokenizer = build_word_tokenizer(texts)
+    image_token_id = tokenizer.convert_tokens_to_ids("<image>")
+    processor = make_processor(tokenizer, cfg.image_size, cfg.num_query_tokens)
+    mcfg = blip2_config(
+        "t5",
+        vocab_size=len(tokenizer),
+        image_token_id=image_token_id,
+        image_size=cfg.image_size,
+        patch_size=cfg.patch_size,
+        num_query_tokens=cfg.num_query_tokens,
+        hidden=cfg.hidden,
+        layers=cfg.layers,
+        qformer_layers=cfg.qformer_layers,
+        heads=cfg.heads,
+    )
+    return tokenizer, image_token_id, processor, build_model(mcfg, seed=cfg.seed)
+
+
 def train_demo(
     out_dir: str | Path,
     cfg: DemoConfig | None = None,
@@ -192,22 +214,7 @@ def train_demo(
     cfg = cfg or DemoConfig()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    tokenizer = build_word_tokenizer(easy_vqa_vocabulary())
-    image_token_id = tokenizer.convert_tokens_to_ids("<image>")
-    processor = make_processor(tokenizer, cfg.image_size, cfg.num_query_tokens)
-    mcfg = blip2_config(
-        "t5",
-        vocab_size=len(tokenizer),
-        image_token_id=image_token_id,
-        image_size=cfg.image_size,
-        patch_size=cfg.patch_size,
-        num_query_tokens=cfg.num_query_tokens,
-        hidden=cfg.hidden,
-        layers=cfg.layers,
-        qformer_layers=cfg.qformer_layers,
-        heads=cfg.heads,
-    )
-    model = build_model(mcfg, seed=cfg.seed)
+    tokenizer, image_token_id, processor, model = new_model(cfg, easy_vqa_vocabulary())
     if init_from is not None:
         from transformers import Blip2ForConditionalGeneration, Blip2Processor
 

@@ -27,6 +27,8 @@ def test_demo_runs_end_to_end(tmp_path, driver):
                 "--no-server",
                 "--batch-size",
                 "3",
+                "--scenes",
+                "4",
             ],
             capture_output=True,
             text=True,
@@ -34,7 +36,11 @@ def test_demo_runs_end_to_end(tmp_path, driver):
             timeout=600,
         )
         assert res.returncode == 0, res.stderr[-3000:]
-        assert "6 written, 0 failed" in res.stdout
+        assert "6 written, 0 failed" in res.stdout and "4 written, 0 failed" in res.stdout
+        # the scenes run (every method, ground truth known) leads the report and is printed
+        assert "Which explanation is faithful? 4 scenes questions, evidence known" in res.stdout
+        assert "oracle" in res.stdout and "mass_accuracy" in res.stdout
+        assert "On known evidence first" in (out / "report.html").read_text()
         assert (out / "report.html").stat().st_size > 1_000_000  # plotly embedded
         assert {p.stem for p in (out / "queries").glob("*.csv")} == set(template_names())
         assert "first query" in res.stdout and "report" in res.stdout
@@ -45,4 +51,7 @@ def test_demo_runs_end_to_end(tmp_path, driver):
         )  # a retrained model gets its own run
     finally:
         with driver.session() as s:
-            s.run("MATCH (n) WHERE n.run_id STARTS WITH 'demo-easy-vqa-6-' DETACH DELETE n").consume()
+            s.run(
+                "MATCH (n) WHERE n.run_id STARTS WITH 'demo-easy-vqa-6-' OR n.run_id STARTS WITH 'demo-scenes-4-' "
+                "DETACH DELETE n"
+            ).consume()

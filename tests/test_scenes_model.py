@@ -8,7 +8,6 @@ attribute questions and change with an edit of a distractor on <= 5 %.
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
 from stcg import scenes
