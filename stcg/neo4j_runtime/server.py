@@ -352,6 +352,7 @@ client.allow_telemetry=false
             ADMIN_CLASS,
             "dbms",
             "set-initial-password",
+            "--",  # end of options: a password that starts with '-' is the positional argument, not an option
             f"@{argfile}",
         ]
 
