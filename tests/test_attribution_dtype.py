@@ -4,14 +4,17 @@ No GPU is lent to this project, but CPUs run bfloat16 matmuls, so the same code 
 the traced forward, the backward passes and the attention maps in bfloat16, the relevancy chains
 in float64 (``propagation.py``). Each row is compared with the same model in float32.
 
-Stated tolerances (the measured worst case in brackets, from the run that set them):
+Stated tolerances (the measured worst case in brackets, from the run that set them; re-measured on
+2026-12-06 when the gradient target became the answer logit, spec section 6 - with the log p target
+they were 0.968, 0.010 and 0.899, 0.964):
 
 - tiny random model (3 rows, answers of 3, 2 and 5 steps): every array finite, non-negative, rows
-  summing to 1 within 1e-5; Spearman rank correlation with float32 >= 0.95 per row and array
-  (0.968), largest absolute difference <= 0.02 (0.010);
+  summing to 1 within 1e-5; Spearman rank correlation with float32 >= 0.92 per row and array
+  (0.934: relevancy's W of the third row), largest absolute difference <= 0.03 (0.023);
 - the shipped demo model (6 easy-VQA questions, its own greedy answers; trained, so attention is
-  sharp and a bfloat16 rounding can swap two nearly equal regions): Spearman >= 0.85 per row and
-  array (0.899) and >= 0.95 averaged over the rows (0.964).
+  sharp and a bfloat16 rounding can swap two nearly equal regions): Spearman >= 0.75 per row and
+  array (0.776: gradcam's W of one "what color" row, whose other arrays agree at >= 0.85) and >= 0.95
+  averaged over the rows (0.959).
 """
 
 from __future__ import annotations
@@ -81,11 +84,11 @@ def test_gradient_methods_in_bfloat16_are_finite_and_normalised_tiny(tiny_pair):
 
 def test_gradient_methods_in_bfloat16_agree_with_float32_tiny(tiny_pair):
     rho = _rank_agreement(tiny_pair["float32"], tiny_pair["bfloat16"])
-    assert min(min(v) for v in rho.values()) >= 0.95, rho
+    assert min(min(v) for v in rho.values()) >= 0.92, rho
     for method in GRADIENT_METHODS:
         for a32, a16 in zip(tiny_pair["float32"][method], tiny_pair["bfloat16"][method]):
             for name in a32:
-                assert np.abs(a32[name].astype(np.float64) - a16[name]).max() <= 0.02, (method, name)
+                assert np.abs(a32[name].astype(np.float64) - a16[name]).max() <= 0.03, (method, name)
 
 
 def test_gradient_methods_in_bfloat16_agree_with_float32_on_the_demo_model():
@@ -107,5 +110,5 @@ def test_gradient_methods_in_bfloat16_agree_with_float32_on_the_demo_model():
         maps[dtype] = _maps(lm, batch)
     _check_contract(maps["bfloat16"])
     rho = _rank_agreement(maps["float32"], maps["bfloat16"])
-    assert min(min(v) for v in rho.values()) >= 0.85, rho
+    assert min(min(v) for v in rho.values()) >= 0.75, rho
     assert min(float(np.mean(v)) for v in rho.values()) >= 0.95, rho
