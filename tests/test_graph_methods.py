@@ -71,6 +71,7 @@ def test_per_method_summary_equals_a_direct_computation():
 
     from stcg_model.metrics import METHOD_METRICS, summarise_methods
     from stcg_model.regions import top_fraction
+    from stcg_model.synthetic import add_ground_truth
 
     rng = np.random.default_rng(7)
     graphs = []
@@ -88,11 +89,16 @@ def test_per_method_summary_equals_a_direct_computation():
                     "sufficiency",
                 )
             }
+        if i < 8:  # 8 of the 12 examples carry a ground-truth mask
+            add_ground_truth(g, rng)
         graphs.append(g)
     out = summarise_methods(graphs, n_boot=200)
     assert list(out) == ["attention", "relevancy", "occlusion"]
     rel = out["relevancy"]
     assert list(rel) == list(METHOD_METRICS)
+    masked = [g.methods["relevancy"].scores for g in graphs[:8]]
+    for k in ("mass_accuracy", "rank_accuracy", "pointing_game", "chance"):  # over the masked examples only
+        assert rel[k].value == pytest.approx(np.mean([s[k] for s in masked])) and rel[k].n == 8, k
     sc = [g.methods["relevancy"].scores for g in graphs]
     ratio = np.mean([s["deletion_auc"] for s in sc]) / np.mean([s["deletion_auc_random"] for s in sc])
     assert rel["deletion_ratio"].value == pytest.approx(ratio)
