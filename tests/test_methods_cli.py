@@ -43,7 +43,8 @@ def test_unknown_method_is_one_line_before_any_work(tmp_path):
     res = stcg("explain", "--image", str(tmp_path / "none.png"), "--question", "q?", "--attributions", "lime")
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [
-        "error: unknown attribution method 'lime'; known: attention, rollout, relevancy, gradcam, occlusion"
+        "error: unknown attribution method 'lime'; known: attention, rollout, relevancy, gradcam, occlusion, "
+        "relevancy_logp, gradcam_logp, oracle, random"
     ]
 
 
