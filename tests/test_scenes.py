@@ -139,8 +139,16 @@ def test_region_shares_hand_computed():
     assert region_shares(m, (2, 2)).tolist() == [0.5, 0.0, 0.0, 0.0]
     assert region_shares(np.ones((64, 64), bool), (8, 8)).tolist() == [1.0] * 64
     odd = np.zeros((5, 5), bool)
-    odd[:, 0] = True  # 5 px over 2 columns: column 0 holds pixels 0-2
-    assert region_shares(odd, (1, 2)).tolist() == [pytest.approx(1 / 3), 0.0]
+    odd[:, 0] = True  # 5 px over 2 columns, RegionGrid's edges round(c * 5 / 2) = 0, 2, 5: column 0 is pixels 0-1
+    assert region_shares(odd, (1, 2)).tolist() == [0.5, 0.0]
+    # the shares are over exactly the pixels of each region's box
+    from stcg_model.regions import RegionGrid
+
+    rng = np.random.default_rng(0)
+    mask = rng.random((37, 23)) < 0.3
+    grid = RegionGrid(4, 23, 37)
+    want = [mask[y0:y1, x0:x1].mean() for x0, y0, x1, y1 in grid.boxes()]
+    np.testing.assert_allclose(region_shares(mask, (4, 4)), want)
 
 
 def test_metrics_on_crafted_maps():
