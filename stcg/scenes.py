@@ -16,7 +16,9 @@ existence             is there a green triangle?                 that object (ab
 ====================  =========================================  ==========================  =========
 
 Distractors share a colour or a shape with the target, so that the answer needs the attribute bound
-to the right object. Everything is a pure function of ``(split, index)``: example ``i`` of a split is
+to the right object. In attribute questions the asked attribute's values are drawn independently for
+every object (until one repeats), so how often a value occurs in the image does not give the answer
+away: a model must find the asked-about object. Everything is a pure function of ``(split, index)``: example ``i`` of a split is
 the same on every machine, for any size of the split. The scene (``Scene``) travels with the example,
 so the answer can be recomputed (``answer``), the scene re-rendered with one object edited (``edited``)
 and its mask drawn (``mask``).
@@ -216,17 +218,30 @@ def _pick(rng, items, avoid=()):
     return pool[int(rng.integers(len(pool)))]
 
 
+def _repeating(rng, values, n: int) -> list[str]:
+    """``n`` values drawn independently and uniformly from ``values``, redrawn until one repeats when
+    ``n >= 3``. The condition is symmetric, so the values stay exchangeable: how often a value occurs
+    says no more about which object is asked about than picking an object at random."""
+    while True:
+        out = [values[int(i)] for i in rng.integers(len(values), size=n)]
+        if n < 3 or len(set(out)) < n:
+            return out
+
+
 def _attribute(rng, n: int):
+    """Attribute question: the target first. The asked attribute's values are exchangeable across the
+    objects (``_repeating``), so a distractor often shares the target's value - the answer needs the
+    attribute bound to the right object - and no value count predicts the answer."""
     colours = list(COLOURS)
-    if rng.random() < 0.5:  # what color is the <shape>: the shape is unique, a distractor shares the colour
-        shape, colour = _pick(rng, SHAPES), _pick(rng, colours)
-        others = [(_pick(rng, SHAPES, (shape,)), colour)]
-        others += [(_pick(rng, SHAPES, (shape,)), _pick(rng, colours)) for _ in range(n - 2)]
-        return (shape, colour), others, ("color", shape)
-    shape, colour = _pick(rng, SHAPES), _pick(rng, colours)  # what shape is the <colour> object
-    others = [(shape, _pick(rng, colours, (colour,)))]
-    others += [(_pick(rng, SHAPES), _pick(rng, colours, (colour,))) for _ in range(n - 2)]
-    return (shape, colour), others, ("shape", colour)
+    if rng.random() < 0.5:  # what color is the <shape>: the shape is unique
+        shape = _pick(rng, SHAPES)
+        cols = _repeating(rng, colours, n)
+        others = [(_pick(rng, SHAPES, (shape,)), c) for c in cols[1:]]
+        return (shape, cols[0]), others, ("color", shape)
+    colour = _pick(rng, colours)  # what shape is the <colour> object: the colour is unique
+    shapes = _repeating(rng, list(SHAPES), n)
+    others = [(s, _pick(rng, colours, (colour,))) for s in shapes[1:]]
+    return (shapes[0], colour), others, ("shape", colour)
 
 
 def generate(split: str, index: int) -> Scene:

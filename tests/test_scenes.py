@@ -6,6 +6,8 @@ masks equal the rendered object pixels. Metrics: hand computations on crafted ma
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
@@ -101,14 +103,28 @@ def test_masks_are_the_rendered_pixels_of_the_evidence(sample):
             assert (o.shape if s.args[0] == "color" else o.colour) == s.args[1]
 
 
-def test_distractors_share_an_attribute_with_the_target(sample):
-    """Binding is needed: for attribute questions some other object shares the colour (colour questions)
-    or the shape (shape questions) of the target."""
-    for s in (s for s in sample if s.family == "attribute"):
-        (t,) = [s.objects[i] for i in s.targets]
-        others = [o for i, o in enumerate(s.objects) if i not in s.targets]
-        key = (lambda o: o.colour) if s.args[0] == "color" else (lambda o: o.shape)
-        assert any(key(o) == key(t) for o in others) or len(s.objects) < 2
+def _attribute_values(s):
+    key = "colour" if s.args[0] == "color" else "shape"
+    return [getattr(o, key) for o in s.objects], s.targets[0]
+
+
+def test_distractors_share_the_attribute_without_giving_the_answer_away():
+    """Binding is needed: in attribute questions a distractor often shares the target's colour (colour
+    questions) or shape (shape questions). And no shortcut: the target's value is the most frequent
+    value of the image no more often than a randomly picked object's is (the values are exchangeable),
+    so counting values does not answer the question."""
+    att = [s for s in (S.generate("train", i) for i in range(6000)) if s.family == "attribute"]
+    shared, target_top, any_top = [], [], []
+    for s in att:
+        values, t = _attribute_values(s)
+        counts = Counter(values)
+        top = max(counts.values())
+        shared.append(counts[values[t]] > 1)
+        target_top.append(counts[values[t]] == top)
+        any_top.append(np.mean([counts[v] == top for v in values]))
+    assert len(att) > 1000
+    assert 0.4 < np.mean(shared) < 0.8
+    assert abs(np.mean(target_top) - np.mean(any_top)) < 0.03
 
 
 def test_edited_changes_only_that_object(sample):
