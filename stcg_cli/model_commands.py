@@ -9,6 +9,7 @@ import click
 import numpy as np
 
 from stcg_cli.engine_options import engine_config, engine_options
+from stcg_model.scenes_config import ScenesConfig
 
 
 @click.command("explain")
@@ -159,6 +160,9 @@ def train_demo_cmd(out, vision_steps, steps, batch_size, lr, warmup, seed, limit
     )
 
 
+_SCENES = ScenesConfig()
+
+
 @click.command("train-scenes")
 @click.option(
     "--out",
@@ -167,10 +171,21 @@ def train_demo_cmd(out, vision_steps, steps, batch_size, lr, warmup, seed, limit
     type=click.Path(file_okay=False),
     help="Checkpoint folder to write (the shipped one is stcg_model/scenes_model).",
 )
-@click.option("--scenes", "train_scenes", default=30_000, show_default=True, help="Training scenes (examples 0..N-1).")
-@click.option("--vision-steps", default=1200, show_default=True, help="Stage 1: steps on per-region labels (0 skips).")
-@click.option("--steps", default=6000, show_default=True, help="Stage 2: steps on the questions (ViT frozen).")
-@click.option("--batch-size", default=128, show_default=True, help="Questions per step.")
+@click.option(
+    "--scenes",
+    "train_scenes",
+    default=_SCENES.train_scenes,
+    show_default=True,
+    help="Training scenes (examples 0..N-1).",
+)
+@click.option(
+    "--vision-steps",
+    default=_SCENES.vision_steps,
+    show_default=True,
+    help="Stage 1: steps on per-region labels (0 skips).",
+)
+@click.option("--steps", default=_SCENES.steps, show_default=True, help="Stage 2: steps on the questions (ViT frozen).")
+@click.option("--batch-size", default=_SCENES.batch_size, show_default=True, help="Questions per stage-2 step.")
 @click.option("--seed", default=0, show_default=True, help="Seed of initialisation and sampling.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 def train_scenes_cmd(out, train_scenes, vision_steps, steps, batch_size, seed, device):
@@ -178,12 +193,12 @@ def train_scenes_cmd(out, train_scenes, vision_steps, steps, batch_size, seed, d
 
     The demo model's two stages: the ViT first learns what each 8 x 8 px region holds (the shape and
     colour of the object covering it and of the object centred in it, from the generator) and where it
-    is, then stays frozen while the Q-Former and T5 learn to answer. Check it with `stcg eval --dataset scenes`
+    is, then stays frozen while the Q-Former and T5 learn to answer, with two auxiliary losses from the
+    generator (the queries redraw the region map; question words find their objects). Check it with `stcg eval --dataset scenes`
     (accuracy and the causal edit check). Seeded; the checkpoint loads with from_pretrained.
     """
     from stcg_model.config import check_count
     from stcg_model.loading import resolve_device
-    from stcg_model.scenes_training import ScenesConfig
     from stcg_model.scenes_training import train_scenes as train
 
     check_count("--scenes", train_scenes)
@@ -193,7 +208,7 @@ def train_scenes_cmd(out, train_scenes, vision_steps, steps, batch_size, seed, d
     cfg = ScenesConfig(
         train_scenes=train_scenes, vision_steps=vision_steps, steps=steps, batch_size=batch_size, seed=seed
     )
-    train(out, cfg, device=str(resolve_device(device)), log=click.echo, save_every=1000)
+    train(out, cfg, device=str(resolve_device(device)), log=click.echo, save_every=500)
 
 
 @click.command("eval")

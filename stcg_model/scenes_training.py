@@ -8,8 +8,17 @@ The same transformers classes and two-stage recipe as the easy-VQA demo model (`
    generator's scene description - dense labels, as a detection-pretrained encoder would have learnt -
    and the region's own row and column (a pretrained ViT's patch outputs keep their position; heads
    trained on content alone need not);
-2. the ViT frozen, the Q-Former and the T5 language model learn to answer the questions. The frozen
-   ViT's outputs are computed once for every training image, so a step runs the Q-Former and T5 only.
+2. the ViT frozen, the Q-Former and the T5 language model learn to answer the questions, and the
+   Q-Former's queries must also redraw the region map (``LayoutHead``: each region's ``cover`` class from
+   the queries alone; weight ``layout_weight``), as BLIP-2's captioning pretraining asks them to keep
+   what is where; and T5's encoder must place the objects its question words name (``word_targets``: a
+   shape or colour word naming one object -> that object's column and row; ``left`` -> its two
+   arguments' columns, a linear head on the encoder outputs; weight ``grounding_weight``), as
+   grounding data (region-word pairs) teaches real VLMs. Both heads are thrown away after training. The
+   layout loss brings positions into the queries (without it they barely got through); relation
+   questions still stay near chance within the default budget (docs/demo-model.md). The
+   frozen ViT's outputs are computed once for every training image, so a step runs the Q-Former and T5
+   only.
 
 The result is an ordinary checkpoint folder (``config.json``, ``model.safetensors``, processor and
 tokenizer) that ``Blip2ForConditionalGeneration.from_pretrained`` loads like any hub checkpoint.
@@ -21,39 +30,18 @@ import math
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from stcg import scenes
+from stcg_model.scenes_config import ScenesConfig
 from stcg_model.training import _encode_answers, _encode_questions, _save, new_model
 
 GRID = scenes.SIZE // 8  # regions per side at patch size 8
 CLASSES = [(s, c) for s in scenes.SHAPES for c in scenes.COLOURS]  # class k + 1; 0 = no object
-
-
-@dataclass
-class ScenesConfig:
-    """Architecture and optimisation of the scenes model (defaults: the shipped checkpoint)."""
-
-    image_size: int = scenes.SIZE
-    patch_size: int = 8  # -> an 8 x 8 grid of 64 regions, like the demo model
-    num_query_tokens: int = 16
-    hidden: int = 128
-    layers: int = 3
-    qformer_layers: int = 2
-    heads: int = 4
-    train_scenes: int = 30_000  # examples 0..N-1 of the scenes train split (one question each)
-    vision_steps: int = 1200  # stage 1: per-region labels
-    vision_lr: float = 5e-4
-    steps: int = 6000  # stage 2: Q-Former + T5 on the questions, ViT frozen
-    batch_size: int = 128
-    lr: float = 1e-3
-    warmup: int = 300
-    weight_decay: float = 0.01
-    seed: int = 0
 
 
 def scenes_vocabulary() -> list[str]:
@@ -89,12 +77,47 @@ def region_labels(scene: scenes.Scene, grid: int = GRID) -> tuple[np.ndarray, np
     return cover, centre
 
 
+GROUNDING_SLOTS = 4  # per question token: (column, row) of the object it names; "left": both arguments' columns
+
+
+def word_targets(scene: scenes.Scene, words: list[str], grid: int = GRID) -> np.ndarray:
+    """Stage-2 grounding targets of one question, (len(words), 4) int64, -100 where none:
+
+    - a shape or colour word that names exactly one object of the scene -> that object's region column
+      and row (slots 0, 1);
+    - the relation word ``left`` -> the columns of its first and second argument (slots 2, 3).
+    """
+    cell = scenes.SIZE // grid
+    out = np.full((len(words), GROUNDING_SLOTS), -100, np.int64)
+    for j, w in enumerate(words):
+        if w in scenes.SHAPES or w in scenes.COLOURS:
+            named = [o for o in scene.objects if w in (o.shape, o.colour)]
+            if len(named) == 1:
+                out[j, 0], out[j, 1] = named[0].cx // cell, named[0].cy // cell
+        elif w == "left" and scene.family == "relation":
+            a, b = ([o for o in scene.objects if o.shape == s][0] for s in scene.args)
+            out[j, 2], out[j, 3] = a.cx // cell, b.cx // cell
+    return out
+
+
 def _pixels(processor, images) -> torch.Tensor:
     out = [
         processor.image_processor(images=images[s : s + 1024], return_tensors="pt")["pixel_values"]
         for s in range(0, len(images), 1024)
     ]
     return torch.cat(out)
+
+
+def _set_dropout(model, p: float) -> None:
+    """Dropout ``p`` in the Q-Former and the language model, in the modules and the saved config."""
+    qc, tc = model.config.qformer_config, model.config.text_config
+    qc.hidden_dropout_prob = qc.attention_probs_dropout_prob = p
+    if hasattr(tc, "dropout_rate"):
+        tc.dropout_rate = p
+    for part in (model.qformer, model.language_model):
+        for mod in part.modules():
+            if isinstance(mod, torch.nn.Dropout):
+                mod.p = p
 
 
 def pretrain_regions(
@@ -154,8 +177,30 @@ def pretrain_regions(
     return {f"{k}_all_regions": round(v, 4) for k, v in ema.items()}
 
 
+class LayoutHead(torch.nn.Module):
+    """Stage 2's auxiliary head: from the Q-Former's query outputs (B, Q, d), each region's learned
+    embedding attends over the queries and predicts the region's ``cover`` class -> (B, P, classes).
+
+    It asks the queries to keep what is where, which BLIP-2's own pretraining (image-text matching and
+    captioning on real data) asks of them and the answer loss alone on a small testbed does not; it is
+    thrown away after training."""
+
+    def __init__(self, d: int, regions: int, heads: int, classes: int):
+        super().__init__()
+        self.regions = torch.nn.Parameter(torch.randn(regions, d) * 0.02)
+        self.attend = torch.nn.MultiheadAttention(d, heads, batch_first=True)
+        self.norm = torch.nn.LayerNorm(d)
+        self.out = torch.nn.Linear(d, classes)
+
+    def forward(self, queries: torch.Tensor) -> torch.Tensor:
+        r = self.regions.expand(queries.shape[0], -1, -1)
+        h, _ = self.attend(r, queries, queries, need_weights=False)
+        return self.out(self.norm(h + r))
+
+
 def _answer_logits(model, image_embeds, input_ids, attention_mask, labels, image_token_id: int):
-    """``model(...)`` from precomputed vision-tower outputs ``image_embeds`` (B, 1 + P, d_vision)."""
+    """``model(...)`` from precomputed vision-tower outputs ``image_embeds`` (B, 1 + P, d_vision), and
+    the Q-Former's query outputs (B, Q, d_qformer)."""
     query = model.query_tokens.expand(image_embeds.shape[0], -1, -1)
     q = model.qformer(
         query_embeds=query,
@@ -166,7 +211,8 @@ def _answer_logits(model, image_embeds, input_ids, attention_mask, labels, image
     feats = model.language_projection(q)
     embeds = model.get_input_embeddings()(input_ids)
     embeds = embeds.masked_scatter((input_ids == image_token_id).unsqueeze(-1), feats.to(embeds.dtype))
-    return model.language_model(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, return_dict=True)
+    out = model.language_model(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, return_dict=True)
+    return out, q
 
 
 def train_scenes(
@@ -186,6 +232,7 @@ def train_scenes(
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     tokenizer, image_token_id, processor, model = new_model(cfg, scenes_vocabulary())
+    _set_dropout(model, cfg.dropout)
     model = model.to(device).train()
     t_start = time.time()
 
@@ -206,7 +253,7 @@ def train_scenes(
             centre,
             cfg.vision_steps,
             cfg.vision_lr,
-            cfg.batch_size,
+            cfg.vision_batch_size,
             cfg.seed,
             device,
             progress,
@@ -225,21 +272,45 @@ def train_scenes(
 
     ids, am = _encode_questions(tokenizer, [s.question for s in train], cfg.num_query_tokens, image_token_id)
     labels = _encode_answers(tokenizer, [scenes.answer(s) for s in train])
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    ground = torch.as_tensor(
+        np.stack([word_targets(s, tokenizer.convert_ids_to_tokens(row.tolist()), grid) for s, row in zip(train, ids)])
+    )  # (N, L, GROUNDING_SLOTS)
+    grounding = torch.nn.Linear(model.config.text_config.d_model, GROUNDING_SLOTS * grid).to(device)
+    layout = LayoutHead(model.config.qformer_config.hidden_size, cover.shape[1], cfg.heads, len(CLASSES) + 1).to(device)
+    trainable = [p for p in model.parameters() if p.requires_grad] + [*layout.parameters(), *grounding.parameters()]
     opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps)))
     )
     families = np.array([s.family for s in train])
     history = []
-    ema_loss, ema_acc = None, None
+    ema_loss, ema_acc, ema_layout, ema_ground = None, None, None, None
     bar = tqdm(range(cfg.steps), desc="train-scenes", disable=not progress)
     for step in bar:
         b = torch.as_tensor(rng.choice(len(train), size=cfg.batch_size, replace=False))
         lab = labels[b].to(device)
-        out = _answer_logits(model, embeds[b].to(device), ids[b].to(device), am[b].to(device), lab, image_token_id)
+        out, q = _answer_logits(model, embeds[b].to(device), ids[b].to(device), am[b].to(device), lab, image_token_id)
+        total = out.loss
+        if cfg.layout_weight > 0:
+            region_logits = layout(q)
+            region_target = cover[b].to(device)
+            total = total + cfg.layout_weight * torch.nn.functional.cross_entropy(
+                region_logits.flatten(0, 1), region_target.flatten()
+            )
+            with torch.no_grad():
+                lay = float((region_logits.argmax(-1) == region_target).float().mean())
+            ema_layout = lay if ema_layout is None else 0.95 * ema_layout + 0.05 * lay
+        if cfg.grounding_weight > 0:
+            word_logits = grounding(out.encoder_last_hidden_state).view(len(b), -1, GROUNDING_SLOTS, grid)
+            total = total + cfg.grounding_weight * torch.nn.functional.cross_entropy(
+                word_logits.flatten(0, 2), ground[b].to(device).flatten(), ignore_index=-100
+            )
+            with torch.no_grad():
+                tgt = ground[b].to(device)
+                hit = (word_logits.argmax(-1) == tgt)[tgt >= 0].float().mean()
+            ema_ground = float(hit) if ema_ground is None else 0.95 * ema_ground + 0.05 * float(hit)
         opt.zero_grad(set_to_none=True)
-        out.loss.backward()
+        total.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
         sched.step()
@@ -258,6 +329,8 @@ def train_scenes(
                     "loss": round(loss, 5),
                     "ema_loss": round(ema_loss, 5),
                     "ema_acc": round(ema_acc, 4),
+                    **({"layout_region_acc": round(ema_layout, 4)} if ema_layout is not None else {}),
+                    **({"grounding_acc": round(ema_ground, 4)} if ema_ground is not None else {}),
                     **{f: round(float(ok_rows[fam == f].mean()), 3) for f in scenes.FAMILIES if (fam == f).any()},
                 }
             )

@@ -1,0 +1,36 @@
+"""``ScenesConfig``: architecture and optimisation of the scenes model (``stcg train-scenes``).
+
+Kept apart from the trainer so that the command line reads its defaults without importing torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stcg import scenes
+
+
+@dataclass
+class ScenesConfig:
+    """Architecture and optimisation of the scenes model (defaults: the shipped checkpoint)."""
+
+    image_size: int = scenes.SIZE
+    patch_size: int = 8  # -> an 8 x 8 grid of 64 regions, like the demo model
+    num_query_tokens: int = 16
+    hidden: int = 128
+    layers: int = 3
+    qformer_layers: int = 2
+    heads: int = 4
+    train_scenes: int = 30_000  # examples 0..N-1 of the scenes train split (one question each)
+    vision_steps: int = 1200  # stage 1: per-region labels
+    vision_lr: float = 5e-4
+    vision_batch_size: int = 128
+    steps: int = 3800  # stage 2: Q-Former + T5 on the questions, ViT frozen
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup: int = 300
+    weight_decay: float = 0.01
+    layout_weight: float = 1.0  # stage 2: weight of the layout loss (the queries redraw the region map); 0: off
+    grounding_weight: float = 1.0  # stage 2: weight of the grounding loss (words find their objects); 0: off
+    dropout: float = 0.0  # Q-Former and T5 dropout (transformers' default is 0.1)
+    seed: int = 0
