@@ -13,7 +13,15 @@ from transformers import Blip2ForConditionalGeneration, Blip2Processor
 from stcg import scenes
 from stcg.datasets import open_dataset
 from stcg_model.scenes_checks import causal_check, causal_summary, edit_pair
-from stcg_model.scenes_training import CLASSES, ScenesConfig, region_labels, scenes_vocabulary, train_scenes
+from stcg_model.scenes_training import (
+    CLASSES,
+    LayoutHead,
+    ScenesConfig,
+    region_labels,
+    scenes_vocabulary,
+    train_scenes,
+    word_targets,
+)
 
 
 def test_region_labels_match_the_rendered_objects():
@@ -30,6 +38,44 @@ def test_region_labels_match_the_rendered_objects():
             painted += scenes.object_mask(o).reshape(8, 8, 8, 8).mean((1, 3)).reshape(-1)
         assert (cover[painted < 1 / 8] == 0).all()  # barely painted regions are background
         assert np.count_nonzero(centre) == len(sc.objects)
+
+
+def test_word_targets_place_the_objects_a_question_names():
+    """Stage 2's grounding targets, recomputed from the scene description: a shape or colour word naming
+    one object -> its (column, row); naming none or several -> nothing; ``left`` -> both arguments'
+    columns (relation questions only)."""
+    seen = {"unique": 0, "ambiguous": 0, "left": 0}
+    for i in range(400):
+        sc = scenes.generate("train", i)
+        words = sc.question.replace("?", " ?").split()
+        t = word_targets(sc, words)
+        assert t.shape == (len(words), 4)
+        for j, w in enumerate(words):
+            named = [o for o in sc.objects if w in (o.shape, o.colour)]
+            if len(named) == 1:
+                assert tuple(t[j, :2]) == (named[0].cx // 8, named[0].cy // 8)
+                seen["unique"] += 1
+            else:
+                assert (t[j, :2] == -100).all()
+                seen["ambiguous"] += bool(named)
+            if w == "left":
+                a, b = ([o for o in sc.objects if o.shape == s][0] for s in sc.args)
+                assert tuple(t[j, 2:]) == (a.cx // 8, b.cx // 8)
+                seen["left"] += 1
+            else:
+                assert (t[j, 2:] == -100).all()
+    assert min(seen.values()) > 20, seen
+
+
+def test_layout_head_reads_the_queries_into_a_region_map():
+    import torch
+
+    head = LayoutHead(d=32, regions=64, heads=4, classes=16)
+    q = torch.randn(3, 16, 32)
+    out = head(q)
+    assert out.shape == (3, 64, 16)
+    assert torch.allclose(head(q[1:2]), out[1:2], atol=1e-6)  # examples do not mix
+    assert not torch.allclose(head(q.flip(0))[0], out[0])  # the map depends on the queries
 
 
 def test_edit_pairs_move_the_answer_only_through_the_target():
@@ -91,21 +137,23 @@ def test_stcg_eval_on_scenes_prints_accuracy_and_the_causal_check(tiny_checkpoin
     assert "causal edit check on" in res.output and "FAILS" in res.output  # a random model cannot pass it
 
 
-def test_the_shipped_scenes_model_answers_attribute_existence_and_count_questions():
-    """Exact match of the shipped checkpoint on the first 240 test questions, per question family.
+def test_the_shipped_scenes_model_passes_the_causal_check_and_answers_all_but_relation_questions():
+    """The shipped checkpoint on the first 240 test questions: the causal edit check at its bars (answers
+    follow >= 90 % of target edits, change with <= 5 % of distractor edits), and exact match per family.
 
-    Measured on the whole test split (benchmarks/results/scenes_model.json): attribute 98.5 %, existence
-    98.4 %, count 87.2 %, relation 50.4 % (chance). The issue's bars (>= 95 % overall, the causal edit
-    check) are NOT met: relation questions are answered at chance and the causal check fails (answers
-    follow 70.8 % of target edits and change with 28.8 % of distractor edits), see docs/demo-model.md.
-    This test guards what the model does learn; it asserts no bar the model misses."""
+    Measured on the whole test split (benchmarks/results/scenes_model.json): attribute 100 %, existence
+    99.8 %, count 95.7 %, relation 56.2 %; the check 100 % / 0 %. The issue's exact-match bar (>= 95 %
+    overall, 88.0 %) is NOT met: relation questions are answered near chance (docs/demo-model.md), so this
+    test asserts the check's bars and what the model does learn, not the overall bar."""
     from stcg_model.evaluation import evaluate
     from stcg_model.loading import SCENES_MODEL_DIR, default_model, load_model
 
     assert default_model("scenes") == str(SCENES_MODEL_DIR) and default_model("scenes:10") == str(SCENES_MODEL_DIR)
     lm = load_model(default_model("scenes"), device="cpu")
     examples = open_dataset("scenes", split="test", limit=240)
+    check = causal_summary(causal_check(lm, examples, batch_size=128))
+    assert check["questions"] > 40 and check["passes"], check
     df = evaluate(lm, examples, batch_size=120)
     df["family"] = [e.extra["scene"]["family"] for e in examples]
     em = df.groupby("family")["exact_match"].mean()
-    assert em["attribute"] >= 0.95 and em["existence"] >= 0.95 and em["count"] >= 0.8, em.to_dict()
+    assert em["attribute"] >= 0.95 and em["existence"] >= 0.95 and em["count"] >= 0.9, em.to_dict()
