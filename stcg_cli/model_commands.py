@@ -186,16 +186,25 @@ _SCENES = ScenesConfig()
 )
 @click.option("--steps", default=_SCENES.steps, show_default=True, help="Stage 2: steps on the questions (ViT frozen).")
 @click.option("--batch-size", default=_SCENES.batch_size, show_default=True, help="Questions per stage-2 step.")
+@click.option(
+    "--relation-steps",
+    default=_SCENES.relation_steps,
+    show_default=True,
+    help="Stage 3: steps of the relation phase (half of each batch relation questions, constant lr; 0 skips).",
+)
 @click.option("--seed", default=0, show_default=True, help="Seed of initialisation and sampling.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-def train_scenes_cmd(out, train_scenes, vision_steps, steps, batch_size, seed, device):
+def train_scenes_cmd(out, train_scenes, vision_steps, steps, batch_size, relation_steps, seed, device):
     """Train the tiny BLIP-2 scenes model (T5 language model) on the scenes testbed's train split.
 
     The demo model's two stages: the ViT first learns what each 8 x 8 px region holds (the shape and
     colour of the object covering it and of the object centred in it, from the generator) and where it
     is, then stays frozen while the Q-Former and T5 learn to answer, with two auxiliary losses from the
-    generator (the queries redraw the region map; question words find their objects). Check it with `stcg eval --dataset scenes`
-    (accuracy and the causal edit check). Seeded; the checkpoint loads with from_pretrained.
+    generator (the queries redraw the region map; question words find their objects); a relation
+    phase follows (batches half relation questions, constant learning rate: the comparison of two
+    objects' positions forms there), then a settling phase on all questions while the learning rate
+    decays to 0. Check it with `stcg eval --dataset scenes` (accuracy and the causal
+    edit check). Seeded; the checkpoint loads with from_pretrained. Partial checkpoints every 500 steps.
     """
     from stcg_model.config import check_count
     from stcg_model.loading import resolve_device
@@ -205,8 +214,14 @@ def train_scenes_cmd(out, train_scenes, vision_steps, steps, batch_size, seed, d
     check_count("--steps", steps)
     check_count("--batch-size", batch_size)
     check_count("--vision-steps", vision_steps, minimum=0)
+    check_count("--relation-steps", relation_steps, minimum=0)
     cfg = ScenesConfig(
-        train_scenes=train_scenes, vision_steps=vision_steps, steps=steps, batch_size=batch_size, seed=seed
+        train_scenes=train_scenes,
+        vision_steps=vision_steps,
+        steps=steps,
+        batch_size=batch_size,
+        relation_steps=relation_steps,
+        seed=seed,
     )
     train(out, cfg, device=str(resolve_device(device)), log=click.echo, save_every=500)
 
@@ -225,8 +240,9 @@ def eval_cmd(model, dataset, split, limit, batch_size, device, out):
     """Answer accuracy: exact match (and VQA accuracy with 10 human answers), overall and per question type.
 
     On the scenes testbed also the causal edit check: each attribute question is asked again with
-    the target object recoloured or reshaped (the answer should follow: bar >= 90 %) and with a
-    distractor edited (the answer should not change: bar <= 5 %)."""
+    the target object recoloured or reshaped, each relation question with its two objects' shapes
+    swapped (the answer should follow: bar >= 90 %), and each with a distractor recoloured or reshaped
+    (the answer should not change: bar <= 5 %)."""
     from tqdm.auto import tqdm
 
     from stcg.datasets import open_dataset
@@ -246,15 +262,19 @@ def eval_cmd(model, dataset, split, limit, batch_size, device, out):
         df.to_csv(out, index=False)
         click.echo(f"wrote {out}")
     if any("scene" in e.extra for e in examples):
-        from stcg_model.scenes_checks import causal_check, causal_summary
+        from stcg_model.scenes_checks import CHECKED, causal_check, causal_summary
 
-        n_attr = sum(e.extra["scene"]["family"] == "attribute" for e in examples if "scene" in e.extra)
-        with tqdm(total=n_attr, desc="causal check", unit="q") as bar:
-            cdf = causal_check(lm, [e for e in examples if "scene" in e.extra], batch_size, progress=bar.update)
-        s = causal_summary(cdf)
-        click.echo(
-            f"causal edit check on {s['questions']} attribute questions: the answer follows a target edit on "
-            f"{100 * s['follow_rate']:.1f} % (bar >= {100 * s['follow_bar']:.0f} %), changes with a distractor "
-            f"edit on {100 * s['change_rate']:.1f} % (bar <= {100 * s['change_bar']:.0f} %): "
-            + ("passes" if s["passes"] else "FAILS")
-        )
+        scened = [e for e in examples if "scene" in e.extra]
+        n_checked = sum(e.extra["scene"]["family"] in CHECKED for e in scened)
+        with tqdm(total=n_checked, desc="causal check", unit="q") as bar:
+            cdf = causal_check(lm, scened, batch_size, progress=bar.update)
+        for family in CHECKED:
+            s = causal_summary(cdf, family)
+            if not s["questions"]:
+                continue
+            click.echo(
+                f"causal edit check on {s['questions']} {family} questions: the answer follows a target edit on "
+                f"{100 * s['follow_rate']:.1f} % (bar >= {100 * s['follow_bar']:.0f} %), changes with a distractor "
+                f"edit on {100 * s['change_rate']:.1f} % of {s['distractor_edits']} (bar <= {100 * s['change_bar']:.0f} %): "
+                + ("passes" if s["passes"] else "FAILS")
+            )

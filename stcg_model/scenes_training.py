@@ -15,10 +15,15 @@ The same transformers classes and two-stage recipe as the easy-VQA demo model (`
    shape or colour word naming one object -> that object's column and row; ``left`` -> its two
    arguments' columns, a linear head on the encoder outputs; weight ``grounding_weight``), as
    grounding data (region-word pairs) teaches real VLMs. Both heads are thrown away after training. The
-   layout loss brings positions into the queries (without it they barely got through); relation
-   questions still stay near chance within the default budget (docs/demo-model.md). The
-   frozen ViT's outputs are computed once for every training image, so a step runs the Q-Former and T5
-   only.
+   layout loss brings positions into the queries (without it they barely got through);
+3. the relation phase: batches half relation questions at a constant learning rate. With all families
+   mixed and the learning rate decaying, relation questions stayed at chance (docs/demo-model.md); here
+   the comparison of two objects' columns forms after a few hundred steps;
+4. settling: all questions again while the learning rate decays to 0 (the constant rate of stage 3
+   leaves the other families noisy).
+
+The frozen ViT's outputs are computed once for every training image, so a step of stages 2-4 runs the
+Q-Former and T5 only.
 
 The result is an ordinary checkpoint folder (``config.json``, ``model.safetensors``, processor and
 tokenizer) that ``Blip2ForConditionalGeneration.from_pretrained`` loads like any hub checkpoint.
@@ -30,7 +35,7 @@ import math
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,10 +43,8 @@ import torch
 
 from stcg import scenes
 from stcg_model.scenes_config import ScenesConfig
+from stcg_model.scenes_targets import CLASSES, GROUNDING_SLOTS, LayoutHead, grounding_loss, region_labels, word_targets
 from stcg_model.training import _encode_answers, _encode_questions, _save, new_model
-
-GRID = scenes.SIZE // 8  # regions per side at patch size 8
-CLASSES = [(s, c) for s in scenes.SHAPES for c in scenes.COLOURS]  # class k + 1; 0 = no object
 
 
 def scenes_vocabulary() -> list[str]:
@@ -57,47 +60,6 @@ def scenes_vocabulary() -> list[str]:
         ]
     texts += [scenes.question_text("relation", (a, b)) for a in scenes.SHAPES for b in scenes.SHAPES if a != b]
     return texts
-
-
-def region_labels(scene: scenes.Scene, grid: int = GRID) -> tuple[np.ndarray, np.ndarray]:
-    """Stage-1 targets of one scene, each (grid * grid,) int64 in row-major region order:
-    ``cover`` - the class of the object painting most of the region's pixels (0 when under 1/8 of it is
-    painted); ``centre`` - the class of the object whose centre pixel lies in the region (0: none).
-    Class k + 1 is ``CLASSES[k]``."""
-    cell = scenes.SIZE // grid
-    cover = np.zeros(grid * grid, np.int64)
-    best = np.zeros(grid * grid)
-    centre = np.zeros(grid * grid, np.int64)
-    for o in scene.objects:
-        k = CLASSES.index((o.shape, o.colour)) + 1
-        share = scenes.object_mask(o).reshape(grid, cell, grid, cell).mean((1, 3)).reshape(-1)
-        take = (share > best) & (share >= 1 / 8)
-        cover[take], best[take] = k, share[take]
-        centre[(o.cy // cell) * grid + o.cx // cell] = k
-    return cover, centre
-
-
-GROUNDING_SLOTS = 4  # per question token: (column, row) of the object it names; "left": both arguments' columns
-
-
-def word_targets(scene: scenes.Scene, words: list[str], grid: int = GRID) -> np.ndarray:
-    """Stage-2 grounding targets of one question, (len(words), 4) int64, -100 where none:
-
-    - a shape or colour word that names exactly one object of the scene -> that object's region column
-      and row (slots 0, 1);
-    - the relation word ``left`` -> the columns of its first and second argument (slots 2, 3).
-    """
-    cell = scenes.SIZE // grid
-    out = np.full((len(words), GROUNDING_SLOTS), -100, np.int64)
-    for j, w in enumerate(words):
-        if w in scenes.SHAPES or w in scenes.COLOURS:
-            named = [o for o in scene.objects if w in (o.shape, o.colour)]
-            if len(named) == 1:
-                out[j, 0], out[j, 1] = named[0].cx // cell, named[0].cy // cell
-        elif w == "left" and scene.family == "relation":
-            a, b = ([o for o in scene.objects if o.shape == s][0] for s in scene.args)
-            out[j, 2], out[j, 3] = a.cx // cell, b.cx // cell
-    return out
 
 
 def _pixels(processor, images) -> torch.Tensor:
@@ -177,27 +139,6 @@ def pretrain_regions(
     return {f"{k}_all_regions": round(v, 4) for k, v in ema.items()}
 
 
-class LayoutHead(torch.nn.Module):
-    """Stage 2's auxiliary head: from the Q-Former's query outputs (B, Q, d), each region's learned
-    embedding attends over the queries and predicts the region's ``cover`` class -> (B, P, classes).
-
-    It asks the queries to keep what is where, which BLIP-2's own pretraining (image-text matching and
-    captioning on real data) asks of them and the answer loss alone on a small testbed does not; it is
-    thrown away after training."""
-
-    def __init__(self, d: int, regions: int, heads: int, classes: int):
-        super().__init__()
-        self.regions = torch.nn.Parameter(torch.randn(regions, d) * 0.02)
-        self.attend = torch.nn.MultiheadAttention(d, heads, batch_first=True)
-        self.norm = torch.nn.LayerNorm(d)
-        self.out = torch.nn.Linear(d, classes)
-
-    def forward(self, queries: torch.Tensor) -> torch.Tensor:
-        r = self.regions.expand(queries.shape[0], -1, -1)
-        h, _ = self.attend(r, queries, queries, need_weights=False)
-        return self.out(self.norm(h + r))
-
-
 def _answer_logits(model, image_embeds, input_ids, attention_mask, labels, image_token_id: int):
     """``model(...)`` from precomputed vision-tower outputs ``image_embeds`` (B, 1 + P, d_vision), and
     the Q-Former's query outputs (B, Q, d_qformer)."""
@@ -215,6 +156,100 @@ def _answer_logits(model, image_embeds, input_ids, attention_mask, labels, image
     return out, q
 
 
+@dataclass
+class _AnswerData:
+    """Stage-2/3 training tensors, one row per training scene: frozen ViT outputs ``embeds`` (N, 1 + P, d),
+    question ``ids``/``am`` (N, L), answer ``labels`` (N, T), region ``cover`` classes (N, P), grounding
+    targets ``ground`` (N, L, GROUNDING_SLOTS) and each question's ``families`` (N,) str."""
+
+    embeds: torch.Tensor
+    ids: torch.Tensor
+    am: torch.Tensor
+    labels: torch.Tensor
+    cover: torch.Tensor
+    ground: torch.Tensor
+    families: np.ndarray
+
+
+def _answer_phase(
+    phase: str,
+    model,
+    data: _AnswerData,
+    layout: LayoutHead,
+    grounding: torch.nn.Linear,
+    cfg: ScenesConfig,
+    image_token_id: int,
+    sample: Callable[[], torch.Tensor],
+    steps: int,
+    lr_at: Callable[[int], float],
+    history: list,
+    device: str,
+    progress: bool,
+    checkpoint: Callable[[int], None] | None,
+    checkpoint_every: int = 500,
+) -> None:
+    """Train the Q-Former and T5 (and the two auxiliary heads) for ``steps`` steps on batches of row
+    indices drawn by ``sample``; learning rate ``lr_at(step)``. Appends a row to ``history`` every 50 steps
+    (smoothed loss and accuracy, the batch's accuracy per question family)."""
+    from tqdm.auto import tqdm
+
+    grid = cfg.image_size // cfg.patch_size
+    trainable = [p for p in model.parameters() if p.requires_grad] + [*layout.parameters(), *grounding.parameters()]
+    opt = torch.optim.AdamW(trainable, lr=1.0, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    ema: dict[str, float] = {}
+
+    def smooth(name: str, value: float) -> float:
+        ema[name] = value if name not in ema else 0.95 * ema[name] + 0.05 * value
+        return ema[name]
+
+    bar = tqdm(range(steps), desc=f"train-scenes: {phase}", disable=not progress)
+    for step in bar:
+        b = sample()
+        lab = data.labels[b].to(device)
+        out, q = _answer_logits(
+            model, data.embeds[b].to(device), data.ids[b].to(device), data.am[b].to(device), lab, image_token_id
+        )
+        total = out.loss
+        if cfg.layout_weight > 0:
+            region_logits = layout(q)
+            region_target = data.cover[b].to(device)
+            total = total + cfg.layout_weight * torch.nn.functional.cross_entropy(
+                region_logits.flatten(0, 1), region_target.flatten()
+            )
+            smooth("layout_region_acc", float((region_logits.argmax(-1) == region_target).float().mean()))
+        if cfg.grounding_weight > 0:
+            word_logits = grounding(out.encoder_last_hidden_state).view(len(b), -1, GROUNDING_SLOTS, grid)
+            g_loss, hit = grounding_loss(word_logits, data.ground[b].to(device))
+            total = total + cfg.grounding_weight * g_loss
+            smooth("grounding_acc", hit)
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            ok_rows = ((out.logits.argmax(-1) == lab) | (lab == -100)).all(1).float().cpu().numpy()
+        loss = out.loss.item()
+        smooth("ema_loss", loss)
+        smooth("ema_acc", float(ok_rows.mean()))
+        if step % 10 == 0 or step == steps - 1:
+            bar.set_postfix(loss=f"{ema['ema_loss']:.3f}", acc=f"{ema['ema_acc']:.3f}")
+        if step % 50 == 0 or step == steps - 1:
+            fam = data.families[b.numpy()]
+            history.append(
+                {
+                    "phase": phase,
+                    "step": step,
+                    "loss": round(loss, 5),
+                    **{k: round(v, 4) for k, v in ema.items()},
+                    **{f: round(float(ok_rows[fam == f].mean()), 3) for f in scenes.FAMILIES if (fam == f).any()},
+                }
+            )
+        if checkpoint and step and step % checkpoint_every == 0:
+            checkpoint(step)
+
+
 def train_scenes(
     out_dir: str | Path,
     cfg: ScenesConfig | None = None,
@@ -225,9 +260,11 @@ def train_scenes(
 ) -> dict:
     """Train on examples ``0..cfg.train_scenes-1`` of the scenes train split; save to ``out_dir``.
 
-    Returns the training record (also written as ``training.json``)."""
-    from tqdm.auto import tqdm
-
+    Stage 1 (vision), stage 2 (all questions, warm-up then cosine decay), stage 3 (the relation phase:
+    batches ``relation_share`` relation questions, constant learning rate) and stage 4 (settling: all
+    questions, the learning rate decays from ``relation_lr`` to 0); ``save_every`` > 0: also
+    save a partial checkpoint every that many steps of stages 2 to 4. Returns the training record (also written
+    as ``training.json``)."""
     cfg = cfg or ScenesConfig()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -271,79 +308,73 @@ def train_scenes(
     del pixels
 
     ids, am = _encode_questions(tokenizer, [s.question for s in train], cfg.num_query_tokens, image_token_id)
-    labels = _encode_answers(tokenizer, [scenes.answer(s) for s in train])
-    ground = torch.as_tensor(
-        np.stack([word_targets(s, tokenizer.convert_ids_to_tokens(row.tolist()), grid) for s, row in zip(train, ids)])
-    )  # (N, L, GROUNDING_SLOTS)
+    data = _AnswerData(
+        embeds=embeds,
+        ids=ids,
+        am=am,
+        labels=_encode_answers(tokenizer, [scenes.answer(s) for s in train]),
+        cover=cover,
+        ground=torch.as_tensor(
+            np.stack([word_targets(s, tokenizer.convert_ids_to_tokens(r.tolist()), grid) for s, r in zip(train, ids)])
+        ),
+        families=np.array([s.family for s in train]),
+    )
     grounding = torch.nn.Linear(model.config.text_config.d_model, GROUNDING_SLOTS * grid).to(device)
     layout = LayoutHead(model.config.qformer_config.hidden_size, cover.shape[1], cfg.heads, len(CLASSES) + 1).to(device)
-    trainable = [p for p in model.parameters() if p.requires_grad] + [*layout.parameters(), *grounding.parameters()]
-    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps)))
-    )
-    families = np.array([s.family for s in train])
-    history = []
-    ema_loss, ema_acc, ema_layout, ema_ground = None, None, None, None
-    bar = tqdm(range(cfg.steps), desc="train-scenes", disable=not progress)
-    for step in bar:
-        b = torch.as_tensor(rng.choice(len(train), size=cfg.batch_size, replace=False))
-        lab = labels[b].to(device)
-        out, q = _answer_logits(model, embeds[b].to(device), ids[b].to(device), am[b].to(device), lab, image_token_id)
-        total = out.loss
-        if cfg.layout_weight > 0:
-            region_logits = layout(q)
-            region_target = cover[b].to(device)
-            total = total + cfg.layout_weight * torch.nn.functional.cross_entropy(
-                region_logits.flatten(0, 1), region_target.flatten()
-            )
-            with torch.no_grad():
-                lay = float((region_logits.argmax(-1) == region_target).float().mean())
-            ema_layout = lay if ema_layout is None else 0.95 * ema_layout + 0.05 * lay
-        if cfg.grounding_weight > 0:
-            word_logits = grounding(out.encoder_last_hidden_state).view(len(b), -1, GROUNDING_SLOTS, grid)
-            total = total + cfg.grounding_weight * torch.nn.functional.cross_entropy(
-                word_logits.flatten(0, 2), ground[b].to(device).flatten(), ignore_index=-100
-            )
-            with torch.no_grad():
-                tgt = ground[b].to(device)
-                hit = (word_logits.argmax(-1) == tgt)[tgt >= 0].float().mean()
-            ema_ground = float(hit) if ema_ground is None else 0.95 * ema_ground + 0.05 * float(hit)
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        opt.step()
-        sched.step()
-        with torch.no_grad():
-            ok_rows = ((out.logits.argmax(-1) == lab) | (lab == -100)).all(1).float().cpu().numpy()
-        loss, ok = out.loss.item(), float(ok_rows.mean())
-        ema_loss = loss if ema_loss is None else 0.95 * ema_loss + 0.05 * loss
-        ema_acc = ok if ema_acc is None else 0.95 * ema_acc + 0.05 * ok
-        if step % 10 == 0 or step == cfg.steps - 1:
-            bar.set_postfix(loss=f"{ema_loss:.3f}", acc=f"{ema_acc:.3f}")
-        if step % 50 == 0 or step == cfg.steps - 1:
-            fam = families[b.numpy()]
-            history.append(
-                {
-                    "step": step,
-                    "loss": round(loss, 5),
-                    "ema_loss": round(ema_loss, 5),
-                    "ema_acc": round(ema_acc, 4),
-                    **({"layout_region_acc": round(ema_layout, 4)} if ema_layout is not None else {}),
-                    **({"grounding_acc": round(ema_ground, 4)} if ema_ground is not None else {}),
-                    **{f: round(float(ok_rows[fam == f].mean()), 3) for f in scenes.FAMILIES if (fam == f).any()},
-                }
-            )
-        if save_every and step and step % save_every == 0:  # a crash or a deadline never loses the run
+    history: list[dict] = []
+    done = {"stage 2": 0, "stage 3": 0, "stage 4": 0}
+
+    def checkpoint(phase: str) -> Callable[[int], None] | None:
+        def save(step: int) -> None:  # a crash or a deadline never loses the run
+            done[phase] = step
             model.eval()
             _save(
                 model,
                 processor,
                 Path(out_dir),
-                {"config": asdict(cfg), "step": step, "history": history, "partial": True},
+                {"config": asdict(cfg), "done": done, "history": history, "partial": True},
             )
             model.train()
             model.vision_model.eval()
+
+        return save if save_every > 0 else None
+
+    def draw(pool: np.ndarray, size: int) -> torch.Tensor:
+        return torch.as_tensor(rng.choice(pool, size=min(size, len(pool)), replace=False))
+
+    everything = np.arange(len(train))
+    _answer_phase(
+        "stage 2", model, data, layout, grounding, cfg, image_token_id,
+        sample=lambda: draw(everything, cfg.batch_size),
+        steps=cfg.steps,
+        lr_at=lambda s: cfg.lr * min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps))),
+        history=history, device=device, progress=progress, checkpoint=checkpoint("stage 2"), checkpoint_every=save_every,
+    )  # fmt: skip
+    done["stage 2"] = cfg.steps
+    if cfg.relation_steps > 0:
+        relation = np.flatnonzero(data.families == "relation")
+        n_rel = round(cfg.relation_share * cfg.relation_batch_size)
+
+        def relation_batch() -> torch.Tensor:
+            return torch.cat([draw(relation, n_rel), draw(everything, cfg.relation_batch_size - n_rel)])
+
+        _answer_phase(
+            "stage 3", model, data, layout, grounding, cfg, image_token_id,
+            sample=relation_batch,
+            steps=cfg.relation_steps,
+            lr_at=lambda s: cfg.relation_lr * min(1.0, (s + 1) / 50),
+            history=history, device=device, progress=progress, checkpoint=checkpoint("stage 3"), checkpoint_every=save_every,
+        )  # fmt: skip
+        done["stage 3"] = cfg.relation_steps
+    if cfg.settle_steps > 0:
+        _answer_phase(
+            "stage 4", model, data, layout, grounding, cfg, image_token_id,
+            sample=lambda: draw(everything, cfg.relation_batch_size),
+            steps=cfg.settle_steps,
+            lr_at=lambda s: cfg.relation_lr * 0.5 * (1 + math.cos(math.pi * s / cfg.settle_steps)),
+            history=history, device=device, progress=progress, checkpoint=checkpoint("stage 4"), checkpoint_every=save_every,
+        )  # fmt: skip
+        done["stage 4"] = cfg.settle_steps
     seconds = time.time() - t_start
     model.eval()
     record = {
@@ -359,7 +390,7 @@ def train_scenes(
     }
     _save(model, processor, Path(out_dir), record)
     log(
-        f"trained {record['parameters']:,} parameters ({cfg.vision_steps} vision + {cfg.steps} VQA steps) "
-        f"in {seconds:.0f} s -> {out_dir}"
+        f"trained {record['parameters']:,} parameters ({cfg.vision_steps} vision + {cfg.steps} VQA "
+        f"+ {cfg.relation_steps} relation-phase + {cfg.settle_steps} settling steps) in {seconds:.0f} s -> {out_dir}"
     )
     return record

@@ -13,15 +13,9 @@ from transformers import Blip2ForConditionalGeneration, Blip2Processor
 from stcg import scenes
 from stcg.datasets import open_dataset
 from stcg_model.scenes_checks import causal_check, causal_summary, edit_pair
-from stcg_model.scenes_training import (
-    CLASSES,
-    LayoutHead,
-    ScenesConfig,
-    region_labels,
-    scenes_vocabulary,
-    train_scenes,
-    word_targets,
-)
+from stcg_model.scenes_config import ScenesConfig
+from stcg_model.scenes_targets import CLASSES, LayoutHead, grounding_loss, region_labels, word_targets
+from stcg_model.scenes_training import scenes_vocabulary, train_scenes
 
 
 def test_region_labels_match_the_rendered_objects():
@@ -78,6 +72,34 @@ def test_layout_head_reads_the_queries_into_a_region_map():
     assert not torch.allclose(head(q.flip(0))[0], out[0])  # the map depends on the queries
 
 
+def test_grounding_loss_averages_word_slots_and_argument_slots_apart():
+    """Two targets of ``left``'s argument slots weigh as much as all the word slots of the batch."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 5, 4, 8, generator=gen)
+    target = torch.full((2, 5, 4), -100)
+    target[0, 1, :2] = torch.tensor([3, 4])
+    target[1, 2, :2] = torch.tensor([0, 7])
+    target[1, 3, 0] = 5
+    target[0, 4, 2:] = torch.tensor([1, 6])
+    loss, hit = grounding_loss(logits, target)
+
+    def ce(entries):
+        return torch.stack([torch.nn.functional.cross_entropy(logits[i, j, k], target[i, j, k]) for i, j, k in entries])
+
+    words = ce([(0, 1, 0), (0, 1, 1), (1, 2, 0), (1, 2, 1), (1, 3, 0)]).mean()
+    args = ce([(0, 4, 2), (0, 4, 3)]).mean()
+    assert torch.allclose(loss, words + args, atol=1e-6)
+    valid = target >= 0
+    assert hit == float((logits.argmax(-1)[valid] == target[valid]).float().mean())
+    # a batch without a relation question: the word slots alone, never NaN
+    target[0, 4, 2:] = -100
+    loss, _ = grounding_loss(logits, target)
+    assert torch.allclose(loss, words, atol=1e-6)
+    assert grounding_loss(logits, torch.full((2, 5, 4), -100))[0].item() == 0.0
+
+
 def test_edit_pairs_move_the_answer_only_through_the_target():
     n = 0
     for i in range(300):
@@ -101,10 +123,62 @@ def test_edit_pairs_move_the_answer_only_through_the_target():
     assert n > 50
 
 
+def test_relation_edit_pairs_flip_the_answer_by_swapping_the_named_objects_shapes():
+    seen = {"with distractor": 0, "two objects": 0}
+    for i in range(400):
+        sc = scenes.generate("test", i)
+        if sc.family != "relation":
+            continue
+        p = edit_pair(sc, seed=i)
+        assert {scenes.answer(sc), p.target_answer} == {"yes", "no"} and scenes.answer(
+            p.target_scene
+        ) == p.target_answer
+        a, b = sc.targets
+        swapped = p.target_scene.objects
+        assert (swapped[a].shape, swapped[b].shape) == (sc.objects[b].shape, sc.objects[a].shape)
+        assert [o for k, o in enumerate(swapped) if k not in (a, b)] == [
+            o for k, o in enumerate(sc.objects) if k not in (a, b)
+        ]
+        before, tgt = np.asarray(scenes.render(sc)), np.asarray(scenes.render(p.target_scene))
+        either = np.zeros(before.shape[:2], bool)
+        for k in (a, b):
+            either |= scenes.object_mask(sc.objects[k]) | scenes.object_mask(swapped[k])
+        assert not ((before != tgt).any(-1) & ~either).any()  # only the two named objects' pixels change
+        if p.distractor_scene is None:
+            assert len(sc.objects) == 2
+            seen["two objects"] += 1
+            continue
+        seen["with distractor"] += 1
+        assert scenes.answer(p.distractor_scene) == scenes.answer(sc)
+        dis = np.asarray(scenes.render(p.distractor_scene))
+        assert not ((before != dis).any(-1) & either).any()  # the named objects are untouched
+    assert min(seen.values()) > 10, seen
+
+
 def test_train_scenes_writes_a_checkpoint_whose_tokenizer_covers_every_scenes_question(tmp_path):
-    cfg = ScenesConfig(train_scenes=64, vision_steps=2, steps=3, batch_size=8, hidden=32, layers=1, qformer_layers=1)
+    cfg = ScenesConfig(
+        train_scenes=64,
+        vision_steps=2,
+        steps=3,
+        batch_size=8,
+        relation_steps=2,
+        relation_batch_size=8,
+        settle_steps=2,
+        hidden=32,
+        layers=1,
+        qformer_layers=1,
+    )
     record = train_scenes(tmp_path / "m", cfg, progress=False, log=lambda s: None)
-    assert record["config"]["steps"] == 3 and record["history"]
+    assert record["config"]["steps"] == 3
+    assert [(h["phase"], h["step"]) for h in record["history"]] == [
+        ("stage 2", 0),
+        ("stage 2", 2),
+        ("stage 3", 0),
+        ("stage 3", 1),
+        ("stage 4", 0),
+        ("stage 4", 1),
+    ]
+    assert all("relation" in h for h in record["history"][2:4])  # every stage-3 batch holds relation questions
     model = Blip2ForConditionalGeneration.from_pretrained(str(tmp_path / "m"))
     proc = Blip2Processor.from_pretrained(str(tmp_path / "m"))
     unk = proc.tokenizer.unk_token_id
@@ -121,9 +195,15 @@ def test_causal_check_scores_a_model_that_ignores_the_image_as_failing(tiny_chec
     lm = load_model(str(tiny_checkpoint), device="cpu")
     examples = open_dataset("scenes", split="test", limit=40)
     df = causal_check(lm, examples, batch_size=16)
-    assert len(df) == sum(e.extra["scene"]["family"] == "attribute" for e in examples) > 5
+    families = [e.extra["scene"]["family"] for e in examples]
+    assert df["family"].tolist().count("attribute") == families.count("attribute") > 5
+    assert df["family"].tolist().count("relation") == families.count("relation") > 5
     s = causal_summary(df)
+    assert s["questions"] == families.count("attribute")
     assert s["follow_rate"] < 0.5 and not s["passes"]
+    # a model that ignores the image answers yes or no whatever is drawn: it cannot follow a relation flip
+    rel = causal_summary(df, "relation")
+    assert rel["follow_rate"] <= 0.6 and not rel["passes"]
 
 
 def test_stcg_eval_on_scenes_prints_accuracy_and_the_causal_check(tiny_checkpoint):
@@ -137,23 +217,26 @@ def test_stcg_eval_on_scenes_prints_accuracy_and_the_causal_check(tiny_checkpoin
     assert "causal edit check on" in res.output and "FAILS" in res.output  # a random model cannot pass it
 
 
-def test_the_shipped_scenes_model_passes_the_causal_check_and_answers_all_but_relation_questions():
-    """The shipped checkpoint on the first 240 test questions: the causal edit check at its bars (answers
-    follow >= 90 % of target edits, change with <= 5 % of distractor edits), and exact match per family.
+def test_the_shipped_scenes_model_meets_the_issues_bars_on_a_test_sample():
+    """The shipped checkpoint on the first 240 test questions: exact match >= 95 % (the issue's bar) and
+    every family >= 90 %; the causal edit check at its bars (answers follow >= 90 % of target edits and
+    change with <= 5 % of distractor edits) on attribute questions, and on relation questions too.
 
-    Measured on the whole test split (benchmarks/results/scenes_model.json): attribute 100 %, existence
-    99.8 %, count 95.7 %, relation 56.2 %; the check 100 % / 0 %. The issue's exact-match bar (>= 95 %
-    overall, 88.0 %) is NOT met: relation questions are answered near chance (docs/demo-model.md), so this
-    test asserts the check's bars and what the model does learn, not the overall bar."""
+    Measured on the whole test split (benchmarks/results/scenes_model.json): 97.35 % (attribute 99.8,
+    relation 99.4, existence 99.4, count 90.5); the check 100.0 % / 0.2 % (attribute), 98.8 % / 0.0 %
+    (relation). On these 240: 97.5 %, count 91.5 %, both checks 100 % / 0 %."""
     from stcg_model.evaluation import evaluate
     from stcg_model.loading import SCENES_MODEL_DIR, default_model, load_model
 
     assert default_model("scenes") == str(SCENES_MODEL_DIR) and default_model("scenes:10") == str(SCENES_MODEL_DIR)
     lm = load_model(default_model("scenes"), device="cpu")
     examples = open_dataset("scenes", split="test", limit=240)
-    check = causal_summary(causal_check(lm, examples, batch_size=128))
-    assert check["questions"] > 40 and check["passes"], check
+    cdf = causal_check(lm, examples, batch_size=128)
+    for family in ("attribute", "relation"):
+        check = causal_summary(cdf, family)
+        assert check["questions"] > 40 and check["distractor_edits"] > 40 and check["passes"], check
     df = evaluate(lm, examples, batch_size=120)
+    assert df["exact_match"].mean() >= 0.95
     df["family"] = [e.extra["scene"]["family"] for e in examples]
     em = df.groupby("family")["exact_match"].mean()
-    assert em["attribute"] >= 0.95 and em["existence"] >= 0.95 and em["count"] >= 0.9, em.to_dict()
+    assert (em >= 0.9).all() and len(em) == 4, em.to_dict()
