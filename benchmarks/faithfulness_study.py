@@ -1,7 +1,7 @@
 """Which explanation is faithful? Every attribution method on test questions with an embedded model.
 
 easy-VQA with the demo model writes ``benchmarks/results/faithfulness_demo.json``: per method, the
-metrics of STCG_SPEC section 7 with 95% BCa intervals over examples (overall and per question type),
+metrics of docs/spec.md section 7 with 95% BCa intervals over examples (overall and per question type),
 the model-randomisation sanity check on a subset, and each method's cost relative to ``attention``
 measured side by side on the same batches.
 

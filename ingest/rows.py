@@ -226,7 +226,7 @@ def example_payload(g: STCGraph, run_id: str, top_k: int, store_ref: dict | None
         "store_key": (store_ref or {}).get("key"),
         "failed": False,
         "error": None,
-        # ground truth (spec section 7), for an example with a mask of its evidence only; null otherwise
+        # ground truth (docs/spec.md section 7), for an example with a mask of its evidence only; null otherwise
         "mask_kind": meta.get("mask_kind") if gt_share is not None else None,
         "gt": None if gt_share is None else gt_share.tolist(),
         "gt_chance": None if gt_share is None else chance(gt_share),
@@ -371,7 +371,7 @@ def example_payload(g: STCGraph, run_id: str, top_k: int, store_ref: dict | None
 
 
 STABILITY_PERTURBATION = "gaussian_noise"
-"""The perturbation whose top-10% region overlap is an explanation's ``stability_jaccard`` (spec section 4)."""
+"""The perturbation whose top-10% region overlap is an explanation's ``stability_jaccard`` (docs/spec.md section 4)."""
 
 
 def _explained(g: STCGraph, k: int) -> list[dict]:

@@ -60,7 +60,7 @@ def load_run_graphs(lib: QueryLibrary, run: dict | str | None, store: str | None
 
 
 GROUNDING_METRICS = ("mass_accuracy", "rank_accuracy", "pointing_game", "chance")
-"""The ground-truth metrics of an explanation against the mask of the evidence (spec section 7;
+"""The ground-truth metrics of an explanation against the mask of the evidence (docs/spec.md section 7;
 ``stcg_model.grounding.grounding_scores``), as ``metrics_table(by_method=True)`` names them: relevance mass
 accuracy, relevance rank accuracy, pointing game (0/1 per example, so its mean is a rate) and their chance
 level ``K / P``."""

@@ -193,7 +193,7 @@ def _methods_section(graphs, figs: _Figures, n_boot: int, examples: int, questio
     ]
     if truth:
         out.append(
-            f"<p class='ground-truth'>Ground truth ({masked} examples with a mask of the evidence, spec section 7, "
+            f"<p class='ground-truth'>Ground truth ({masked} examples with a mask of the evidence, docs/spec.md section 7, "
             "docs/scenes.md): <b>mass accuracy</b> is the share of the attribution inside the mask, <b>rank "
             "accuracy</b> the share of the top-K regions inside it (K = the mask's regions), <b>pointing game</b> "
             "the rate at which the top region is inside it; <b>chance</b> is each one's chance level K/P (a uniform "

@@ -51,7 +51,7 @@ class VQAExample:
 
     @property
     def has_mask(self) -> bool:
-        """Whether the example carries a ground-truth mask of its evidence (spec section 7)."""
+        """Whether the example carries a ground-truth mask of its evidence (docs/spec.md section 7)."""
         return self.extra.get("mask_loader") is not None
 
     def load_mask(self):

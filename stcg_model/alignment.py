@@ -1,4 +1,4 @@
-"""The STCG quantities of STCG_SPEC section 2, as pure numpy functions.
+"""The STCG quantities of docs/spec.md section 2, as pure numpy functions.
 
 Shapes: ``Q`` query slots, ``P`` regions, ``n`` question tokens, ``L`` encoder positions
 (``[query slots | question tokens | </s>]``), ``T`` answer steps. All attention inputs are already

@@ -1,6 +1,6 @@
 """Graph assembly: one example's pass outputs -> its ``STCGraph`` (pure: numpy and strings in, arrays out).
 
-``derive`` turns the captured ``C``, ``E``, ``D`` of one row into the quantities of STCG_SPEC section 2
+``derive`` turns the captured ``C``, ``E``, ``D`` of one row into the quantities of docs/spec.md section 2
 (``W``, ``m``, ``S``, ``v``, step -> token attention); ``clean_attribution`` is the region attribution
 the saliency perturbation and the deletion curves use; ``assemble_graph`` adds the counterfactual
 differences and the text and makes the ``STCGraph``. Shapes: ``Q`` query slots, ``P`` regions, ``L``

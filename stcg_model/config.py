@@ -49,7 +49,7 @@ class EngineConfig:
     max_new_tokens: int = 10  # >= 1: greedy answer length limit (answer steps, </s> included)
     deletion_steps: int = 10  # 0 (off) .. regions: deletion-curve steps per example
     top_k: int = 5  # 1 .. regions: region links kept per token / step / dW row
-    attributions: str = "attention"  # "attention", "all" or comma-separated method names (STCG_SPEC section 6)
+    attributions: str = "attention"  # "attention", "all" or comma-separated method names (docs/spec.md section 6)
     masks: bool = False  # the examples carry ground-truth masks (set from the dataset): offers oracle and random
 
     # ------------------------------------------------------------------ derived

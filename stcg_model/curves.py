@@ -1,4 +1,4 @@
-"""Deletion curves: ``p(y)`` of the clean answer as image regions are greyed (STCG_SPEC section 4).
+"""Deletion curves: ``p(y)`` of the clean answer as image regions are greyed (docs/spec.md section 4).
 
 Regions are greyed cumulatively in ``steps`` equal steps (``round(s P / steps)`` regions after step
 ``s``), in decreasing clean attribution order (ties to the lower region index) and in a seeded random

@@ -1,4 +1,4 @@
-"""Faithfulness of a region attribution, by what removing or keeping regions does to p(y) (STCG_SPEC section 7).
+"""Faithfulness of a region attribution, by what removing or keeping regions does to p(y) (docs/spec.md section 7).
 
 For one example with clean answer ``y`` and a region attribution ``a`` (P,):
 

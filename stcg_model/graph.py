@@ -73,7 +73,7 @@ METHOD_ARRAYS = ("region", "C", "W", "S", "W_pert", "region_pert")
 
 @dataclass
 class MethodResult:
-    """One attribution method's explanation of the example (STCG_SPEC sections 6-7).
+    """One attribution method's explanation of the example (docs/spec.md sections 6-7).
 
     ``region`` (P,) sums to 1; ``C`` (Q, P), ``W`` (n, P), ``S`` (T, P) rows sum to 1 (None where
     the method defines none: occlusion has no ``C``/``W``); ``W_pert`` (K, n, P) and
@@ -153,7 +153,7 @@ class STCGraph:
     answer_changed: np.ndarray
     deletion_curve: np.ndarray | None = None
     deletion_curve_random: np.ndarray | None = None
-    gt: np.ndarray | None = None  # (P,) ground-truth mask share per region (spec section 7), when known
+    gt: np.ndarray | None = None  # (P,) ground-truth mask share per region (docs/spec.md section 7), when known
     # explanations by other attribution methods (``attention`` is the arrays above), by method name
     methods: dict[str, MethodResult] = field(default_factory=dict)
 

@@ -1,4 +1,4 @@
-"""Ground-truth metrics of an explanation against a mask of the evidence (spec section 7; CLEVR-XAI,
+"""Ground-truth metrics of an explanation against a mask of the evidence (docs/spec.md section 7; CLEVR-XAI,
 Arras, Osman, Samek 2022). Pure numpy: arrays in, numbers out.
 
 ``g`` (P,) is the share of each region that lies in the mask (``region_shares``); ``a`` (P,) a method's

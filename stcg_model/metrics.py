@@ -1,4 +1,4 @@
-"""Explanation metrics (STCG_SPEC section 4) with bootstrap 95% intervals over examples.
+"""Explanation metrics (docs/spec.md section 4) with bootstrap 95% intervals over examples.
 
 Intervals are ``scipy.stats.bootstrap`` BCa (bias-corrected and accelerated) 95% intervals whose
 resampling unit is the example: every metric is a statistic of a set of example indices, so one
@@ -285,7 +285,7 @@ METHOD_METRICS = (
     "pointing_game",
     "chance",
 )
-"""What ``summarise_methods`` reports per method (STCG_SPEC section 7), in this order; the last four
+"""What ``summarise_methods`` reports per method (docs/spec.md section 7), in this order; the last four
 (ground truth: ``stcg_model.grounding``) only for examples with a mask."""
 
 

@@ -1,4 +1,4 @@
-"""Image perturbations (STCG_SPEC section 3): pure functions of the original image.
+"""Image perturbations (docs/spec.md section 3): pure functions of the original image.
 
 Every perturbation maps an (H, W, 3) float32 array in [0, 1] to a new array of the same shape.
 Randomness comes only from the ``numpy.random.Generator`` it is handed, which the caller seeds

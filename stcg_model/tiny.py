@@ -1,7 +1,7 @@
 """Builders of BLIP-2 models from config: tiny random ones for tests, full-size for GPU benchmarks.
 
 All use the real ``Blip2ForConditionalGeneration`` class. Two transformers 5.x defaults make a
-model built from config useless and are fixed here (STCG_SPEC section 1): ``query_tokens`` start
+model built from config useless and are fixed here (docs/spec.md section 1): ``query_tokens`` start
 at zero (every query identical) and the vision tower's ``initializer_range`` is 1e-10.
 """
 

@@ -1,4 +1,4 @@
-"""An independent reference for the attribution methods of STCG_SPEC section 6 (tests only).
+"""An independent reference for the attribution methods of docs/spec.md section 6 (tests only).
 
 Written from the spec, not from ``stcg_model.attribution``: its own attention function (registered
 with transformers' ``AttentionInterface``) computes every attention map of a copy of the model,
@@ -6,7 +6,7 @@ records it with heads kept and, for finite differences, adds a chosen perturbati
 output before it multiplies ``V``. Each example runs alone (batch of one), in float64 arithmetic for
 the relevancy rules, with gradients from ``torch.autograd.grad``.
 
-Relevancy rules (spec section 6; Chefer, Gur, Wolf 2021): relevancy matrices start at identity
+Relevancy rules (docs/spec.md section 6; Chefer, Gur, Wolf 2021): relevancy matrices start at identity
 (self) and zero (cross); a self-attention layer of modality s does ``R_ss += Abar R_ss`` and
 ``R_sq += Abar R_sq``; a cross-attention layer from s to q does
 ``R_sq += norm(R_ss)^T Abar norm(R_qq)`` with ``norm(R)`` = row-normalised ``R - I`` (a zero row
@@ -127,7 +127,7 @@ class Forward:
     logit: torch.Tensor | None = None
 
     def target(self, kind: str) -> torch.Tensor:
-        """What a gradient method differentiates (spec section 6): the logits, or log p."""
+        """What a gradient method differentiates (docs/spec.md section 6): the logits, or log p."""
         return {"logit": self.logit, "logp": self.logp}[kind]
 
 
@@ -259,7 +259,7 @@ def _grads(fw: Forward, target: torch.Tensor) -> dict[tuple[str, int], torch.Ten
 def reference_maps(
     ref, method: str, pixel_values, prompt_ids, answer, positions, is_eos, Q: int, target: str = "logit"
 ) -> dict[str, np.ndarray]:
-    """``C``, ``W``, ``S``, ``region`` of ``rollout`` or ``relevancy`` for ONE example (spec section 6);
+    """``C``, ``W``, ``S``, ``region`` of ``rollout`` or ``relevancy`` for ONE example (docs/spec.md section 6);
     relevancy's gradients are of ``target``: the answer tokens' logits (the method) or log p
     (``relevancy_logp``)."""
     family = "t5" if ref.config.text_config.is_encoder_decoder else "opt"

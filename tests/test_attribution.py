@@ -1,4 +1,4 @@
-"""Independent checks of the attribution methods (STCG_SPEC section 6) on tiny random BLIP-2 models
+"""Independent checks of the attribution methods (docs/spec.md section 6) on tiny random BLIP-2 models
 (T5 and OPT) and, where a model must really look at the image, the shipped demo model.
 
 The rollout/relevancy/gradcam references live in ``tests/attribution_reference.py``: written from
@@ -237,7 +237,7 @@ def test_rollout_equals_the_reference_on_the_demo_model(demo, demo_batch):
 
 
 def _gradcam_reference(ref_model, batch, r, Q, target: str = "logit"):
-    """Grad-CAM (spec section 6): C from the Q-Former cross-attention weighted by d score/dA, the score
+    """Grad-CAM (docs/spec.md section 6): C from the Q-Former cross-attention weighted by d score/dA, the score
     being the answer tokens' summed logits (``gradcam``) or log p(answer) (``gradcam_logp``), W and S
     through section 2 with the raw (head- and layer-mean) encoder/decoder attention."""
     with torch.enable_grad():
@@ -431,7 +431,7 @@ def test_relevancy_changes_when_the_model_is_randomised(demo, easy_vqa_examples,
     trained = get_attribution("relevancy").compute(lm, batch)
     rand = get_attribution("relevancy").compute(_randomised(lm), batch)
     rho = np.array([spearmanr(a.region, b.region).statistic for a, b in zip(trained, rand)])
-    # lower |rho| passes (spec section 7); an attribution that ignored the weights would give rho = 1
+    # lower |rho| passes (docs/spec.md section 7); an attribution that ignored the weights would give rho = 1
     assert np.all(np.isfinite(rho)) and np.abs(rho).mean() < 0.5 and np.abs(rho).max() < 0.8, rho
 
 

@@ -5,7 +5,7 @@ the traced forward, the backward passes and the attention maps in bfloat16, the 
 in float64 (``propagation.py``). Each row is compared with the same model in float32.
 
 Stated tolerances (the measured worst case in brackets, from the run that set them; re-measured on
-2026-12-06 when the gradient target became the answer logit, spec section 6 - with the log p target
+2026-12-06 when the gradient target became the answer logit, docs/spec.md section 6 - with the log p target
 they were 0.968, 0.010 and 0.899, 0.964):
 
 - tiny random model (3 rows, answers of 3, 2 and 5 steps): every array finite, non-negative, rows

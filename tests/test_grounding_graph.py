@@ -1,4 +1,4 @@
-"""Ground truth in the graph (issue 23, part 6; spec section 7, docs/scenes.md).
+"""Ground truth in the graph (issue 23, part 6; docs/spec.md section 7, docs/scenes.md).
 
 Six scenes test questions (mask kinds single, union and all) are explained by the demo model with
 rollout, occlusion, oracle and random beside attention, twice: over Bolt into the shared server, and as

@@ -1,1 +1,1 @@
-"""Attribution methods: how much each image region explains the answer (STCG_SPEC section 6)."""
+"""Attribution methods: how much each image region explains the answer (docs/spec.md section 6)."""

@@ -1,4 +1,4 @@
-"""The attribution-method interface and its registry (STCG_SPEC section 6).
+"""The attribution-method interface and its registry (docs/spec.md section 6).
 
 Every method maps a batch of (image, prompt, answer) rows to the arrays of section 2, normalised
 the same way, so links, templates and pictures work per method::

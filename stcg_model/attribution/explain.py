@@ -106,7 +106,7 @@ def attach_methods(
     batch = _batch(rows, [r.image for r in rows], to_pixels, fill)
     scores = score_batch(lm, batch, scoring, [r.example_id for r in rows], seed=seed, steps=max(2, steps))
     for i, g in enumerate(graphs):
-        if g.gt is not None:  # ground-truth metrics beside the protocol's (spec section 7)
+        if g.gt is not None:  # ground-truth metrics beside the protocol's (docs/spec.md section 7)
             for name in names:
                 region = g.attribution if name == "attention" else clean[name][i].region
                 # at the precision the map is stored in (float32), so the scores are what anyone

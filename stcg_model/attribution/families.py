@@ -166,7 +166,7 @@ class ModelFamily:
     def maps_to_regions(self, maps: Traced, batch: AttributionBatch) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Per row: ``W`` (n, P) and ``S`` (T, P) through the relevancy chain of ``Abar`` maps."""
         R_qi = self.qformer_relevance(maps)
-        R_qp = R_qi[..., 1:]  # CLS dropped, not renormalised (spec section 6)
+        R_qp = R_qi[..., 1:]  # CLS dropped, not renormalised (docs/spec.md section 6)
         enc_rel, dec_rel = self.lm_relevance(maps)
         Ws, Ss = [], []
         for r in range(len(batch)):

@@ -1,4 +1,4 @@
-"""The built-in attribution methods (STCG_SPEC section 6): attention, rollout, relevancy, gradcam, occlusion.
+"""The built-in attribution methods (docs/spec.md section 6): attention, rollout, relevancy, gradcam, occlusion.
 
 The relevancy chains run in float64: `R = I + Abar R` with gradient-weighted `Abar` near 1e-5 (and
 near 1e-30 on near-certain steps) loses its signal next to the identity in float32.
@@ -165,7 +165,7 @@ class Relevancy(AttributionMethod):
     """Chefer, Gur, Wolf (ICCV 2021): gradient-weighted relevancy, ``Abar = mean_h (grad A * A)+``.
 
     The gradient is of the answer token's pre-softmax logit, as the reference code backpropagates a
-    one-hot of the output logits (spec section 6; ``relevancy_logp`` takes log p instead). ``W`` and
+    one-hot of the output logits (docs/spec.md section 6; ``relevancy_logp`` takes log p instead). ``W`` and
     ``C`` use the sum over the answer's tokens; row ``t`` of ``S`` token ``t``'s alone. One backward
     per answer step over the whole batch."""
 

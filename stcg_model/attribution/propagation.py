@@ -1,6 +1,6 @@
 """Relevancy propagation through co-attention (Chefer, Gur, Wolf, ICCV 2021), as pure torch functions.
 
-STCG_SPEC section 6. Every map is batched: ``(B, q, k)`` with ``B`` examples, a query axis ``q``
+docs/spec.md section 6. Every map is batched: ``(B, q, k)`` with ``B`` examples, a query axis ``q``
 and a key axis ``k``; heads are already reduced (``head_mean`` for rollout, ``grad_weighted``
 for relevancy). Relevancy matrices start at identity (self, ``R_ss``) and zero (cross, ``R_sq``):
 
@@ -125,6 +125,6 @@ def query_patch_map(R_qi: torch.Tensor) -> torch.Tensor:
 def relevance_to_regions(R_rows: torch.Tensor, R_qp: torch.Tensor) -> torch.Tensor:
     """``(B, n, L) x (B, Q, P) -> (B, n, P)``: ``X[i, p] = sum_{k < Q} R[i, k] R_qp[k, p]`` over the
     ``Q`` query slots (the first ``Q`` positions), rows renormalised. ``R_qp`` is the query -> patch
-    relevancy with the CLS column dropped and NOT renormalised (spec section 6)."""
+    relevancy with the CLS column dropped and NOT renormalised (docs/spec.md section 6)."""
     Q = R_qp.shape[-2]
     return rows_normalised(R_rows[..., :Q] @ R_qp)

@@ -1,4 +1,4 @@
-"""Model-randomisation sanity check (Adebayo et al. 2018; STCG_SPEC section 7).
+"""Model-randomisation sanity check (Adebayo et al. 2018; docs/spec.md section 7).
 
 A method's region attribution on the trained model is compared (Spearman correlation per example)
 with its attribution on a copy whose language model and Q-Former are re-initialised, cascading
