@@ -150,10 +150,10 @@ def make_batch(lm, B: int, T: int, seed: int = 0):
     return batch
 
 
-def _subset(batch, n: int):
-    from stcg_model.attribution.methods import _subset
+def _first_rows(batch, n: int):
+    from stcg_model.attribution.methods import subset_batch
 
-    return _subset(batch, list(range(n)))
+    return subset_batch(batch, list(range(n)))
 
 
 # ----------------------------------------------------------------------------- meters
@@ -217,7 +217,7 @@ def child_rss(spec: str, method: str, B: int, T: int, dtype: str) -> None:
     torch.manual_seed(0)
     lm = build(spec, dtype)
     batch = make_batch(lm, B, T)
-    _run(lm, method, _subset(batch, 1))()  # warm-up: kernels, lazy initialisation
+    _run(lm, method, _first_rows(batch, 1))()  # warm-up: kernels, lazy initialisation
     print(json.dumps({"rss_bytes": rss_growth(_run(lm, method, batch))}))
 
 
@@ -412,7 +412,7 @@ def measure_model(spec: str, batches, T: int, dtype: str, methods, rss: bool) ->
         L = len(batch.prompt_ids[0])
         pred = predict(a, B, L, T, nbytes)
         for m in methods:
-            _run(lm, m, _subset(batch, 1))()  # warm-up
+            _run(lm, m, _first_rows(batch, 1))()  # warm-up
             peak, py_peak, secs = torch_peak(_run(lm, m, batch))
             row = {
                 "model": spec,

@@ -439,14 +439,14 @@ class CsvSink:
         self.folder.make()
 
     def _check(self, run_id: str, identity: str) -> None:
-        from ingest.pipeline import _clash_error, _identity_error, run_name_key
+        from ingest.pipeline import clash_error, identity_error, run_name_key
 
         key = run_name_key(run_id)
         for r in self.folder.runs():
             if r["uid"] != run_id and r.get("name_key") == key:
-                raise _clash_error(run_id, r["uid"])
+                raise clash_error(run_id, r["uid"])
             if r["uid"] == run_id and r.get("identity") not in (None, identity):
-                raise _identity_error(run_id)
+                raise identity_error(run_id)
 
     def check_run(self, run_id: str, identity: str) -> None:
         self._check(run_id, identity)

@@ -277,14 +277,14 @@ SET r += $props, r.status = 'running', r.updated_at = datetime()
 DONE = "MATCH (e:Example {run_id: $run_id}) WHERE e.complete RETURN e.example_id AS id"
 
 
-def _clash_error(run_id: str, other: str) -> StcgError:
+def clash_error(run_id: str, other: str) -> StcgError:
     return StcgError(
         f"run name {run_id!r} collides with the existing run {other!r} (equal up to case or Unicode "
         "normalisation, so they would share one store folder); choose another --run-name"
     )
 
 
-def _identity_error(run_id: str) -> StcgError:
+def identity_error(run_id: str) -> StcgError:
     return StcgError(
         f"run {run_id!r} already holds results of another model or other parameters; "
         "choose another --run-name (resuming it would mix the two)"
@@ -298,10 +298,10 @@ def check_run(writer, run_id: str, identity: str) -> None:
     def work(tx):
         other = tx.run(RUN_CLASH, run_id=run_id, key=run_name_key(run_id)).single()
         if other is not None:
-            raise _clash_error(run_id, other["uid"])
+            raise clash_error(run_id, other["uid"])
         held = tx.run("MATCH (r:Run {uid: $run_id}) RETURN r.identity AS identity", run_id=run_id).single()
         if held is not None and held["identity"] not in (None, identity):
-            raise _identity_error(run_id)
+            raise identity_error(run_id)
 
     writer.transaction("the run's identity", work, write=False)
 
@@ -324,10 +324,10 @@ def claim_run(writer, run_id: str, identity: str, store_root: str, props: dict, 
     def work(tx):
         other = tx.run(RUN_CLASH, run_id=run_id, key=key).single()
         if other is not None:
-            raise _clash_error(run_id, other["uid"])
+            raise clash_error(run_id, other["uid"])
         held = tx.run(RUN_CLAIM, run_id=run_id, key=key, identity=identity, store=store_root).single()["identity"]
         if held not in (None, identity):
-            raise _identity_error(run_id)
+            raise identity_error(run_id)
         store = tx.run(RUN_START, run_id=run_id, props=props, identity=identity, store=store_root).single()["store"]
         if lease is not None:  # RUN_START took the Run's write lock: leases are read after any other claim
             for other, age in live_leases(tx, run_id):

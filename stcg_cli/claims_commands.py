@@ -8,7 +8,7 @@ import textwrap
 import click
 
 from stcg_cli.options import neo4j_options
-from stcg_cli.query_commands import _library, _run_option, _stderr, _store_option
+from stcg_cli.query_commands import echo_error, open_library, run_option, store_option
 
 
 def _cell(e) -> str:
@@ -52,8 +52,8 @@ def _method_table(verdicts) -> str:
 
 
 @click.command("claims")
-@_run_option
-@_store_option
+@run_option
+@store_option
 @click.option(
     "--bootstrap", "n_boot", default=1000, show_default=True, help="Bootstrap resamples for the 95% BCa intervals."
 )
@@ -102,18 +102,18 @@ def claims(run, store, n_boot, seed, methods, fmt, uri, username, password, data
         raise StcgError("--bootstrap must be >= 1")
     if seed < 0:
         raise StcgError("--seed must be >= 0")
-    with _library(uri, username, password, database, run_hint="--run {run}") as lib:
+    with open_library(uri, username, password, database, run_hint="--run {run}") as lib:
         result = run_claims(lib, run, store, n_boot=n_boot, seed=seed, option="--store", methods=methods)
     info = result.run
     head = f"run {info['run_id']}: {result.examples} examples, top-k {result.top_k}; {interval_label(n_boot)}" + (
         "" if not methods or result.by_method else "; only attention is stored (no per-method claims)"
     )
     if fmt == "json":
-        _stderr(head)
+        echo_error(head)
         click.echo(json.dumps(claims_json(result), indent=1, default=float))
         return
     if fmt == "csv":
-        _stderr(head)
+        echo_error(head)
         click.echo(measure_rows(result.verdicts + result.by_method).to_csv(index=False).rstrip())
         return
     lines = [head, ""]

@@ -13,7 +13,7 @@ _param_option = click.option(
 )
 
 
-def _stderr(line: str) -> None:
+def echo_error(line: str) -> None:
     click.echo(line, err=True)
 
 
@@ -29,12 +29,12 @@ def _values(params) -> dict:
     return values
 
 
-def _library(uri, username, password, database, run_hint: str, timeout: float = 10.0):
+def open_library(uri, username, password, database, run_hint: str, timeout: float = 10.0):
     """A QueryLibrary on the connection the options describe; notices go to stderr."""
     from queries.library import QueryLibrary
 
     settings = settings_from(uri, username, password, database)
-    return QueryLibrary(settings=settings, notice=_stderr, run_hint=run_hint, timeout=timeout)
+    return QueryLibrary(settings=settings, notice=echo_error, run_hint=run_hint, timeout=timeout)
 
 
 @click.group("query")
@@ -68,7 +68,7 @@ def _describe_or_show(name, params, uri, username, password, database, browser_o
     values = _values(params)
     t.bind_partial(**values)  # bad values: refused before connecting
     try:
-        lib = _library(uri, username, password, database, run_hint="--param run_id={run}", timeout=3.0)
+        lib = open_library(uri, username, password, database, run_hint="--param run_id={run}", timeout=3.0)
     except StcgError as e:
         lib, reason = None, str(e)
     if lib is not None:
@@ -85,7 +85,7 @@ def _describe_or_show(name, params, uri, username, password, database, browser_o
             note += "; example ids: stcg query run run_examples"
     if browser_only:
         if note:
-            _stderr(f"note: {note}" + (f" [{reason}]" if lib is None else ""))
+            echo_error(f"note: {note}" + (f" [{reason}]" if lib is None else ""))
         click.echo(t.browser_text(values).rstrip())
     else:
         click.echo(describe_template(name, values, note))
@@ -150,13 +150,13 @@ def query_run(name, params, fmt, uri, username, password, database):
     t = load_template(name)  # unknown template: clear error before connecting
     values = _values(params)
     t.bind(**values)  # bad values: refused before connecting
-    with _library(uri, username, password, database, run_hint="--param run_id={run}") as lib:
+    with open_library(uri, username, password, database, run_hint="--param run_id={run}") as lib:
         df = lib.run(name, **values)
     click.echo(_format(df, fmt).rstrip())
 
 
-_run_option = click.option("--run", "run", default=None, help="Run id or name [default: the latest complete run].")
-_store_option = click.option(
+run_option = click.option("--run", "run", default=None, help="Run id or name [default: the latest complete run].")
+store_option = click.option(
     "--store",
     default=None,
     type=click.Path(file_okay=False),
@@ -165,8 +165,8 @@ _store_option = click.option(
 
 
 @click.command("metrics")
-@_run_option
-@_store_option
+@run_option
+@store_option
 @click.option(
     "--bootstrap", "n_boot", default=1000, show_default=True, help="Bootstrap resamples for the 95% BCa intervals."
 )
@@ -200,7 +200,7 @@ def metrics(run, store, n_boot, by_question_type, by_method, by_mask_kind, fmt, 
 
     if n_boot < 1:
         raise StcgError("--bootstrap must be >= 1")
-    with _library(uri, username, password, database, run_hint="--run {run}") as lib:
+    with open_library(uri, username, password, database, run_hint="--run {run}") as lib:
         info = lib.resolve_run(run)
         graphs, qtypes = load_run_graphs(lib, info, store, "--store")
     if not graphs:
@@ -224,12 +224,12 @@ def metrics(run, store, n_boot, by_question_type, by_method, by_mask_kind, fmt, 
     if fmt == "table":
         click.echo(head)
     else:
-        _stderr(head)  # keep csv / json parseable
+        echo_error(head)  # keep csv / json parseable
     click.echo(_format(df, fmt).rstrip())
 
 
 @click.command("report")
-@_run_option
+@run_option
 @click.option(
     "--out",
     default="report.html",
@@ -237,7 +237,7 @@ def metrics(run, store, n_boot, by_question_type, by_method, by_mask_kind, fmt, 
     type=click.Path(dir_okay=False),
     help="HTML file to write; missing parent folders are created (and named in the output).",
 )
-@_store_option
+@store_option
 @click.option("--examples", default=4, show_default=True, help="Examples shown with heatmaps on their images.")
 @click.option(
     "--bootstrap", "n_boot", default=500, show_default=True, help="Bootstrap resamples for the metric intervals."
@@ -259,7 +259,7 @@ def report(run, out, store, examples, n_boot, uri, username, password, database)
     if nearest is not None and not nearest.is_dir():
         raise StcgError(f"--out {out}: {nearest} is a file, not a folder")
     existed = parent.is_dir()
-    with _library(uri, username, password, database, run_hint="--run {run}") as lib:
+    with open_library(uri, username, password, database, run_hint="--run {run}") as lib:
         info = lib.resolve_run(run)
         try:
             path = build_report(lib, info["run_id"], store, out, examples=examples, n_boot=n_boot, option="--store")

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 CAPTURE_IMPL = "stcg_capture"
-_WANTS_WEIGHTS = "_stcg_wants_weights"
+WANTS_WEIGHTS = "_stcg_wants_weights"
 
 
 def _family_eager(module: nn.Module):
@@ -62,7 +62,7 @@ def _additive_mask(
 
 def capture_attention(module: nn.Module, query, key, value, attention_mask, **kwargs):
     """``CAPTURE_IMPL``: eager (returns weights) for modules being recorded, SDPA for all others."""
-    if getattr(module, _WANTS_WEIGHTS, False):
+    if getattr(module, WANTS_WEIGHTS, False):
         mask = _additive_mask(module, query, key, attention_mask, kwargs.get("is_causal"))
         return _family_eager(module)(module, query, key, value, mask, **kwargs)
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -228,7 +228,7 @@ class AttentionCapture:
         self._handles.clear()
         for modules in self._hooked.values():
             for m in modules:
-                setattr(m, _WANTS_WEIGHTS, False)
+                setattr(m, WANTS_WEIGHTS, False)
         self._hooked.clear()
         self._active.clear()
 
@@ -257,7 +257,7 @@ class AttentionCapture:
         """Switch the selected modules of ``names`` to weight-returning attention (``CAPTURE_IMPL``)."""
         for n in names:
             for m in self._hooked.get(n, ()):
-                setattr(m, _WANTS_WEIGHTS, on)
+                setattr(m, WANTS_WEIGHTS, on)
 
     def pop(self, name: str) -> torch.Tensor:
         """(B, q, k) float32 mean over the selected layers of the last recording of ``name``."""

@@ -44,7 +44,7 @@ import torch
 from stcg import scenes
 from stcg_model.scenes_config import ScenesConfig
 from stcg_model.scenes_targets import CLASSES, GROUNDING_SLOTS, LayoutHead, grounding_loss, region_labels, word_targets
-from stcg_model.training import _encode_answers, _encode_questions, _save, new_model
+from stcg_model.training import encode_answers, encode_questions, new_model, save_checkpoint
 
 
 def scenes_vocabulary() -> list[str]:
@@ -307,12 +307,12 @@ def train_scenes(
         )
     del pixels
 
-    ids, am = _encode_questions(tokenizer, [s.question for s in train], cfg.num_query_tokens, image_token_id)
+    ids, am = encode_questions(tokenizer, [s.question for s in train], cfg.num_query_tokens, image_token_id)
     data = _AnswerData(
         embeds=embeds,
         ids=ids,
         am=am,
-        labels=_encode_answers(tokenizer, [scenes.answer(s) for s in train]),
+        labels=encode_answers(tokenizer, [scenes.answer(s) for s in train]),
         cover=cover,
         ground=torch.as_tensor(
             np.stack([word_targets(s, tokenizer.convert_ids_to_tokens(r.tolist()), grid) for s, r in zip(train, ids)])
@@ -328,7 +328,7 @@ def train_scenes(
         def save(step: int) -> None:  # a crash or a deadline never loses the run
             done[phase] = step
             model.eval()
-            _save(
+            save_checkpoint(
                 model,
                 processor,
                 Path(out_dir),
@@ -388,7 +388,7 @@ def train_scenes(
         "vision_stage": vision_record,
         "parameters": sum(p.numel() for p in model.parameters()),
     }
-    _save(model, processor, Path(out_dir), record)
+    save_checkpoint(model, processor, Path(out_dir), record)
     log(
         f"trained {record['parameters']:,} parameters ({cfg.vision_steps} vision + {cfg.steps} VQA "
         f"+ {cfg.relation_steps} relation-phase + {cfg.settle_steps} settling steps) in {seconds:.0f} s -> {out_dir}"

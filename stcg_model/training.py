@@ -57,16 +57,14 @@ def _load_pixels(processor, paths: list[str]) -> torch.Tensor:
     return torch.cat(out)
 
 
-def _encode_questions(
-    tokenizer, questions: list[str], Q: int, image_token_id: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_questions(tokenizer, questions: list[str], Q: int, image_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     enc = tokenizer(questions, padding=True, return_tensors="pt")
     ids = torch.cat([torch.full((len(questions), Q), image_token_id), enc["input_ids"]], 1)
     am = torch.cat([torch.ones((len(questions), Q), dtype=torch.long), enc["attention_mask"]], 1)
     return ids, am
 
 
-def _encode_answers(tokenizer, answers: list[str]) -> torch.Tensor:
+def encode_answers(tokenizer, answers: list[str]) -> torch.Tensor:
     enc = tokenizer(answers, padding=True, return_tensors="pt")
     labels = enc["input_ids"].clone()
     labels[enc["attention_mask"] == 0] = -100
@@ -164,7 +162,7 @@ def pretrain_vision(
     return {k: round(v, 4) for k, v in ema.items() if v is not None}
 
 
-def _save(model, processor, out_dir: Path, record: dict) -> None:
+def save_checkpoint(model, processor, out_dir: Path, record: dict) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
@@ -232,8 +230,8 @@ def train_demo(
     path_index = {p: i for i, p in enumerate(paths)}
     pixels = _load_pixels(processor, paths)
     img_idx = torch.tensor([path_index[e.image_path] for e in train])
-    ids, am = _encode_questions(tokenizer, [e.question for e in train], cfg.num_query_tokens, image_token_id)
-    labels = _encode_answers(tokenizer, [e.answer for e in train])
+    ids, am = encode_questions(tokenizer, [e.question for e in train], cfg.num_query_tokens, image_token_id)
+    labels = encode_answers(tokenizer, [e.answer for e in train])
 
     vision_record = None
     if init_from is None and cfg.vision_steps > 0:
@@ -304,7 +302,7 @@ def train_demo(
             )
         if save_every and step and step % save_every == 0:  # a crash or a deadline never loses the run
             model.eval()
-            _save(
+            save_checkpoint(
                 model,
                 processor,
                 Path(out_dir),
@@ -334,7 +332,7 @@ def train_demo(
         "vision_stage": vision_record,
         "parameters": sum(p.numel() for p in model.parameters()),
     }
-    _save(model, processor, out_dir, record)
+    save_checkpoint(model, processor, out_dir, record)
     log(
         f"trained {record['parameters']:,} parameters ({cfg.vision_steps} vision + {cfg.steps} VQA steps) in {seconds:.0f} s -> {out_dir}"
     )

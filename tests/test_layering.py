@@ -56,3 +56,33 @@ def test_named_rules_of_the_issue():
         assert "ingest" not in project_imports(path), path
     for path in (ROOT / "stcg").rglob("*.py"):
         assert project_imports(path) <= {"stcg"}, path
+
+
+def private_imports(path: Path) -> list[str]:
+    """``from <project module> import _name`` statements in the module at ``path`` (top-level and local):
+    a private name is private to its module, so another module reaching for it needs it made public."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] in RANK:
+            found += [
+                f"from {node.module} import {a.name}"
+                for a in node.names
+                if a.name.startswith("_") and not a.name.startswith("__")
+            ]
+    return found
+
+
+def test_no_private_name_is_imported_across_modules():
+    bad = [
+        f"{path.relative_to(ROOT)}: {line}"
+        for package in LAYERS
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for line in private_imports(path)
+    ]
+    assert bad == []
+
+
+def test_the_check_sees_a_planted_private_import(tmp_path):
+    mod = tmp_path / "m.py"
+    mod.write_text("def f():\n    from stcg_model.capture import _hidden, public\nfrom stcg import __version__\n")
+    assert private_imports(mod) == ["from stcg_model.capture import _hidden"]

@@ -25,7 +25,7 @@ import torch
 
 from stcg_model.attribution import propagation as R
 from stcg_model.attribution.base import AttributionBatch
-from stcg_model.capture import _WANTS_WEIGHTS
+from stcg_model.capture import WANTS_WEIGHTS
 from stcg_model.inputs import TokenIds
 from stcg_model.passes import pad_ids
 
@@ -110,7 +110,7 @@ def _recording(groups: Sequence[_Recorder]):
             for i, m in enumerate(g.modules):
                 if m is None:
                     continue
-                setattr(m, _WANTS_WEIGHTS, True)
+                setattr(m, WANTS_WEIGHTS, True)
                 handles.append(m.register_forward_hook(g.hook(i)))
         yield
     finally:
@@ -119,7 +119,7 @@ def _recording(groups: Sequence[_Recorder]):
         for g in groups:
             for m in g.modules:
                 if m is not None:
-                    setattr(m, _WANTS_WEIGHTS, False)
+                    setattr(m, WANTS_WEIGHTS, False)
 
 
 class ModelFamily:

@@ -280,7 +280,7 @@ class Occlusion(AttributionMethod):
         logps: list[np.ndarray] = []
         for s in range(0, len(jobs), self.chunk_rows):
             rows = [r for r, _ in jobs[s : s + self.chunk_rows]]
-            sub = _subset(batch, rows)
+            sub = subset_batch(batch, rows)
             logps.extend(fam.answer_logprobs(sub, batch.to_pixels(images[s : s + self.chunk_rows])))
         out = []
         for r in range(len(batch)):
@@ -323,7 +323,7 @@ class GradCAMLogp(GradCAM):
     description = "Grad-CAM with log p as the gradient target (option)"
 
 
-def _subset(batch: AttributionBatch, rows: list[int]) -> AttributionBatch:
+def subset_batch(batch: AttributionBatch, rows: list[int]) -> AttributionBatch:
     """The batch's rows ``rows`` (repeats allowed), for passes over modified images of those rows."""
     return AttributionBatch(
         pixel_values=batch.pixel_values[rows],

@@ -13,7 +13,7 @@ import numpy as np
 from stcg.images import quantise
 from stcg_model.attribution.base import AttributionBatch, MethodMaps
 from stcg_model.attribution.families import family_for
-from stcg_model.attribution.methods import _subset
+from stcg_model.attribution.methods import subset_batch
 from stcg_model.faithfulness import (
     FRACTIONS,
     attribution_order,
@@ -50,7 +50,7 @@ def score_batch(
             images.append(batch.grids[r].fill_regions(batch.images[r].copy(), np.flatnonzero(~keep), fill))
     probs: list[float] = []
     for s in range(0, len(images), chunk_rows):
-        sub = _subset(batch, rows[s : s + chunk_rows])
+        sub = subset_batch(batch, rows[s : s + chunk_rows])
         lps = fam.answer_logprobs(sub, batch.to_pixels(images[s : s + chunk_rows]))
         probs.extend(float(np.exp(lp.astype(np.float64).sum())) for lp in lps)
     out = []
