@@ -132,7 +132,7 @@ class EngineConfig:
             raise StcgError(f"unknown --dtype {self.dtype!r}; use one of auto, float32, bfloat16, float16")
         self._check_device()
         if self.prompt is not None:
-            from stcg_model.engine import check_prompt
+            from stcg_model.inputs import check_prompt
 
             check_prompt(self.prompt)
         self.perturbation_specs()

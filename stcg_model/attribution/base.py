@@ -107,19 +107,14 @@ def register_attribution(cls: type[AttributionMethod]) -> type[AttributionMethod
     return cls
 
 
-def _load_builtins() -> None:
-    from stcg_model.attribution import methods, reference  # noqa: F401  (register the built-ins)
-
-
 def attribution_names() -> list[str]:
-    """Registered method names, built-ins first in their documented order."""
-    _load_builtins()
+    """Registered method names, built-ins first in their documented order (the package's ``__init__``
+    imports them before anything here runs)."""
     return list(_METHODS)
 
 
 def get_attribution(name: str) -> AttributionMethod:
     """A fresh instance of the method called ``name``; one-line ``StcgError`` for an unknown name."""
-    _load_builtins()
     if name not in _METHODS:
         raise StcgError(f"unknown attribution method {name!r}; known: {', '.join(_METHODS)}")
     return _METHODS[name]()
@@ -130,7 +125,6 @@ def parse_attributions(text: str | Sequence[str], masks: bool = False) -> list[s
 
     ``all`` is every method marked ``in_all``; those that need ground-truth masks (``oracle``,
     ``random``) only when ``masks`` (the dataset has them), and naming one without is an error."""
-    _load_builtins()
     if text == "all":
         names = [n for n, c in _METHODS.items() if c.in_all and (masks or not c.needs_masks)]
     else:
