@@ -15,6 +15,7 @@ import numpy as np
 from stcg_model.alignment import entropy_bits, spatial_spread
 from stcg_model.graph import MethodResult, STCGraph
 from stcg_model.grounding import chance
+from stcg_model.regions import top_k_mass
 from stcg_model.text import normalize_answer
 
 # row group -> (start label, relationship type, end label, property that tells parallel links apart)
@@ -159,10 +160,6 @@ def _f(x) -> float:
 
 def example_uid(run_id: str, example_id: str) -> str:
     return f"{run_id}/{example_id}"
-
-
-def top_k_mass(p: np.ndarray, k: int) -> np.ndarray:
-    return np.sort(p, axis=-1)[..., ::-1][..., :k].sum(-1)
 
 
 def _top_k(x: np.ndarray, k: int) -> np.ndarray:

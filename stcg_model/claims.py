@@ -47,6 +47,7 @@ import numpy as np
 from stcg_model.alignment import entropy_bits, spatial_spread
 from stcg_model.graph import STCGraph
 from stcg_model.metrics import MIN_ITEMS, Estimate, bootstrap, summarise, summarise_methods
+from stcg_model.regions import top_k_mass
 
 SUPPORTED, NOT_SUPPORTED, NOT_TESTABLE = "supported", "not supported", "not testable"
 VERDICTS = (SUPPORTED, NOT_SUPPORTED, NOT_TESTABLE)
@@ -208,13 +209,6 @@ class PerturbationArrays:
                 fl[i, c] = 1.0 if bool(g.answer_changed[j]) else 0.0
         qts = tuple(q if q else "unknown" for q in question_types)
         return cls(tuple(kinds), dW, dp, fl, qts)
-
-
-def top_k_mass(W: np.ndarray, k: int) -> np.ndarray:
-    """Per row, the mass of its ``k`` largest entries (what ``Token.top_k_mass`` holds for ``k`` links)."""
-    W = np.asarray(W)  # in its own dtype, as ingestion computes the Token properties
-    k = max(1, min(int(k), W.shape[-1]))
-    return -np.sort(-W, axis=-1)[..., :k].sum(-1)
 
 
 @dataclass(frozen=True)

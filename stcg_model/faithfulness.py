@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from stcg_model.perturbations import rng_for
+from stcg_model.regions import auc
 
 FRACTIONS = (0.05, 0.10, 0.20, 0.50)
 
@@ -47,12 +48,6 @@ def step_counts(P: int, steps: int) -> list[int]:
 def top_count(P: int, fraction: float) -> int:
     """Regions in the top ``fraction`` (at least one)."""
     return max(1, int(round(fraction * P)))
-
-
-def auc(curve: Sequence[float]) -> float:
-    """Trapezoid area under a curve sampled at equal steps of the fraction 0..1."""
-    y = np.asarray(curve, dtype=np.float64)
-    return float(np.trapezoid(y, np.linspace(0.0, 1.0, len(y))))
 
 
 @dataclass(frozen=True)

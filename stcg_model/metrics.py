@@ -28,7 +28,7 @@ import numpy as np
 from scipy import stats
 
 from stcg_model.graph import STCGraph
-from stcg_model.regions import top_fraction
+from stcg_model.regions import auc, top_fraction
 
 INTERVAL_METHOD = "BCa"
 """``scipy.stats.bootstrap`` method of every interval (named in the metric tables and the report)."""
@@ -196,12 +196,6 @@ def causal_faithfulness(
         k: bootstrap(_PairCorrelation(k, xs, ys), len(xs), n_boot, seed, vectorized=True)
         for k in ("pearson", "spearman")
     }
-
-
-def auc(curve: np.ndarray) -> float:
-    """Trapezoid area under a curve sampled at equally spaced removed fractions 0..1."""
-    curve = np.asarray(curve, float)
-    return float(np.trapezoid(curve, np.linspace(0.0, 1.0, len(curve))))
 
 
 def deletion_faithfulness(

@@ -77,3 +77,17 @@ def top_fraction(values: np.ndarray, fraction: float) -> np.ndarray:
     k = max(1, int(round(fraction * values.size)))
     order = np.lexsort((np.arange(values.size), -values))
     return order[:k]
+
+
+def top_k_mass(W: np.ndarray, k: int) -> np.ndarray:
+    """(...,) per row of ``W`` (..., P), the mass of its ``k`` largest entries, ``k`` clamped to 1..P, in
+    ``W``'s own dtype (what ``Token.top_k_mass`` holds for ``k`` links; ``stcg claims`` recomputes it)."""
+    W = np.asarray(W)
+    k = max(1, min(int(k), W.shape[-1]))
+    return -np.sort(-W, axis=-1)[..., :k].sum(-1)
+
+
+def auc(curve) -> float:
+    """Trapezoid area under a curve sampled at equal steps of the removed (or kept) fraction 0..1."""
+    y = np.asarray(curve, dtype=np.float64)
+    return float(np.trapezoid(y, np.linspace(0.0, 1.0, len(y))))
