@@ -65,13 +65,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ingest.lease import Lease, busy_error, is_live, overlaps
-from ingest.rows import NODE_LISTS, REL_TYPES, GraphRows, flat_rows
+from ingest.rows import REL_TYPES, GraphRows, flat_rows
+from ingest.schema import GRAPH_LABELS
 from stcg.errors import StcgError
 from stcg.filestore import DIR_MODE, FILE_MODE, mkdir_private
 
 ARRAY_DELIMITER = "\x1f"  # U+001F (unit separator): never in our text; neo4j-admin --array-delimiter=U+001F
 DATETIME_KEYS = frozenset({"started_at", "updated_at", "finished_at", "completed_at"})
-NODE_LABELS = ("Run", "Example", *NODE_LISTS.values())
+NODE_LABELS = GRAPH_LABELS
 PART_LABELS = frozenset(NODE_LABELS) - {"Run"}  # the Run node is in runs/, never in a part
 DATABASE = "neo4j"  # Community edition imports into its one user database
 MIB = 1 << 20

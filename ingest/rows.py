@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ingest.schema import EXAMPLE_CHILDREN
 from stcg_model.alignment import entropy_bits, spatial_spread
 from stcg_model.graph import MethodResult, STCGraph
 from stcg_model.grounding import chance
@@ -88,14 +89,8 @@ LINK_COLUMNS = {
     "ranks": ("RANKS", ("explanation", "region", "weight", "rank")),
     "under": ("UNDER", ("explanation", "perturbation", "dW_fro", "jaccard")),
 }
-# payload node list -> label
-NODE_LISTS = {
-    "regions": "Region",
-    "tokens": "Token",
-    "steps": "Timestep",
-    "perturbations": "Perturbation",
-    "explanations": "Explanation",
-}
+# payload node list -> label (the labels of ingest.schema.EXAMPLE_CHILDREN, in its order)
+NODE_LISTS = dict(zip(("regions", "tokens", "steps", "perturbations", "explanations"), EXAMPLE_CHILDREN, strict=True))
 # reference column -> the node list it indexes
 REF_COLUMNS = {
     "token": "tokens",

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from neo4j import Driver
 
-NODE_LABELS = ("Run", "Example", "Token", "Region", "Timestep", "Perturbation", "Explanation", "Stats")
+# The one list of the graph's node labels: a run, its examples, and each example's children in the
+# order the writer creates them (``ingest.rows.NODE_LISTS`` names the payload list of each child).
+EXAMPLE_CHILDREN = ("Region", "Token", "Timestep", "Perturbation", "Explanation")
+GRAPH_LABELS = ("Run", "Example", *EXAMPLE_CHILDREN)
+NODE_LABELS = (*GRAPH_LABELS, "Stats")  # with the run's statistics node (``ingest.stats``)
 
 CONSTRAINTS: dict[str, str] = {
     f"stcg_{label.lower()}_uid": f"CREATE CONSTRAINT stcg_{label.lower()}_uid IF NOT EXISTS "
