@@ -62,7 +62,7 @@ XL_BASE = {"vision": 1, "qformer": 2, "encoder": 1, "decoder": 1}
 def build(spec: str, dtype: str = "float32", device: str = "cpu"):
     """A ``LoadedModel`` by name: ``tiny``, ``tiny224``, ``demo`` or ``xl:V,Qf,E,D`` (full widths,
     these depths, random weights)."""
-    from stcg_model.tiny import tiny_blip2
+    from stcg_model.testing.tiny import tiny_blip2
 
     if spec == "tiny":
         return tiny_blip2("t5", seed=11, dtype=dtype)
@@ -71,13 +71,13 @@ def build(spec: str, dtype: str = "float32", device: str = "cpu"):
             "t5", image_size=224, patch_size=14, num_query_tokens=32, hidden=64, seed=0, dtype=dtype, device=device
         )
     if spec == "demo":
-        from stcg_model.loading import load_model
+        from stcg_model.families.blip2.loading import load_model
 
         return load_model(None, device="cpu", dtype=dtype)
     if spec.startswith("xl:"):
-        from stcg_model.loading import prepare
-        from stcg_model.tiny import build_model, flan_t5_xl_config
-        from stcg_model.tokenizer import build_word_tokenizer, make_processor
+        from stcg_model.families.blip2.configs import build_model, flan_t5_xl_config
+        from stcg_model.families.blip2.loading import prepare
+        from stcg_model.training.tokenizer import build_word_tokenizer, make_processor
 
         v, q, e, d = (int(x) for x in spec[3:].split(","))
         cfg = flan_t5_xl_config()
@@ -122,8 +122,8 @@ def make_batch(lm, B: int, T: int, seed: int = 0):
     from PIL import Image
 
     from stcg_model.attribution.base import AttributionBatch
-    from stcg_model.engine import STCGEngine, VQAInput
-    from stcg_model.inputs import prompt_ids, question_positions
+    from stcg_model.engine.core import STCGEngine, VQAInput
+    from stcg_model.families.inputs import prompt_ids, question_positions
 
     eng = STCGEngine(lm, "center_mask", deletion_steps=0)
     side = int(lm.model.config.vision_config.image_size)
@@ -151,7 +151,7 @@ def make_batch(lm, B: int, T: int, seed: int = 0):
 
 
 def _first_rows(batch, n: int):
-    from stcg_model.attribution.methods import subset_batch
+    from stcg_model.attribution.base import subset_batch
 
     return subset_batch(batch, list(range(n)))
 
@@ -276,7 +276,7 @@ def attention_maps(a: dict, L: int, T: int) -> dict[str, int]:
 def saved_activations(a: dict, L: int, T: int) -> dict[str, int]:
     """Elements autograd saves for backward, per row, maps excluded (``attention_maps``), by stack.
 
-    The pixel input requires grad (``methods._traced_with_grad``), so every activation of the
+    The pixel input requires grad (``methods.chains.traced_with_grad``), so every activation of the
     whole forward is saved, the vision tower included. Per layer, from the modules' operations:
 
     - ViT layer (pre-LN, SDPA): LN1 in, LN1 out, qkv (3d), SDPA out, its contiguous copy, LN2 in,
@@ -329,7 +329,7 @@ def predict(a: dict, B: int, L: int, T: int, nbytes: int) -> dict[str, dict]:
     - gradcam: the larger of the graph plus the gradients of the Q-Former cross-attention maps (one
       backward) and what is alive after it (maps, gradients, float64 temporaries of one
       cross-attention layer). The graph starts at the vision tower's output: the tower runs without
-      autograd (``stcg_model.attribution.methods._vision_as_leaf``), so its activations are not
+      autograd (``stcg_model.attribution.methods.chains.vision_as_leaf``), so its activations are not
       saved (before that change they were 81% of the full-size model's total);
     - attention: every recorded map plus one layer's forward working set;
     - rollout: the same plus the float64 head means of every map;
@@ -340,7 +340,7 @@ def predict(a: dict, B: int, L: int, T: int, nbytes: int) -> dict[str, dict]:
     maps = attention_maps(a, L, T)
     act = saved_activations(a, L, T)
     M = sum(maps.values())
-    # the gradient methods run the vision tower without autograd (``_vision_as_leaf``): its activations
+    # the gradient methods run the vision tower without autograd (``vision_as_leaf``): its activations
     # are never saved, only its output (the leaf the graph starts from) is
     A = sum(act.values()) - act["vision"] + a["s"] * a["dv"]
     logsm = T * a["V"] * 4
@@ -468,7 +468,7 @@ def xl_extrapolation(batches, T: int, dtype: str, methods) -> dict:
 
 
 def full_size_formula(T: int, L: int, batches) -> dict:
-    from stcg_model.tiny import flan_t5_xl_config
+    from stcg_model.families.blip2.configs import flan_t5_xl_config
 
     a = arch(flan_t5_xl_config())
     out = {"arch": a, "L": L, "T": T}

@@ -38,7 +38,7 @@ from ingest.rows import GraphRows, graph_rows
 from ingest.schema import ensure_schema
 from ingest.writer import Neo4jWriter
 from stcg.neo4j_runtime import NEO4J_VERSION, LocalNeo4j
-from stcg_model.synthetic import synthetic_graph
+from stcg_model.testing.synthetic import synthetic_graph
 
 
 def _free_port() -> int:

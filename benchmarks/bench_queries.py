@@ -21,7 +21,7 @@ from ingest.schema import ensure_schema
 from ingest.writer import Neo4jWriter, delete_run
 from queries.library import QueryLibrary, load_template, template_names
 from stcg.db import connect
-from stcg_model.synthetic import synthetic_graph
+from stcg_model.testing.synthetic import synthetic_graph
 
 
 def write_run(driver, run_id: str, n: int, batch: int = 64) -> float:

@@ -4,7 +4,7 @@ through the bulk path (``--sink csv`` files + ``neo4j-admin database import``), 
     python benchmarks/bench_queries_scale.py [--sizes 10000,50000,200000] [--unique 5000] [--reps 5]
 
 How the runs are made. ``--unique`` synthetic STCGs of the demo model's shape
-(``stcg_model.synthetic.synthetic_graph``: 8 x 8 regions, about 7 question tokens, 2 answer steps, six
+(``stcg_model.testing.synthetic.synthetic_graph``: 8 x 8 regions, about 7 question tokens, 2 answer steps, six
 perturbations, top-k 5) are written once by the real ``ingest.bulk.CsvSink``; a run of N examples is
 that folder's batches copied N / unique times with the example ids renamed (``zq000123`` becomes
 ``zq07-000123`` in every uid, id and manifest), so generating 200k examples costs a file copy, not
@@ -50,7 +50,7 @@ from queries.library import QueryLibrary, template_names  # noqa: E402
 from stcg.config import Neo4jSettings  # noqa: E402
 from stcg.db import connect  # noqa: E402
 from stcg.neo4j_runtime import LocalNeo4j  # noqa: E402
-from stcg_model.synthetic import synthetic_graph  # noqa: E402
+from stcg_model.testing.synthetic import synthetic_graph  # noqa: E402
 
 RUN = "bench-scale"
 MARK = "zq"  # example ids zq000000.. : the one string the copies rename
@@ -67,7 +67,7 @@ def _free_port() -> int:
 def grounded(i: int, rng: np.random.Generator):
     """Synthetic example ``i`` with ``GROUNDING_METHODS``' explanations, a random mask of 4-16 regions (its
     shares in (0, 1]), a mask kind, and every method's ground-truth scores (``--grounding``)."""
-    from stcg_model.synthetic import add_ground_truth
+    from stcg_model.testing.synthetic import add_ground_truth
 
     g = synthetic_graph(f"{MARK}{i:06d}", rng, methods=GROUNDING_METHODS)
     return add_ground_truth(g, rng, MASK_KINDS[i % len(MASK_KINDS)])

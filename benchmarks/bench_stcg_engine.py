@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from stcg_model.engine import FastBlipPixels, STCGEngine, VQAInput
-from stcg_model.loading import prepare, use_capture_attention
-from stcg_model.tiny import build_model, flan_t5_xl_config, tiny_blip2
-from stcg_model.tokenizer import build_word_tokenizer, make_processor
+from stcg_model.engine.core import FastBlipPixels, STCGEngine, VQAInput
+from stcg_model.families.blip2.loading import prepare, use_capture_attention
+from stcg_model.testing.tiny import build_model, flan_t5_xl_config, tiny_blip2
+from stcg_model.training.tokenizer import build_word_tokenizer, make_processor
 
 
 def full_size(device):

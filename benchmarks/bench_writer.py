@@ -22,7 +22,7 @@ from ingest.rows import GraphRows, flat_rows, graph_rows
 from ingest.schema import ensure_schema
 from ingest.writer import Neo4jWriter, node_statement, rel_params, rel_statement
 from stcg.db import connect
-from stcg_model.synthetic import synthetic_graph
+from stcg_model.testing.synthetic import synthetic_graph
 
 
 def _flatten(rows: GraphRows) -> GraphRows:

@@ -30,10 +30,10 @@ import torch
 
 from stcg.datasets import open_dataset
 from stcg_model.attribution.sanity import randomised_copy, rank_correlations
-from stcg_model.config import EngineConfig
-from stcg_model.engine import STCGEngine, VQAInput
-from stcg_model.loading import load_model
-from stcg_model.metrics import bootstrap, summarise_methods
+from stcg_model.engine.core import STCGEngine, VQAInput
+from stcg_model.engine.engine_config import EngineConfig
+from stcg_model.families.blip2.loading import load_model
+from stcg_model.statistics.metrics import bootstrap, summarise_methods
 
 
 def _inputs(examples):
@@ -81,7 +81,7 @@ def method_costs(lm, inputs, names, batch_size: int, reps: int) -> dict:
     """Seconds per example of each method's maps on the same clean batches, interleaved repetitions."""
     from stcg_model.attribution.base import get_attribution
     from stcg_model.attribution.explain import ExampleRows, _batch
-    from stcg_model.inputs import prompt_ids, question_positions
+    from stcg_model.families.inputs import prompt_ids, question_positions
 
     eng = STCGEngine.from_config(lm, EngineConfig(perturbations="gaussian_noise", deletion_steps=0))
     batches = []
@@ -134,7 +134,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from stcg_model.attribution.base import parse_attributions
-    from stcg_model.loading import default_model
+    from stcg_model.families.blip2.loading import default_model
 
     scenes = args.dataset == "scenes"
     out = Path(args.out or f"benchmarks/results/faithfulness_{'scenes' if scenes else 'demo'}.json")

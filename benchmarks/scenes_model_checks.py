@@ -3,7 +3,7 @@
     python benchmarks/scenes_model_checks.py [--model stcg_model/scenes_model] [--limit 2000]
 
 1. exact match, overall, per question type and per question family, on the test split (2,000);
-2. the causal edit check on every attribute question of it (``stcg_model.scenes_checks``): the answer
+2. the causal edit check on every attribute question of it (``stcg_model.training.scenes_checks``): the answer
    follows an edit of the target object (bar >= 90 %) and ignores an edit of a distractor (<= 5 %);
    and the same check on every relation question (the two named objects swap shapes; a distractor is
    recoloured), against the same bars.
@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 from stcg.datasets import open_dataset
-from stcg_model.evaluation import accuracy_table, evaluate
-from stcg_model.loading import default_model, load_model
-from stcg_model.scenes_checks import causal_check, causal_summary
+from stcg_model.engine.evaluation import accuracy_table, evaluate
+from stcg_model.families.blip2.loading import default_model, load_model
+from stcg_model.training.scenes_checks import causal_check, causal_summary
 
 
 def main():

@@ -42,7 +42,7 @@ from ingest.stats import DROP_STATS, write_run_stats
 from stcg import __version__
 from stcg.config import Neo4jSettings
 from stcg.errors import StcgError
-from stcg_model.config import EngineConfig, check_count
+from stcg_model.engine.engine_config import EngineConfig, check_count
 
 _ENGINE_FIELDS = frozenset(f.name for f in fields(EngineConfig))
 
@@ -130,7 +130,7 @@ class IngestConfig:
     def identity(self, model_name: str, model_fingerprint: str | None = None) -> dict:
         """What determines the result (not the shard, batch size, device or store). The keys and
         values are those of the flat config this replaced, so unchanged commands keep their run ids."""
-        from stcg_model.engine import RESULTS_VERSION
+        from stcg_model.engine.core import RESULTS_VERSION
 
         return {
             "results_version": RESULTS_VERSION,
@@ -481,7 +481,7 @@ def _example_mask(ex, image):
 
 def _load_inputs(batch):
     """VQAInputs for a batch, and (example, reason) for those that cannot be read."""
-    from stcg_model.engine import VQAInput
+    from stcg_model.engine.core import VQAInput
 
     inputs, failures = [], []
     for ex in batch:
@@ -529,7 +529,7 @@ def run_ingest(
     from neo4j.exceptions import ClientError, DatabaseError, Forbidden
 
     from stcg.db import connect
-    from stcg_model.loading import checkpoint_config, default_model
+    from stcg_model.families.blip2.loading import checkpoint_config, default_model
 
     cfg.validate()
     model_name = cfg.engine.model or default_model(cfg.dataset)
@@ -625,7 +625,7 @@ def start_run(cfg: IngestConfig, model_name: str, examples: list, total: int, si
     """Schema, run id, store folders and the ONE atomic claim of the run (name, identity, creation or
     resume), then which examples are still to do. Nothing here loads the model."""
     from stcg.filestore import FileStore
-    from stcg_model.loading import model_fingerprint
+    from stcg_model.families.blip2.loading import model_fingerprint
 
     ecfg = cfg.engine
     specs = ecfg.perturbation_specs()
@@ -732,8 +732,8 @@ def announce(start: RunStart, cfg: IngestConfig, model_name: str, log) -> None:
 
 
 def _ingest(cfg: IngestConfig, model_name: str, examples: list, total: int, sink, log, progress) -> IngestSummary:
-    from stcg_model.engine import STCGEngine
-    from stcg_model.loading import load_model
+    from stcg_model.engine.core import STCGEngine
+    from stcg_model.families.blip2.loading import load_model
 
     ecfg = cfg.engine
     start = start_run(cfg, model_name, examples, total, sink, log)
@@ -826,7 +826,7 @@ def _explain_and_write(cfg, engine, store, sink, run_id: str, todo: list, summar
     """The model loop (this thread) and the writer thread (file store, rows, the sink) for ``todo``."""
     from tqdm.auto import tqdm
 
-    from stcg_model.engine import prefetched
+    from stcg_model.engine.core import prefetched
 
     top_k = cfg.engine.top_k
     q: queue.Queue = queue.Queue(maxsize=max(1, cfg.queue_size))

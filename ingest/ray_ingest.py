@@ -144,8 +144,8 @@ def host_engine(model_name: str, ecfg):
         import torch
         from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
-        from stcg_model.engine import STCGEngine
-        from stcg_model.loading import LoadedModel, checkpoint_config
+        from stcg_model.engine.core import STCGEngine
+        from stcg_model.families.blip2.loading import LoadedModel, checkpoint_config
 
         with torch.device("meta"):
             model = Blip2ForConditionalGeneration(checkpoint_config(model_name))
@@ -213,8 +213,8 @@ class _Explainer:
 
         from ingest.pipeline import Neo4jSink, record_params
         from stcg.db import connect
-        from stcg_model.engine import STCGEngine
-        from stcg_model.loading import load_model
+        from stcg_model.engine.core import STCGEngine
+        from stcg_model.families.blip2.loading import load_model
 
         if job["threads"]:
             torch.set_num_threads(job["threads"])

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ingest.schema import EXAMPLE_CHILDREN
-from stcg_model.alignment import entropy_bits, spatial_spread
 from stcg_model.graph import MethodResult, STCGraph
-from stcg_model.grounding import chance
-from stcg_model.regions import top_k_mass
-from stcg_model.text import normalize_answer
+from stcg_model.maths.alignment import entropy_bits, spatial_spread
+from stcg_model.maths.grounding import chance
+from stcg_model.maths.regions import top_k_mass
+from stcg_model.maths.text import normalize_answer
 
 # row group -> (start label, relationship type, end label, property that tells parallel links apart)
 REL_TYPES = {
@@ -184,8 +184,8 @@ def example_payload(g: STCGraph, run_id: str, top_k: int, store_ref: dict | None
     auc = g.deletion_auc()
     jac = None
     if "gaussian_noise" in g.perturbations:
-        from stcg_model.metrics import jaccard, step_attribution
-        from stcg_model.regions import top_fraction
+        from stcg_model.maths.regions import top_fraction
+        from stcg_model.statistics.metrics import jaccard, step_attribution
 
         noisy = step_attribution(g.S_pert[g.perturbation_index("gaussian_noise")], g.answer_is_eos)
         jac = jaccard(top_fraction(g.attribution, 0.1), top_fraction(noisy, 0.1))
@@ -407,8 +407,8 @@ def _ranked(table, key: str, source: str, top: np.ndarray, values, j: int, slot:
 def _explanation_rows(g: STCGraph, ex: str, run_id: str, explained: list[dict], slot: np.ndarray, k: int, table):
     """``Explanation`` nodes (one per method: its region attribution, token and step statistics and
     faithfulness scores) and the link tables ``attributes``, ``step_attributes``, ``ranks``, ``under``."""
-    from stcg_model.metrics import jaccard
-    from stcg_model.regions import top_fraction
+    from stcg_model.maths.regions import top_fraction
+    from stcg_model.statistics.metrics import jaccard
 
     nodes, links = [], {key: [] for key in ("attributes", "step_attributes", "ranks", "under")}
     rank = np.arange(1, k + 1)

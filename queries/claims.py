@@ -1,6 +1,6 @@
 """The study's claims on a stored run: verdicts with intervals, read from Neo4j and the run's file store.
 
-The maths is ``stcg_model.claims``; this module finds the run and its examples (the library's
+The maths is ``stcg_model.statistics.claims``; this module finds the run and its examples (the library's
 templates), reads their arrays from the file store (``queries.metrics.load_run_graphs``, the same
 reading as ``stcg metrics``), the run's top-k from Neo4j (``claim_top_k``), and lays the verdicts out
 as tables. The ``claim_*`` templates give each test's point estimates in pure Cypher (Neo4j Browser);
@@ -56,8 +56,8 @@ def claims_of_graphs(
     lib: QueryLibrary, run: dict, graphs, question_types, n_boot: int = 1000, seed: int = 0, methods: bool = True
 ) -> RunClaims:
     """Verdicts on already-loaded STCGs of ``run`` (a ``resolve_run`` dict); see ``run_claims``."""
-    from stcg_model.claims import evaluate_claims, evaluate_method_claims
-    from stcg_model.config import EngineConfig
+    from stcg_model.engine.engine_config import EngineConfig
+    from stcg_model.statistics.claims import evaluate_claims, evaluate_method_claims
 
     # a run without tokens has nothing for claim 4 to test; its k is then only a label (the engine default)
     top_k = run_top_k(lib, run["run_id"]) or EngineConfig.top_k

@@ -14,7 +14,7 @@ from queries.library import QueryLibrary
 
 def interval_label(n_boot: int) -> str:
     """How the metric intervals are made, in words (table titles, report, CLI)."""
-    from stcg_model.metrics import CONFIDENCE, INTERVAL_METHOD
+    from stcg_model.statistics.metrics import CONFIDENCE, INTERVAL_METHOD
 
     return (
         f"{CONFIDENCE:.0%} {INTERVAL_METHOD} bootstrap intervals over examples "
@@ -61,7 +61,7 @@ def load_run_graphs(lib: QueryLibrary, run: dict | str | None, store: str | None
 
 GROUNDING_METRICS = ("mass_accuracy", "rank_accuracy", "pointing_game", "chance")
 """The ground-truth metrics of an explanation against the mask of the evidence (docs/spec.md section 7;
-``stcg_model.grounding.grounding_scores``), as ``metrics_table(by_method=True)`` names them: relevance mass
+``stcg_model.maths.grounding.grounding_scores``), as ``metrics_table(by_method=True)`` names them: relevance mass
 accuracy, relevance rank accuracy, pointing game (0/1 per example, so its mean is a rate) and their chance
 level ``K / P``."""
 
@@ -83,12 +83,12 @@ def metrics_table(
     interval over examples, NaN when degenerate), ``examples``, ``ci_method`` ("BCa").
 
     ``by_method``: one row per (group, method, metric) instead, for every attribution method the run
-    holds (``stcg_model.metrics.summarise_methods``: deletion and insertion ratios, comprehensiveness,
+    holds (``stcg_model.statistics.metrics.summarise_methods``: deletion and insertion ratios, comprehensiveness,
     sufficiency, causal faithfulness and stability under each method), followed, on a run with
     ground-truth scores (masks), by ``GROUNDING_METRICS`` over the examples with a mask (from
     ``summarise_methods``). ``by_mask_kind``: also one group per mask kind of the examples
     (``mask:single``, ...; ``meta["mask_kind"]``)."""
-    from stcg_model.metrics import summarise, summarise_methods
+    from stcg_model.statistics.metrics import summarise, summarise_methods
 
     rows = []
     groups = {"all": list(range(len(graphs)))}

@@ -84,7 +84,7 @@ def _mask_edges(gt, grid: int, width: int, height: int) -> list[tuple[int, int, 
     """Line segments (x0, y0, x1, y1) of the outline of the regions with ``gt > 0`` on an image of
     ``width`` x ``height`` pixels cut into ``grid`` x ``grid`` regions (``RegionGrid``'s boxes): each side of
     an inside region whose neighbour across it is outside (or the image's edge)."""
-    from stcg_model.regions import RegionGrid
+    from stcg_model.maths.regions import RegionGrid
 
     inside = (np.asarray(gt) > 0).reshape(grid, grid)
     boxes = RegionGrid(grid, width, height).boxes()
@@ -127,8 +127,8 @@ def _outline_mask(panel, g, tiles: int, label_height: int = 18, pad: int = 6):
 
 
 def _example_figures(graphs, n: int) -> str:
+    from stcg_model.maths.regions import RegionGrid
     from stcg_model.plots import overlay
-    from stcg_model.regions import RegionGrid
 
     blocks = []
     for g in graphs[:n]:

@@ -180,8 +180,8 @@ def region_map(
 def perturbed_image(view: ExampleView, perturbation: str) -> Image.Image:
     """The perturbed image, re-made from the stored parameters (deterministic)."""
     from stcg.images import to_array, to_image
+    from stcg_model.maths.regions import RegionGrid
     from stcg_model.perturbations import PerturbationContext, PerturbationSpec, apply_perturbation
-    from stcg_model.regions import RegionGrid
 
     g = view.graph
     k = g.perturbation_index(perturbation)

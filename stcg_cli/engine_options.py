@@ -1,14 +1,34 @@
 """The engine's command-line options, shared by ``stcg explain`` and ``stcg ingest``.
 
 One decorator (``engine_options``) adds them; ``engine_config`` turns the parsed values into the one
-``EngineConfig`` (``stcg_model.config``), so both commands spell, default and check them alike.
+``EngineConfig`` (``stcg_model.engine.engine_config``), so both commands spell, default and check them alike.
 """
 
 from __future__ import annotations
 
 import click
 
-from stcg_model.config import EngineConfig
+from stcg_model.engine.engine_config import EngineConfig
+
+
+class RegistryHelpOption(click.Option):
+    """An option whose help text a registry writes when ``--help`` is shown (``help_from()``), so the
+    command line imports no registry (nor torch) just to start."""
+
+    def __init__(self, *args, help_from, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.help_from = help_from
+
+    def get_help_record(self, ctx):
+        self.help = self.help_from()
+        return super().get_help_record(ctx)
+
+
+def attributions_help() -> str:
+    from stcg_model.attribution.base import attributions_help as from_registry
+
+    return from_registry()
+
 
 ENGINE_OPTION_NAMES = (
     "model",
@@ -102,12 +122,8 @@ def engine_options(f):
             "--attributions",
             default=_DEFAULT.attributions,
             show_default=True,
-            help="Attribution methods to compute and score: attention, rollout, relevancy, gradcam, occlusion "
-            "(comma-separated) or 'all' (those five; with ground-truth masks, e.g. --dataset scenes, also the "
-            "references oracle and random); options: relevancy_logp, gradcam_logp (log p as the gradient "
-            "target). Every method beyond attention adds its maps under each perturbation and a faithfulness "
-            "pass (deletion, insertion, comprehensiveness, sufficiency; with masks also mass accuracy, rank "
-            "accuracy, pointing game).",
+            cls=RegistryHelpOption,
+            help_from=attributions_help,
         ),
     ]
     for option in reversed(options):

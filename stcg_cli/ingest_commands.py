@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from stcg.datasets import dataset_help, split_help
 from stcg_cli.engine_options import engine_config, engine_options
 from stcg_cli.options import neo4j_options, settings_from
 
@@ -13,10 +14,9 @@ from stcg_cli.options import neo4j_options, settings_from
     "--dataset",
     default="easy-vqa",
     show_default=True,
-    help="easy-vqa | scenes[:N] (generated shapes with known evidence, docs/scenes.md) | vqa-v2:<folder with the "
-    "official JSON + COCO images> | hf:<save_to_disk folder or dataset name>.",
+    help=dataset_help(),
 )
-@click.option("--split", default=None, help="Split [easy-vqa: test; vqa-v2: val2014; hf: validation].")
+@click.option("--split", default=None, help=split_help())
 @click.option("--limit", default=None, type=int, help="Only the first N (>= 1) selected questions.")
 @click.option(
     "--sample", default=None, type=int, help="A seeded random sample of N (>= 1) questions (instead of the first N)."

@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 import numpy as np
 
+from stcg.datasets import dataset_forms
 from stcg_cli.engine_options import engine_config, engine_options
-from stcg_model.scenes_config import ScenesConfig
+from stcg_model.training.scenes_config import ScenesConfig
 
 
 @click.command("explain")
@@ -41,8 +42,8 @@ def explain(image_path, question, out, **kw):
     """
     from stcg.errors import StcgError
     from stcg.images import open_image
-    from stcg_model.engine import STCGEngine, VQAInput
-    from stcg_model.loading import checkpoint_config, load_model
+    from stcg_model.engine.core import STCGEngine, VQAInput
+    from stcg_model.families.blip2.loading import checkpoint_config, load_model
     from stcg_model.plots import write_pictures
 
     cfg = engine_config(kw).validate()
@@ -141,9 +142,9 @@ def train_demo_cmd(out, vision_steps, steps, batch_size, lr, warmup, seed, limit
     Seeded and reproducible; the tokenizer is built from easy-VQA's words and saved with the
     checkpoint, which then loads with Blip2ForConditionalGeneration.from_pretrained.
     """
-    from stcg_model.config import check_count
-    from stcg_model.loading import resolve_device
-    from stcg_model.training import DemoConfig, train_demo
+    from stcg_model.engine.engine_config import check_count
+    from stcg_model.families.blip2.loading import resolve_device
+    from stcg_model.training.easy_vqa import DemoConfig, train_demo
 
     check_count("--steps", steps)
     check_count("--batch-size", batch_size)
@@ -206,9 +207,9 @@ def train_scenes_cmd(out, train_scenes, vision_steps, steps, batch_size, relatio
     decays to 0. Check it with `stcg eval --dataset scenes` (accuracy and the causal
     edit check). Seeded; the checkpoint loads with from_pretrained. Partial checkpoints every 500 steps.
     """
-    from stcg_model.config import check_count
-    from stcg_model.loading import resolve_device
-    from stcg_model.scenes_training import train_scenes as train
+    from stcg_model.engine.engine_config import check_count
+    from stcg_model.families.blip2.loading import resolve_device
+    from stcg_model.training.scenes import train_scenes as train
 
     check_count("--scenes", train_scenes)
     check_count("--steps", steps)
@@ -229,7 +230,7 @@ def train_scenes_cmd(out, train_scenes, vision_steps, steps, batch_size, relatio
 @click.command("eval")
 @click.option("--model", default=None, help="BLIP-2 checkpoint [default: the embedded model for the dataset].")
 @click.option(
-    "--dataset", default="easy-vqa", show_default=True, help="Dataset (see `stcg ingest --help` for the forms)."
+    "--dataset", default="easy-vqa", show_default=True, help=f"Dataset: {dataset_forms()} (see `stcg ingest --help`)."
 )
 @click.option("--split", default="test", show_default=True, help="Dataset split.")
 @click.option("--limit", default=None, type=int, help="Evaluate only the first N questions.")
@@ -246,9 +247,9 @@ def eval_cmd(model, dataset, split, limit, batch_size, device, out):
     from tqdm.auto import tqdm
 
     from stcg.datasets import open_dataset
-    from stcg_model.config import check_count
-    from stcg_model.evaluation import accuracy_table, evaluate
-    from stcg_model.loading import default_model, load_model
+    from stcg_model.engine.engine_config import check_count
+    from stcg_model.engine.evaluation import accuracy_table, evaluate
+    from stcg_model.families.blip2.loading import default_model, load_model
 
     check_count("--limit", limit)
     check_count("--batch-size", batch_size)
@@ -262,7 +263,7 @@ def eval_cmd(model, dataset, split, limit, batch_size, device, out):
         df.to_csv(out, index=False)
         click.echo(f"wrote {out}")
     if any("scene" in e.extra for e in examples):
-        from stcg_model.scenes_checks import CHECKED, causal_check, causal_summary
+        from stcg_model.training.scenes_checks import CHECKED, causal_check, causal_summary
 
         scened = [e for e in examples if "scene" in e.extra]
         n_checked = sum(e.extra["scene"]["family"] in CHECKED for e in scened)

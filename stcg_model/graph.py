@@ -78,7 +78,7 @@ class MethodResult:
     ``region`` (P,) sums to 1; ``C`` (Q, P), ``W`` (n, P), ``S`` (T, P) rows sum to 1 (None where
     the method defines none: occlusion has no ``C``/``W``); ``W_pert`` (K, n, P) and
     ``region_pert`` (K, P) the same under each perturbation (clean answer teacher-forced);
-    ``scores`` the faithfulness numbers of ``stcg_model.faithfulness`` (deletion/insertion AUC and
+    ``scores`` the faithfulness numbers of ``stcg_model.maths.faithfulness`` (deletion/insertion AUC and
     ratios, comprehensiveness, sufficiency).
     """
 

@@ -18,7 +18,6 @@ perturbation gets the float image and its result is quantised.
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -27,7 +26,8 @@ import torch
 
 from stcg.errors import StcgError
 from stcg.images import quantise
-from stcg_model.regions import RegionGrid, fill_rect, top_fraction
+from stcg_model.maths.regions import RegionGrid, fill_rect, top_fraction
+from stcg_model.maths.seeding import rng_for
 
 Image = np.ndarray  # (H, W, 3) float32 in [0, 1], or uint8 for perturbations registered with uint8=True
 
@@ -216,10 +216,6 @@ def parse_perturbations(text: str | None) -> list[PerturbationSpec]:
     if len({s.kind for s in specs}) != len(specs):
         raise StcgError("each perturbation kind may appear once")
     return specs
-
-
-def rng_for(seed: int, example_key: str, kind: str) -> np.random.Generator:
-    return np.random.default_rng([seed, zlib.crc32(example_key.encode()), zlib.crc32(kind.encode())])
 
 
 def apply_perturbation(

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from stcg_model.graph import STCGraph
-from stcg_model.regions import RegionGrid
+from stcg_model.maths.regions import RegionGrid
 
 # a compact viridis-like ramp and a blue-white-red diverging ramp (RGB in 0..1)
 _SEQ = np.array([[0.27, 0.00, 0.33], [0.23, 0.32, 0.55], [0.13, 0.57, 0.55], [0.37, 0.79, 0.38], [0.99, 0.91, 0.14]])

@@ -108,7 +108,7 @@ TINY_SEED = 11
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> str:
     """A tiny random BLIP-2 (T5) saved with save_pretrained, loaded by path like any checkpoint."""
-    from stcg_model.tiny import tiny_blip2
+    from stcg_model.testing.tiny import tiny_blip2
 
     d = tmp_path_factory.mktemp("tiny-ckpt")
     lm = tiny_blip2("t5", seed=TINY_SEED)

@@ -26,10 +26,10 @@ from stcg_model.attribution.base import (
     get_attribution,
     parse_attributions,
 )
-from stcg_model.engine import STCGEngine, VQAInput
-from stcg_model.inputs import decode_answer, prompt_ids, question_positions
-from stcg_model.loading import prepare
-from stcg_model.tiny import tiny_blip2
+from stcg_model.engine.core import STCGEngine, VQAInput
+from stcg_model.families.blip2.loading import prepare
+from stcg_model.families.inputs import decode_answer, prompt_ids, question_positions
+from stcg_model.testing.tiny import tiny_blip2
 from tests.attribution_reference import (
     exact_rms_norms,
     finite_difference,
@@ -320,7 +320,7 @@ def test_gradient_of_log_p_wrt_an_attention_weight_matches_finite_differences(ke
 # below float32 resolution), so occlusion is checked on the shipped demo model, trained on easy-VQA.
 @pytest.fixture(scope="module")
 def demo():
-    from stcg_model.loading import load_model
+    from stcg_model.families.blip2.loading import load_model
 
     lm = load_model(None, device="cpu")
     return lm, STCGEngine(lm, "center_mask", deletion_steps=0)

@@ -26,8 +26,8 @@ from scipy.stats import spearmanr
 
 from stcg_model.attribution.base import get_attribution
 from stcg_model.attribution.families import family_for
-from stcg_model.engine import STCGEngine, VQAInput
-from stcg_model.tiny import tiny_blip2
+from stcg_model.engine.core import STCGEngine, VQAInput
+from stcg_model.testing.tiny import tiny_blip2
 from tests.test_attribution import ANSWERS, SEED, _examples, make_batch
 
 GRADIENT_METHODS = ["relevancy", "gradcam"]
@@ -94,7 +94,7 @@ def test_gradient_methods_in_bfloat16_agree_with_float32_tiny(tiny_pair):
 def test_gradient_methods_in_bfloat16_agree_with_float32_on_the_demo_model():
     """The trained demo model: sharp attention, near-certain answers (gradients near 1e-5)."""
     from stcg.datasets import open_dataset
-    from stcg_model.loading import load_model
+    from stcg_model.families.blip2.loading import load_model
 
     examples = [VQAInput(e.example_id, e.load_image(), e.question) for e in open_dataset("easy-vqa", "test", limit=6)]
     maps, answers = {}, None

@@ -334,7 +334,7 @@ def test_a_failure_written_again_is_left_out_and_two_complete_copies_are_refused
     import numpy as np
 
     from ingest.rows import failure_rows, graph_rows
-    from stcg_model.synthetic import synthetic_graph
+    from stcg_model.testing.synthetic import synthetic_graph
 
     sink = CsvSink(tmp_path / "csv")
     sink.prepare()

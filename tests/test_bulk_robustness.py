@@ -31,7 +31,7 @@ from ingest.bulk import CsvFolder, CsvSink, load_csv, prepare_import, read_load_
 from ingest.lease import Lease
 from ingest.rows import failure_rows, graph_rows
 from stcg.errors import StcgError
-from stcg_model.synthetic import synthetic_graph
+from stcg_model.testing.synthetic import synthetic_graph
 from tests.vqa_fixtures import make_vqa_v2_folder
 
 ASIDE = ".stcg-before-load"

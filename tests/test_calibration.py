@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stcg_model.evaluation import accuracy_table, expected_calibration_error, greedy_answers_with_confidence
+from stcg_model.engine.evaluation import accuracy_table, expected_calibration_error, greedy_answers_with_confidence
 
 
 def test_ece_by_hand():
@@ -28,8 +28,8 @@ def test_confidence_is_the_engines_answer_probability(tiny_checkpoint):
     """The probability `stcg eval` reports is p(y | I) as the STCG engine computes it."""
     from PIL import Image
 
-    from stcg_model.engine import STCGEngine, VQAInput
-    from stcg_model.loading import load_model
+    from stcg_model.engine.core import STCGEngine, VQAInput
+    from stcg_model.families.blip2.loading import load_model
 
     lm = load_model(tiny_checkpoint, device="cpu")
     rng = np.random.default_rng(3)

@@ -20,7 +20,11 @@ from ingest.writer import Neo4jWriter
 from queries.claims import CLAIM_TEMPLATES, run_claims
 from queries.library import QueryLibrary, load_template, template_names
 from stcg.filestore import FileStore
-from stcg_model.claims import (
+from stcg_model.graph import MethodResult, STCGraph
+from stcg_model.maths.regions import RegionGrid
+from stcg_model.maths.text import word_kind, word_spans
+from stcg_model.perturbations import DEFAULT_KINDS
+from stcg_model.statistics.claims import (
     NOT_SUPPORTED,
     NOT_TESTABLE,
     SUPPORTED,
@@ -32,11 +36,7 @@ from stcg_model.claims import (
     mean_estimate,
     spatial_dw_claim,
 )
-from stcg_model.graph import MethodResult, STCGraph
-from stcg_model.metrics import BOOTSTRAP_BATCH, Estimate, summarise, summarise_methods
-from stcg_model.perturbations import DEFAULT_KINDS
-from stcg_model.regions import RegionGrid
-from stcg_model.text import word_kind, word_spans
+from stcg_model.statistics.metrics import BOOTSTRAP_BATCH, Estimate, summarise, summarise_methods
 from tests.test_readme_path import stcg
 
 GRID, P, Q, TOP_K, N = 8, 64, 4, 5, 40
@@ -371,7 +371,7 @@ def test_numbers_equal_an_independent_pandas_computation(runs, key):
     labels = {"entropy (bits)": "entropy", "top-k mass": "top_k_mass", "spread (patches)": "spread"}
     for m in by["4"].measures:  # the maps are float32, and so is the per-token arithmetic (as at ingestion)
         assert m.estimate.value == pytest.approx(d[labels[m.group]].mean(), rel=1e-6)
-    # claims 5-6: exactly the numbers of stcg_model.metrics.summarise (what `stcg metrics` prints)
+    # claims 5-6: exactly the numbers of stcg_model.statistics.metrics.summarise (what `stcg metrics` prints)
     ref = summarise(graphs, n_boot=N_BOOT)
     assert by["5"].measures[0].estimate == ref["causal_faithfulness_pearson"]
     assert by["5"].measures[1].estimate == ref["causal_faithfulness_spearman"]

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 from queries.library import template_names
-from stcg_model.engine import RESULTS_VERSION
-from stcg_model.loading import default_model, model_fingerprint
+from stcg_model.engine.core import RESULTS_VERSION
+from stcg_model.families.blip2.loading import default_model, model_fingerprint
 
 
 def test_demo_runs_end_to_end(tmp_path, driver):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from stcg.datasets import easy_vqa_vocabulary, load_easy_vqa
-from stcg_model.loading import DEMO_MODEL_DIR, default_model, load_model
-from stcg_model.text import normalize_answer
-from stcg_model.tokenizer import split_words
+from stcg_model.families.blip2.loading import DEMO_MODEL_DIR, default_model, load_model
+from stcg_model.maths.text import normalize_answer
+from stcg_model.training.tokenizer import split_words
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def test_default_model_is_the_shipped_checkpoint_loaded_by_from_pretrained(demo)
 
 
 def test_demo_model_answers_a_fixed_sample_of_test_questions(demo):
-    from stcg_model.evaluation import evaluate
+    from stcg_model.engine.evaluation import evaluate
 
     test = load_easy_vqa("test")
     idx = np.random.default_rng(1234).permutation(len(test))[:200]
@@ -51,7 +51,7 @@ def test_tokenizer_round_trips_every_easy_vqa_word(demo):
 
 
 def test_train_demo_runs_and_its_loss_decreases(tmp_path):
-    from stcg_model.training import DemoConfig, train_demo
+    from stcg_model.training.easy_vqa import DemoConfig, train_demo
 
     cfg = DemoConfig(
         vision_steps=120, vision_lr=2e-3, steps=60, batch_size=32, warmup=5, hidden=64, layers=1, qformer_layers=1
@@ -70,8 +70,8 @@ def test_shared_image_forward_equals_the_model_forward():
     """Training runs the vision tower once per image for several questions; same loss and logits as BLIP-2's forward."""
     import torch
 
-    from stcg_model.tiny import tiny_blip2
-    from stcg_model.training import _forward_shared_images
+    from stcg_model.testing.tiny import tiny_blip2
+    from stcg_model.training.easy_vqa import _forward_shared_images
 
     lm = tiny_blip2("t5", seed=2)
     model, tok = lm.model, lm.processor.tokenizer
@@ -97,7 +97,7 @@ def test_shared_image_forward_equals_the_model_forward():
 def test_stage_one_labels_come_from_each_images_own_answers():
     from easy_vqa import get_answers
 
-    from stcg_model.training import SHAPES, image_labels
+    from stcg_model.training.easy_vqa import SHAPES, image_labels
 
     train = load_easy_vqa("train")[:400]
     paths = sorted({e.image_path for e in train})
@@ -119,7 +119,7 @@ def test_deletion_curve_equals_an_independent_teacher_forced_forward(demo):
     import torch
     from PIL import Image
 
-    from stcg_model.engine import STCGEngine, VQAInput
+    from stcg_model.engine.core import STCGEngine, VQAInput
 
     ex = next(e for e in load_easy_vqa("test") if e.question == "what is the red shape?")
     engine = STCGEngine(demo, seed=0, deletion_steps=4)

@@ -8,11 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from stcg_model.capture import AttentionCapture, LayerSelection
-from stcg_model.engine import STCGEngine, VQAInput
+from stcg_model.engine.core import STCGEngine, VQAInput
+from stcg_model.families.blip2.loading import use_capture_attention
+from stcg_model.families.capture import AttentionCapture, LayerSelection
 from stcg_model.graph import STCGraph, graphs_equal
-from stcg_model.loading import use_capture_attention
-from stcg_model.tiny import tiny_blip2
+from stcg_model.testing.tiny import tiny_blip2
 
 QUESTIONS = [
     "What color is the shape?",
@@ -323,7 +323,7 @@ def test_fast_pixel_path_equals_the_processor(lm):
     """The engine's batched BLIP preprocessing gives the processor's own tensors (resize included)."""
     from stcg.images import quantise as to_uint8
     from stcg.images import to_image
-    from stcg_model.engine import FastBlipPixels
+    from stcg_model.engine.core import FastBlipPixels
 
     proc = lm.processor.image_processor
     fast = FastBlipPixels.for_processor(proc)
@@ -393,7 +393,7 @@ def test_eager_mask_for_an_unmasked_causal_module_matches_sdpa(q, k):
     including its top-left alignment when there are more keys than queries (static-cache prefill)."""
     from torch import nn
 
-    from stcg_model.capture import _additive_mask
+    from stcg_model.families.capture import _additive_mask
 
     g = torch.Generator().manual_seed(0)
     query, key, value = (torch.randn(1, 2, n, 4, generator=g) for n in (q, k, k))

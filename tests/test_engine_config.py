@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from stcg.errors import StcgError
-from stcg_model.config import EngineConfig
-from stcg_model.tiny import tiny_blip2
+from stcg_model.engine.engine_config import EngineConfig
+from stcg_model.testing.tiny import tiny_blip2
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +34,9 @@ def no_model_work(monkeypatch):
 
     import stcg.db
     import stcg.images
-    import stcg_model.loading
+    import stcg_model.families.blip2.loading
 
-    monkeypatch.setattr(stcg_model.loading, "load_model", forbidden)
+    monkeypatch.setattr(stcg_model.families.blip2.loading, "load_model", forbidden)
     monkeypatch.setattr(stcg.db, "connect", forbidden)
     monkeypatch.setattr(stcg.images, "open_image", forbidden)
 
@@ -151,8 +151,8 @@ def test_validate_against_the_model(t5):
 
 
 def test_hook_layer_counts_from_the_config_match_the_built_model():
-    from stcg_model.capture import blip2_hook_points, hook_layer_counts
-    from stcg_model.tiny import blip2_config
+    from stcg_model.families.capture import blip2_hook_points, hook_layer_counts
+    from stcg_model.testing.tiny import blip2_config
 
     for kind in ("t5", "opt"):
         for layers, qformer, freq in ((2, 2, 1), (3, 5, 2)):
@@ -165,7 +165,7 @@ def test_hook_layer_counts_from_the_config_match_the_built_model():
 
 
 def test_engine_checks_its_settings_and_from_config_equals_the_keywords(t5):
-    from stcg_model.engine import STCGEngine
+    from stcg_model.engine.core import STCGEngine
 
     with pytest.raises(StcgError, match="layer 99 is out of range"):
         STCGEngine(t5, layers="99")
@@ -183,7 +183,7 @@ def test_engine_checks_its_settings_and_from_config_equals_the_keywords(t5):
 def test_close_shuts_the_host_thread_pool(t5):
     import threading
 
-    from stcg_model.engine import STCGEngine
+    from stcg_model.engine.core import STCGEngine
 
     with STCGEngine(t5, perturbations="center_mask", deletion_steps=0, host_workers=3) as engine:
         pool = engine._pool
@@ -198,7 +198,7 @@ def test_close_shuts_the_host_thread_pool(t5):
 def test_run_identity_keeps_its_old_form():
     """The identity (and so every derived run id) is what the flat IngestConfig gave for the same arguments."""
     from ingest.pipeline import IngestConfig, identity_hash, make_run_id
-    from stcg_model.engine import RESULTS_VERSION
+    from stcg_model.engine.core import RESULTS_VERSION
 
     cfg = IngestConfig(dataset="easy-vqa", split="test", limit=4)
     old = {

@@ -31,7 +31,7 @@ import pytest
 import torch
 from PIL import Image
 
-from stcg_model.engine import STCGEngine, VQAInput
+from stcg_model.engine.core import STCGEngine, VQAInput
 
 GOLDEN = Path(__file__).parent / "golden" / "engine_golden.json"
 WRITE = os.environ.get("STCG_WRITE_GOLDEN") == "1"
@@ -83,8 +83,8 @@ def _forced_pass_digest(engine: STCGEngine) -> dict:
 
 
 def _compute(tiny_checkpoint: str) -> dict:
-    from stcg_model.loading import load_model
-    from stcg_model.tiny import tiny_blip2
+    from stcg_model.families.blip2.loading import load_model
+    from stcg_model.testing.tiny import tiny_blip2
 
     cases = {
         "t5_tiny_checkpoint": (load_model(tiny_checkpoint, device="cpu"), {}, _random_examples()),

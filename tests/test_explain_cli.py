@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from stcg_model.families.blip2.loading import load_model
 from stcg_model.graph import STCGraph
-from stcg_model.loading import load_model
-from stcg_model.tiny import tiny_blip2
+from stcg_model.testing.tiny import tiny_blip2
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def run(*args):
 
 
 def test_loaded_checkpoint_has_capture_attention_and_equals_saved(checkpoint):
-    from stcg_model.capture import CAPTURE_IMPL
+    from stcg_model.families.capture import CAPTURE_IMPL
 
     lm = load_model(str(checkpoint), device="cpu")
     m = lm.model

@@ -7,7 +7,7 @@ import pytest
 
 from stcg.filestore import FileStore
 from stcg_model.graph import MethodResult, STCGraph, graphs_equal
-from stcg_model.synthetic import synthetic_graph
+from stcg_model.testing.synthetic import synthetic_graph
 
 
 def _with_methods(g: STCGraph) -> STCGraph:
@@ -69,9 +69,9 @@ def test_a_graph_without_methods_is_stored_as_before(tmp_path):
 def test_per_method_summary_equals_a_direct_computation():
     from scipy import stats
 
-    from stcg_model.metrics import METHOD_METRICS, summarise_methods
-    from stcg_model.regions import top_fraction
-    from stcg_model.synthetic import add_ground_truth
+    from stcg_model.maths.regions import top_fraction
+    from stcg_model.statistics.metrics import METHOD_METRICS, summarise_methods
+    from stcg_model.testing.synthetic import add_ground_truth
 
     rng = np.random.default_rng(7)
     graphs = []

@@ -24,7 +24,7 @@ from neo4j import GraphDatabase
 from ingest.rows import example_payload
 from queries.library import QueryLibrary
 from queries.metrics import GROUNDING_METRICS, load_run_graphs
-from stcg_model.grounding import grounding_scores
+from stcg_model.maths.grounding import grounding_scores
 
 N = 6  # scenes:test:0..5 -- mask kinds single, union and all; three question types
 KW = dict(
@@ -222,7 +222,7 @@ def test_metrics_by_method_adds_the_ground_truth_with_bca_intervals(world):
     from click.testing import CliRunner
 
     from stcg_cli.main import cli
-    from stcg_model.metrics import bootstrap
+    from stcg_model.statistics.metrics import bootstrap
 
     res = CliRunner().invoke(
         cli,
@@ -283,7 +283,7 @@ def test_the_report_shows_the_ground_truth_beside_the_protocol(world):
 
 def test_examples_without_a_mask_get_no_ground_truth_and_the_outline_follows_the_mask():
     from queries.report import _mask_edges
-    from stcg_model.synthetic import synthetic_graph
+    from stcg_model.testing.synthetic import synthetic_graph
 
     g = synthetic_graph("ex0", np.random.default_rng(0))
     x = example_payload(g, "r", 3)

@@ -256,7 +256,7 @@ def test_a_run_name_is_not_reused_for_another_model(driver, run_id, tmp_path, vq
 
     from safetensors.torch import load_file, save_file
 
-    from stcg_model.loading import model_fingerprint
+    from stcg_model.families.blip2.loading import model_fingerprint
 
     ckpt = tmp_path / "ckpt"
     shutil.copytree(tiny_checkpoint, ckpt)
@@ -273,7 +273,7 @@ def test_a_run_name_is_not_reused_for_another_model(driver, run_id, tmp_path, vq
 
 def test_run_id_changes_with_the_results_version(monkeypatch):
     """Results of a code version that computes other numbers never resume (mix into) an older run."""
-    import stcg_model.engine as engine_module
+    import stcg_model.engine.core as engine_module
     from ingest.pipeline import IngestConfig, make_run_id
 
     cfg = IngestConfig(dataset="easy-vqa", split="test", limit=4)

@@ -84,8 +84,10 @@ def test_no_private_name_is_imported_across_modules():
 
 def test_the_check_sees_a_planted_private_import(tmp_path):
     mod = tmp_path / "m.py"
-    mod.write_text("def f():\n    from stcg_model.capture import _hidden, public\nfrom stcg import __version__\n")
-    assert private_imports(mod) == ["from stcg_model.capture import _hidden"]
+    mod.write_text(
+        "def f():\n    from stcg_model.families.capture import _hidden, public\nfrom stcg import __version__\n"
+    )
+    assert private_imports(mod) == ["from stcg_model.families.capture import _hidden"]
 
 
 def import_graph(root: Path, packages: list[str]) -> dict[str, set[str]]:
@@ -168,3 +170,85 @@ def test_the_check_sees_a_planted_cycle(tmp_path):
     graph = import_graph(tmp_path, ["stcg_model"])
     assert graph["stcg_model.sub"] == {"stcg_model.sub.a"} and graph["stcg_model.c"] == {"stcg_model.sub.a"}
     assert cycles(graph) == [{"stcg_model.sub.a", "stcg_model.b"}]
+
+
+# Floors inside stcg_model, lowest first: a module may import its own floor and the floors below it.
+# ``graph`` is the data contract everything reads; ``testing`` holds fixtures and may import anything.
+FLOORS = [
+    "graph",
+    "maths",
+    "families",
+    "perturbations",
+    "attribution",
+    "engine",
+    "statistics",
+    "plots",
+    "training",
+    "testing",
+]
+FLOOR = {name: i for i, name in enumerate(FLOORS)}
+NO_TORCH_FLOORS = ("graph", "maths", "statistics", "plots")
+
+
+def floor_of(module: str) -> str | None:
+    """The floor of a dotted ``stcg_model`` module name (``stcg_model.maths.regions`` -> ``maths``)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "stcg_model" and parts[1] in FLOOR else None
+
+
+def floor_violations(root: Path) -> list[str]:
+    bad = []
+    for m, targets in import_graph(root, ["stcg_model"]).items():
+        here = floor_of(m)
+        for t in targets:
+            there = floor_of(t)
+            if here is not None and there is not None and FLOOR[there] > FLOOR[here]:
+                bad.append(f"{m} ({here}) imports {t} ({there})")
+    return sorted(bad)
+
+
+def imports_of(path: Path) -> set[str]:
+    """Top-level names of every package the module at ``path`` imports (``torch``, ``numpy``, ...)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def torch_in_pure_floors(root: Path) -> list[str]:
+    heavy = {"torch", "transformers", "tokenizers"}
+    bad = []
+    for floor in NO_TORCH_FLOORS:
+        paths = [root / "stcg_model" / f"{floor}.py", *(root / "stcg_model" / floor).rglob("*.py")]
+        bad += [f"{p.relative_to(root)}" for p in paths if p.is_file() and imports_of(p) & heavy]
+    return sorted(bad)
+
+
+def test_every_stcg_model_module_sits_on_a_floor():
+    mods = import_graph(ROOT, ["stcg_model"])
+    assert sorted(m for m in mods if m != "stcg_model" and floor_of(m) is None) == []
+
+
+def test_no_module_imports_a_higher_floor():
+    assert floor_violations(ROOT) == []
+
+
+def test_no_torch_in_the_maths_statistics_and_plot_floors():
+    assert torch_in_pure_floors(ROOT) == []
+
+
+def test_the_floor_checks_see_planted_violations(tmp_path):
+    pkg = tmp_path / "stcg_model"
+    for sub in ("maths", "statistics", "engine"):
+        (pkg / sub).mkdir(parents=True)
+        (pkg / sub / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "graph.py").write_text("import numpy\n")
+    (pkg / "engine" / "core.py").write_text("import torch\nfrom stcg_model.maths import regions\n")  # down: fine
+    (pkg / "maths" / "regions.py").write_text("def f():\n    from stcg_model.engine.core import run\n")  # up
+    (pkg / "statistics" / "metrics.py").write_text("def f():\n    import torch.nn\n")  # torch, lazily
+    assert floor_violations(tmp_path) == ["stcg_model.maths.regions (maths) imports stcg_model.engine.core (engine)"]
+    assert torch_in_pure_floors(tmp_path) == ["stcg_model/statistics/metrics.py"]

@@ -10,8 +10,8 @@ from scipy import stats
 
 from queries.library import QueryLibrary, load_template, template_names
 from queries.metrics import load_run_graphs
-from stcg_model.metrics import jaccard, summarise_methods
-from stcg_model.regions import top_fraction
+from stcg_model.maths.regions import top_fraction
+from stcg_model.statistics.metrics import jaccard, summarise_methods
 from tests.conftest import ingest_fixture_run
 from tests.vqa_fixtures import make_vqa_v2_folder
 
@@ -241,7 +241,7 @@ def test_example_links_and_graph_per_method(runs):
 
 def test_claim_templates_per_method_equal_the_python_claims(runs):
     """Claims 4-6 under each method from the Explanation nodes (pure Cypher) equal stcg claims' numbers."""
-    from stcg_model.claims import TokenArrays
+    from stcg_model.statistics.claims import TokenArrays
 
     lib, graphs = runs["lib"], runs["graphs"]
     per = summarise_methods(graphs, n_boot=0)
@@ -259,7 +259,7 @@ def test_claim_templates_per_method_equal_the_python_claims(runs):
             assert got["diff_spread_patches"] == pytest.approx(diffs["spread"].mean(), rel=1e-6, abs=1e-9)
         cf = lib.run("claim_causal_faithfulness", run_id=runs["methods"], method=name).iloc[0]
         if name == "attention":  # the main |dW|_F (Perturbation.dW_fro), as stcg metrics
-            from stcg_model.metrics import summarise
+            from stcg_model.statistics.metrics import summarise
 
             ref = summarise(graphs, n_boot=0)
         else:

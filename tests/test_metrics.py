@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from stcg_model.metrics import (
+from stcg_model.statistics.metrics import (
     BOOTSTRAP_BATCH,
     auc,
     bootstrap,
@@ -66,7 +66,7 @@ def test_mean_intervals_are_scipy_bca_on_the_values():
     clean = [rng.random(40) for _ in range(30)]
     pert = [c + rng.normal(0, 0.3, 40) for c in clean]
     est = jaccard_stability(clean, pert, fraction=0.1, n_boot=400, seed=5)
-    from stcg_model.regions import top_fraction
+    from stcg_model.maths.regions import top_fraction
 
     j = np.array([jaccard(top_fraction(c, 0.1), top_fraction(p, 0.1)) for c, p in zip(clean, pert)])
     assert est.value == j.mean()  # the point estimate, exactly as before

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from stcg.errors import StcgError
+from stcg_model.maths.regions import RegionGrid, top_fraction
 from stcg_model.perturbations import (
     REGISTRY,
     PerturbationContext,
@@ -18,7 +19,6 @@ from stcg_model.perturbations import (
     rgb_to_hsv,
     to_float,
 )
-from stcg_model.regions import RegionGrid, top_fraction
 
 FILL = (0.48, 0.46, 0.41)
 
@@ -126,7 +126,7 @@ def test_region_box_maps_through_processor_resize():
     """A bright block in the original lands in the patches whose boxes hold it after the processor's resize."""
     from PIL import Image
 
-    from stcg_model.tokenizer import build_word_tokenizer, make_processor
+    from stcg_model.training.tokenizer import build_word_tokenizer, make_processor
 
     proc = make_processor(build_word_tokenizer(["a"]), 32, 4)
     img = np.zeros((60, 100, 3), np.uint8)

@@ -14,7 +14,7 @@ from ingest.schema import ensure_schema
 from ingest.writer import Neo4jWriter
 from queries.library import QueryLibrary, load_template, template_names
 from stcg.errors import StcgError
-from stcg_model.synthetic import synthetic_graph
+from stcg_model.testing.synthetic import synthetic_graph
 
 K = 5  # top-k used when writing
 
@@ -210,7 +210,7 @@ def test_compare_runs(world):
 
 
 def test_wrong_answer_regions(world):
-    from stcg_model.text import normalize_answer
+    from stcg_model.maths.text import normalize_answer
 
     got = world["lib"].run("wrong_answer_regions", run_id=world["a"], limit=64)
     rows = [

@@ -15,7 +15,7 @@ from ingest.pipeline import RUN_FINISH, RUN_MERGE
 from ingest.writer import Neo4jWriter
 from queries.library import QueryLibrary
 from stcg.errors import StcgError
-from stcg_model.synthetic import synthetic_graph
+from stcg_model.testing.synthetic import synthetic_graph
 from tests.test_queries import _write_run
 
 

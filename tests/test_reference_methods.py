@@ -14,10 +14,10 @@ from PIL import Image
 
 from stcg.errors import StcgError
 from stcg.images import quantise
-from stcg_model.config import EngineConfig
-from stcg_model.engine import STCGEngine, VQAInput
-from stcg_model.grounding import chance, mass_accuracy, pointing_game, rank_accuracy
-from stcg_model.loading import load_model
+from stcg_model.engine.core import STCGEngine, VQAInput
+from stcg_model.engine.engine_config import EngineConfig
+from stcg_model.families.blip2.loading import load_model
+from stcg_model.maths.grounding import chance, mass_accuracy, pointing_game, rank_accuracy
 
 
 @pytest.fixture(scope="module")

@@ -81,7 +81,7 @@ def test_a_run_without_other_methods_has_no_method_section(report_file):
 def test_the_study_claims_come_first_with_the_numbers_of_stcg_claims(report_file, driver):
     from queries.claims import run_claims
     from queries.library import QueryLibrary
-    from stcg_model.claims import VERDICTS
+    from stcg_model.statistics.claims import VERDICTS
 
     text = report_file.read_text()
     assert re.findall(r"<h2[^>]*>([^<]*)</h2>", text)[0] == "The study's claims on this run"

@@ -28,7 +28,7 @@ from ingest.stats import DROP_STATS, write_run_stats
 from ingest.writer import Neo4jWriter
 from queries.library import QueryLibrary, _plain, load_template
 from stcg.errors import StcgError
-from stcg_model.synthetic import synthetic_graph
+from stcg_model.testing.synthetic import synthetic_graph
 from tests.test_queries import _write_run
 from tests.test_run_stats import CASES, _same
 from tests.test_shards import _ingest_cmd

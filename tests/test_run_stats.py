@@ -16,7 +16,7 @@ from ingest.stats import drop_run_stats, write_run_stats
 from ingest.writer import Neo4jWriter
 from queries.library import QueryLibrary, load_template, template_names
 from stcg.statistics import PER_METHOD, PER_RUN, stats_statement, write_statement
-from stcg_model.synthetic import add_ground_truth, synthetic_graph
+from stcg_model.testing.synthetic import add_ground_truth, synthetic_graph
 from tests.test_queries import _write_run
 
 METHODS = ("rollout", "occlusion")

@@ -14,7 +14,7 @@ import pytest
 from stcg import scenes as S
 from stcg.datasets import open_dataset
 from stcg.errors import StcgError
-from stcg_model.grounding import (
+from stcg_model.maths.grounding import (
     chance,
     mass_accuracy,
     oracle,
@@ -158,7 +158,7 @@ def test_region_shares_hand_computed():
     odd[:, 0] = True  # 5 px over 2 columns, RegionGrid's edges round(c * 5 / 2) = 0, 2, 5: column 0 is pixels 0-1
     assert region_shares(odd, (1, 2)).tolist() == [0.5, 0.0]
     # the shares are over exactly the pixels of each region's box
-    from stcg_model.regions import RegionGrid
+    from stcg_model.maths.regions import RegionGrid
 
     rng = np.random.default_rng(0)
     mask = rng.random((37, 23)) < 0.3

@@ -12,10 +12,10 @@ from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
 from stcg import scenes
 from stcg.datasets import open_dataset
-from stcg_model.scenes_checks import causal_check, causal_summary, edit_pair
-from stcg_model.scenes_config import ScenesConfig
-from stcg_model.scenes_targets import CLASSES, LayoutHead, grounding_loss, region_labels, word_targets
-from stcg_model.scenes_training import scenes_vocabulary, train_scenes
+from stcg_model.training.scenes import scenes_vocabulary, train_scenes
+from stcg_model.training.scenes_checks import causal_check, causal_summary, edit_pair
+from stcg_model.training.scenes_config import ScenesConfig
+from stcg_model.training.scenes_targets import CLASSES, LayoutHead, grounding_loss, region_labels, word_targets
 
 
 def test_region_labels_match_the_rendered_objects():
@@ -190,7 +190,7 @@ def test_train_scenes_writes_a_checkpoint_whose_tokenizer_covers_every_scenes_qu
 
 def test_causal_check_scores_a_model_that_ignores_the_image_as_failing(tiny_checkpoint):
     """A model that answers without looking (the tiny random checkpoint) cannot follow target edits."""
-    from stcg_model.loading import load_model
+    from stcg_model.families.blip2.loading import load_model
 
     lm = load_model(str(tiny_checkpoint), device="cpu")
     examples = open_dataset("scenes", split="test", limit=40)
@@ -225,8 +225,8 @@ def test_the_shipped_scenes_model_meets_the_issues_bars_on_a_test_sample():
     Measured on the whole test split (benchmarks/results/scenes_model.json): 97.35 % (attribute 99.8,
     relation 99.4, existence 99.4, count 90.5); the check 100.0 % / 0.2 % (attribute), 98.8 % / 0.0 %
     (relation). On these 240: 97.5 %, count 91.5 %, both checks 100 % / 0 %."""
-    from stcg_model.evaluation import evaluate
-    from stcg_model.loading import SCENES_MODEL_DIR, default_model, load_model
+    from stcg_model.engine.evaluation import evaluate
+    from stcg_model.families.blip2.loading import SCENES_MODEL_DIR, default_model, load_model
 
     assert default_model("scenes") == str(SCENES_MODEL_DIR) and default_model("scenes:10") == str(SCENES_MODEL_DIR)
     lm = load_model(default_model("scenes"), device="cpu")

@@ -12,7 +12,7 @@ from ingest.pipeline import RUN_MERGE, finish_run
 from ingest.rows import GraphRows, graph_rows
 from ingest.schema import ensure_schema
 from ingest.writer import Neo4jWriter
-from stcg_model.synthetic import synthetic_graph
+from stcg_model.testing.synthetic import synthetic_graph
 from tests.test_ingest import _counts, _same_rows
 from tests.vqa_fixtures import make_vqa_v2_folder
 

@@ -1,4 +1,4 @@
-from stcg_model.text import group_tokens, normalize_answer, vqa_accuracy, word_kind
+from stcg_model.maths.text import group_tokens, normalize_answer, vqa_accuracy, word_kind
 
 
 def test_normalisation_follows_vqa_eval():

@@ -8,7 +8,7 @@ import pytest
 from ingest.rows import GraphRows, flat_rows, graph_rows, payload_counts
 from ingest.schema import ensure_schema
 from ingest.writer import Neo4jWriter, node_statement, rel_params, rel_statement
-from stcg_model.synthetic import synthetic_graph
+from stcg_model.testing.synthetic import synthetic_graph
 
 CONTENT = """
 MATCH (:Run {uid: $run})-[:HAS_EXAMPLE]->(e:Example)

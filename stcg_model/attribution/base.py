@@ -113,6 +113,27 @@ def attribution_names() -> list[str]:
     return list(_METHODS)
 
 
+def unregister_attribution(name: str) -> None:
+    """Remove ``name`` (for tests that register a throw-away method)."""
+    _METHODS.pop(name, None)
+
+
+def attributions_help() -> str:
+    """``--attributions`` help, from the registry: the methods of ``all``, the references offered with
+    ground-truth masks, the options."""
+    core = [n for n, c in _METHODS.items() if c.in_all and not c.needs_masks]
+    refs = [n for n, c in _METHODS.items() if c.in_all and c.needs_masks]
+    opts = [f"{n} ({c.description})" for n, c in _METHODS.items() if not c.in_all]
+    return (
+        f"Attribution methods to compute and score: {', '.join(core)} (comma-separated) or 'all' (those "
+        f"{len(core)}; with ground-truth masks, e.g. --dataset scenes, also the references {' and '.join(refs)})"
+        + (f"; options: {'; '.join(opts)}" if opts else "")
+        + ". Every method beyond attention adds its maps under each perturbation and a faithfulness pass "
+        "(deletion, insertion, comprehensiveness, sufficiency; with masks also mass accuracy, rank accuracy, "
+        "pointing game)."
+    )
+
+
 def get_attribution(name: str) -> AttributionMethod:
     """A fresh instance of the method called ``name``; one-line ``StcgError`` for an unknown name."""
     if name not in _METHODS:
@@ -153,3 +174,33 @@ def normalised(x: np.ndarray) -> np.ndarray:
     x = np.clip(np.asarray(x, dtype=np.float64), 0.0, None)
     s = x.sum(-1, keepdims=True)
     return np.where(s > EPS, x / np.where(s > EPS, s, 1.0), 1.0 / x.shape[-1])
+
+
+def subset_batch(batch: AttributionBatch, rows: list[int]) -> AttributionBatch:
+    """The batch's rows ``rows`` (repeats allowed), for passes over modified images of those rows."""
+    return AttributionBatch(
+        pixel_values=batch.pixel_values[rows],
+        images=[batch.images[r] for r in rows],
+        grids=[batch.grids[r] for r in rows],
+        prompt_ids=[batch.prompt_ids[r] for r in rows],
+        answers=[batch.answers[r] for r in rows],
+        token_positions=[batch.token_positions[r] for r in rows],
+        is_eos=[batch.is_eos[r] for r in rows],
+        fill=batch.fill,
+        to_pixels=batch.to_pixels,
+        gt=None if batch.gt is None else [batch.gt[r] for r in rows],
+        keys=None if batch.keys is None else [batch.keys[r] for r in rows],
+    )
+
+
+def masks_of(batch: AttributionBatch, name: str) -> list[np.ndarray]:
+    """Per row, the ground-truth region shares (P,); one-line error naming ``name`` when a row has none."""
+    gt = batch.gt or [None] * len(batch)
+    if any(g is None for g in gt):
+        raise StcgError(f"attribution method {name!r} needs a ground-truth mask for every example")
+    return [np.asarray(g, dtype=np.float64) for g in gt]
+
+
+def compute_methods(lm, batch: AttributionBatch, names) -> dict[str, list[MethodMaps]]:
+    """``{method: per-row MethodMaps}`` for each name (see ``base.parse_attributions``)."""
+    return {n: get_attribution(n).compute(lm, batch) for n in names}

@@ -18,7 +18,7 @@ import torch
 from stcg_model.attribution.base import AttributionBatch, MethodMaps, get_attribution
 from stcg_model.attribution.scoring import score_batch
 from stcg_model.graph import MethodResult, STCGraph
-from stcg_model.grounding import grounding_scores
+from stcg_model.maths.grounding import grounding_scores
 
 
 @dataclass

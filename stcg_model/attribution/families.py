@@ -1,7 +1,7 @@
 """The attention chain of each BLIP-2 model family, traced layer by layer with heads kept.
 
 ``ChainTrace`` hooks every attention module on the path from the image to the answer and records
-its weights ``(B, H, q, k)`` (eager attention only on those modules, as ``stcg_model.capture``
+its weights ``(B, H, q, k)`` (eager attention only on those modules, as ``stcg_model.families.capture``
 does); under ``torch.enable_grad`` the recorded tensors stay in the autograd graph, so a method can
 take ``torch.autograd.grad`` of an answer's log-probability with respect to them.
 
@@ -25,9 +25,9 @@ import torch
 
 from stcg_model.attribution import propagation as R
 from stcg_model.attribution.base import AttributionBatch
-from stcg_model.capture import WANTS_WEIGHTS
-from stcg_model.inputs import TokenIds
-from stcg_model.passes import pad_ids
+from stcg_model.families.blip2.passes import pad_ids
+from stcg_model.families.capture import WANTS_WEIGHTS
+from stcg_model.families.inputs import TokenIds
 
 
 @dataclass
@@ -95,7 +95,7 @@ class _Recorder:
             if w is None:
                 raise RuntimeError(
                     f"{type(module).__name__} returned no attention weights; load the model with "
-                    "stcg_model.loading (attention implementation 'stcg_capture') or 'eager'"
+                    "stcg_model.families.blip2.loading (attention implementation 'stcg_capture') or 'eager'"
                 )
             self.maps[i] = w
 

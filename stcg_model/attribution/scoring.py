@@ -1,6 +1,6 @@
 """Faithfulness scores of every method's region attribution, for a batch, in batched model passes.
 
-The masks of all examples and methods of a batch (``stcg_model.faithfulness.plan_images``) are
+The masks of all examples and methods of a batch (``stcg_model.maths.faithfulness.plan_images``) are
 made into images and scored with the clean answer teacher-forced, ``chunk_rows`` images per pass.
 """
 
@@ -11,10 +11,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from stcg.images import quantise
-from stcg_model.attribution.base import AttributionBatch, MethodMaps
+from stcg_model.attribution.base import AttributionBatch, MethodMaps, subset_batch
 from stcg_model.attribution.families import family_for
-from stcg_model.attribution.methods import subset_batch
-from stcg_model.faithfulness import (
+from stcg_model.maths.faithfulness import (
     FRACTIONS,
     attribution_order,
     dedupe,
@@ -34,7 +33,7 @@ def score_batch(
     fractions: Sequence[float] = FRACTIONS,
     chunk_rows: int = 64,
 ) -> list[dict[str, dict[str, float]]]:
-    """Per batch row: ``{method: {deletion_auc, ..., sufficiency}}`` (see ``stcg_model.faithfulness``)."""
+    """Per batch row: ``{method: {deletion_auc, ..., sufficiency}}`` (see ``stcg_model.maths.faithfulness``)."""
     fam = family_for(lm)
     clean = fam.answer_logprobs(batch, batch.pixel_values)
     p_clean = [float(np.exp(lp.astype(np.float64).sum())) for lp in clean]

@@ -1,0 +1,122 @@
+"""Answer accuracy of a BLIP-2 checkpoint on a VQA dataset: exact match (and VQA accuracy)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import pandas as pd
+import torch
+from PIL import Image
+
+from stcg_model.families.blip2.loading import LoadedModel
+from stcg_model.maths.text import normalize_answer, vqa_accuracy
+
+
+@torch.no_grad()
+def greedy_answers(
+    lm: LoadedModel, images: Sequence[Image.Image], questions: Sequence[str], max_new_tokens: int = 10
+) -> list[str]:
+    """Batched greedy answers (processor inserts the query placeholders)."""
+    return greedy_answers_with_confidence(lm, images, questions, max_new_tokens)[0]
+
+
+@torch.no_grad()
+def greedy_answers_with_confidence(
+    lm: LoadedModel, images: Sequence[Image.Image], questions: Sequence[str], max_new_tokens: int = 10
+) -> tuple[list[str], list[float]]:
+    """Batched greedy answers and the model's probability of each, ``p(answer | image, question)``:
+    the product of the answer tokens' softmax probabilities, end-of-sequence included (what the
+    STCG engine calls ``p(y | I)``; a run cut at ``max_new_tokens`` has no end token to count)."""
+    inputs = lm.processor(images=list(images), text=list(questions), padding=True, return_tensors="pt")
+    pv = inputs["pixel_values"].to(lm.device, lm.dtype)
+    out = lm.model.generate(
+        pixel_values=pv,
+        input_ids=inputs["input_ids"].to(lm.device),
+        attention_mask=inputs["attention_mask"].to(lm.device),
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        output_scores=True,
+        return_dict_in_generate=True,
+    )
+    seqs = out.sequences
+    if not lm.is_encoder_decoder:
+        seqs = seqs[:, inputs["input_ids"].shape[1] :]
+    new = seqs[:, -len(out.scores) :]  # (B, steps): the generated tokens, one per score row
+    logp = torch.stack([torch.log_softmax(s.double(), dim=-1) for s in out.scores], dim=1)  # (B, steps, V)
+    token_logp = logp.gather(2, new.unsqueeze(-1)).squeeze(-1)  # (B, steps)
+    eos = lm.model.config.text_config.eos_token_id
+    is_eos = new == eos
+    # steps up to and including the first end token count; the padding after it does not
+    keep = (is_eos.cumsum(1) - is_eos.long()) == 0
+    probs = torch.exp((token_logp * keep).sum(1)).tolist()
+    answers = [t.strip() for t in lm.processor.tokenizer.batch_decode(seqs, skip_special_tokens=True)]
+    return answers, probs
+
+
+def expected_calibration_error(confidence, correct, bins: int = 15) -> float:
+    """ECE: sum over equal-width confidence bins of (bin share) x |accuracy - mean confidence|.
+
+    ``confidence`` in [0, 1] and ``correct`` (0/1) are 1-D of equal length; 15 bins as in
+    Guo et al. 2017. Returns a fraction (0 = perfectly calibrated), NaN for no examples.
+    """
+    import numpy as np
+
+    conf = np.asarray(confidence, dtype=np.float64)
+    acc = np.asarray(correct, dtype=np.float64)
+    if conf.size == 0:
+        return float("nan")
+    idx = np.minimum((conf * bins).astype(int), bins - 1)  # bin b holds (b/bins, (b+1)/bins]; 1.0 in the last
+    total = 0.0
+    for b in np.unique(idx):
+        sel = idx == b
+        total += sel.mean() * abs(acc[sel].mean() - conf[sel].mean())
+    return float(total)
+
+
+def evaluate(
+    lm: LoadedModel, examples, batch_size: int = 128, progress: Callable[[int], None] | None = None
+) -> pd.DataFrame:
+    """One row per example: prediction, its probability under the model (``confidence``), exact match
+    (normalised), VQA accuracy, question/answer type."""
+    rows = []
+    for s in range(0, len(examples), batch_size):
+        chunk = examples[s : s + batch_size]
+        preds, confs = greedy_answers_with_confidence(lm, [e.load_image() for e in chunk], [e.question for e in chunk])
+        for e, p, c in zip(chunk, preds, confs):
+            rows.append(
+                {
+                    "example_id": e.example_id,
+                    "question": e.question,
+                    "question_type": e.question_type,
+                    "answer_type": e.answer_type,
+                    "answer": e.answer,
+                    "prediction": p,
+                    "confidence": c,
+                    "exact_match": float(normalize_answer(p) == normalize_answer(e.answer)),
+                    "vqa_accuracy": vqa_accuracy(p, e.answers) if len(e.answers) >= 10 else float("nan"),
+                }
+            )
+        if progress:
+            progress(len(chunk))
+    return pd.DataFrame(rows)
+
+
+def accuracy_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Overall and per question type: count, exact match (and VQA accuracy where available), mean
+    confidence and expected calibration error (of confidence against exact match), all in %."""
+
+    def summarise(g: pd.DataFrame) -> pd.Series:
+        out = {"questions": len(g), "exact_match_%": 100 * g["exact_match"].mean()}
+        if "confidence" in g:
+            out["mean_confidence_%"] = 100 * g["confidence"].mean()
+            out["ece_%"] = 100 * expected_calibration_error(g["confidence"], g["exact_match"])
+        if g["vqa_accuracy"].notna().any():
+            out["vqa_accuracy_%"] = 100 * g["vqa_accuracy"].mean()
+        return pd.Series(out)
+
+    per_type = df.groupby("question_type")[df.columns].apply(summarise)
+    overall = summarise(df).to_frame("all").T
+    table = pd.concat([overall, per_type])
+    table["questions"] = table["questions"].astype(int)
+    return table.round(2)

@@ -1,0 +1,38 @@
+"""Model families: what differs between vision-language architectures, behind one interface.
+
+``capture`` (the one hook mechanism: an attention implementation that returns weights only where asked,
+named hook points, the layer selection), ``inputs`` (prepared examples and token ids every family
+shares), and one folder per family: ``blip2/`` (loading, configs, the batched passes for T5 and OPT
+language models, pixel preprocessing).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "LoadedModel": "stcg_model.families.blip2.loading",
+    "load_model": "stcg_model.families.blip2.loading",
+    "ModelPasses": "stcg_model.families.blip2.passes",
+    "PassResult": "stcg_model.families.blip2.passes",
+    "passes_for": "stcg_model.families.blip2.passes",
+    "AttentionCapture": "stcg_model.families.capture",
+    "LayerSelection": "stcg_model.families.capture",
+    "InputPreparer": "stcg_model.families.inputs",
+    "PreparedExample": "stcg_model.families.inputs",
+    "TokenIds": "stcg_model.families.inputs",
+    "VQAInput": "stcg_model.families.inputs",
+}
+"""Public name -> the module that defines it, imported on first use (``import stcg_model.X`` stays light)."""
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,341 @@
+"""The model passes: image variants + prompts through BLIP-2, with the attention the STCG reads.
+
+One interface, ``ModelPasses``, two classes picked once per model by ``passes_for``:
+
+* ``EncoderDecoderPasses`` (T5, e.g. ``Salesforce/blip2-flan-t5-xl``): vision tower, Q-Former and
+  T5 encoder run once per row (capturing ``C`` and ``E``); greedy decoding re-runs the decoder on
+  the whole prefix (no cache), so its last step is the teacher-forced pass of every row on its own
+  greedy answer (``D`` and the step log p are kept from it); only rows whose target differs get a
+  separate teacher-forced pass.
+* ``DecoderOnlyPasses`` (OPT, e.g. ``Salesforce/blip2-opt-2.7b``): no encoder, so ``E`` and ``D`` come
+  from the causal self-attention of one teacher-forced pass over ``[query slots | prompt | answer]``:
+  ``E`` is the block of the ``L`` prompt positions, ``D[t]`` the row of position ``L - 1 + t`` (the one
+  predicting answer token ``t``) over the prompt positions, not renormalised. Greedy answers come from
+  ``generate`` on left-padded prompts (KV cache); the teacher-forced pass (right-padded) reuses the
+  projected query outputs.
+
+A *row* is ``(PreparedExample, (h, w, 3) uint8 image)``: one image variant of an example. Positions
+are ``L = Q + len(ex.token_ids)`` per row: ``[Q query slots | prompt tokens]``. Answers are token id
+lists, ``</s>`` included when the model emitted it. Log probabilities are natural logs, float32.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from stcg_model.families.blip2.loading import LoadedModel
+from stcg_model.families.capture import AttentionCapture, LayerSelection
+from stcg_model.families.inputs import Row, TokenIds, prompt_ids
+from stcg_model.maths import alignment as A
+
+
+@dataclass
+class PassResult:
+    """Per-row outputs of one pass (row = one image variant), each a list over rows:
+    ``C`` (Q, P) query -> region (CLS dropped, rows sum to 1); ``E`` (L, L) prompt self-attention;
+    ``D`` (T, L) attention of each answer step over the prompt positions; ``step_logprob`` (T,) log p
+    of each teacher-forced answer token; ``greedy`` the row's own greedy answer (token ids)."""
+
+    C: list[np.ndarray]
+    E: list[np.ndarray]
+    D: list[np.ndarray]
+    step_logprob: list[np.ndarray]
+    greedy: list[list[int]]
+
+
+def pad_ids(seqs: Sequence[list[int]], pad_id: int, left_pad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R, N) long ids padded with ``pad_id`` (on the right, or the left) and the (R, N) attention mask."""
+    N = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), N), pad_id, dtype=torch.long)
+    am = torch.zeros((len(seqs), N), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        sl = slice(N - len(s), N) if left_pad else slice(0, len(s))
+        ids[r, sl] = torch.tensor(s)
+        am[r, sl] = 1
+    return ids, am
+
+
+class ModelPasses(ABC):
+    """Batched passes of one loaded BLIP-2 model. ``pixels`` turns images into on-device ``pixel_values``
+    (used when a call gets no ``pv``); ``min_new_tokens`` (default 0) bans ``</s>`` for the first steps
+    of greedy decoding (benchmarks force answer lengths on random weights)."""
+
+    kind: str  # "encoder-decoder" | "decoder-only" (stored in the STCG's params)
+    default_prompt: str  # the prompt template when none is given
+    closes_prompt_with_eos: bool  # whether the prompt tokens end with </s>
+    generated_prefix: int  # tokens of generate's output before the answer
+
+    def __init__(
+        self,
+        lm: LoadedModel,
+        layers: LayerSelection,
+        max_new_tokens: int,
+        pixels: Callable[[Sequence[np.ndarray]], torch.Tensor],
+    ):
+        self.lm = lm
+        self.model = lm.model
+        self.layers = layers
+        self.max_new_tokens = max_new_tokens
+        self.min_new_tokens = 0
+        self.pixels = pixels
+        ids = TokenIds.of(self.model.config)
+        self.Q, self.image_token_id = ids.Q, ids.image_token_id
+        self.eos_id, self.pad_id, self.start_id = ids.eos_id, ids.pad_id, ids.start_id
+
+    # ------------------------------------------------------------------ the interface
+    @abstractmethod
+    def run_pass(
+        self, rows: Sequence[Row], answers: Sequence[list[int]] | None, per_example: int, pv: torch.Tensor | None = None
+    ) -> PassResult:
+        """Every row once through the model with attention captured; greedy answers of every row; each
+        row's ``answers[r]`` teacher-forced (``None``: the greedy answer of its example's clean row, rows
+        being ``per_example`` consecutive variants per example, clean first). ``pv`` (R, 3, H, W): the
+        rows' pixel values when already made."""
+
+    @abstractmethod
+    def answer_logprobs(
+        self, rows: Sequence[Row], answers: Sequence[list[int]], pv: torch.Tensor | None = None
+    ) -> list[np.ndarray]:
+        """Teacher-forced log p of ``answers[r]`` on row ``r``'s image and prompt, in ONE batched pass, no
+        attention captured, no gradients: per row a float32 array (T_r,) = ``len(answers[r])`` of natural
+        log probabilities of each answer token given the image, the prompt and the answer tokens before it;
+        ``p(y | image) = exp(sum)``. Callers chunk long lists (e.g. many masked images of one example)."""
+
+    # ------------------------------------------------------------------ shared
+    def prompt_ids(self, ex) -> list[int]:
+        """``[image token x Q | prompt tokens]`` of a prepared example."""
+        return prompt_ids(ex, self.Q, self.image_token_id)
+
+    def prompt_inputs(self, rows: Sequence[Row]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded ``prompt_ids`` (R, L) and attention mask (R, L), on the model's device (the input
+        ids BLIP-2's own ``forward``/``generate`` take with ``pixel_values``)."""
+        ids, am = pad_ids([self.prompt_ids(ex) for ex, _ in rows], self.pad_id)
+        return ids.to(self.lm.device), am.to(self.lm.device)
+
+    def pixel_values(self, rows: Sequence[Row], pv: torch.Tensor | None = None) -> torch.Tensor:
+        """(R, 3, H, W) pixel values of the rows' images on the model's device and dtype."""
+        return self.pixels([a for _, a in rows]) if pv is None else pv.to(self.lm.device, self.lm.dtype)
+
+    def greedy(self, **inputs) -> list[list[int]]:
+        """Greedy answers (trimmed token ids) of the language model's ``generate`` from ``inputs``
+        (encoder outputs or input embeddings, attention mask)."""
+        gen = self.model.language_model.generate(
+            **inputs,
+            max_new_tokens=self.max_new_tokens,
+            do_sample=False,
+            min_new_tokens=self.min_new_tokens or None,
+            num_beams=1,
+            eos_token_id=self.eos_id,
+            pad_token_id=self.pad_id,
+        )
+        return [self.trim_answer(seq[self.generated_prefix :].tolist()) for seq in gen]
+
+    def trim_answer(self, ids: list[int]) -> list[int]:
+        """Generated ids up to and including the first </s>; padding dropped; never empty."""
+        out = []
+        for t in ids:
+            if t == self.pad_id and out:
+                break
+            out.append(int(t))
+            if t == self.eos_id:
+                break
+        return out or [self.eos_id]
+
+    @staticmethod
+    def clean_answers(greedy: list[list[int]], per_example: int) -> list[list[int]]:
+        """Each row's teacher-forcing target: the greedy answer of its example's clean (first) row."""
+        return [greedy[(r // per_example) * per_example] for r in range(len(greedy))]
+
+
+class EncoderDecoderPasses(ModelPasses):
+    """T5 language models: ``E`` from the encoder self-attention, ``D`` from the decoder cross-attention."""
+
+    kind = "encoder-decoder"
+    default_prompt = "{question}"  # how the demo model was trained; flan-t5 answers the bare question
+    closes_prompt_with_eos = True
+    generated_prefix = 1  # T5 output starts with the decoder start token
+
+    @torch.no_grad()
+    def encode(self, rows: Sequence[Row], pv: torch.Tensor | None = None):
+        """Vision + Q-Former + T5 encoder for every row; returns the encoder outputs and the (R, L) mask."""
+        model = self.model
+        pv = self.pixel_values(rows, pv)
+        ids, am = self.prompt_inputs(rows)
+        feats = model.get_image_features(pv, return_dict=True).pooler_output
+        embeds = model.get_input_embeddings()(ids)
+        mask = (ids == self.image_token_id).unsqueeze(-1)
+        embeds = embeds.masked_scatter(mask, feats.to(embeds.dtype))
+        enc = model.language_model.get_encoder()(inputs_embeds=embeds, attention_mask=am, return_dict=True)
+        return enc, am
+
+    @torch.no_grad()
+    def teacher_forced(self, enc, am, answers: Sequence[list[int]]) -> list[np.ndarray]:
+        """One decoder pass with ``answers`` teacher-forced; per row the (T_r,) log p of each answer token."""
+        T = max(len(a) for a in answers)
+        dec_in = torch.full((len(answers), T), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(answers), T), -1, dtype=torch.long)
+        dmask = torch.zeros((len(answers), T), dtype=torch.long)
+        for r, a in enumerate(answers):
+            seq = [self.start_id] + list(a[:-1])
+            dec_in[r, : len(seq)] = torch.tensor(seq)
+            labels[r, : len(a)] = torch.tensor(a)
+            dmask[r, : len(a)] = 1
+        dev = self.lm.device
+        out = self.model.language_model(
+            encoder_outputs=enc,
+            attention_mask=am,
+            decoder_input_ids=dec_in.to(dev),
+            decoder_attention_mask=dmask.to(dev),
+            return_dict=True,
+        )
+        logp = out.logits.double().log_softmax(-1)  # float64: p(y) near 1 keeps its drops
+        lab = labels.to(dev)
+        gathered = logp.gather(-1, lab.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return [gathered[r, : len(a)].cpu().numpy() for r, a in enumerate(answers)]
+
+    @torch.no_grad()
+    def run_pass(
+        self, rows: Sequence[Row], answers: Sequence[list[int]] | None, per_example: int, pv: torch.Tensor | None = None
+    ) -> PassResult:
+        with AttentionCapture(self.model, self.layers) as cap:
+            with cap.recording("qformer.cross", "lm.encoder.self"):
+                enc, am = self.encode(rows, pv)
+            C_raw = cap.pop("qformer.cross")
+            E_raw = cap.pop("lm.encoder.self")
+            greedy, own_lp, own_D = self.greedy_teacher_forced(enc, am, cap)
+            answers = answers or self.clean_answers(greedy, per_example)
+            step_lp = [own_lp[r][: len(a)] for r, a in enumerate(answers)]
+            D_rows = [own_D[r] for r in range(len(rows))]
+            redo = [r for r, a in enumerate(answers) if greedy[r] != a]
+            if redo:
+                idx = torch.tensor(redo, device=am.device)
+                sub = type(enc)(last_hidden_state=enc.last_hidden_state.index_select(0, idx))
+                with cap.recording("lm.decoder.cross"):
+                    lp = self.teacher_forced(sub, am.index_select(0, idx), [answers[r] for r in redo])
+                D_sub = cap.pop("lm.decoder.cross").cpu().numpy()
+                for j, r in enumerate(redo):
+                    step_lp[r], D_rows[r] = lp[j], D_sub[j]
+        C_all = A.query_region_attention(C_raw.cpu().numpy())
+        E_all = E_raw.cpu().numpy()
+        C, E, D = [], [], []
+        for r, (ex, _) in enumerate(rows):
+            L = self.Q + len(ex.token_ids)
+            C.append(C_all[r])
+            E.append(E_all[r, :L, :L])
+            D.append(D_rows[r][: len(answers[r]), :L])
+        return PassResult(C, E, D, step_lp, greedy)
+
+    @torch.no_grad()
+    def greedy_teacher_forced(self, enc, am, cap: AttentionCapture):
+        """Greedy answers, plus each row's per-step log p and decoder cross-attention (T, L) on its own
+        answer, from the last full-prefix decoder pass."""
+        dev = am.device
+        R = am.shape[0]
+        dec = torch.full((R, 1), self.start_id, dtype=torch.long, device=dev)
+        done = torch.zeros(R, dtype=torch.bool, device=dev)
+        for t in range(self.max_new_tokens):
+            with cap.recording("lm.decoder.cross"):
+                out = self.model.language_model(
+                    encoder_outputs=enc, attention_mask=am, decoder_input_ids=dec, use_cache=False, return_dict=True
+                )
+            logits = out.logits[:, -1].float()
+            if t < self.min_new_tokens:  # as generate's min_new_tokens processor does; out of place,
+                # because out.logits (float32 already) is read again below for the step log p
+                logits = logits.index_fill(-1, torch.tensor([self.eos_id], device=dev), float("-inf"))
+            nxt = torch.where(done, torch.full_like(done, self.pad_id, dtype=torch.long), logits.argmax(-1))
+            dec = torch.cat([dec, nxt[:, None]], 1)
+            done |= nxt == self.eos_id
+            if bool(done.all()):
+                break
+        D_all = cap.pop("lm.decoder.cross").cpu().numpy()  # (R, T, L) of the last pass
+        logp = out.logits.double().log_softmax(-1).gather(-1, dec[:, 1:, None]).squeeze(-1).cpu().numpy()
+        greedy = [self.trim_answer(row) for row in dec[:, 1:].tolist()]
+        return greedy, [logp[r, : len(g)] for r, g in enumerate(greedy)], [D_all[r] for r in range(R)]
+
+    @torch.no_grad()
+    def answer_logprobs(
+        self, rows: Sequence[Row], answers: Sequence[list[int]], pv: torch.Tensor | None = None
+    ) -> list[np.ndarray]:
+        enc, am = self.encode(rows, pv)
+        return self.teacher_forced(enc, am, answers)
+
+
+class DecoderOnlyPasses(ModelPasses):
+    """OPT language models: ``E`` and ``D`` from the causal self-attention of one teacher-forced pass."""
+
+    kind = "decoder-only"
+    default_prompt = "Question: {question} Answer:"  # BLIP-2's VQA prompt
+    closes_prompt_with_eos = False
+    generated_prefix = 0  # generate on embeddings returns the new tokens only
+
+    def query_features(self, rows: Sequence[Row], pv: torch.Tensor | None = None) -> torch.Tensor:
+        """(R, Q, d_lm) projected Q-Former outputs, one vision + Q-Former pass per row."""
+        return self.model.get_image_features(self.pixel_values(rows, pv), return_dict=True).pooler_output
+
+    def embed(self, seqs: Sequence[list[int]], feats: torch.Tensor, left_pad: bool):
+        """Padded ``inputs_embeds`` (R, N, d) with the query features scattered into the image slots, and the mask."""
+        ids, am = pad_ids(seqs, self.pad_id, left_pad)
+        ids, am = ids.to(self.lm.device), am.to(self.lm.device)
+        embeds = self.model.get_input_embeddings()(ids)
+        slots = (ids == self.image_token_id) & am.bool()
+        embeds = embeds.masked_scatter(slots.unsqueeze(-1), feats.to(embeds.dtype))
+        return embeds, am
+
+    def teacher_forced(
+        self, rows: Sequence[Row], feats: torch.Tensor, answers: Sequence[list[int]]
+    ) -> list[np.ndarray]:
+        """One causal pass over ``[slots | prompt | answer[:-1]]`` (right-padded); per row the (T_r,) log p."""
+        seqs = [self.prompt_ids(ex) + list(a[:-1]) for (ex, _), a in zip(rows, answers)]
+        embeds, am = self.embed(seqs, feats, left_pad=False)
+        out = self.model.language_model(inputs_embeds=embeds, attention_mask=am, return_dict=True, use_cache=False)
+        logp = out.logits.double().log_softmax(-1)
+        result = []
+        for r, ((ex, _), a) in enumerate(zip(rows, answers)):
+            L = self.Q + len(ex.token_ids)
+            pos = torch.arange(L - 1, L - 1 + len(a), device=logp.device)
+            tgt = torch.tensor(a, device=logp.device)
+            result.append(logp[r, pos, tgt].cpu().numpy())
+        return result
+
+    @torch.no_grad()
+    def run_pass(
+        self, rows: Sequence[Row], answers: Sequence[list[int]] | None, per_example: int, pv: torch.Tensor | None = None
+    ) -> PassResult:
+        with AttentionCapture(self.model, self.layers) as cap:
+            with cap.recording("qformer.cross"):
+                feats = self.query_features(rows, pv)
+            C_raw = cap.pop("qformer.cross")
+            embeds, am = self.embed([self.prompt_ids(ex) for ex, _ in rows], feats, left_pad=True)
+            greedy = self.greedy(inputs_embeds=embeds, attention_mask=am)
+            answers = answers or self.clean_answers(greedy, per_example)
+            with cap.recording("lm.self"):
+                step_lp = self.teacher_forced(rows, feats, answers)
+            A_raw = cap.pop("lm.self")
+        C_all = A.query_region_attention(C_raw.cpu().numpy())
+        A_all = A_raw.cpu().numpy()
+        C, E, D = [], [], []
+        for r, (ex, _) in enumerate(rows):
+            L = self.Q + len(ex.token_ids)
+            C.append(C_all[r])
+            E.append(A_all[r, :L, :L])
+            D.append(A_all[r, L - 1 : L - 1 + len(answers[r]), :L])
+        return PassResult(C, E, D, step_lp, greedy)
+
+    @torch.no_grad()
+    def answer_logprobs(
+        self, rows: Sequence[Row], answers: Sequence[list[int]], pv: torch.Tensor | None = None
+    ) -> list[np.ndarray]:
+        return self.teacher_forced(rows, self.query_features(rows, pv), answers)
+
+
+def passes_for(
+    lm: LoadedModel, layers: LayerSelection, max_new_tokens: int, pixels: Callable[[Sequence[np.ndarray]], torch.Tensor]
+) -> ModelPasses:
+    """The passes of ``lm``'s kind of language model: ``EncoderDecoderPasses`` or ``DecoderOnlyPasses``."""
+    cls = EncoderDecoderPasses if lm.is_encoder_decoder else DecoderOnlyPasses
+    return cls(lm, layers, max_new_tokens, pixels)

@@ -1,0 +1,174 @@
+"""Input preparation: a ``VQAInput`` -> the ``PreparedExample`` the model passes read.
+
+Preparing an example is host (CPU) work with no model: the image as an 8-bit RGB array
+(perturbations run on it, as the processor sees it), the prompt tokenised with character offsets,
+and which prompt tokens are the question's (the STCG's ``Token`` nodes). Language-model positions
+are ``[Q query slots | prompt tokens]``, so question token ``i`` sits at ``Q + q_index[i]``.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from stcg.errors import StcgError
+from stcg_model.maths.regions import RegionGrid
+
+
+@dataclass
+class VQAInput:
+    """One question about one image. ``meta`` travels into ``STCGraph.meta`` unchanged."""
+
+    example_id: str
+    image: Image.Image
+    question: str
+    meta: dict = field(default_factory=dict)
+    mask: np.ndarray | None = None  # (H, W) bool: the answer's evidence on ``image`` (ground truth), if known
+
+
+@dataclass
+class PreparedExample:
+    """A ``VQAInput`` ready for the model passes (``InputPreparer.prepare``)."""
+
+    ex: VQAInput
+    pixels: np.ndarray  # (H, W, 3) uint8 RGB (perturbations run on 8-bit images, as the processor sees them)
+    grid: RegionGrid
+    token_ids: list[int]  # the whole prompt after the query slots (e.g. question tokens + </s>)
+    offsets: list[tuple[int, int]]  # character spans in the question ((0, 0) outside it)
+    q_index: np.ndarray  # which of token_ids are question tokens (the STCG's Token nodes)
+    original_size: tuple[int, int]  # (width, height) before any downscaling
+
+
+Row = tuple[PreparedExample, np.ndarray]
+"""One image variant of an example: ``(prepared example, (h, w, 3) uint8 image)``."""
+
+
+@dataclass
+class HostBatch:
+    """The host-side (CPU) work of one batch, done before the model needs it (``STCGEngine.prepare_batch``)."""
+
+    examples: list
+    prepared: list[PreparedExample]
+    rows: list[Row]  # pass-1 rows: clean + plain perturbations per example
+    pixel_values: torch.Tensor  # (rows, 3, H, W) on the CPU, processor output
+
+
+@dataclass(frozen=True)
+class TokenIds:
+    """The special token ids of a BLIP-2 config: ``Q`` query slots, the image placeholder, end,
+    padding and decoder start (the padding id when the model has no start token: OPT)."""
+
+    Q: int
+    image_token_id: int
+    eos_id: int
+    pad_id: int
+    start_id: int
+
+    @classmethod
+    def of(cls, config) -> TokenIds:
+        tc = config.text_config
+        eos = int(tc.eos_token_id)
+        pad = int(tc.pad_token_id if tc.pad_token_id is not None else tc.eos_token_id)
+        start = getattr(tc, "decoder_start_token_id", None)
+        return cls(
+            int(config.num_query_tokens), int(config.image_token_id), eos, pad, int(start) if start is not None else pad
+        )
+
+
+def check_prompt(prompt: str) -> str:
+    """The prompt template, or a one-line ``StcgError`` when it lacks exactly one ``{question}``."""
+    if prompt.count("{question}") != 1:
+        raise StcgError(f"the prompt must contain {{question}} exactly once, got {prompt!r}")
+    return prompt
+
+
+def prompt_ids(ex: PreparedExample, num_query_tokens: int, image_token_id: int) -> list[int]:
+    """The language model's input ids ``[image token x Q | prompt tokens]`` (the slots get the query outputs)."""
+    return [image_token_id] * num_query_tokens + ex.token_ids
+
+
+def question_positions(ex: PreparedExample, num_query_tokens: int) -> np.ndarray:
+    """(n,) positions of the question tokens in ``prompt_ids`` (</s>, BOS and prompt words excluded)."""
+    return num_query_tokens + ex.q_index
+
+
+def question_token_strings(tokenizer, ex: PreparedExample) -> list[str]:
+    """The question tokens as shown (SentencePiece / byte-level space markers removed)."""
+    ids = [ex.token_ids[i] for i in ex.q_index]
+    return [t.replace("\u2581", "").replace("\u0120", "") or t for t in tokenizer.convert_ids_to_tokens(ids)]
+
+
+def answer_token_strings(tokenizer, answer: list[int]) -> list[str]:
+    """Each answer step's token as shown (``</s>`` kept)."""
+    return [t.replace("\u2581", "") or t for t in tokenizer.convert_ids_to_tokens(answer)]
+
+
+def decode_answer(tokenizer, answer: list[int], eos_id: int) -> str:
+    """The answer's text (``</s>`` and special tokens dropped, stripped)."""
+    return tokenizer.decode([t for t in answer if t != eos_id], skip_special_tokens=True).strip()
+
+
+class InputPreparer:
+    """``VQAInput`` -> ``PreparedExample``; safe to call from several threads (the tokenizer is locked).
+
+    ``prompt`` wraps the question (``{question}`` once); ``closing_eos_id`` is appended to the prompt
+    tokens when they do not end with it (T5 encoders expect a closing ``</s>``; ``None``: nothing).
+    Images longer than ``max_side`` pixels are downscaled before perturbation (boxes stay in the
+    original pixels)."""
+
+    def __init__(
+        self,
+        tokenizer,
+        prompt: str,
+        num_query_tokens: int,
+        image_token_id: int,
+        grid_side: int,
+        closing_eos_id: int | None,
+        max_side: int = 1024,
+    ):
+        self.tokenizer = tokenizer
+        self.prompt = check_prompt(prompt)
+        self.Q = num_query_tokens
+        self.image_token_id = image_token_id
+        self.grid_side = grid_side
+        self.closing_eos_id = closing_eos_id
+        self.max_side = max_side
+        self._lock = threading.Lock()
+
+    def prepare(self, ex: VQAInput) -> PreparedExample:
+        image = ex.image
+        orig = image.size
+        if max(orig) > self.max_side:  # the model sees 224 px; perturb a copy of sane size
+            s = self.max_side / max(orig)
+            image = image.resize((max(1, round(orig[0] * s)), max(1, round(orig[1] * s))), Image.BILINEAR)
+        pixels = np.array(image.convert("RGB"), dtype=np.uint8)  # writable (PIL arrays are read-only)
+        h, w = pixels.shape[:2]
+        ids, spans, q0, q1 = self.tokenize(ex.question)
+        # a question token is one whose character span overlaps the question (a BPE token may carry
+        # the space before it); BOS/EOS (empty spans) and the prompt's own words are context only
+        clamped = [(max(s, q0), min(e, q1)) for s, e in spans]
+        inside = [t != self.image_token_id and e > s for t, (s, e) in zip(ids, clamped)]
+        offsets = [(s - q0, e - q0) if k else (0, 0) for k, (s, e) in zip(inside, clamped)]
+        q_index = np.flatnonzero(inside)
+        return PreparedExample(ex, pixels, RegionGrid(self.grid_side, w, h), ids, offsets, q_index, orig)
+
+    def tokenize(self, question: str) -> tuple[list[int], list[tuple[int, int]], int, int]:
+        """(prompt token ids, their character spans in the prompt text, where the question starts and ends)."""
+        head, tail = self.prompt.split("{question}")
+        text = head + question + tail
+        q0, q1 = len(head), len(head) + len(question)
+        max_len = max(8, min(getattr(self.tokenizer, "model_max_length", 512) or 512, 100_000) - self.Q)
+        with self._lock:  # fast tokenizers must not be entered from two threads at once
+            enc = self.tokenizer(
+                text, return_offsets_mapping=True, add_special_tokens=True, truncation=True, max_length=max_len
+            )
+        ids = list(enc["input_ids"])
+        spans = [tuple(o) for o in enc["offset_mapping"]]
+        if self.closing_eos_id is not None and (not ids or ids[-1] != self.closing_eos_id):
+            ids.append(self.closing_eos_id)
+            spans.append((0, 0))
+        return ids, spans, q0, q1

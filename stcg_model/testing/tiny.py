@@ -1,0 +1,45 @@
+"""Tiny random BLIP-2 models for tests: the real classes (``families.blip2.configs``) with a word-level
+tokenizer and processor (``training.tokenizer``), loaded like any checkpoint."""
+
+from __future__ import annotations
+
+from stcg_model.families.blip2.configs import blip2_config, build_model, flan_t5_xl_config, init_query_tokens
+from stcg_model.training.tokenizer import build_word_tokenizer, make_processor
+
+__all__ = ["TINY_TEXTS", "blip2_config", "build_model", "flan_t5_xl_config", "init_query_tokens", "tiny_blip2"]
+
+TINY_TEXTS = (
+    "what color is the shape ? what shape is in the image ? is there a red circle ? "
+    "is the triangle blue ? does the image contain a green rectangle ? "
+    "red green blue yellow gray teal brown black white circle triangle rectangle yes no not"
+)
+
+
+def tiny_blip2(
+    lm: str = "t5",
+    texts=(TINY_TEXTS,),
+    image_size: int = 32,
+    patch_size: int = 8,
+    num_query_tokens: int = 4,
+    seed: int = 0,
+    device: str = "cpu",
+    dtype: str | None = None,
+    **kw,
+):
+    """A tiny random BLIP-2 with a word-level tokenizer and processor, as a ``LoadedModel``."""
+    from stcg_model.families.blip2.loading import prepare
+
+    tok = build_word_tokenizer(texts)
+    image_token_id = tok.convert_tokens_to_ids("<image>")
+    cfg = blip2_config(
+        lm=lm,
+        vocab_size=len(tok),
+        image_token_id=image_token_id,
+        image_size=image_size,
+        patch_size=patch_size,
+        num_query_tokens=num_query_tokens,
+        **kw,
+    )
+    model = build_model(cfg, seed=seed)
+    processor = make_processor(tok, image_size, num_query_tokens)
+    return prepare(model, processor, name=f"tiny-{lm}-random", device=device, dtype=dtype)
