@@ -25,7 +25,7 @@ class ScenesConfig:
     vision_steps: int = 1200  # stage 1: per-region labels
     vision_lr: float = 5e-4
     vision_batch_size: int = 128
-    steps: int = 1500  # stage 2: Q-Former + T5 on the questions, ViT frozen
+    steps: int = 1200  # stage 2: Q-Former + T5 on the questions, ViT frozen
     batch_size: int = 64
     lr: float = 1e-3
     warmup: int = 300
