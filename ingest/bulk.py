@@ -67,6 +67,7 @@ from pathlib import Path
 from ingest.lease import Lease, busy_error, is_live, overlaps
 from ingest.rows import REL_TYPES, GraphRows, flat_rows
 from ingest.schema import GRAPH_LABELS
+from ingest.statements import statement
 from stcg.errors import StcgError
 from stcg.filestore import DIR_MODE, FILE_MODE, mkdir_private
 
@@ -907,8 +908,8 @@ def database_counts(driver, database: str = DATABASE) -> tuple[dict, dict]:
     with driver.session(database=database) as s:
         nodes = {label: s.run(f"MATCH (n:{label}) RETURN count(n) AS c").single()["c"] for label in NODE_LABELS}
         rels = {t: s.run(f"MATCH ()-[r:{t}]->() RETURN count(r) AS c").single()["c"] for t in types}
-        nodes["*"] = s.run("MATCH (n) RETURN count(n) AS c").single()["c"]
-        rels["*"] = s.run("MATCH ()-[r]->() RETURN count(r) AS c").single()["c"]
+        nodes["*"] = s.run(statement("count_nodes")).single()["c"]
+        rels["*"] = s.run(statement("count_relationships")).single()["c"]
     return {k: v for k, v in nodes.items() if v}, {k: v for k, v in rels.items() if v}
 
 
@@ -942,12 +943,10 @@ def _write_stats(server, runs, log) -> tuple[float, int]:
     t0 = time.perf_counter()
     with _driver(server) as driver:
         writer = Neo4jWriter(driver, DATABASE)
-        done = writer.run_query(
-            "MATCH (r:Run) WHERE r.uid IN $runs AND r.status = 'complete' RETURN r.uid AS uid", runs=list(runs)
-        )
+        done = writer.run_query(statement("complete_runs"), runs=list(runs))
         for row in done:
             write_run_stats(writer, row["uid"])
-        nodes = writer.run_query("MATCH (x:Stats) RETURN count(x) AS n")[0]["n"]
+        nodes = writer.run_query(statement("count_stats_nodes"))[0]["c"]
     seconds = time.perf_counter() - t0
     if done:
         log(f"statistics of {len(done)} complete run(s) written in {seconds:.1f} s ({nodes} Stats nodes)")
@@ -1095,7 +1094,7 @@ def _wait_online(server, timeout: float) -> int:
         while True:
             try:
                 with driver.session(database=DATABASE) as s:
-                    return s.run("MATCH (n) RETURN count(n) AS c").single()["c"]
+                    return s.run(statement("count_nodes")).single()["c"]
             except DatabaseUnavailable:
                 if time.monotonic() > deadline:
                     raise
@@ -1153,8 +1152,8 @@ def _complete_load(server, plan: dict, log, timeout: float) -> dict:
         ensure_schema(driver, DATABASE)
         nodes, rels = database_counts(driver)
         with driver.session(database=DATABASE) as s:  # statistics of an earlier `--finish` that was cut short
-            nodes["*"] = nodes.get("*", 0) - s.run("MATCH (x:Stats) RETURN count(x) AS c").single()["c"]
-            rels["*"] = rels.get("*", 0) - s.run("MATCH ()-[x:HAS_STATS]->() RETURN count(x) AS c").single()["c"]
+            nodes["*"] = nodes.get("*", 0) - s.run(statement("count_stats_nodes")).single()["c"]
+            rels["*"] = rels.get("*", 0) - s.run(statement("count_stats_links")).single()["c"]
     nodes = {k: v for k, v in nodes.items() if v}
     rels = {k: v for k, v in rels.items() if v}
     want_nodes = {**plan["nodes"], **({"*": n_nodes} if n_nodes else {})}
@@ -1243,7 +1242,7 @@ def load_csv(
         server.start(timeout=timeout, log=log)
         with _driver(server) as driver:
             with driver.session(database=DATABASE) as s:
-                n = s.run("MATCH (n) RETURN count(n) AS c").single()["c"]
+                n = s.run(statement("count_nodes")).single()["c"]
         if n:
             raise StcgError(
                 f"database {DATABASE} is not empty ({n} nodes); neo4j-admin import needs an empty database in "

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from ingest.statements import statement
 from stcg.errors import StcgError
 
 HEARTBEAT_S = 10.0  # seconds between heartbeats of a live command
@@ -136,34 +137,10 @@ class Heartbeat:
 
 # Writer leases (``ingest.lease``) as ``Writer`` nodes of the Run; ``age``: seconds since the heartbeat,
 # by the server's clock (every command's heartbeat is the server's time too).
-LEASES = """
-MATCH (:Run {uid: $run_id})-[:HAS_WRITER]->(w:Writer)
-RETURN w.uid AS uid, w.host AS host, w.pid AS pid, w.shard AS shard,
-       (datetime().epochMillis - w.heartbeat.epochMillis) / 1000.0 AS age
-ORDER BY w.started_at
-"""
-LEASE_TAKE = """
-MATCH (r:Run {uid: $run_id})
-CREATE (r)-[:HAS_WRITER]->(:Writer {uid: $uid, run_id: $run_id, host: $host, pid: $pid, shard: $shard,
-                                    started_at: datetime(), heartbeat: datetime()})
-"""
-# a heartbeat that finds its lease gone (judged dead while the database was out of reach for LEASE_S)
-# takes it again, and undoes what a finalise may have done meanwhile: the run is 'running', no statistics
-LEASE_BEAT = """
-MATCH (r:Run {uid: $run_id})
-MERGE (r)-[:HAS_WRITER]->(w:Writer {uid: $uid})
-ON CREATE SET w.run_id = $run_id, w.host = $host, w.pid = $pid, w.shard = $shard, w.started_at = datetime(),
-              w.retaken = true
-SET w.heartbeat = datetime()
-WITH r, w
-WHERE w.retaken
-REMOVE w.retaken
-SET r.status = 'running', r.updated_at = datetime()
-WITH r
-OPTIONAL MATCH (r)-[:HAS_STATS]->(x:Stats)
-DETACH DELETE x
-"""
-LEASE_DROP = "MATCH (w:Writer) WHERE w.uid IN $uids DETACH DELETE w"
+LEASES = statement("leases")
+LEASE_TAKE = statement("lease_take")
+LEASE_BEAT = statement("lease_beat")
+LEASE_DROP = statement("lease_drop")
 
 
 def live_leases(tx, run_id: str, own: str | None = None) -> list[tuple[dict, float]]:

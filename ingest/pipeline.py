@@ -38,6 +38,7 @@ from ingest.lease import (
     live_leases,
     overlaps,
 )
+from ingest.statements import statement
 from ingest.stats import DROP_STATS, write_run_stats
 from stcg import __version__
 from stcg.config import Neo4jSettings
@@ -218,28 +219,13 @@ def make_run_id(cfg: IngestConfig, model_name: str, model_fingerprint: str | Non
 
 
 # Run bookkeeping: fixed statements, every value a parameter.
-RUN_CLASH = """
-MATCH (r:Run)
-WHERE r.uid <> $run_id
-  AND (r.name_key = $key OR (r.name_key IS NULL AND (toLower(r.uid) = $key OR toLower(r.name) = $key)))
-RETURN r.uid AS uid LIMIT 1
-"""
+RUN_CLASH = statement("run_clash")
 
-RUN_CLAIM = """
-MERGE (r:Run {uid: $run_id})
-ON CREATE SET r.run_id = $run_id, r.name = $run_id, r.name_key = $key, r.identity = $identity,
-              r.store = $store, r.started_at = datetime()
-RETURN r.identity AS identity
-"""
+RUN_CLAIM = statement("run_claim")
 
-RUN_START = """
-MATCH (r:Run {uid: $run_id})
-SET r += $props, r.identity = $identity, r.status = 'running', r.updated_at = datetime(),
-    r.store = CASE WHEN r.store IS NULL OR NOT EXISTS { (r)-[:HAS_EXAMPLE]->() } THEN $store ELSE r.store END
-RETURN r.store AS store
-"""
+RUN_START = statement("run_start")
 
-RUN_PARAMS = "MATCH (r:Run {uid: $run_id}) SET r.params = $params, r.updated_at = datetime()"
+RUN_PARAMS = statement("run_params")
 
 # ``finished``: the whole selection was worked through by an unsharded command. ``live``: how many OTHER
 # commands hold a live lease on the run (``ingest.lease``): while one does, the run stays 'running' and
@@ -250,31 +236,13 @@ RUN_PARAMS = "MATCH (r:Run {uid: $run_id}) SET r.params = $params, r.updated_at 
 # worker (or ``stcg ingest --finalize``) gets there. Run with ``RUN_LOCK`` first, in one transaction:
 # finishing workers of one run then take turns, so the last one sees every other's examples, and only
 # the first to see them all finalises (``finalised``); a later one changes nothing but the counts.
-RUN_LOCK = "MATCH (r:Run {uid: $run_id}) SET r.updated_at = datetime() RETURN r.status AS status"
-RUN_FINISH = """
-MATCH (r:Run {uid: $run_id})
-OPTIONAL MATCH (e:Example {run_id: $run_id})
-WITH r, count(CASE WHEN e.complete THEN 1 END) AS complete, count(CASE WHEN e.failed THEN 1 END) AS failed
-WITH r, complete, failed, r.status AS before,
-     $live = 0 AND ($finished OR (r.n_total IS NOT NULL AND complete + failed >= r.n_total)) AS done
-WITH r, complete, failed, before, done,
-     CASE WHEN $live > 0 THEN 'running' WHEN NOT done THEN 'partial' WHEN complete = 0 THEN 'failed'
-          ELSE 'complete' END AS status
-SET r.n_complete = complete, r.n_failed = failed, r.updated_at = datetime(), r.status = status,
-    r.finished_at = CASE WHEN done AND before IN ['complete', 'failed'] AND NOT $finished THEN r.finished_at
-                         ELSE datetime() END
-RETURN complete, failed, status, r.n_total AS total,
-       done AND NOT $finished AND NOT before IN ['complete', 'failed'] AS finalised
-"""
+RUN_LOCK = statement("run_lock")
+RUN_FINISH = statement("run_finish")
 
 # A Run made without the pipeline's checks (tests and benchmarks that write synthetic STCGs).
-RUN_MERGE = """
-MERGE (r:Run {uid: $run_id})
-ON CREATE SET r.started_at = datetime(), r.run_id = $run_id
-SET r += $props, r.status = 'running', r.updated_at = datetime()
-"""
+RUN_MERGE = statement("run_merge")
 
-DONE = "MATCH (e:Example {run_id: $run_id}) WHERE e.complete RETURN e.example_id AS id"
+DONE = statement("examples_done")
 
 
 def clash_error(run_id: str, other: str) -> StcgError:
@@ -299,7 +267,7 @@ def check_run(writer, run_id: str, identity: str) -> None:
         other = tx.run(RUN_CLASH, run_id=run_id, key=run_name_key(run_id)).single()
         if other is not None:
             raise clash_error(run_id, other["uid"])
-        held = tx.run("MATCH (r:Run {uid: $run_id}) RETURN r.identity AS identity", run_id=run_id).single()
+        held = tx.run(statement("run_identity"), run_id=run_id).single()
         if held is not None and held["identity"] not in (None, identity):
             raise identity_error(run_id)
 
@@ -454,7 +422,7 @@ def finalize_run(run_name: str, settings: Neo4jSettings | None = None) -> dict:
     settings = settings or Neo4jSettings.from_env()
     with connect(settings) as driver:
         writer = Neo4jWriter(driver, settings.database)
-        found = writer.run_query("MATCH (r:Run) WHERE r.uid = $n OR r.name = $n RETURN r.uid AS uid", n=run_name)
+        found = writer.run_query(statement("run_by_name"), n=run_name)
         if not found:
             raise StcgError(f"no run named {run_name!r} in this database (list them: stcg query run runs)")
         return {

@@ -14,31 +14,18 @@ from __future__ import annotations
 import time
 
 from ingest.lease import live_leases
+from ingest.statements import statement
 from stcg.errors import StcgError
 from stcg.statistics import PER_METHOD, PER_RUN, write_statement
 
-DROP_STATS = "MATCH (:Run {uid: $run_id})-[:HAS_STATS]->(x:Stats) DETACH DELETE x"
+DROP_STATS = statement("drop_stats")
 
 # Takes the Run's write lock (finishing shard workers take turns), and says whether its statistics
 # are current: written over as many complete examples as the run has now.
-STATS_LOCK = """
-MATCH (r:Run {uid: $run_id})
-SET r.updated_at = datetime()
-WITH r
-CALL (r) {
-  MATCH (r)-[:HAS_EXAMPLE]->(e:Example)
-  WHERE e.complete
-  RETURN count(e) AS complete
-}
-RETURN r.status AS status, complete, [(r)-[:HAS_STATS]->(x:Stats {of: 'run'}) | x.examples][0] AS stats_examples
-"""
+STATS_LOCK = statement("stats_lock")
 
 
-METHODS = """
-MATCH (:Run {uid: $run_id})-[:HAS_EXAMPLE]->(e:Example)-[:HAS_EXPLANATION]->(x:Explanation)
-WHERE e.complete
-RETURN DISTINCT x.method AS method ORDER BY method
-"""
+METHODS = statement("run_methods")
 
 
 CHUNK_WIDTH = 4096  # values per ``dW`` chunk: what ``dissociation`` reads (twice) whatever the run's size

@@ -21,6 +21,7 @@ from neo4j.exceptions import ServiceUnavailable, SessionExpired, TransientError
 from ingest import rows as tables
 from ingest.rows import REL_TYPES, GraphRows
 from ingest.schema import EXAMPLE_CHILDREN
+from ingest.statements import statement
 from stcg.errors import StcgError
 
 RETRYABLE = (ServiceUnavailable, SessionExpired, TransientError, ConnectionError, OSError)
@@ -103,7 +104,7 @@ def example_statement() -> str:
 
 EXAMPLE_STATEMENT = example_statement()
 
-COMPLETE = "UNWIND $uids AS uid MATCH (e:Example {uid: uid}) SET e.complete = true, e.completed_at = datetime()"
+COMPLETE = statement("mark_complete")
 NODE_ORDER = ("Example", *EXAMPLE_CHILDREN)
 
 

@@ -26,7 +26,7 @@ from ingest.pipeline import IngestConfig, Neo4jSink, claim_run, finalize_run, fi
 from ingest.schema import ensure_schema
 from ingest.stats import DROP_STATS, write_run_stats
 from ingest.writer import Neo4jWriter
-from queries.library import QueryLibrary, _plain, load_template
+from queries.library import QueryLibrary, load_template, plain_value
 from stcg.errors import StcgError
 from stcg_model.testing.synthetic import synthetic_graph
 from tests.test_queries import _write_run
@@ -65,7 +65,7 @@ def _from_graph(driver, name: str, params: dict) -> list[dict]:
                 tx.run(DROP_STATS, run_id=run).consume()
             result = tx.run(t.cypher, bound)
             keys = result.keys()
-            rows = [[_plain(r[k]) for k in keys] for r in result]
+            rows = [[plain_value(r[k]) for k in keys] for r in result]
         finally:
             tx.rollback()
     return pd.DataFrame(rows, columns=list(keys)).to_dict("records")
