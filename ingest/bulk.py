@@ -441,7 +441,7 @@ class CsvSink:
         self.folder.make()
 
     def _check(self, run_id: str, identity: str) -> None:
-        from ingest.pipeline import clash_error, identity_error, run_name_key
+        from ingest.runs import clash_error, identity_error, run_name_key
 
         key = run_name_key(run_id)
         for r in self.folder.runs():
@@ -456,7 +456,7 @@ class CsvSink:
     def claim_run(self, run_id: str, identity: str, store_root: str, props: dict, lease: Lease | None = None) -> str:
         """Check the name and identity and create (or resume) the run; with ``lease``, take it (dead leases
         dropped), refused in one line while a live lease of another command writes the same examples."""
-        from ingest.pipeline import run_name_key
+        from ingest.runs import run_name_key
 
         with self.folder.lock():
             self._check(run_id, identity)

@@ -211,7 +211,8 @@ class _Explainer:
     def __init__(self, job: dict):
         import torch
 
-        from ingest.pipeline import Neo4jSink, record_params
+        from ingest.pipeline import record_params
+        from ingest.sinks.neo4j import Neo4jSink
         from stcg.db import connect
         from stcg_model.engine.core import STCGEngine
         from stcg_model.families.blip2.loading import load_model
@@ -282,7 +283,7 @@ _DRIVERS: dict = {}
 
 def _neo4j_sink(settings):
     """A ``Neo4jSink`` with one driver per Ray worker process (reused by the write tasks it runs)."""
-    from ingest.pipeline import Neo4jSink
+    from ingest.sinks.neo4j import Neo4jSink
     from stcg.db import connect
 
     key = (settings.uri, settings.username, settings.database)

@@ -5,8 +5,14 @@ from __future__ import annotations
 import click
 
 from stcg.datasets import dataset_help, split_help
-from stcg_cli.engine_options import engine_config, engine_options
+from stcg_cli.engine_options import RegistryHelpOption, engine_config, engine_options
 from stcg_cli.options import neo4j_options, settings_from
+
+
+def sink_help() -> str:
+    from ingest.sinks import sink_help as from_registry
+
+    return from_registry()
 
 
 @click.command("ingest")
@@ -56,8 +62,8 @@ from stcg_cli.options import neo4j_options, settings_from
     "--sink",
     default="neo4j",
     show_default=True,
-    help="Where the graph goes: neo4j (Bolt, resumable) or csv:<folder> (neo4j-admin import files for a first "
-    "load of an empty database with `stcg load <folder>`; see docs/bulk.md).",
+    cls=RegistryHelpOption,
+    help_from=lambda: sink_help() + " csv: for a first load of an empty database (docs/bulk.md).",
 )
 @click.option(
     "--ray",

@@ -1,9 +1,11 @@
-"""docs/extending.md's worked examples, read from the page: a dataset, a perturbation and an attribution
-method, each one file that registers itself, run together through the engine on a tiny BLIP-2."""
+"""docs/extending.md's worked examples, read from the page: a dataset, a perturbation, an attribution method
+and a sink, each one file that registers itself; the first three run together through the engine on a
+tiny BLIP-2, then a whole ingestion (the shipped demo model) writes into the sink."""
 
 from __future__ import annotations
 
 import importlib
+import json
 import re
 import sys
 from pathlib import Path
@@ -11,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ingest.pipeline import IngestConfig, run_ingest
+from ingest.sinks import sink_help, unregister_sink
 from stcg.datasets import dataset_help, open_dataset, unregister_dataset
 from stcg.errors import StcgError
 from stcg_model.attribution.base import attributions_help, parse_attributions, unregister_attribution
@@ -41,13 +45,14 @@ def plugins(tmp_path, monkeypatch):
     finally:
         unregister_dataset("bars")
         unregister_attribution("centre")
+        unregister_sink("tally")
         REGISTRY.pop("invert", None)
         for m in modules:
             sys.modules.pop(m, None)
 
 
 def test_the_page_shows_one_file_per_extension():
-    assert sorted(doc_files()) == ["bars_dataset.py", "centre_method.py", "invert_perturbation.py"]
+    assert sorted(doc_files()) == ["bars_dataset.py", "centre_method.py", "invert_perturbation.py", "tally_sink.py"]
 
 
 def test_a_dataset_a_perturbation_and_a_method_from_the_page_run_through_the_engine(plugins):
@@ -87,3 +92,29 @@ def test_registrations_are_undone_and_unknown_names_are_one_line_errors():
         parse_attributions("centre")
     with pytest.raises(StcgError, match="unknown perturbation 'invert'"):
         parse_perturbations("invert")
+    with pytest.raises(StcgError, match=r"invalid --sink 'tally:x': use neo4j or csv:<folder>"):
+        IngestConfig(sink="tally:x").validate()
+
+
+def test_an_ingestion_with_the_page_s_dataset_method_and_perturbation_writes_into_the_page_s_sink(plugins, tmp_path):
+    assert "tally:<file> (a dry run: what each batch would write)" in sink_help()
+    out = tmp_path / "dry.jsonl"
+    cfg = IngestConfig(
+        dataset="bars:5",
+        sink=f"tally:{out}",
+        store=str(tmp_path / "store"),
+        batch_size=2,
+        attributions="centre",
+        perturbations="invert",
+        deletion_steps=0,
+    )
+    summary = run_ingest(cfg, log=lambda s: None, progress=False)
+    assert summary.status == "complete" and summary.written == 5 and summary.failures == 0
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [x["examples"] for x in lines] == [2, 2, 1]  # one line per batch of the writer thread
+    assert sorted(u for x in lines for u in x["completed"]) == sorted(
+        f"{summary.run_id}/bars:test:{i}" for i in range(5)
+    )
+    assert summary.nodes == sum(x["nodes"] for x in lines) > 0
+    with pytest.raises(StcgError, match="--ray writes to Neo4j only"):
+        IngestConfig(sink=f"tally:{out}", ray="local").validate()

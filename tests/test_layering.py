@@ -150,9 +150,10 @@ def cycles(graph: dict[str, set[str]]) -> list[set[str]]:
     return found
 
 
-# The one cycle left, until issue 24 splits ingest/pipeline.py into run bookkeeping, batch steps and
-# drivers: pipeline picks a driver (bulk's CsvSink, ray_ingest) and the drivers call its batch steps.
-KNOWN_CYCLES = [{"ingest.bulk", "ingest.pipeline", "ingest.ray_ingest"}]
+# The one cycle left, until ingest/pipeline.py's batch steps move out of it: pipeline picks the Ray
+# driver and that driver calls pipeline's batch steps. (Run bookkeeping, ingest.runs, and the sinks,
+# ingest.sinks, are out of it already.)
+KNOWN_CYCLES = [{"ingest.pipeline", "ingest.ray_ingest"}]
 
 
 def test_no_import_cycle_inside_a_package():

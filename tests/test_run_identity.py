@@ -93,18 +93,21 @@ def test_two_ingests_of_one_name_with_other_parameters_one_wins_nothing_mixed(
     driver, names, vqa_folder, tiny_checkpoint, tmp_path, monkeypatch
 ):
     """Both commands pass every check and reach the claim together; one is refused before any model work."""
-    import ingest.pipeline as pipeline
+    import ingest.sinks.neo4j as neo4j_sink  # where the Bolt sink looks the claim up
 
     name = f"duel-{uuid.uuid4().hex[:8]}"
     names.append(name)
     barrier = threading.Barrier(2)
-    real_claim = pipeline.claim_run
+    real_claim = neo4j_sink.claim_run
+
+    calls = []
 
     def claim_together(*a, **k):
+        calls.append(1)
         barrier.wait(timeout=60)
         return real_claim(*a, **k)
 
-    monkeypatch.setattr(pipeline, "claim_run", claim_together)
+    monkeypatch.setattr(neo4j_sink, "claim_run", claim_together)
     outcome: dict[int, object] = {}
 
     def ingest(top_k):
@@ -119,6 +122,7 @@ def test_two_ingests_of_one_name_with_other_parameters_one_wins_nothing_mixed(
     for t in threads:
         t.join()
     won = [k for k, v in outcome.items() if not isinstance(v, Exception)]
+    assert len(calls) == 2  # both reached the claim together (the patch is where the sink looks it up)
     assert len(won) == 1, outcome
     (lost,) = set(outcome) - set(won)
     assert "already holds results of another model or other parameters" in str(outcome[lost])
