@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-import importlib
+from stcg.lazy import lazy_exports
 
 _EXPORTS = {
     "DemoConfig": "stcg_model.training.easy_vqa",
@@ -16,12 +16,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
