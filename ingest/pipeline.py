@@ -458,7 +458,7 @@ def _ingest(cfg: IngestConfig, model_name: str, examples: list, total: int, sink
     ecfg = cfg.engine
     start = start_run(cfg, model_name, examples, total, sink, log)
     try:
-        lm = load_model(ecfg.model, device=ecfg.device, dtype=ecfg.dtype_arg)
+        lm = load_model(model_name, device=ecfg.device, dtype=ecfg.dtype_arg)  # the run's model, default included
         with STCGEngine.from_config(lm, ecfg) as engine:
             record_params(start, engine, sink)
             announce(start, cfg, model_name, log)

@@ -221,7 +221,7 @@ class _Explainer:
             torch.set_num_threads(job["threads"])
         ecfg = replace(job["engine"], device=job["device"])
         self.start, self.top_k = job["start"], ecfg.top_k
-        lm = load_model(ecfg.model, device=ecfg.device, dtype=ecfg.dtype_arg)
+        lm = load_model(job["model_name"], device=ecfg.device, dtype=ecfg.dtype_arg)  # the run's model
         self.engine = STCGEngine.from_config(lm, ecfg)
         settings = job["settings"]
         driver = connect(settings)
@@ -463,7 +463,8 @@ def _stages(ds, cfg, model_name, start, plan: Plan, settings, batches: list, alo
         max_retries=TASK_RETRIES,
         fn_kwargs={"model_name": model_name, "ecfg": cfg.engine},
     )
-    job = {"engine": cfg.engine, "device": plan.device, "threads": plan.threads, "start": _slim(start)}
+    job = {"engine": cfg.engine, "model_name": model_name, "device": plan.device, "threads": plan.threads}
+    job["start"] = _slim(start)
     job["settings"] = settings
     ds = ds.map_batches(
         explainer_class(job),

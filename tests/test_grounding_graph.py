@@ -1,7 +1,7 @@
 """Ground truth in the graph (issue 23, part 6; docs/spec.md section 7, docs/scenes.md).
 
-Six scenes test questions (mask kinds single, union and all) are explained by the demo model with
-rollout, occlusion, oracle and random beside attention, twice: over Bolt into the shared server, and as
+Six scenes test questions (mask kinds single, union and all) are explained by the scenes model (the
+default for ``--dataset scenes``) with rollout, occlusion, oracle and random beside attention, twice: over Bolt into the shared server, and as
 CSV files bulk-loaded (``neo4j-admin import``, as ``stcg load``) into a server of this module's own. Then:
 the Example, Region and Explanation properties equal the run's file store, both paths store the same, the
 ``method_grounding`` template equals the means computed in Python per method, mask kind and question type,
@@ -122,6 +122,20 @@ def _ground_truth(drv, run: str) -> dict:
         "regions": {(r["id"], r["i"]): r["gt"] for r in reg},
         "explanations": {(r["id"], r["method"]): r["scores"] for r in exp},
     }
+
+
+def test_a_scenes_run_without_model_is_explained_by_the_scenes_model_it_records(world):
+    """Without ``--model`` a scenes run records the scenes model as its model, and that is the model that
+    explains it: the engine's recorded parameters and every STCG name it (before the fix, the run
+    recorded the scenes model while the easy-VQA demo model did the work)."""
+    import json
+
+    from stcg_model.families.blip2.loading import SCENES_MODEL_DIR
+
+    (run,) = world["bolt"].execute_query("MATCH (r:Run {uid: $r}) RETURN r", r=world["run"]).records
+    assert run["r"]["model"] == str(SCENES_MODEL_DIR)
+    assert json.loads(run["r"]["params"])["engine"]["model"] == str(SCENES_MODEL_DIR)
+    assert {g.params["model"] for g in world["graphs"]} == {str(SCENES_MODEL_DIR)}
 
 
 def test_the_graph_holds_the_ground_truth_of_the_file_store(world):
