@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from queries.library import (
-    QueryLibrary,
+from queries.library import QueryLibrary
+from queries.templates import (
     Template,
     cypher_literal,
     expand_includes,
