@@ -287,7 +287,7 @@ def _largest(g: torch.Tensor) -> tuple[int, ...]:
 def test_gradient_of_log_p_wrt_an_attention_weight_matches_finite_differences(key, target, t5_float64):
     """d log p / d A (heads kept), A the softmax output: autograd (the reference's recorded maps, and
     the implementation's own traced maps) vs central differences of a perturbation added to A."""
-    from stcg_model.attribution.families import family_for
+    from stcg_model.families.blip2.passes import passes_for
 
     lm64, batch, ref64 = t5_float64
     pick = (lambda lp: lp.sum()) if target == "answer" else (lambda lp, t=int(target[-1]): lp[t])
@@ -303,9 +303,9 @@ def test_gradient_of_log_p_wrt_an_attention_weight_matches_finite_differences(ke
         assert float(g_ref[idx]) == pytest.approx(fd, rel=1e-6, abs=1e-10), idx
 
     # the implementation's traced maps: the same gradient
-    fam = family_for(lm64)
+    fam = passes_for(lm64)
     with torch.enable_grad():
-        traced = fam.trace(batch, pv.clone().requires_grad_(True))
+        traced = fam.trace(batch.prompt_ids, batch.answers, pv.clone().requires_grad_(True))
         field = {"qc": "qformer_cross", "qs": "qformer_self", "es": "lm_self", "ds": "dec_self", "dc": "dec_cross"}
         A = getattr(traced, field[key[0]])[key[1]]
         logp = traced.logp[0, : len(batch.answers[0])]

@@ -25,8 +25,8 @@ import torch
 from scipy.stats import spearmanr
 
 from stcg_model.attribution.base import get_attribution
-from stcg_model.attribution.families import family_for
 from stcg_model.engine.core import STCGEngine, VQAInput
+from stcg_model.families.blip2.passes import passes_for
 from stcg_model.testing.tiny import tiny_blip2
 from tests.test_attribution import ANSWERS, SEED, _examples, make_batch
 
@@ -61,7 +61,7 @@ def _assert_bfloat16_path(lm, batch) -> None:
     """The model, its pixel input and the traced attention maps really are bfloat16."""
     assert next(lm.model.parameters()).dtype == torch.bfloat16
     assert batch.pixel_values.dtype == torch.bfloat16
-    traced = family_for(lm).trace(batch)
+    traced = passes_for(lm).trace(batch.prompt_ids, batch.answers, batch.pixel_values)
     assert {m.dtype for m in traced.tensors()} == {torch.bfloat16}
 
 

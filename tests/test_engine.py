@@ -10,6 +10,7 @@ from PIL import Image
 
 from stcg_model.engine.core import STCGEngine, VQAInput
 from stcg_model.families.blip2.loading import use_capture_attention
+from stcg_model.families.blip2.points import blip2_hook_points
 from stcg_model.families.capture import AttentionCapture, LayerSelection
 from stcg_model.graph import STCGraph, graphs_equal
 from stcg_model.testing.tiny import tiny_blip2
@@ -72,7 +73,7 @@ def test_hooks_removed_after_a_forward_that_raises(lm):
 
     before = n_hooks()
     with pytest.raises(RuntimeError, match="boom"):
-        with AttentionCapture(model) as cap:
+        with AttentionCapture(blip2_hook_points(model)) as cap:
             assert n_hooks() == before + cap.installed > before
             with cap.recording("qformer.cross"):
                 model(
@@ -103,7 +104,7 @@ def test_weights_are_materialised_only_for_modules_being_recorded(lm):
 
     try:
         assert qformer_pass() == {i: False for i in range(len(layers))}  # no capture: SDPA
-        with AttentionCapture(model, "last") as cap:
+        with AttentionCapture(blip2_hook_points(model), "last") as cap:
             assert qformer_pass() == {i: False for i in range(len(layers))}  # installed, not recording
             with cap.recording("qformer.cross"):
                 got = qformer_pass()
@@ -119,7 +120,7 @@ def test_captured_lm_attention_equals_output_attentions(lm, engine):
     ex = engine._prepare(_examples(1)[0])
     rows = [(ex, ex.pixels)]
     answers = [[5, 7, 1]]
-    with AttentionCapture(lm.model, "mean") as cap:
+    with AttentionCapture(blip2_hook_points(lm.model), "mean") as cap:
         with cap.recording("qformer.cross", "lm.encoder.self"):
             enc, am = engine._encode(rows)
         E = cap.pop("lm.encoder.self")[0].numpy()
@@ -353,7 +354,7 @@ def test_decoding_reuses_the_greedy_pass_and_equals_generate_plus_teacher_forcin
     """The last full-prefix greedy pass stands in for teacher forcing where a row's greedy answer is
     its target; the result equals HF generate + a separate teacher-forced pass for every row."""
     host = engine.prepare_batch(_examples(4, seed=2))
-    with AttentionCapture(engine.model, engine.layers) as cap:
+    with AttentionCapture(blip2_hook_points(engine.model), engine.layers) as cap:
         enc, am = engine._encode(host.rows, host.pixel_values)
         greedy = engine._greedy(encoder_outputs=enc, attention_mask=am, decoder_start_token_id=engine.start_id)
         targets = [list(g) for g in greedy]
@@ -380,7 +381,7 @@ def test_forced_answer_length_leaves_the_step_probabilities_raw():
     host = eng.prepare_batch(_examples(4, seed=2))
     res = eng._run_pass(host.rows, answers=None, per_example=1, pv=host.pixel_values)
     assert all(g[0] != eng.eos_id for g in res.greedy)  # the ban was in force at step 0
-    with AttentionCapture(eng.model, eng.layers):
+    with AttentionCapture(blip2_hook_points(eng.model), eng.layers):
         enc, am = eng._encode(host.rows, host.pixel_values)
         lp = eng._teacher_forced(enc, am, res.greedy)
     for r in range(len(host.rows)):

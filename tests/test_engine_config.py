@@ -151,7 +151,7 @@ def test_validate_against_the_model(t5):
 
 
 def test_hook_layer_counts_from_the_config_match_the_built_model():
-    from stcg_model.families.capture import blip2_hook_points, hook_layer_counts
+    from stcg_model.families.blip2.points import blip2_hook_points, hook_layer_counts
     from stcg_model.testing.tiny import blip2_config
 
     for kind in ("t5", "opt"):

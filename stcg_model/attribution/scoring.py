@@ -12,7 +12,7 @@ import numpy as np
 
 from stcg.images import quantise
 from stcg_model.attribution.base import AttributionBatch, MethodMaps, subset_batch
-from stcg_model.attribution.families import family_for
+from stcg_model.families.blip2.passes import passes_for
 from stcg_model.maths.faithfulness import (
     FRACTIONS,
     attribution_order,
@@ -34,8 +34,8 @@ def score_batch(
     chunk_rows: int = 64,
 ) -> list[dict[str, dict[str, float]]]:
     """Per batch row: ``{method: {deletion_auc, ..., sufficiency}}`` (see ``stcg_model.maths.faithfulness``)."""
-    fam = family_for(lm)
-    clean = fam.answer_logprobs(batch, batch.pixel_values)
+    fam = passes_for(lm)
+    clean = fam.logprobs(batch.prompt_ids, batch.answers, batch.pixel_values)
     p_clean = [float(np.exp(lp.astype(np.float64).sum())) for lp in clean]
     fill = quantise(np.asarray(batch.fill, dtype=np.float32))
     plans, rows, images = [], [], []
@@ -50,7 +50,7 @@ def score_batch(
     probs: list[float] = []
     for s in range(0, len(images), chunk_rows):
         sub = subset_batch(batch, rows[s : s + chunk_rows])
-        lps = fam.answer_logprobs(sub, batch.to_pixels(images[s : s + chunk_rows]))
+        lps = fam.logprobs(sub.prompt_ids, sub.answers, batch.to_pixels(images[s : s + chunk_rows]))
         probs.extend(float(np.exp(lp.astype(np.float64).sum())) for lp in lps)
     out = []
     for r, (start, where) in enumerate(plans):

@@ -155,7 +155,7 @@ class EngineConfig:
             raise StcgError(f"unknown --device {self.device!r}; use auto, cpu, cuda or cuda:N")
 
     def _check_model(self, cfg, layers) -> None:
-        from stcg_model.families.capture import hook_layer_counts
+        from stcg_model.families.blip2.points import hook_layer_counts
 
         layers.check(hook_layer_counts(cfg))
         vc = cfg.vision_config

@@ -2,8 +2,8 @@
 
 ``capture`` (the one hook mechanism: an attention implementation that returns weights only where asked,
 named hook points, the layer selection), ``inputs`` (prepared examples and token ids every family
-shares), and one folder per family: ``blip2/`` (loading, configs, the batched passes for T5 and OPT
-language models, pixel preprocessing).
+shares), and one folder per family: ``blip2/`` (loading, configs, hook points, the batched passes and
+the traced forward for T5 and OPT language models, teacher forcing, pixel preprocessing).
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ _EXPORTS = {
     "ModelPasses": "stcg_model.families.blip2.passes",
     "PassResult": "stcg_model.families.blip2.passes",
     "passes_for": "stcg_model.families.blip2.passes",
+    "Traced": "stcg_model.families.blip2.teacher_forcing",
     "AttentionCapture": "stcg_model.families.capture",
+    "HookPoint": "stcg_model.families.capture",
     "LayerSelection": "stcg_model.families.capture",
     "InputPreparer": "stcg_model.families.inputs",
     "PreparedExample": "stcg_model.families.inputs",

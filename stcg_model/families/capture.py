@@ -1,14 +1,14 @@
-"""Attention capture with named hook points, installed by a context manager that always removes them.
+"""The one hook mechanism: named hook points, installed by context managers that always remove them.
 
-Hook points of a BLIP-2 model with a T5 language model::
+A family names its hook points (``HookPoint``: modules + where the weights sit in their output; BLIP-2's
+in ``stcg_model.families.blip2.points``). Two recorders read them, sharing ``attention_weights``:
 
-    qformer.cross      model.qformer.encoder.layer[i].crossattention.attention   (B, H, Q, 1+P)
-    lm.encoder.self    language_model.encoder.block[i].layer[0].SelfAttention    (B, H, L, L)
-    lm.decoder.cross   language_model.decoder.block[i].layer[1].EncDecAttention  (B, H, T, L)
-
-Each hook averages heads on the device and adds the selected layers into a float32 running sum,
-so memory does not grow with depth. A point only records while it is switched on with
-``capture.recording(...)``; ``capture.pop(name)`` returns the layer aggregate ``(B, q, k)``.
+* ``AttentionCapture`` (the STCG's arrays): each hook averages heads on the device and adds the
+  selected layers into a float32 running sum, so memory does not grow with depth. A point only records
+  while it is switched on with ``capture.recording(...)``; ``capture.pop(name)`` returns the layer
+  aggregate ``(B, q, k)``.
+* ``recorded_maps`` (the gradient methods' traced forward): every layer's ``(B, H, q, k)``, heads kept,
+  left in the autograd graph.
 
 Weights exist only where attention is computed eagerly. Models loaded by ``stcg_model.families.blip2.loading``
 use ``CAPTURE_IMPL``: each attention module runs SDPA (fused, no weights) unless it is a selected
@@ -90,21 +90,6 @@ HOOK_POINT_WORDS = {
 }
 
 
-def hook_layer_counts(config) -> dict[str, int]:
-    """Layers per hook point of a BLIP-2 config (``Blip2Config``; no weights needed), as
-    ``blip2_hook_points`` finds them in the built model: Q-Former layer ``i`` cross-attends when
-    ``i % cross_attention_frequency == 0``."""
-    qf, tc = config.qformer_config, config.text_config
-    freq = max(1, int(getattr(qf, "cross_attention_frequency", 1) or 1))
-    counts = {"qformer.cross": sum(1 for i in range(int(qf.num_hidden_layers)) if i % freq == 0)}
-    if tc.is_encoder_decoder:
-        counts["lm.encoder.self"] = int(tc.num_layers)
-        counts["lm.decoder.cross"] = int(getattr(tc, "num_decoder_layers", None) or tc.num_layers)
-    else:
-        counts["lm.self"] = int(tc.num_hidden_layers)
-    return counts
-
-
 @dataclass(frozen=True)
 class LayerSelection:
     """Which layers of a hook point are aggregated: ``"mean"`` (all), ``"last"``, or indices (mean).
@@ -169,39 +154,61 @@ class LayerSelection:
 
 @dataclass(frozen=True)
 class HookPoint:
-    """A named family of attention modules and where their weights sit in the output tuple."""
+    """A named family of attention modules and where their weights sit in the output tuple; a module
+    may be None where a layer has no such attention (a Q-Former layer without cross-attention)."""
 
     name: str
-    modules: tuple[nn.Module, ...]
+    modules: tuple[nn.Module | None, ...]
     weights_index: int
 
 
-def blip2_hook_points(model) -> dict[str, HookPoint]:
-    """The hook points of a ``Blip2ForConditionalGeneration`` (T5 or OPT language model)."""
-    cross = tuple(
-        layer.crossattention.attention
-        for layer in model.qformer.encoder.layer
-        if getattr(layer, "has_cross_attention", False)
-    )
-    points = {"qformer.cross": HookPoint("qformer.cross", cross, 1)}
-    lm = model.language_model
-    if model.config.text_config.is_encoder_decoder:
-        points["lm.encoder.self"] = HookPoint(
-            "lm.encoder.self", tuple(b.layer[0].SelfAttention for b in lm.encoder.block), 2
+def attention_weights(point: HookPoint, output) -> torch.Tensor:
+    """The (B, H, q, k) weights in a hooked module's ``output``; one clear error when there are none
+    (the model runs an attention implementation that returns no weights, e.g. ``sdpa``)."""
+    weights = output[point.weights_index] if isinstance(output, tuple) and len(output) > point.weights_index else None
+    if weights is None:
+        raise RuntimeError(
+            f"{point.name}: attention weights are None; load the model with stcg_model.families.blip2.loading "
+            f"(attention {CAPTURE_IMPL!r}) or attn_implementation='eager'"
         )
-        points["lm.decoder.cross"] = HookPoint(
-            "lm.decoder.cross", tuple(b.layer[1].EncDecAttention for b in lm.decoder.block), 2
-        )
-    else:
-        points["lm.self"] = HookPoint("lm.self", tuple(layer.self_attn for layer in lm.model.decoder.layers), 1)
-    return points
+    return weights
+
+
+@contextmanager
+def recorded_maps(points: Sequence[HookPoint]) -> Iterator[dict[str, list[torch.Tensor | None]]]:
+    """Per point, every module's weights ``(B, H, q, k)`` from the forward pass run inside, heads kept and
+    left in the autograd graph (``None`` where a module is None or did not run). Every module of the
+    points returns weights while active (``WANTS_WEIGHTS``); hooks are removed on exit, also on error."""
+    maps: dict[str, list[torch.Tensor | None]] = {p.name: [None] * len(p.modules) for p in points}
+    handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def keep(point: HookPoint, i: int):
+        def hook(module, args, output):
+            maps[point.name][i] = attention_weights(point, output)
+
+        return hook
+
+    try:
+        for point in points:
+            for i, m in enumerate(point.modules):
+                if m is not None:
+                    setattr(m, WANTS_WEIGHTS, True)
+                    handles.append(m.register_forward_hook(keep(point, i)))
+        yield maps
+    finally:
+        for h in handles:
+            h.remove()
+        for point in points:
+            for m in point.modules:
+                if m is not None:
+                    setattr(m, WANTS_WEIGHTS, False)
 
 
 class AttentionCapture:
     """Context manager: hooks on every point, removed on exit even when the body raises."""
 
-    def __init__(self, model, layers: LayerSelection | str = "mean", points: dict[str, HookPoint] | None = None):
-        self.points = points if points is not None else blip2_hook_points(model)
+    def __init__(self, points: dict[str, HookPoint], layers: LayerSelection | str = "mean"):
+        self.points = points
         self.layers = LayerSelection.parse(layers)
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._hooked: dict[str, list[nn.Module]] = {}
@@ -270,15 +277,7 @@ class AttentionCapture:
         def hook(module, args, output):
             if point.name not in self._active:
                 return
-            weights = (
-                output[point.weights_index] if isinstance(output, tuple) and len(output) > point.weights_index else None
-            )
-            if weights is None:
-                raise RuntimeError(
-                    f"{point.name}: attention weights are None; load the model with stcg_model.families.blip2.loading "
-                    f"(attention {CAPTURE_IMPL!r}) or attn_implementation='eager'"
-                )
-            w = weights.detach().float().mean(1)  # heads averaged on the device
+            w = attention_weights(point, output).detach().float().mean(1)  # heads averaged on the device
             if point.name in self._sum:
                 self._sum[point.name] += w
             else:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from stcg_model.attribution.base import AttributionMethod, MethodMaps, register_attribution
-from stcg_model.attribution.families import family_for
-from stcg_model.attribution.methods.chains import layer_mean, raw_lm_maps, section2
+from stcg_model.attribution.methods.chains import layer_mean, raw_lm_maps, section2, trace
+from stcg_model.families.blip2.passes import passes_for
 from stcg_model.maths import alignment as A
 
 
@@ -22,13 +22,13 @@ class Attention(AttributionMethod):
 
     @torch.no_grad()
     def compute(self, lm, batch):
-        fam = family_for(lm)
-        t = fam.trace(batch)
+        fam = passes_for(lm)
+        t = trace(fam, batch)
         cross = layer_mean([c for c in t.qformer_cross if c is not None])
         out = []
         for r in range(len(batch)):
             C = A.query_region_attention(cross[r].double().cpu().numpy())
-            E, D = raw_lm_maps(fam, t, batch, r)
+            E, D = raw_lm_maps(t, batch, r)
             C, W, S, region = section2(C, E, D, batch.token_positions[r], batch.is_eos[r])
             out.append(MethodMaps(self.name, region, C, W, S))
         return out

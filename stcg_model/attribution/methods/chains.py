@@ -1,6 +1,13 @@
 """What the built-in methods share: layer means of traced maps, the section-2 arrays from a method's
 ``C``, the relevancy chain of ``Abar`` maps, per-step gradients and a traced forward with autograd from
-the image embeddings up.
+the image embeddings up. The traced forward itself is the model family's (``ModelPasses.trace``); the
+chain reads its ``Traced.kind``:
+
+- ``encoder-decoder`` (T5): Q-Former self/cross -> encoder self -> decoder self/cross. Token rows come
+  from the encoder relevancy, step rows from the decoder's.
+- ``decoder-only`` (OPT): Q-Former self/cross -> causal self-attention over ``[query slots | prompt |
+  answer]``; token rows are prompt positions, step ``t`` is the row of the position that predicts answer
+  token ``t`` (``L - 1 + t``), as in docs/stcg.md.
 
 The relevancy chains run in float64: ``R = I + Abar R`` with gradient-weighted ``Abar`` near 1e-5 (and
 near 1e-30 on near-certain steps) loses its signal next to the identity in float32.
@@ -15,7 +22,7 @@ import torch
 
 from stcg_model.attribution import propagation as R
 from stcg_model.attribution.base import AttributionBatch, region_from_steps
-from stcg_model.attribution.families import Traced
+from stcg_model.families.blip2.teacher_forcing import Traced
 from stcg_model.maths import alignment as A
 
 
@@ -24,10 +31,10 @@ def layer_mean(maps) -> torch.Tensor:
     return torch.stack([R.head_mean(m) for m in maps]).mean(0)
 
 
-def raw_lm_maps(fam, traced: Traced, batch: AttributionBatch, r: int) -> tuple[np.ndarray, np.ndarray]:
+def raw_lm_maps(traced: Traced, batch: AttributionBatch, r: int) -> tuple[np.ndarray, np.ndarray]:
     """Row ``r``'s section-2 ``E`` (L, L) and ``D`` (T, L): head- and layer-mean raw attention."""
     L, T = len(batch.prompt_ids[r]), len(batch.answers[r])
-    if traced.dec_cross:
+    if traced.kind == "encoder-decoder":
         E = layer_mean(traced.lm_self)[r, :L, :L]
         D = layer_mean(traced.dec_cross)[r, :T, :L]
     else:  # decoder-only: one causal self-attention over [slots | prompt | answer]
@@ -43,11 +50,59 @@ def section2(C: np.ndarray, E: np.ndarray, D: np.ndarray, positions: np.ndarray,
     return C, W, S, region_from_steps(S, np.asarray(is_eos, dtype=bool))
 
 
-def propagated(fam, abar: Traced, batch) -> tuple[torch.Tensor, list[np.ndarray], list[np.ndarray]]:
+def qformer_relevance(maps: Traced) -> torch.Tensor:
+    """(B, Q, 1 + P) query -> image-position relevancy of per-layer ``Abar`` maps."""
+    return R.qformer_relevance(maps.qformer_self, maps.qformer_cross)
+
+
+def lm_relevance(maps: Traced) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The language model's relevancy: encoder (or causal self) ``(B, L, L)`` and, for T5, decoder ``(B, T, L)``."""
+    enc = R.encoder_relevance(maps.lm_self)
+    if maps.kind == "decoder-only":
+        return enc, None  # causal self-attention: the same self rule
+    # padding steps of shorter answers in a batch are not part of their row's decoder: zero them,
+    # or the cross rule's norm(R_dd)^T would carry them into real steps (batched != one by one)
+    step = maps.step_mask.to(enc.dtype)  # (B, T)
+    both = step[:, :, None] * step[:, None, :]
+    dself = [a * both.to(a.dtype) for a in maps.dec_self]
+    dcross = [a * step[:, :, None].to(a.dtype) for a in maps.dec_cross]
+    return enc, R.decoder_relevance(dself, dcross, enc)  # (B, T, L)
+
+
+def token_step_rows(
+    kind: str, enc_rel: torch.Tensor, dec_rel: torch.Tensor | None, batch: AttributionBatch, r: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row ``r``'s relevancy rows of its question tokens (n, L) and answer steps (T, L)."""
+    pos = torch.as_tensor(batch.token_positions[r], device=enc_rel.device, dtype=torch.long)
+    L, T = len(batch.prompt_ids[r]), len(batch.answers[r])
+    if kind == "decoder-only":
+        return enc_rel[r].index_select(0, pos), enc_rel[r, L - 1 : L - 1 + T]
+    return enc_rel[r].index_select(0, pos), dec_rel[r, :T]
+
+
+def maps_to_regions(maps: Traced, batch: AttributionBatch) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per row: ``W`` (n, P) and ``S`` (T, P) through the relevancy chain of ``Abar`` maps."""
+    R_qp = qformer_relevance(maps)[..., 1:]  # CLS dropped, not renormalised (docs/spec.md section 6)
+    enc_rel, dec_rel = lm_relevance(maps)
+    Ws, Ss = [], []
+    for r in range(len(batch)):
+        tok_rows, step_rows = token_step_rows(maps.kind, enc_rel, dec_rel, batch, r)
+        Ws.append(R.relevance_to_regions(tok_rows[None], R_qp[r : r + 1])[0].double().cpu().numpy())
+        Ss.append(R.relevance_to_regions(step_rows[None], R_qp[r : r + 1])[0].double().cpu().numpy())
+    return Ws, Ss
+
+
+def propagated(abar: Traced, batch) -> tuple[torch.Tensor, list[np.ndarray], list[np.ndarray]]:
     """``C`` (B, Q, P) and per-row ``W``, ``S`` through the relevancy chain of ``abar`` maps."""
-    C = R.query_patch_map(fam.qformer_relevance(abar))
-    W, S = fam.maps_to_regions(abar, batch)
+    C = R.query_patch_map(qformer_relevance(abar))
+    W, S = maps_to_regions(abar, batch)
     return C, W, S
+
+
+def trace(fam, batch: AttributionBatch, pixel_values: torch.Tensor | None = None) -> Traced:
+    """``fam.trace`` of the batch's rows on their answers (on ``pixel_values`` if given)."""
+    pv = batch.pixel_values if pixel_values is None else pixel_values
+    return fam.trace(batch.prompt_ids, batch.answers, pv)
 
 
 def step_gradients(t: Traced, kind: str = "logit") -> list[list[torch.Tensor]]:
@@ -103,4 +158,4 @@ def traced_with_grad(fam, batch: AttributionBatch) -> Traced:
     graph is built even for frozen weights."""
     pv = batch.pixel_values.detach().to(fam.lm.device, fam.lm.dtype)
     with torch.enable_grad(), vision_as_leaf(fam.model):
-        return fam.trace(batch, pv)
+        return trace(fam, batch, pv)

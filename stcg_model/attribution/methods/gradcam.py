@@ -6,8 +6,8 @@ import torch
 
 from stcg_model.attribution import propagation as R
 from stcg_model.attribution.base import AttributionMethod, MethodMaps, register_attribution
-from stcg_model.attribution.families import family_for
 from stcg_model.attribution.methods.chains import raw_lm_maps, section2, traced_with_grad
+from stcg_model.families.blip2.passes import passes_for
 
 
 @register_attribution
@@ -23,7 +23,7 @@ class GradCAM(AttributionMethod):
     description = "Grad-CAM on the Q-Former cross-attention, target: the answer logit"
 
     def compute(self, lm, batch):
-        fam = family_for(lm)
+        fam = passes_for(lm)
         with torch.enable_grad():  # callers (the engine) may run under no_grad
             t = traced_with_grad(fam, batch)
             cross = [c for c in t.qformer_cross if c is not None]
@@ -38,7 +38,7 @@ class GradCAM(AttributionMethod):
             out = []
             for r in range(len(batch)):
                 C = C_all[r].double().cpu().numpy()
-                E, D = raw_lm_maps(fam, t, batch, r)
+                E, D = raw_lm_maps(t, batch, r)
                 C, W, S, region = section2(C, E, D, batch.token_positions[r], batch.is_eos[r])
                 out.append(MethodMaps(self.name, region, C, W, S))
         return out

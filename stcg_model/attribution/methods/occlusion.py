@@ -9,7 +9,7 @@ import torch
 
 from stcg.images import quantise
 from stcg_model.attribution.base import AttributionMethod, MethodMaps, normalised, register_attribution, subset_batch
-from stcg_model.attribution.families import family_for
+from stcg_model.families.blip2.passes import passes_for
 
 
 def occlusion_block_side(grid: int, max_blocks: int = 64) -> int:
@@ -45,8 +45,8 @@ class Occlusion(AttributionMethod):
 
     @torch.no_grad()
     def compute(self, lm, batch):
-        fam = family_for(lm)
-        clean = fam.answer_logprobs(batch, batch.pixel_values)
+        fam = passes_for(lm)
+        clean = fam.logprobs(batch.prompt_ids, batch.answers, batch.pixel_values)
         fill = quantise(np.asarray(batch.fill, dtype=np.float32))
         jobs = []  # (row, block regions)
         images = []
@@ -59,7 +59,7 @@ class Occlusion(AttributionMethod):
         for s in range(0, len(jobs), self.chunk_rows):
             rows = [r for r, _ in jobs[s : s + self.chunk_rows]]
             sub = subset_batch(batch, rows)
-            logps.extend(fam.answer_logprobs(sub, batch.to_pixels(images[s : s + self.chunk_rows])))
+            logps.extend(fam.logprobs(sub.prompt_ids, sub.answers, batch.to_pixels(images[s : s + self.chunk_rows])))
         out = []
         for r in range(len(batch)):
             P = batch.grids[r].num_regions

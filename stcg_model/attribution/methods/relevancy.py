@@ -7,8 +7,8 @@ import torch
 
 from stcg_model.attribution import propagation as R
 from stcg_model.attribution.base import AttributionMethod, MethodMaps, region_from_steps, register_attribution
-from stcg_model.attribution.families import family_for
 from stcg_model.attribution.methods.chains import propagated, step_gradients, traced_with_grad
+from stcg_model.families.blip2.passes import passes_for
 
 
 @register_attribution
@@ -26,7 +26,7 @@ class Relevancy(AttributionMethod):
     description = "gradient-weighted relevancy propagation (Chefer et al. 2021), target: the answer logit"
 
     def compute(self, lm, batch):
-        fam = family_for(lm)
+        fam = passes_for(lm)
         with torch.enable_grad():  # callers (the engine) may run under no_grad
             t = traced_with_grad(fam, batch)
             maps = [m.detach().double() for m in t.tensors()]
@@ -34,11 +34,11 @@ class Relevancy(AttributionMethod):
         with torch.no_grad():
             total = [sum(g[i] for g in per_step).double() for i in range(len(maps))]
             abar_all = t.rebuild([R.grad_weighted(m, g) for m, g in zip(maps, total)])
-            C, W, _ = propagated(fam, abar_all, batch)
+            C, W, _ = propagated(abar_all, batch)
             S_rows = [[None] * len(a) for a in batch.answers]
             for step, grads in enumerate(per_step):
                 abar = t.rebuild([R.grad_weighted(m, g.double()) for m, g in zip(maps, grads)])
-                _, _, S_step = propagated(fam, abar, batch)
+                _, _, S_step = propagated(abar, batch)
                 for r, a in enumerate(batch.answers):
                     if step < len(a):
                         S_rows[r][step] = S_step[r][step]

@@ -6,8 +6,8 @@ import torch
 
 from stcg_model.attribution import propagation as R
 from stcg_model.attribution.base import AttributionMethod, MethodMaps, region_from_steps, register_attribution
-from stcg_model.attribution.families import family_for
-from stcg_model.attribution.methods.chains import propagated
+from stcg_model.attribution.methods.chains import propagated, trace
+from stcg_model.families.blip2.passes import passes_for
 
 
 @register_attribution
@@ -20,10 +20,10 @@ class Rollout(AttributionMethod):
 
     @torch.no_grad()
     def compute(self, lm, batch):
-        fam = family_for(lm)
-        t = fam.trace(batch)
+        fam = passes_for(lm)
+        t = trace(fam, batch)
         abar = t.rebuild([R.head_mean(m.double()) for m in t.tensors()])
-        C, W, S = propagated(fam, abar, batch)
+        C, W, S = propagated(abar, batch)
         return [
             MethodMaps(self.name, region_from_steps(S[r], batch.is_eos[r]), C[r].double().cpu().numpy(), W[r], S[r])
             for r in range(len(batch))

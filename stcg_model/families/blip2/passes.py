@@ -29,7 +29,17 @@ import numpy as np
 import torch
 
 from stcg_model.families.blip2.loading import LoadedModel
-from stcg_model.families.capture import AttentionCapture, LayerSelection
+from stcg_model.families.blip2.points import blip2_hook_points, blip2_trace_points
+from stcg_model.families.blip2.teacher_forcing import (
+    Traced,
+    answer_labels,
+    causal_positions,
+    causal_sequences,
+    decoder_inputs,
+    gather_labels,
+    pad_ids,
+)
+from stcg_model.families.capture import AttentionCapture, LayerSelection, recorded_maps
 from stcg_model.families.inputs import Row, TokenIds, prompt_ids
 from stcg_model.maths import alignment as A
 
@@ -48,18 +58,6 @@ class PassResult:
     greedy: list[list[int]]
 
 
-def pad_ids(seqs: Sequence[list[int]], pad_id: int, left_pad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(R, N) long ids padded with ``pad_id`` (on the right, or the left) and the (R, N) attention mask."""
-    N = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), N), pad_id, dtype=torch.long)
-    am = torch.zeros((len(seqs), N), dtype=torch.long)
-    for r, s in enumerate(seqs):
-        sl = slice(N - len(s), N) if left_pad else slice(0, len(s))
-        ids[r, sl] = torch.tensor(s)
-        am[r, sl] = 1
-    return ids, am
-
-
 class ModelPasses(ABC):
     """Batched passes of one loaded BLIP-2 model. ``pixels`` turns images into on-device ``pixel_values``
     (used when a call gets no ``pv``); ``min_new_tokens`` (default 0) bans ``</s>`` for the first steps
@@ -73,13 +71,13 @@ class ModelPasses(ABC):
     def __init__(
         self,
         lm: LoadedModel,
-        layers: LayerSelection,
-        max_new_tokens: int,
-        pixels: Callable[[Sequence[np.ndarray]], torch.Tensor],
+        layers: LayerSelection | None = None,
+        max_new_tokens: int = 10,
+        pixels: Callable[[Sequence[np.ndarray]], torch.Tensor] | None = None,
     ):
         self.lm = lm
         self.model = lm.model
-        self.layers = layers
+        self.layers = layers if layers is not None else LayerSelection()
         self.max_new_tokens = max_new_tokens
         self.min_new_tokens = 0
         self.pixels = pixels
@@ -97,14 +95,32 @@ class ModelPasses(ABC):
         being ``per_example`` consecutive variants per example, clean first). ``pv`` (R, 3, H, W): the
         rows' pixel values when already made."""
 
-    @abstractmethod
     def answer_logprobs(
         self, rows: Sequence[Row], answers: Sequence[list[int]], pv: torch.Tensor | None = None
     ) -> list[np.ndarray]:
-        """Teacher-forced log p of ``answers[r]`` on row ``r``'s image and prompt, in ONE batched pass, no
-        attention captured, no gradients: per row a float32 array (T_r,) = ``len(answers[r])`` of natural
-        log probabilities of each answer token given the image, the prompt and the answer tokens before it;
-        ``p(y | image) = exp(sum)``. Callers chunk long lists (e.g. many masked images of one example)."""
+        """``logprobs`` of the rows' prompts and images (``pv``: their pixel values when already made)."""
+        return self.logprobs([self.prompt_ids(ex) for ex, _ in rows], answers, self.pixel_values(rows, pv))
+
+    @abstractmethod
+    def logprobs(
+        self, prompt_ids: Sequence[Sequence[int]], answers: Sequence[list[int]], pixel_values: torch.Tensor
+    ) -> list[np.ndarray]:
+        """Teacher-forced log p of ``answers[r]`` on row ``r``'s image and ``[image token x Q | prompt]`` ids,
+        in ONE batched pass, no attention captured, no gradients: per row a float64 array (T_r,) =
+        ``len(answers[r])`` of natural log probabilities of each answer token given the image, the prompt
+        and the answer tokens before it; ``p(y | image) = exp(sum)``. The engine's curves and the
+        perturbation-based methods (occlusion, scoring) both read it. Callers chunk long lists."""
+
+    @abstractmethod
+    def trace(
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        answers: Sequence[list[int]],
+        pixel_values: torch.Tensor,
+    ) -> Traced:
+        """The traced forward of the gradient methods: one teacher-forced pass of every row (its
+        ``[image token x Q | prompt]`` ids) on its answer, every attention map on the path from the image
+        to the answer recorded with heads kept and in the autograd graph (under ``torch.enable_grad``)."""
 
     # ------------------------------------------------------------------ shared
     def prompt_ids(self, ex) -> list[int]:
@@ -160,12 +176,17 @@ class EncoderDecoderPasses(ModelPasses):
     closes_prompt_with_eos = True
     generated_prefix = 1  # T5 output starts with the decoder start token
 
-    @torch.no_grad()
     def encode(self, rows: Sequence[Row], pv: torch.Tensor | None = None):
-        """Vision + Q-Former + T5 encoder for every row; returns the encoder outputs and the (R, L) mask."""
+        """``encode_ids`` of the rows' prompts and images."""
+        return self.encode_ids([self.prompt_ids(ex) for ex, _ in rows], self.pixel_values(rows, pv))
+
+    @torch.no_grad()
+    def encode_ids(self, prompt_ids: Sequence[Sequence[int]], pv: torch.Tensor):
+        """Vision + Q-Former + T5 encoder for every row (``pv`` on the model's device and dtype); returns
+        the encoder outputs and the (R, L) mask."""
         model = self.model
-        pv = self.pixel_values(rows, pv)
-        ids, am = self.prompt_inputs(rows)
+        ids, am = pad_ids([list(p) for p in prompt_ids], self.pad_id)
+        ids, am = ids.to(self.lm.device), am.to(self.lm.device)
         feats = model.get_image_features(pv, return_dict=True).pooler_output
         embeds = model.get_input_embeddings()(ids)
         mask = (ids == self.image_token_id).unsqueeze(-1)
@@ -176,15 +197,8 @@ class EncoderDecoderPasses(ModelPasses):
     @torch.no_grad()
     def teacher_forced(self, enc, am, answers: Sequence[list[int]]) -> list[np.ndarray]:
         """One decoder pass with ``answers`` teacher-forced; per row the (T_r,) log p of each answer token."""
-        T = max(len(a) for a in answers)
-        dec_in = torch.full((len(answers), T), self.pad_id, dtype=torch.long)
-        labels = torch.full((len(answers), T), -1, dtype=torch.long)
-        dmask = torch.zeros((len(answers), T), dtype=torch.long)
-        for r, a in enumerate(answers):
-            seq = [self.start_id] + list(a[:-1])
-            dec_in[r, : len(seq)] = torch.tensor(seq)
-            labels[r, : len(a)] = torch.tensor(a)
-            dmask[r, : len(a)] = 1
+        dec_in, labels, step_mask = decoder_inputs(answers, self.start_id, self.pad_id)
+        dmask = step_mask.long()
         dev = self.lm.device
         out = self.model.language_model(
             encoder_outputs=enc,
@@ -194,15 +208,14 @@ class EncoderDecoderPasses(ModelPasses):
             return_dict=True,
         )
         logp = out.logits.double().log_softmax(-1)  # float64: p(y) near 1 keeps its drops
-        lab = labels.to(dev)
-        gathered = logp.gather(-1, lab.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        gathered = gather_labels(logp, labels.to(dev))
         return [gathered[r, : len(a)].cpu().numpy() for r, a in enumerate(answers)]
 
     @torch.no_grad()
     def run_pass(
         self, rows: Sequence[Row], answers: Sequence[list[int]] | None, per_example: int, pv: torch.Tensor | None = None
     ) -> PassResult:
-        with AttentionCapture(self.model, self.layers) as cap:
+        with AttentionCapture(blip2_hook_points(self.model), self.layers) as cap:
             with cap.recording("qformer.cross", "lm.encoder.self"):
                 enc, am = self.encode(rows, pv)
             C_raw = cap.pop("qformer.cross")
@@ -258,11 +271,39 @@ class EncoderDecoderPasses(ModelPasses):
         return greedy, [logp[r, : len(g)] for r, g in enumerate(greedy)], [D_all[r] for r in range(R)]
 
     @torch.no_grad()
-    def answer_logprobs(
-        self, rows: Sequence[Row], answers: Sequence[list[int]], pv: torch.Tensor | None = None
-    ) -> list[np.ndarray]:
-        enc, am = self.encode(rows, pv)
+    def logprobs(self, prompt_ids, answers, pixel_values) -> list[np.ndarray]:
+        enc, am = self.encode_ids(prompt_ids, pixel_values.to(self.lm.device, self.lm.dtype))
         return self.teacher_forced(enc, am, answers)
+
+    def trace(self, prompt_ids, answers, pixel_values) -> Traced:
+        dev = self.lm.device
+        ids, am = pad_ids([list(p) for p in prompt_ids], self.pad_id)
+        dec_in, labels, step_mask = decoder_inputs(answers, self.start_id, self.pad_id)
+        with recorded_maps(list(blip2_trace_points(self.model).values())) as maps:
+            out = self.model(
+                pixel_values=pixel_values.to(dev, self.lm.dtype),
+                input_ids=ids.to(dev),
+                attention_mask=am.to(dev),
+                decoder_input_ids=dec_in.to(dev),
+                decoder_attention_mask=step_mask.long().to(dev),
+                return_dict=True,
+            )
+        mask = step_mask.to(dev)
+        lab = labels.to(dev)
+        logp = gather_labels(out.logits.double().log_softmax(-1), lab) * mask  # float64: see teacher_forced
+        logit = gather_labels(out.logits, lab) * mask
+        got = lambda name: list(maps[name])  # noqa: E731
+        return Traced(
+            got("qformer.self"),
+            got("qformer.cross"),
+            got("lm.encoder.self"),
+            got("lm.decoder.self"),
+            got("lm.decoder.cross"),
+            logp,
+            mask,
+            logit,
+            self.kind,
+        )
 
 
 class DecoderOnlyPasses(ModelPasses):
@@ -273,9 +314,9 @@ class DecoderOnlyPasses(ModelPasses):
     closes_prompt_with_eos = False
     generated_prefix = 0  # generate on embeddings returns the new tokens only
 
-    def query_features(self, rows: Sequence[Row], pv: torch.Tensor | None = None) -> torch.Tensor:
-        """(R, Q, d_lm) projected Q-Former outputs, one vision + Q-Former pass per row."""
-        return self.model.get_image_features(self.pixel_values(rows, pv), return_dict=True).pooler_output
+    def query_features(self, pv: torch.Tensor) -> torch.Tensor:
+        """(R, Q, d_lm) projected Q-Former outputs of pixel values ``pv`` (on the model's device and dtype)."""
+        return self.model.get_image_features(pv, return_dict=True).pooler_output
 
     def embed(self, seqs: Sequence[list[int]], feats: torch.Tensor, left_pad: bool):
         """Padded ``inputs_embeds`` (R, N, d) with the query features scattered into the image slots, and the mask."""
@@ -287,17 +328,16 @@ class DecoderOnlyPasses(ModelPasses):
         return embeds, am
 
     def teacher_forced(
-        self, rows: Sequence[Row], feats: torch.Tensor, answers: Sequence[list[int]]
+        self, prompt_ids: Sequence[Sequence[int]], feats: torch.Tensor, answers: Sequence[list[int]]
     ) -> list[np.ndarray]:
         """One causal pass over ``[slots | prompt | answer[:-1]]`` (right-padded); per row the (T_r,) log p."""
-        seqs = [self.prompt_ids(ex) + list(a[:-1]) for (ex, _), a in zip(rows, answers)]
+        seqs = causal_sequences(prompt_ids, answers)
         embeds, am = self.embed(seqs, feats, left_pad=False)
         out = self.model.language_model(inputs_embeds=embeds, attention_mask=am, return_dict=True, use_cache=False)
         logp = out.logits.double().log_softmax(-1)
         result = []
-        for r, ((ex, _), a) in enumerate(zip(rows, answers)):
-            L = self.Q + len(ex.token_ids)
-            pos = torch.arange(L - 1, L - 1 + len(a), device=logp.device)
+        for r, (p, a) in enumerate(zip(prompt_ids, answers)):
+            pos = causal_positions(len(p), len(a), logp.device)
             tgt = torch.tensor(a, device=logp.device)
             result.append(logp[r, pos, tgt].cpu().numpy())
         return result
@@ -306,15 +346,15 @@ class DecoderOnlyPasses(ModelPasses):
     def run_pass(
         self, rows: Sequence[Row], answers: Sequence[list[int]] | None, per_example: int, pv: torch.Tensor | None = None
     ) -> PassResult:
-        with AttentionCapture(self.model, self.layers) as cap:
+        with AttentionCapture(blip2_hook_points(self.model), self.layers) as cap:
             with cap.recording("qformer.cross"):
-                feats = self.query_features(rows, pv)
+                feats = self.query_features(self.pixel_values(rows, pv))
             C_raw = cap.pop("qformer.cross")
             embeds, am = self.embed([self.prompt_ids(ex) for ex, _ in rows], feats, left_pad=True)
             greedy = self.greedy(inputs_embeds=embeds, attention_mask=am)
             answers = answers or self.clean_answers(greedy, per_example)
             with cap.recording("lm.self"):
-                step_lp = self.teacher_forced(rows, feats, answers)
+                step_lp = self.teacher_forced([self.prompt_ids(ex) for ex, _ in rows], feats, answers)
             A_raw = cap.pop("lm.self")
         C_all = A.query_region_attention(C_raw.cpu().numpy())
         A_all = A_raw.cpu().numpy()
@@ -327,15 +367,43 @@ class DecoderOnlyPasses(ModelPasses):
         return PassResult(C, E, D, step_lp, greedy)
 
     @torch.no_grad()
-    def answer_logprobs(
-        self, rows: Sequence[Row], answers: Sequence[list[int]], pv: torch.Tensor | None = None
-    ) -> list[np.ndarray]:
-        return self.teacher_forced(rows, self.query_features(rows, pv), answers)
+    def logprobs(self, prompt_ids, answers, pixel_values) -> list[np.ndarray]:
+        feats = self.query_features(pixel_values.to(self.lm.device, self.lm.dtype))
+        return self.teacher_forced(prompt_ids, feats, answers)
+
+    def trace(self, prompt_ids, answers, pixel_values) -> Traced:
+        dev = self.lm.device
+        ids, am = pad_ids(causal_sequences(prompt_ids, answers), self.pad_id)
+        _, step_mask = answer_labels(answers)
+        with recorded_maps(list(blip2_trace_points(self.model).values())) as maps:
+            out = self.model(
+                pixel_values=pixel_values.to(dev, self.lm.dtype),
+                input_ids=ids.to(dev),
+                attention_mask=am.to(dev),
+                return_dict=True,
+            )
+        raw = out.logits[:, -ids.shape[1] :]  # some versions return logits for the text positions only
+        logp_all = raw.double().log_softmax(-1)
+        B, T = step_mask.shape
+        logp = torch.zeros((B, T), device=dev, dtype=torch.float64)
+        logit = torch.zeros((B, T), device=dev, dtype=out.logits.dtype)
+        for r, (p, a) in enumerate(zip(prompt_ids, answers)):
+            pos, tgt = causal_positions(len(p), len(a), dev), torch.tensor(a, device=dev)
+            logp[r, : len(a)] = logp_all[r, pos, tgt]
+            logit[r, : len(a)] = raw[r, pos, tgt]
+        got = lambda name: list(maps[name])  # noqa: E731
+        return Traced(
+            got("qformer.self"), got("qformer.cross"), got("lm.self"), [], [], logp, step_mask, logit, self.kind
+        )
 
 
 def passes_for(
-    lm: LoadedModel, layers: LayerSelection, max_new_tokens: int, pixels: Callable[[Sequence[np.ndarray]], torch.Tensor]
+    lm: LoadedModel,
+    layers: LayerSelection | None = None,
+    max_new_tokens: int = 10,
+    pixels: Callable[[Sequence[np.ndarray]], torch.Tensor] | None = None,
 ) -> ModelPasses:
-    """The passes of ``lm``'s kind of language model: ``EncoderDecoderPasses`` or ``DecoderOnlyPasses``."""
+    """The passes of ``lm``'s kind of language model: ``EncoderDecoderPasses`` or ``DecoderOnlyPasses``
+    (the defaults are enough for ``trace`` and ``logprobs``, which take pixel values)."""
     cls = EncoderDecoderPasses if lm.is_encoder_decoder else DecoderOnlyPasses
     return cls(lm, layers, max_new_tokens, pixels)

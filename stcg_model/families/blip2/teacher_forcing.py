@@ -1,0 +1,118 @@
+"""BLIP-2's one teacher-forced path: the inputs that feed an answer back to the model and the log
+probabilities read from its logits, shared by the STCG's passes and the traced forward of the
+gradient methods, plus what the traced forward returns (``Traced``).
+
+T5 (encoder-decoder): the decoder reads ``[start | answer[:-1]]`` and predicts ``answer``.
+OPT (decoder-only): one causal sequence ``[query slots | prompt | answer[:-1]]``; answer token ``t`` is
+predicted at position ``L - 1 + t`` (``L`` prompt positions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+def pad_ids(seqs: Sequence[list[int]], pad_id: int, left_pad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R, N) long ids padded with ``pad_id`` (on the right, or the left) and the (R, N) attention mask."""
+    N = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), N), pad_id, dtype=torch.long)
+    am = torch.zeros((len(seqs), N), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        sl = slice(N - len(s), N) if left_pad else slice(0, len(s))
+        ids[r, sl] = torch.tensor(s)
+        am[r, sl] = 1
+    return ids, am
+
+
+def answer_labels(answers: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels (B, T) long, -1 beyond each answer, and the (B, T) bool step mask (which steps are real)."""
+    T = max(len(a) for a in answers)
+    labels = torch.full((len(answers), T), -1, dtype=torch.long)
+    for r, a in enumerate(answers):
+        labels[r, : len(a)] = torch.tensor(a, dtype=torch.long)
+    return labels, labels >= 0
+
+
+def decoder_inputs(answers: Sequence[list[int]], start_id: int, pad_id: int):
+    """T5: decoder inputs (B, T) ``[start | answer[:-1]]`` padded with ``pad_id``, the labels (B, T) (-1
+    padding) and the (B, T) bool step mask."""
+    labels, step_mask = answer_labels(answers)
+    dec_in = torch.full_like(labels, pad_id)
+    dec_in[:, 0] = start_id
+    dec_in[:, 1:] = labels[:, :-1].clamp(min=0)
+    dec_in[~step_mask] = pad_id
+    return dec_in, labels, step_mask
+
+
+def causal_sequences(prompt_ids: Sequence[Sequence[int]], answers: Sequence[list[int]]) -> list[list[int]]:
+    """OPT: per row ``[prompt ids | answer[:-1]]`` (prompt ids with the query slots' image tokens)."""
+    return [list(p) + list(a[:-1]) for p, a in zip(prompt_ids, answers)]
+
+
+def causal_positions(prompt_len: int, answer_len: int, device=None) -> torch.Tensor:
+    """OPT: the positions ``L - 1 .. L - 2 + T`` whose logits predict the answer's tokens."""
+    return torch.arange(prompt_len - 1, prompt_len - 1 + answer_len, device=device)
+
+
+def gather_labels(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(B, T) ``logits[b, t, labels[b, t]]`` (labels -1 read token 0; callers mask those steps)."""
+    return logits.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+
+
+@dataclass
+class Traced:
+    """The attention weights of one traced forward pass, ``(B, H, q, k)`` per layer, the answer's
+    per-step log-probabilities ``logp`` (B, T, float64) and pre-softmax logits ``logit`` (B, T) of its
+    tokens (both 0 beyond a row's answer). ``kind`` is the passes' kind of language model:
+    ``"encoder-decoder"`` (``lm_self`` = encoder self-attention, ``dec_*`` filled) or ``"decoder-only"``
+    (``lm_self`` = the causal self-attention over ``[slots | prompt | answer]``)."""
+
+    qformer_self: list[torch.Tensor]
+    qformer_cross: list[torch.Tensor | None]  # None for a Q-Former layer without cross-attention
+    lm_self: list[torch.Tensor]
+    dec_self: list[torch.Tensor]  # T5 only
+    dec_cross: list[torch.Tensor]  # T5 only
+    logp: torch.Tensor
+    step_mask: torch.Tensor  # (B, T) bool: which steps belong to each row's answer
+    logit: torch.Tensor | None = None
+    kind: str = "encoder-decoder"
+
+    def target(self, kind: str) -> torch.Tensor:
+        """(B, T) what gradient methods differentiate: ``logit`` (the answer token's pre-softmax
+        score, as Chefer et al. and Grad-CAM do) or ``logp`` (its log-probability)."""
+        if kind == "logit":
+            return self.logit
+        if kind == "logp":
+            return self.logp
+        raise ValueError(f"unknown gradient target {kind!r}: logit or logp")
+
+    def tensors(self) -> list[torch.Tensor]:
+        """Every recorded map, in a fixed order (for ``torch.autograd.grad``)."""
+        return [
+            *self.qformer_self,
+            *[c for c in self.qformer_cross if c is not None],
+            *self.lm_self,
+            *self.dec_self,
+            *self.dec_cross,
+        ]
+
+    def rebuild(self, maps: Sequence[torch.Tensor]) -> Traced:
+        """A ``Traced`` of the same layout holding ``maps`` (e.g. per-layer ``Abar``) instead."""
+        it = iter(maps)
+        take = lambda n: [next(it) for _ in range(n)]  # noqa: E731
+        qs = take(len(self.qformer_self))
+        qc = [None if c is None else next(it) for c in self.qformer_cross]
+        return Traced(
+            qs,
+            qc,
+            take(len(self.lm_self)),
+            take(len(self.dec_self)),
+            take(len(self.dec_cross)),
+            self.logp,
+            self.step_mask,
+            self.logit,
+            self.kind,
+        )
