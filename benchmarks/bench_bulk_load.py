@@ -3,7 +3,7 @@ the same synthetic STCGs of the demo model's shape (64 regions, 6 perturbations,
 
   bolt    the shipped packed writer (``ingest.writer.Neo4jWriter``, as ``stcg ingest``), one call per batch
           of 32 examples, into the server's database with the STCG schema;
-  import  the same batches written as import files by ``ingest.bulk.CsvSink`` (as ``--sink csv:DIR``),
+  import  the same batches written as import files by ``ingest.sinks.csv_files.CsvSink`` (as ``--sink csv:DIR``),
           then ``ingest.bulk.load_csv`` (``stcg load``) into the emptied database: stop, neo4j-admin
           database import full, start, schema, counts checked.
 
@@ -32,10 +32,11 @@ from pathlib import Path
 import numpy as np
 from neo4j import GraphDatabase
 
-from ingest.bulk import CsvSink, load_csv
+from ingest.bulk import load_csv
 from ingest.pipeline import RUN_MERGE, finish_run
 from ingest.rows import GraphRows, graph_rows
 from ingest.schema import ensure_schema
+from ingest.sinks.csv_files import CsvSink
 from ingest.writer import Neo4jWriter
 from stcg.neo4j_runtime import NEO4J_VERSION, LocalNeo4j
 from stcg_model.testing.synthetic import synthetic_graph

@@ -5,7 +5,7 @@ through the bulk path (``--sink csv`` files + ``neo4j-admin database import``), 
 
 How the runs are made. ``--unique`` synthetic STCGs of the demo model's shape
 (``stcg_model.testing.synthetic.synthetic_graph``: 8 x 8 regions, about 7 question tokens, 2 answer steps, six
-perturbations, top-k 5) are written once by the real ``ingest.bulk.CsvSink``; a run of N examples is
+perturbations, top-k 5) are written once by the real ``ingest.sinks.csv_files.CsvSink``; a run of N examples is
 that folder's batches copied N / unique times with the example ids renamed (``zq000123`` becomes
 ``zq07-000123`` in every uid, id and manifest), so generating 200k examples costs a file copy, not
 200k model-shaped graphs. Every copy is a distinct example with distinct nodes; the values repeat,
@@ -42,8 +42,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_queries import params_for  # noqa: E402
 
-from ingest.bulk import CsvFolder, CsvSink, load_csv  # noqa: E402
+from ingest.bulk import CsvFolder, load_csv  # noqa: E402
 from ingest.rows import GraphRows, graph_rows  # noqa: E402
+from ingest.sinks.csv_files import CsvSink  # noqa: E402
 from ingest.stats import drop_run_stats  # noqa: E402
 from ingest.writer import Neo4jWriter  # noqa: E402
 from queries.library import QueryLibrary, template_names  # noqa: E402

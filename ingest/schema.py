@@ -20,7 +20,7 @@ CONSTRAINTS: dict[str, str] = {
     for label in NODE_LABELS
 }
 # other uniqueness constraints: two run names equal up to case and Unicode normalisation would share
-# a store folder on a case-insensitive file system, so ``Run.name_key`` (``ingest.pipeline.run_name_key``)
+# a store folder on a case-insensitive file system, so ``Run.name_key`` (``ingest.runs.run_name_key``)
 # is unique
 KEY_CONSTRAINTS: dict[str, str] = {
     "stcg_run_name_key": "CREATE CONSTRAINT stcg_run_name_key IF NOT EXISTS FOR (n:Run) REQUIRE n.name_key IS UNIQUE",

@@ -3,7 +3,7 @@
 Given to Ray as ``runtime_env={"worker_process_setup_hook": "tests.ray_worker_faults.setup", "env_vars": {...}}``,
 ``setup`` runs in every worker process at start-up and installs what the environment variables ask for:
 
-- ``STCG_TEST_CRASH_EXAMPLE=<example id>``: ``ingest.pipeline.explain_batch`` (which the model actors import
+- ``STCG_TEST_CRASH_EXAMPLE=<example id>``: ``ingest.steps.explain_batch`` (which the model actors import
   at each call) kills its own process with SIGKILL when its batch holds that example, as the OOM killer or
   a native crash would: no Python exception, nothing for ``explain_batch`` to catch. Each death first
   appends a line (pid, the batch's example ids) to ``STCG_TEST_CRASH_LOG``, so the test counts the tries.
@@ -25,9 +25,9 @@ READONLY_STORE = "STCG_TEST_READONLY_STORE"
 def setup() -> None:
     victim = os.environ.get(CRASH_EXAMPLE)
     if victim:
-        import ingest.pipeline as pipeline
+        import ingest.steps as steps
 
-        real = pipeline.explain_batch
+        real = steps.explain_batch
 
         def explain_batch(engine, batch, inputs, host):
             ids = [ex.example_id for ex in batch]
@@ -37,7 +37,7 @@ def setup() -> None:
                 os.kill(os.getpid(), signal.SIGKILL)
             return real(engine, batch, inputs, host)
 
-        pipeline.explain_batch = explain_batch
+        steps.explain_batch = explain_batch
     if os.environ.get(READONLY_STORE):
         from stcg.filestore import FileStore
 

@@ -25,7 +25,8 @@ from neo4j.graph import Node, Relationship
 from neo4j.graph import Path as GraphPath
 from neo4j.time import DateTime
 
-from ingest.bulk import CsvFolder, CsvSink, load_csv, prepare_import
+from ingest.bulk import CsvFolder, load_csv, prepare_import
+from ingest.sinks.csv_files import CsvSink
 from queries.library import load_template, template_names
 from stcg.errors import StcgError
 from tests.conftest import ingest_fixture_run

@@ -27,9 +27,10 @@ import numpy as np
 import pytest
 from neo4j import GraphDatabase
 
-from ingest.bulk import CsvFolder, CsvSink, load_csv, prepare_import, read_load_record
+from ingest.bulk import CsvFolder, load_csv, prepare_import, read_load_record
 from ingest.lease import Lease
 from ingest.rows import failure_rows, graph_rows
+from ingest.sinks.csv_files import CsvSink
 from stcg.errors import StcgError
 from stcg_model.testing.synthetic import synthetic_graph
 from tests.vqa_fixtures import make_vqa_v2_folder

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from scipy import optimize, stats
 
-from ingest.pipeline import RUN_FINISH, RUN_MERGE
 from ingest.rows import GraphRows, graph_rows
+from ingest.runs import RUN_FINISH, RUN_MERGE
 from ingest.schema import ensure_schema
 from ingest.writer import Neo4jWriter
 from queries.claims import CLAIM_TEMPLATES, run_claims

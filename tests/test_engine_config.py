@@ -197,7 +197,8 @@ def test_close_shuts_the_host_thread_pool(t5):
 
 def test_run_identity_keeps_its_old_form():
     """The identity (and so every derived run id) is what the flat IngestConfig gave for the same arguments."""
-    from ingest.pipeline import IngestConfig, identity_hash, make_run_id
+    from ingest.pipeline import IngestConfig, make_run_id
+    from ingest.runs import identity_hash
     from stcg_model.engine.core import RESULTS_VERSION
 
     cfg = IngestConfig(dataset="easy-vqa", split="test", limit=4)

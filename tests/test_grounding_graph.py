@@ -277,7 +277,8 @@ def test_metrics_by_method_adds_the_ground_truth_with_bca_intervals(world):
 def test_the_report_shows_the_ground_truth_beside_the_protocol(world):
     from PIL import Image
 
-    from queries.report import MASK_OUTLINE, build_report
+    from queries.report import build_report
+    from queries.report_images import MASK_OUTLINE
 
     path = build_report(world["lib"], world["run"], None, world["tmp"] / "report.html", examples=2, n_boot=50)
     text = path.read_text()
@@ -296,7 +297,7 @@ def test_the_report_shows_the_ground_truth_beside_the_protocol(world):
 
 
 def test_examples_without_a_mask_get_no_ground_truth_and_the_outline_follows_the_mask():
-    from queries.report import _mask_edges
+    from queries.report_images import mask_edges
     from stcg_model.testing.synthetic import synthetic_graph
 
     g = synthetic_graph("ex0", np.random.default_rng(0))
@@ -311,7 +312,7 @@ def test_examples_without_a_mask_get_no_ground_truth_and_the_outline_follows_the
     assert x["example"]["gt"] == np.asarray(g.gt, np.float64).tolist()
     assert all(r["gt"] == float(g.gt[r["index"]]) for r in x["regions"])
     # outline of that block on a 64 x 64 picture: its four sides, two segments each
-    edges = _mask_edges(g.gt, 8, 64, 64)
+    edges = mask_edges(g.gt, 8, 64, 64)
     assert sorted(edges) == sorted(
         [(8, 8, 15, 8), (16, 8, 23, 8), (8, 23, 15, 23), (16, 23, 23, 23),
          (8, 8, 8, 15), (8, 16, 8, 23), (23, 8, 23, 15), (23, 16, 23, 23)]

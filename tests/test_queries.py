@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ingest.pipeline import RUN_FINISH, RUN_MERGE
 from ingest.rows import GraphRows, graph_rows
+from ingest.runs import RUN_FINISH, RUN_MERGE
 from ingest.schema import ensure_schema
 from ingest.writer import Neo4jWriter
 from queries.library import QueryLibrary, load_template, template_names

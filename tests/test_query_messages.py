@@ -11,7 +11,7 @@ import uuid
 import numpy as np
 import pytest
 
-from ingest.pipeline import RUN_FINISH, RUN_MERGE
+from ingest.runs import RUN_FINISH, RUN_MERGE
 from ingest.writer import Neo4jWriter
 from queries.library import QueryLibrary
 from stcg.errors import StcgError

@@ -22,8 +22,8 @@ import psutil
 import pytest
 import ray  # noqa: F401  (the test extra installs it: without it these tests fail, never skip)
 
+from ingest.drivers.ray_data import CPU_ACTOR_CPUS, EXPLAIN_RETRIES, LOST_REASON, READ_CPUS, plan_actors
 from ingest.pipeline import IngestConfig, run_ingest
-from ingest.ray_ingest import CPU_ACTOR_CPUS, EXPLAIN_RETRIES, LOST_REASON, READ_CPUS, plan_actors
 from stcg.errors import StcgError
 from tests.ray_worker_faults import CRASH_EXAMPLE, CRASH_LOG, READONLY_STORE
 from tests.test_ingest import _counts, _same_rows

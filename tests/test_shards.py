@@ -8,8 +8,8 @@ import threading
 
 import numpy as np
 
-from ingest.pipeline import RUN_MERGE, finish_run
 from ingest.rows import GraphRows, graph_rows
+from ingest.runs import RUN_MERGE, finish_run
 from ingest.schema import ensure_schema
 from ingest.writer import Neo4jWriter
 from stcg_model.testing.synthetic import synthetic_graph

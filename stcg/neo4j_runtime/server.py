@@ -20,30 +20,37 @@ Layout of ``home`` (project-local, default ``./.stcg/neo4j``)::
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from stcg.config import home_initialised, local_home, password_file, read_password_file
 from stcg.errors import StcgError
 from stcg.neo4j_runtime.browser import post_connect_cmd
-
-NEO4J_VERSION = "5.26.30"
-BROWSER_VERSION = "5.24.0"
-MAIN_CLASS = "org.neo4j.server.CommunityEntryPoint"
-ADMIN_CLASS = "org.neo4j.cli.AdminTool"
-MIN_JAVA = 17
+from stcg.neo4j_runtime.install import (  # noqa: F401  (versions and classes re-exported)
+    ADMIN_CLASS,
+    BROWSER_VERSION,
+    MAIN_CLASS,
+    MIN_JAVA,
+    NEO4J_VERSION,
+    artifacts_ready,
+    default_cache,
+    fetch_artifacts,
+    find_java,
+)
+from stcg.neo4j_runtime.process import (
+    ServerStatus,
+    auth_ini_matches,
+    is_our_server,
+    pid_alive,
+    port_in_use,
+    write_private,
+)
 
 _JVM_FLAGS = [
     "-XX:+UseG1GC",
@@ -67,93 +74,6 @@ HOME_DIRS = ("conf", "data", "logs", "run", "import", "plugins")
 
 def default_home() -> Path:
     return local_home()
-
-
-def default_cache() -> Path:
-    root = os.environ.get("STCG_CACHE_DIR") or Path.home() / ".cache" / "stcg"
-    return Path(root) / f"neo4j-{NEO4J_VERSION}"
-
-
-@dataclass(frozen=True)
-class ServerStatus:
-    running: bool
-    pid: int | None
-    bolt_uri: str
-    http_uri: str | None
-    home: Path
-    detail: str = ""
-
-    def describe(self) -> str:
-        if not self.running:
-            return f"Neo4j is not running ({self.detail or 'no server'}; home {self.home})"
-        parts = [f"Neo4j {NEO4J_VERSION} is running (pid {self.pid})", f"bolt {self.bolt_uri}"]
-        if self.http_uri:
-            parts.append(f"browser {self.http_uri}/browser/")
-        parts.append(f"home {self.home}")
-        if password_file(self.home).is_file():
-            parts.append(f"password in {password_file(self.home)}")
-        return ", ".join(parts)
-
-
-def _port_in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.5)
-        return s.connect_ex((host, port)) == 0
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child counts as dead
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def auth_ini_matches(path: Path, password: str, user: str = "neo4j") -> bool:
-    """True when Neo4j's initial-auth file holds ``password`` for ``user``.
-
-    Format (``neo4j-admin dbms set-initial-password``): ``user:SHA-256,<hash hex>,<salt hex>,<iterations>:``
-    with hash = SHA-256 iterated ``iterations`` times, starting from salt + UTF-8 password.
-    """
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return False
-    for line in lines:
-        name, _, rest = line.partition(":")
-        if name != user:
-            continue
-        algorithm, digest, salt, iterations = rest.split(":", 1)[0].split(",")
-        if algorithm != "SHA-256":
-            return False
-        h = hashlib.sha256(bytes.fromhex(salt) + password.encode()).digest()
-        for _ in range(int(iterations) - 1):
-            h = hashlib.sha256(h).digest()
-        return h.hex() == digest.lower()
-    return False
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path``, owner-only (0600) whatever the file was before."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    path.chmod(0o600)
-
-
-def _is_our_server(pid: int, home: Path) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return _pid_alive(pid)
-    return MAIN_CLASS in cmdline and str(home) in cmdline
 
 
 class LocalNeo4j:
@@ -212,72 +132,14 @@ class LocalNeo4j:
     # ----------------------------------------------------------------- tools
     def java(self) -> str:
         """Path of a Java >= 17 executable (JAVA_HOME first, then PATH)."""
-        java_home = os.environ.get("JAVA_HOME")
-        if java_home:
-            exe = Path(java_home) / "bin" / "java"
-            if not exe.is_file():
-                raise StcgError(f"JAVA_HOME={java_home} has no bin/java; install Java {MIN_JAVA}+ or fix JAVA_HOME")
-            java = str(exe)
-        else:
-            found = shutil.which("java")
-            if not found:
-                raise StcgError(
-                    f"Java not found: install Java {MIN_JAVA}+ (e.g. apt-get install openjdk-17-jre-headless) or set JAVA_HOME"
-                )
-            java = found
-        out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
-        m = re.search(r'version "(\d+)(?:\.(\d+))?', out)
-        major = int(m.group(1)) if m else 0
-        if major == 1 and m and m.group(2):  # "1.8.0" style
-            major = int(m.group(2))
-        if major < MIN_JAVA:
-            raise StcgError(f"Neo4j {NEO4J_VERSION} needs Java {MIN_JAVA}+, but {java} is Java {major or '?'}")
-        return java
+        return find_java()
 
     def artifacts_ready(self) -> bool:
-        return (self.cache / ".complete").is_file() and any(self.lib.glob(f"neo4j-{NEO4J_VERSION}.jar"))
+        return artifacts_ready(self.cache)
 
     def ensure_artifacts(self, log=print) -> Path:
         """Resolve the server jars with Maven into ``cache/lib`` once; later calls are free."""
-        if self.artifacts_ready():
-            return self.lib
-        mvn = shutil.which("mvn")
-        if not mvn:
-            raise StcgError(
-                "Maven (mvn) not found: it fetches the Neo4j jars from Maven Central once; install it (apt-get install maven)"
-            )
-        self.cache.mkdir(parents=True, exist_ok=True)
-        template = resources.files("stcg.neo4j_runtime").joinpath("pom.xml").read_text()
-        pom = self.cache / "pom.xml"
-        pom.write_text(template.replace("@NEO4J_VERSION@", NEO4J_VERSION).replace("@BROWSER_VERSION@", BROWSER_VERSION))
-        tmp_lib = self.cache / "lib.partial"
-        shutil.rmtree(tmp_lib, ignore_errors=True)
-        log(
-            f"Fetching Neo4j {NEO4J_VERSION} and Neo4j Browser {BROWSER_VERSION} from Maven Central into {self.cache} ..."
-        )
-        proc = subprocess.run(
-            [
-                mvn,
-                "-B",
-                "-q",
-                "-f",
-                str(pom),
-                "dependency:copy-dependencies",
-                f"-DoutputDirectory={tmp_lib}",
-                "-DincludeScope=runtime",
-            ],
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode != 0:
-            tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
-            raise StcgError(
-                f"Maven could not fetch the Neo4j jars: {' | '.join(tail) or 'exit ' + str(proc.returncode)}"
-            )
-        shutil.rmtree(self.lib, ignore_errors=True)
-        tmp_lib.rename(self.lib)
-        (self.cache / ".complete").write_text("\n".join(sorted(p.name for p in self.lib.iterdir())) + "\n")
-        return self.lib
+        return fetch_artifacts(self.cache, log)
 
     # ----------------------------------------------------------------- config
     def _make_home(self) -> None:
@@ -320,7 +182,7 @@ client.allow_telemetry=false
 """
 
     def _write_conf(self) -> None:
-        _write_private(self.home / "conf" / "neo4j.conf", self.conf_text())
+        write_private(self.home / "conf" / "neo4j.conf", self.conf_text())
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -392,7 +254,7 @@ client.allow_telemetry=false
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _pid_alive(pid) and _is_our_server(pid, self.home) else None
+        return pid if pid_alive(pid) and is_our_server(pid, self.home) else None
 
     def _auth(self, password: str, timeout: float = 5.0) -> bool | None:
         """True: Bolt accepts ``password``; False: it rejects it; None: no answer (yet)."""
@@ -447,11 +309,11 @@ client.allow_telemetry=false
         pid = self._read_pid()
         if pid is None:
             return ServerStatus(False, None, self.bolt_uri, None, self.home, "no server process")
-        if not _port_in_use(self.host, self.bolt_port):
+        if not port_in_use(self.host, self.bolt_port):
             return ServerStatus(
                 False, pid, self.bolt_uri, None, self.home, f"process {pid} is up but Bolt is not answering yet"
             )
-        http = self.http_uri if _port_in_use(self.host, self.http_port) else None
+        http = self.http_uri if port_in_use(self.host, self.http_port) else None
         return ServerStatus(True, pid, self.bolt_uri, http, self.home)
 
     def start(self, timeout: float = 180.0, log=print) -> ServerStatus:
@@ -470,7 +332,7 @@ client.allow_telemetry=false
         java = self.java()
         if current.pid is None:
             for port, what in ((self.bolt_port, "Bolt"), (self.http_port, "HTTP")):
-                if _port_in_use(self.host, port):
+                if port_in_use(self.host, port):
                     raise StcgError(
                         f"port {port} on {self.host} ({what}) is already in use by another process; "
                         f"stop it or choose another port (--{what.lower()}-port)"
@@ -506,14 +368,14 @@ client.allow_telemetry=false
             )
             os.close(console_fd)
             pid = proc.pid
-            _write_private(self.pid_file, f"{pid}\n")
+            write_private(self.pid_file, f"{pid}\n")
             log(f"Starting Neo4j {NEO4J_VERSION} (pid {pid}) on {self.bolt_uri} ...")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not _pid_alive(pid):
+            if not pid_alive(pid):
                 self.pid_file.unlink(missing_ok=True)
                 raise StcgError(f"Neo4j exited during start-up: {self._log_tail()}")
-            if _port_in_use(self.host, self.bolt_port):
+            if port_in_use(self.host, self.bolt_port):
                 ok = self._auth(password)
                 if ok is False:
                     if started_here:
@@ -550,11 +412,11 @@ client.allow_telemetry=false
             return False
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _pid_alive(pid):
+        while time.monotonic() < deadline and pid_alive(pid):
             time.sleep(0.2)
-        if _pid_alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
-            while _pid_alive(pid):
+            while pid_alive(pid):
                 time.sleep(0.1)
         try:  # reap if it is our child (same process started it)
             os.waitpid(pid, os.WNOHANG)
