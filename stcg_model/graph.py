@@ -225,8 +225,10 @@ class STCGraph:
                 by_method.setdefault(mname, {})[field_name] = v
         if "attention" in scores:
             by_method["attention"] = {"region": plain["attribution"]}
+        order = {m: i for i, m in enumerate(scores)}  # as built (the registry's order), kept in the meta
         methods = {
-            m: MethodResult(**by_method[m], scores=dict(scores.get(m, {}))) for m in sorted(by_method, key=_method_key)
+            m: MethodResult(**by_method[m], scores=dict(scores.get(m, {})))
+            for m in sorted(by_method, key=lambda m: (order.get(m, len(order)), m))
         }
         return cls(**meta, **plain, methods=methods)
 
@@ -349,12 +351,6 @@ class STCGraph:
             "p_clean": self.p_clean,
             **{f"dp[{k}]": float(self.dp[i]) for i, k in enumerate(self.perturbations)},
         }
-
-
-def _method_key(name: str) -> tuple[int, str]:
-    """Order of stored methods: the built-ins in their documented order, then others by name."""
-    builtins = ("attention", "rollout", "relevancy", "gradcam", "occlusion", "oracle", "random")
-    return (builtins.index(name), "") if name in builtins else (len(builtins), name)
 
 
 def graphs_equal(a: STCGraph, b: STCGraph) -> bool:

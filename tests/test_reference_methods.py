@@ -17,6 +17,7 @@ from stcg.images import quantise
 from stcg_model.engine.core import STCGEngine, VQAInput
 from stcg_model.engine.engine_config import EngineConfig
 from stcg_model.families.blip2.loading import load_model
+from stcg_model.graph import STCGraph
 from stcg_model.maths.grounding import chance, mass_accuracy, pointing_game, rank_accuracy
 
 
@@ -37,10 +38,14 @@ def _one_patch(lm, row: int, col: int):
 
 def test_oracle_ranks_the_evidence_first_and_the_protocol_prefers_it_to_random(demo):
     image, mask = _one_patch(demo, 3, 4)
-    cfg = EngineConfig(attributions="occlusion,oracle,random", masks=True, perturbations="gaussian_noise")
+    cfg = EngineConfig(attributions="random,oracle,occlusion", masks=True, perturbations="gaussian_noise")
     with STCGEngine.from_config(demo, cfg) as engine:
         g = engine.explain([VQAInput("one-patch", image, "what color is the shape?", mask=mask)])[0]
     assert g.answer == "green"
+    # the graph keeps its methods in the registry's order, whatever order they were asked in, and so
+    # does the graph read back from its stored record
+    assert g.method_names == ["attention", "occlusion", "oracle", "random"]
+    assert STCGraph.from_parts(*g.to_record()[1:]).method_names == g.method_names
     region = 3 * 8 + 4
     np.testing.assert_array_equal(np.flatnonzero(g.gt), [region])
     assert g.gt[region] == 1.0

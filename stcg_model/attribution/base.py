@@ -113,6 +113,13 @@ def attribution_names() -> list[str]:
     return list(_METHODS)
 
 
+def registry_order(names: Sequence[str]) -> list[str]:
+    """``names`` in the registry's order (``attention``, the built-ins, then methods registered later; an
+    unregistered name last, by name): the order a graph keeps its methods in (``STCGraph.methods``)."""
+    order = {n: i for i, n in enumerate(_METHODS)}
+    return sorted(names, key=lambda n: (order.get(n, len(order)), n))
+
+
 def unregister_attribution(name: str) -> None:
     """Remove ``name`` (for tests that register a throw-away method)."""
     _METHODS.pop(name, None)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from stcg_model.attribution.base import AttributionBatch, MethodMaps, get_attribution
+from stcg_model.attribution.base import AttributionBatch, MethodMaps, get_attribution, registry_order
 from stcg_model.attribution.scoring import score_batch
 from stcg_model.graph import MethodResult, STCGraph
 from stcg_model.maths.grounding import grounding_scores
@@ -113,7 +113,7 @@ def attach_methods(
                 # recomputes from the stored map (a float64 near-tie can round to a tie)
                 scores[i][name].update(grounding_scores(np.asarray(region, np.float32), g.gt))
         methods = {"attention": MethodResult(region=g.attribution, scores=scores[i]["attention"])}
-        for name in others:
+        for name in registry_order(others):  # the graph keeps the registry's order, stored with it
             m = clean[name][i]
             mine = pert[name][i]
             P = len(m.region)
