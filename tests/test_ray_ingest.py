@@ -256,11 +256,16 @@ def _cli_with_faults(args: list, faults: dict, limit: float = 600):
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=root)
         while proc.poll() is None and time.time() - started < limit:  # its Ray processes, as they come
             try:
-                for p in psutil.Process(proc.pid).children(recursive=True):
-                    if p.pid not in seen:
-                        seen[p.pid] = (p, p.name())
-            except psutil.Error:  # it or a child ended meanwhile
-                pass
+                children = psutil.Process(proc.pid).children(recursive=True)
+            except psutil.Error:  # it ended meanwhile
+                children = []
+            for p in children:
+                try:  # named again each time: a child first seen between its fork and its exec is still
+                    # "python3" then (seen under load: the raylet was missed), and one that ends meanwhile
+                    # must not hide the others
+                    seen[p.pid] = (p, p.name())
+                except psutil.Error:
+                    pass
             time.sleep(0.5)
         took = time.time() - started
         if proc.poll() is None:
