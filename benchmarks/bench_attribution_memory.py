@@ -71,7 +71,7 @@ def build(spec: str, dtype: str = "float32", device: str = "cpu"):
             "t5", image_size=224, patch_size=14, num_query_tokens=32, hidden=64, seed=0, dtype=dtype, device=device
         )
     if spec == "demo":
-        from stcg_model.families.blip2.loading import load_model
+        from stcg_model.families.loading import load_model
 
         return load_model(None, device="cpu", dtype=dtype)
     if spec.startswith("xl:"):

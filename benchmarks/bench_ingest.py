@@ -31,7 +31,8 @@ from stcg.datasets import open_dataset
 from stcg.db import connect
 from stcg.images import to_image
 from stcg_model.engine.core import FastBlipPixels, STCGEngine, VQAInput
-from stcg_model.families.blip2.loading import load_model, use_capture_attention
+from stcg_model.families.blip2.loading import use_capture_attention
+from stcg_model.families.loading import load_model
 
 
 def neo4j_pid() -> int | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from stcg.datasets import open_dataset
 from stcg_model.engine.core import STCGEngine, VQAInput
 from stcg_model.engine.evaluation import accuracy_table, evaluate
-from stcg_model.families.blip2.loading import load_model
+from stcg_model.families.loading import load_model
 
 
 def main():

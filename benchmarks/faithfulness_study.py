@@ -32,7 +32,7 @@ from stcg.datasets import open_dataset
 from stcg_model.attribution.sanity import randomised_copy, rank_correlations
 from stcg_model.engine.core import STCGEngine, VQAInput
 from stcg_model.engine.engine_config import EngineConfig
-from stcg_model.families.blip2.loading import load_model
+from stcg_model.families.loading import load_model
 from stcg_model.statistics.metrics import bootstrap, summarise_methods
 
 
@@ -134,7 +134,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from stcg_model.attribution.base import parse_attributions
-    from stcg_model.families.blip2.loading import default_model
+    from stcg_model.families.loading import default_model
 
     scenes = args.dataset == "scenes"
     out = Path(args.out or f"benchmarks/results/faithfulness_{'scenes' if scenes else 'demo'}.json")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from stcg.datasets import open_dataset
 from stcg_model.engine.evaluation import accuracy_table, evaluate
-from stcg_model.families.blip2.loading import default_model, load_model
+from stcg_model.families.loading import default_model, load_model
 from stcg_model.training.scenes_checks import causal_check, causal_summary
 
 

@@ -63,7 +63,7 @@ def start_run(cfg: IngestConfig, model_name: str, examples: list, total: int, si
     """Schema, run id, store folders and the ONE atomic claim of the run (name, identity, creation or
     resume), then which examples are still to do. Nothing here loads the model."""
     from stcg.filestore import FileStore
-    from stcg_model.families.blip2.loading import model_fingerprint
+    from stcg_model.families.loading import model_fingerprint
 
     ecfg = cfg.engine
     specs = ecfg.perturbation_specs()

@@ -50,7 +50,7 @@ def run_ingest(
     """
     from neo4j.exceptions import ClientError, DatabaseError, Forbidden
 
-    from stcg_model.families.blip2.loading import checkpoint_config, default_model
+    from stcg_model.families.loading import checkpoint_config, default_model
 
     cfg.validate()
     model_name = cfg.engine.model or default_model(cfg.dataset)

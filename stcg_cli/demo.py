@@ -49,7 +49,7 @@ def demo(examples, out, scenes, batch_size, no_server):
     from stcg.db import connect
     from stcg.neo4j_runtime import LocalNeo4j
     from stcg_model.engine.core import RESULTS_VERSION
-    from stcg_model.families.blip2.loading import default_model, model_fingerprint
+    from stcg_model.families.loading import default_model, model_fingerprint
 
     t0 = time.time()
     settings = Neo4jSettings.from_env()

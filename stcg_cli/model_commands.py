@@ -43,7 +43,7 @@ def explain(image_path, question, out, **kw):
     from stcg.errors import StcgError
     from stcg.images import open_image
     from stcg_model.engine.core import STCGEngine, VQAInput
-    from stcg_model.families.blip2.loading import checkpoint_config, load_model
+    from stcg_model.families.loading import checkpoint_config, load_model
     from stcg_model.plots import write_pictures
 
     cfg = engine_config(kw).validate()
@@ -143,7 +143,7 @@ def train_demo_cmd(out, vision_steps, steps, batch_size, lr, warmup, seed, limit
     checkpoint, which then loads with Blip2ForConditionalGeneration.from_pretrained.
     """
     from stcg_model.engine.engine_config import check_count
-    from stcg_model.families.blip2.loading import resolve_device
+    from stcg_model.families.loading import resolve_device
     from stcg_model.training.easy_vqa import DemoConfig, train_demo
 
     check_count("--steps", steps)
@@ -208,7 +208,7 @@ def train_scenes_cmd(out, train_scenes, vision_steps, steps, batch_size, relatio
     edit check). Seeded; the checkpoint loads with from_pretrained. Partial checkpoints every 500 steps.
     """
     from stcg_model.engine.engine_config import check_count
-    from stcg_model.families.blip2.loading import resolve_device
+    from stcg_model.families.loading import resolve_device
     from stcg_model.training.scenes import train_scenes as train
 
     check_count("--scenes", train_scenes)
@@ -249,7 +249,7 @@ def eval_cmd(model, dataset, split, limit, batch_size, device, out):
     from stcg.datasets import open_dataset
     from stcg_model.engine.engine_config import check_count
     from stcg_model.engine.evaluation import accuracy_table, evaluate
-    from stcg_model.families.blip2.loading import default_model, load_model
+    from stcg_model.families.loading import default_model, load_model
 
     check_count("--limit", limit)
     check_count("--batch-size", batch_size)

@@ -320,7 +320,7 @@ def test_gradient_of_log_p_wrt_an_attention_weight_matches_finite_differences(ke
 # below float32 resolution), so occlusion is checked on the shipped demo model, trained on easy-VQA.
 @pytest.fixture(scope="module")
 def demo():
-    from stcg_model.families.blip2.loading import load_model
+    from stcg_model.families.loading import load_model
 
     lm = load_model(None, device="cpu")
     return lm, STCGEngine(lm, "center_mask", deletion_steps=0)

@@ -94,7 +94,7 @@ def test_gradient_methods_in_bfloat16_agree_with_float32_tiny(tiny_pair):
 def test_gradient_methods_in_bfloat16_agree_with_float32_on_the_demo_model():
     """The trained demo model: sharp attention, near-certain answers (gradients near 1e-5)."""
     from stcg.datasets import open_dataset
-    from stcg_model.families.blip2.loading import load_model
+    from stcg_model.families.loading import load_model
 
     examples = [VQAInput(e.example_id, e.load_image(), e.question) for e in open_dataset("easy-vqa", "test", limit=6)]
     maps, answers = {}, None

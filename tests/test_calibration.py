@@ -29,7 +29,7 @@ def test_confidence_is_the_engines_answer_probability(tiny_checkpoint):
     from PIL import Image
 
     from stcg_model.engine.core import STCGEngine, VQAInput
-    from stcg_model.families.blip2.loading import load_model
+    from stcg_model.families.loading import load_model
 
     lm = load_model(tiny_checkpoint, device="cpu")
     rng = np.random.default_rng(3)

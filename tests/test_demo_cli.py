@@ -8,7 +8,7 @@ import sys
 
 from queries.library import template_names
 from stcg_model.engine.core import RESULTS_VERSION
-from stcg_model.families.blip2.loading import default_model, model_fingerprint
+from stcg_model.families.loading import default_model, model_fingerprint
 
 
 def test_demo_runs_end_to_end(tmp_path, driver):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from stcg.datasets import easy_vqa_vocabulary, load_easy_vqa
-from stcg_model.families.blip2.loading import DEMO_MODEL_DIR, default_model, load_model
+from stcg_model.families.loading import DEMO_MODEL_DIR, default_model, load_model
 from stcg_model.maths.text import normalize_answer
 from stcg_model.training.tokenizer import split_words
 

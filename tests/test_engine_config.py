@@ -34,9 +34,9 @@ def no_model_work(monkeypatch):
 
     import stcg.db
     import stcg.images
-    import stcg_model.families.blip2.loading
+    import stcg_model.families.loading
 
-    monkeypatch.setattr(stcg_model.families.blip2.loading, "load_model", forbidden)
+    monkeypatch.setattr(stcg_model.families.loading, "load_model", forbidden)
     monkeypatch.setattr(stcg.db, "connect", forbidden)
     monkeypatch.setattr(stcg.images, "open_image", forbidden)
 

@@ -83,7 +83,7 @@ def _forced_pass_digest(engine: STCGEngine) -> dict:
 
 
 def _compute(tiny_checkpoint: str) -> dict:
-    from stcg_model.families.blip2.loading import load_model
+    from stcg_model.families.loading import load_model
     from stcg_model.testing.tiny import tiny_blip2
 
     cases = {

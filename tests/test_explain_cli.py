@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stcg_model.families.blip2.loading import load_model
+from stcg_model.families.loading import load_model
 from stcg_model.graph import STCGraph
 from stcg_model.testing.tiny import tiny_blip2
 

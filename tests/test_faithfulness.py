@@ -69,7 +69,7 @@ def test_attention_deletion_equals_the_engines_curve(tiny_checkpoint):
     from stcg_model.attribution.base import AttributionBatch, MethodMaps
     from stcg_model.attribution.scoring import score_batch
     from stcg_model.engine.core import STCGEngine, VQAInput
-    from stcg_model.families.blip2.loading import load_model
+    from stcg_model.families.loading import load_model
 
     lm = load_model(tiny_checkpoint, device="cpu")
     rng = np.random.default_rng(1)
@@ -106,7 +106,7 @@ def test_randomised_copy_changes_the_language_model_and_qformer_only(tiny_checkp
     import torch
 
     from stcg_model.attribution.sanity import cascade, randomised_copy, rank_correlations
-    from stcg_model.families.blip2.loading import load_model
+    from stcg_model.families.loading import load_model
 
     lm = load_model(tiny_checkpoint, device="cpu")
     before = {n: p.detach().clone() for n, p in lm.model.named_parameters()}

@@ -130,7 +130,7 @@ def test_a_scenes_run_without_model_is_explained_by_the_scenes_model_it_records(
     recorded the scenes model while the easy-VQA demo model did the work)."""
     import json
 
-    from stcg_model.families.blip2.loading import SCENES_MODEL_DIR
+    from stcg_model.families.loading import SCENES_MODEL_DIR
 
     (run,) = world["bolt"].execute_query("MATCH (r:Run {uid: $r}) RETURN r", r=world["run"]).records
     assert run["r"]["model"] == str(SCENES_MODEL_DIR)

@@ -113,7 +113,7 @@ def test_unreadable_files_are_one_line_errors(tmp_path, content):
 def test_explain_sees_the_upright_image(tmp_path, tiny_checkpoint):
     """The engine (and so the heatmaps) gets the rotated-back image: its recorded size is the viewer's."""
     from stcg_model.engine.core import STCGEngine, VQAInput
-    from stcg_model.families.blip2.loading import load_model
+    from stcg_model.families.loading import load_model
 
     stored = np.ascontiguousarray(np.rot90(_marked(64, 32), k=1))  # 32 wide, 64 high on disk
     exif = Image.Exif()

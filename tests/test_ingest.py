@@ -256,7 +256,7 @@ def test_a_run_name_is_not_reused_for_another_model(driver, run_id, tmp_path, vq
 
     from safetensors.torch import load_file, save_file
 
-    from stcg_model.families.blip2.loading import model_fingerprint
+    from stcg_model.families.loading import model_fingerprint
 
     ckpt = tmp_path / "ckpt"
     shutil.copytree(tiny_checkpoint, ckpt)

@@ -20,7 +20,7 @@ from stcg.datasets import open_dataset
 from stcg.images import quantise
 from stcg_model.engine.core import STCGEngine, VQAInput
 from stcg_model.engine.engine_config import EngineConfig
-from stcg_model.families.blip2.loading import load_model
+from stcg_model.families.loading import load_model
 
 # easy-VQA test questions the demo model answers with 1 - p(y|I) between 1e-6 and 1e-4
 NEAR_CERTAIN = ("easy-vqa:test:4", "easy-vqa:test:5", "easy-vqa:test:6")

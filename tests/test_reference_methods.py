@@ -16,7 +16,7 @@ from stcg.errors import StcgError
 from stcg.images import quantise
 from stcg_model.engine.core import STCGEngine, VQAInput
 from stcg_model.engine.engine_config import EngineConfig
-from stcg_model.families.blip2.loading import load_model
+from stcg_model.families.loading import load_model
 from stcg_model.graph import STCGraph
 from stcg_model.maths.grounding import chance, mass_accuracy, pointing_game, rank_accuracy
 

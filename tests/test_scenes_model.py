@@ -190,7 +190,7 @@ def test_train_scenes_writes_a_checkpoint_whose_tokenizer_covers_every_scenes_qu
 
 def test_causal_check_scores_a_model_that_ignores_the_image_as_failing(tiny_checkpoint):
     """A model that answers without looking (the tiny random checkpoint) cannot follow target edits."""
-    from stcg_model.families.blip2.loading import load_model
+    from stcg_model.families.loading import load_model
 
     lm = load_model(str(tiny_checkpoint), device="cpu")
     examples = open_dataset("scenes", split="test", limit=40)
@@ -226,7 +226,7 @@ def test_the_shipped_scenes_model_meets_the_issues_bars_on_a_test_sample():
     relation 99.6, existence 98.35, count 90.5); the check 99.8 % / 0.4 % (attribute), 99.4 % / 0.0 %
     (relation). On these 240: 97.9 %, count 93.2 %, relation 98.4 %, both checks 100 % / 0 %."""
     from stcg_model.engine.evaluation import evaluate
-    from stcg_model.families.blip2.loading import SCENES_MODEL_DIR, default_model, load_model
+    from stcg_model.families.loading import SCENES_MODEL_DIR, default_model, load_model
 
     assert default_model("scenes") == str(SCENES_MODEL_DIR) and default_model("scenes:10") == str(SCENES_MODEL_DIR)
     lm = load_model(default_model("scenes"), device="cpu")

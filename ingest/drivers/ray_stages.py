@@ -18,21 +18,10 @@ def host_engine(model_name: str, ecfg):
     of ``load_batch`` in read tasks: no weights are read. Cached per worker process (Ray reuses them)."""
     key = (model_name, repr(ecfg))
     if key not in _HOST_ENGINES:
-        import torch
-        from transformers import Blip2ForConditionalGeneration, Blip2Processor
-
         from stcg_model.engine.core import STCGEngine
-        from stcg_model.families.blip2.loading import LoadedModel, checkpoint_config
+        from stcg_model.families.loading import weightless_model
 
-        with torch.device("meta"):
-            model = Blip2ForConditionalGeneration(checkpoint_config(model_name))
-        lm = LoadedModel(
-            model=model.eval(),
-            processor=Blip2Processor.from_pretrained(model_name),
-            name=model_name,
-            device=torch.device("cpu"),
-            dtype=torch.float32,
-        )
+        lm = weightless_model(model_name)  # the family's architecture on the meta device + its processor
         _HOST_ENGINES.clear()
         _HOST_ENGINES[key] = STCGEngine.from_config(lm, replace(ecfg, device="cpu"), host_workers=0)
     return _HOST_ENGINES[key]
@@ -92,7 +81,7 @@ class _Explainer:
         from ingest.sinks.neo4j import Neo4jSink
         from stcg.db import connect
         from stcg_model.engine.core import STCGEngine
-        from stcg_model.families.blip2.loading import load_model
+        from stcg_model.families.loading import load_model
 
         if job["threads"]:
             torch.set_num_threads(job["threads"])

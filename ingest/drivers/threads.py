@@ -18,7 +18,7 @@ def ingest_threads(
     cfg: IngestConfig, model_name: str, examples: list, total: int, sink, log, progress
 ) -> IngestSummary:
     from stcg_model.engine.core import STCGEngine
-    from stcg_model.families.blip2.loading import load_model
+    from stcg_model.families.loading import load_model
 
     ecfg = cfg.engine
     start = start_run(cfg, model_name, examples, total, sink, log)

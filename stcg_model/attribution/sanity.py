@@ -16,22 +16,13 @@ import numpy as np
 import torch
 from scipy import stats
 
+from stcg_model.families.registry import family_for
+
 
 def cascade(model) -> list[torch.nn.Module]:
-    """The re-initialisation order of a ``Blip2ForConditionalGeneration``, top layer first: the
-    language model's head and layers (T5: decoder then encoder blocks; OPT: decoder layers), the
-    language projection, then the Q-Former's layers and its query tokens' owner."""
-    lm = model.language_model
-    order: list[torch.nn.Module] = []
-    if model.config.text_config.is_encoder_decoder:
-        order.append(lm.lm_head)
-        order += list(reversed(lm.decoder.block)) + list(reversed(lm.encoder.block))
-    else:
-        order.append(lm.lm_head)
-        order += list(reversed(lm.model.decoder.layers))
-    order.append(model.language_projection)
-    order += list(reversed(model.qformer.encoder.layer))
-    return order
+    """The model's re-initialisation order, top layer first, as its family defines it
+    (``stcg_model.families.blip2.family.cascade`` for BLIP-2)."""
+    return family_for(model.config).cascade(model)
 
 
 def randomised_copy(lm, stages: int | None = None, seed: int = 0):
@@ -49,7 +40,7 @@ def randomised_copy(lm, stages: int | None = None, seed: int = 0):
                 owner = out.model.language_model if _inside(m, out.model.language_model) else out.model
                 for sub in m.modules():
                     owner._init_weights(sub)
-            if stages is None:
+            if stages is None and hasattr(out.model, "query_tokens"):  # a Q-Former's learned queries
                 out.model.query_tokens.normal_(0.0, out.model.config.initializer_range)
     finally:
         torch.random.set_rng_state(gen_state)

@@ -12,7 +12,7 @@ import numpy as np
 
 from stcg.images import quantise
 from stcg_model.attribution.base import AttributionBatch, MethodMaps, subset_batch
-from stcg_model.families.blip2.passes import passes_for
+from stcg_model.families.registry import family_for
 from stcg_model.maths.faithfulness import (
     FRACTIONS,
     attribution_order,
@@ -34,7 +34,7 @@ def score_batch(
     chunk_rows: int = 64,
 ) -> list[dict[str, dict[str, float]]]:
     """Per batch row: ``{method: {deletion_auc, ..., sufficiency}}`` (see ``stcg_model.maths.faithfulness``)."""
-    fam = passes_for(lm)
+    fam = family_for(lm).passes_for(lm)
     clean = fam.logprobs(batch.prompt_ids, batch.answers, batch.pixel_values)
     p_clean = [float(np.exp(lp.astype(np.float64).sum())) for lp in clean]
     fill = quantise(np.asarray(batch.fill, dtype=np.float32))

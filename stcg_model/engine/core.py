@@ -31,8 +31,6 @@ import torch
 from stcg_model.engine.assembly import PerturbedRow, assemble_graph, clean_attribution, derive
 from stcg_model.engine.curves import deletion_curves
 from stcg_model.engine.engine_config import EngineConfig
-from stcg_model.families.blip2.loading import LoadedModel
-from stcg_model.families.blip2.passes import ModelPasses, PassResult, passes_for
 from stcg_model.families.blip2.pixels import FastBlipPixels, PixelPreprocessor, thread_map
 from stcg_model.families.capture import LayerSelection
 from stcg_model.families.inputs import (
@@ -48,6 +46,9 @@ from stcg_model.families.inputs import (
     question_positions,
     question_token_strings,
 )
+from stcg_model.families.loading import LoadedModel
+from stcg_model.families.passes import ModelPasses, PassResult
+from stcg_model.families.registry import family_for
 from stcg_model.graph import STCGraph
 from stcg_model.perturbations import PerturbationContext, PerturbationSpec, apply_perturbation
 
@@ -145,7 +146,7 @@ class STCGEngine:
         self.attributions = config.attribution_names()  # attention first; others add maps and scores
         self.store_dense = store_dense
         self.pixels = PixelPreprocessor(self.processor.image_processor)
-        self.passes: ModelPasses = passes_for(lm, self.layers, config.max_new_tokens, self._pixel_values)
+        self.passes: ModelPasses = family_for(lm).passes_for(lm, self.layers, config.max_new_tokens, self._pixel_values)
         p = self.passes
         self.prompt = check_prompt(config.prompt if config.prompt is not None else p.default_prompt)
         self.Q, self.image_token_id = p.Q, p.image_token_id

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from stcg.images import quantise
-from stcg_model.families.blip2.passes import ModelPasses
 from stcg_model.families.inputs import PreparedExample
+from stcg_model.families.passes import ModelPasses
 from stcg_model.maths.seeding import rng_for
 
 

@@ -155,9 +155,9 @@ class EngineConfig:
             raise StcgError(f"unknown --device {self.device!r}; use auto, cpu, cuda or cuda:N")
 
     def _check_model(self, cfg, layers) -> None:
-        from stcg_model.families.blip2.points import hook_layer_counts
+        from stcg_model.families.registry import family_of
 
-        layers.check(hook_layer_counts(cfg))
+        layers.check(family_of(cfg).impl().hook_layer_counts(cfg))
         vc = cfg.vision_config
         regions = int(vc.image_size // vc.patch_size) ** 2
         if self.top_k > regions:

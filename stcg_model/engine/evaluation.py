@@ -8,7 +8,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from stcg_model.families.blip2.loading import LoadedModel
+from stcg_model.families.loading import LoadedModel
 from stcg_model.maths.text import normalize_answer, vqa_accuracy
 
 

@@ -11,10 +11,15 @@ from __future__ import annotations
 from stcg.lazy import lazy_exports
 
 _EXPORTS = {
-    "LoadedModel": "stcg_model.families.blip2.loading",
-    "load_model": "stcg_model.families.blip2.loading",
-    "ModelPasses": "stcg_model.families.blip2.passes",
-    "PassResult": "stcg_model.families.blip2.passes",
+    "LoadedModel": "stcg_model.families.loading",
+    "load_model": "stcg_model.families.loading",
+    "checkpoint_config": "stcg_model.families.loading",
+    "ModelFamily": "stcg_model.families.registry",
+    "family_of": "stcg_model.families.registry",
+    "family_for": "stcg_model.families.registry",
+    "register_family": "stcg_model.families.registry",
+    "ModelPasses": "stcg_model.families.passes",
+    "PassResult": "stcg_model.families.passes",
     "passes_for": "stcg_model.families.blip2.passes",
     "Traced": "stcg_model.families.blip2.teacher_forcing",
     "AttentionCapture": "stcg_model.families.capture",

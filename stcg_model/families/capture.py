@@ -10,7 +10,7 @@ in ``stcg_model.families.blip2.points``). Two recorders read them, sharing ``att
 * ``recorded_maps`` (the gradient methods' traced forward): every layer's ``(B, H, q, k)``, heads kept,
   left in the autograd graph.
 
-Weights exist only where attention is computed eagerly. Models loaded by ``stcg_model.families.blip2.loading``
+Weights exist only where attention is computed eagerly. Models loaded by ``stcg_model.families.loading``
 use ``CAPTURE_IMPL``: each attention module runs SDPA (fused, no weights) unless it is a selected
 module of a point that is recording right now, which runs its model family's own eager attention
 and returns the weights. So greedy decoding, the Q-Former's self-attention and unselected layers
@@ -168,7 +168,7 @@ def attention_weights(point: HookPoint, output) -> torch.Tensor:
     weights = output[point.weights_index] if isinstance(output, tuple) and len(output) > point.weights_index else None
     if weights is None:
         raise RuntimeError(
-            f"{point.name}: attention weights are None; load the model with stcg_model.families.blip2.loading "
+            f"{point.name}: attention weights are None; load the model with stcg_model.families.loading.load_model "
             f"(attention {CAPTURE_IMPL!r}) or attn_implementation='eager'"
         )
     return weights

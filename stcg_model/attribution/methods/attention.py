@@ -6,7 +6,7 @@ import torch
 
 from stcg_model.attribution.base import AttributionMethod, MethodMaps, register_attribution
 from stcg_model.attribution.methods.chains import layer_mean, raw_lm_maps, section2, trace
-from stcg_model.families.blip2.passes import passes_for
+from stcg_model.families.registry import family_for
 from stcg_model.maths import alignment as A
 
 
@@ -22,7 +22,7 @@ class Attention(AttributionMethod):
 
     @torch.no_grad()
     def compute(self, lm, batch):
-        fam = passes_for(lm)
+        fam = family_for(lm).passes_for(lm)
         t = trace(fam, batch)
         cross = layer_mean([c for c in t.qformer_cross if c is not None])
         out = []

@@ -7,7 +7,7 @@ import torch
 from stcg_model.attribution import propagation as R
 from stcg_model.attribution.base import AttributionMethod, MethodMaps, register_attribution
 from stcg_model.attribution.methods.chains import raw_lm_maps, section2, traced_with_grad
-from stcg_model.families.blip2.passes import passes_for
+from stcg_model.families.registry import family_for
 
 
 @register_attribution
@@ -23,7 +23,7 @@ class GradCAM(AttributionMethod):
     description = "Grad-CAM on the Q-Former cross-attention, target: the answer logit"
 
     def compute(self, lm, batch):
-        fam = passes_for(lm)
+        fam = family_for(lm).passes_for(lm)
         with torch.enable_grad():  # callers (the engine) may run under no_grad
             t = traced_with_grad(fam, batch)
             cross = [c for c in t.qformer_cross if c is not None]

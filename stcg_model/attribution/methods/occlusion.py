@@ -9,7 +9,7 @@ import torch
 
 from stcg.images import quantise
 from stcg_model.attribution.base import AttributionMethod, MethodMaps, normalised, register_attribution, subset_batch
-from stcg_model.families.blip2.passes import passes_for
+from stcg_model.families.registry import family_for
 
 
 def occlusion_block_side(grid: int, max_blocks: int = 64) -> int:
@@ -45,7 +45,7 @@ class Occlusion(AttributionMethod):
 
     @torch.no_grad()
     def compute(self, lm, batch):
-        fam = passes_for(lm)
+        fam = family_for(lm).passes_for(lm)
         clean = fam.logprobs(batch.prompt_ids, batch.answers, batch.pixel_values)
         fill = quantise(np.asarray(batch.fill, dtype=np.float32))
         jobs = []  # (row, block regions)

@@ -8,7 +8,7 @@ import torch
 from stcg_model.attribution import propagation as R
 from stcg_model.attribution.base import AttributionMethod, MethodMaps, region_from_steps, register_attribution
 from stcg_model.attribution.methods.chains import propagated, step_gradients, traced_with_grad
-from stcg_model.families.blip2.passes import passes_for
+from stcg_model.families.registry import family_for
 
 
 @register_attribution
@@ -26,7 +26,7 @@ class Relevancy(AttributionMethod):
     description = "gradient-weighted relevancy propagation (Chefer et al. 2021), target: the answer logit"
 
     def compute(self, lm, batch):
-        fam = passes_for(lm)
+        fam = family_for(lm).passes_for(lm)
         with torch.enable_grad():  # callers (the engine) may run under no_grad
             t = traced_with_grad(fam, batch)
             maps = [m.detach().double() for m in t.tensors()]

@@ -7,7 +7,7 @@ import torch
 from stcg_model.attribution import propagation as R
 from stcg_model.attribution.base import AttributionMethod, MethodMaps, region_from_steps, register_attribution
 from stcg_model.attribution.methods.chains import propagated, trace
-from stcg_model.families.blip2.passes import passes_for
+from stcg_model.families.registry import family_for
 
 
 @register_attribution
@@ -20,7 +20,7 @@ class Rollout(AttributionMethod):
 
     @torch.no_grad()
     def compute(self, lm, batch):
-        fam = passes_for(lm)
+        fam = family_for(lm).passes_for(lm)
         t = trace(fam, batch)
         abar = t.rebuild([R.head_mean(m.double()) for m in t.tensors()])
         C, W, S = propagated(abar, batch)

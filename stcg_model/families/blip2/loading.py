@@ -1,52 +1,14 @@
-"""Load any BLIP-2 checkpoint (hub id or local folder) ready for attention capture."""
+"""Load a BLIP-2 checkpoint (``Blip2ForConditionalGeneration`` + ``Blip2Processor``) ready for attention
+capture; the family-blind entry points (``load_model``, ``checkpoint_config``) are in
+``stcg_model.families.loading``."""
 
 from __future__ import annotations
-
-import os
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
-from stcg.errors import StcgError
 from stcg_model.families.capture import register_capture_attention
-
-HUB_DEFAULT = "Salesforce/blip2-flan-t5-xl"
-DEMO_MODEL_DIR = Path(__file__).resolve().parents[2] / "demo_model"
-SCENES_MODEL_DIR = Path(__file__).resolve().parents[2] / "scenes_model"
-
-
-def model_fingerprint(name_or_path: str) -> str:
-    """A short content hash of a local checkpoint folder (config + the first and last MiB and the size
-    of every weight file), so results of a retrained checkpoint in the same folder are told apart.
-    A hub id (no local folder) is its own fingerprint."""
-    import hashlib
-
-    folder = Path(name_or_path).expanduser()
-    h = hashlib.sha1()
-    if not folder.is_dir():
-        h.update(name_or_path.encode())
-        return h.hexdigest()[:12]
-    for f in sorted(folder.iterdir()):
-        if f.name == "config.json":
-            h.update(f.read_bytes())
-        elif f.suffix in (".safetensors", ".bin", ".pt"):
-            size = f.stat().st_size
-            h.update(f"{f.name}:{size}".encode())
-            with f.open("rb") as fh:
-                h.update(fh.read(1 << 20))
-                fh.seek(max(0, size - (1 << 20)))
-                h.update(fh.read(1 << 20))
-    return h.hexdigest()[:12]
-
-
-def default_model(dataset: str | None = None) -> str:
-    """The embedded checkpoint for ``dataset`` when shipped (the scenes model for ``scenes[:N]``, the
-    easy-VQA demo model otherwise), else the hub default."""
-    if dataset is not None and dataset.partition(":")[0] == "scenes" and (SCENES_MODEL_DIR / "config.json").is_file():
-        return str(SCENES_MODEL_DIR)
-    return str(DEMO_MODEL_DIR) if (DEMO_MODEL_DIR / "config.json").is_file() else HUB_DEFAULT
+from stcg_model.families.loading import LoadedModel, resolve_device, resolve_dtype
 
 
 def use_capture_attention(model: Blip2ForConditionalGeneration) -> Blip2ForConditionalGeneration:
@@ -57,52 +19,6 @@ def use_capture_attention(model: Blip2ForConditionalGeneration) -> Blip2ForCondi
     model.set_attn_implementation(impl)  # recursive: Q-Former, language model and its stacks' config copies
     model.vision_model.set_attn_implementation("sdpa")
     return model
-
-
-@dataclass
-class LoadedModel:
-    """A model in eval mode (eager attention where weights are captured), its processor, and where it runs."""
-
-    model: Blip2ForConditionalGeneration
-    processor: Blip2Processor
-    name: str
-    device: torch.device
-    dtype: torch.dtype
-
-    @property
-    def is_encoder_decoder(self) -> bool:
-        return bool(self.model.config.text_config.is_encoder_decoder)
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise StcgError("--device cuda was asked for, but no CUDA GPU is available (use --device cpu or auto)")
-    return dev
-
-
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device, is_t5: bool) -> torch.dtype:
-    """bfloat16 on GPU, float32 on CPU; float16 refused for T5 language models (they overflow)."""
-    if dtype is None or dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    table = {
-        "float32": torch.float32,
-        "fp32": torch.float32,
-        "bfloat16": torch.bfloat16,
-        "bf16": torch.bfloat16,
-        "float16": torch.float16,
-        "fp16": torch.float16,
-    }
-    resolved = dtype if isinstance(dtype, torch.dtype) else table.get(str(dtype))
-    if resolved is None:
-        raise StcgError(f"unknown dtype {dtype!r}; use one of auto, float32, bfloat16, float16")
-    if resolved == torch.float16 and is_t5:
-        raise StcgError(
-            "float16 is refused for T5 language models (Flan-T5 overflows in fp16); use bfloat16 or float32"
-        )
-    return resolved
 
 
 def prepare(
@@ -120,54 +36,19 @@ def prepare(
     return LoadedModel(model=model, processor=processor, name=name, device=dev, dtype=dt)
 
 
-def _where(name: str) -> tuple[Path, str]:
-    """(local path, what to pass to ``from_pretrained``) of a hub id or folder; one-line errors."""
-    local = Path(name).expanduser()
-    looks_local = name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.sep == "\\" and "\\" in name
-    if looks_local and not local.exists():
-        raise StcgError(f"model folder not found: {name}")
-    if local.is_dir() and not (local / "config.json").is_file():
-        raise StcgError(f"{name} is not a BLIP-2 checkpoint folder (no config.json)")
-    return local, str(local) if local.exists() else name
+def load(source: str, device: torch.device, dtype: torch.dtype, name: str) -> LoadedModel:
+    """``from_pretrained`` of model and processor from ``source`` (a folder or hub id), on ``device`` in ``dtype``."""
+    model = Blip2ForConditionalGeneration.from_pretrained(source, dtype=dtype, attn_implementation="eager")
+    use_capture_attention(model)
+    processor = Blip2Processor.from_pretrained(source)
+    return LoadedModel(model=model.to(device).eval(), processor=processor, name=name, device=device, dtype=dtype)
 
 
-def _load_error(name: str, local: Path, e: Exception) -> StcgError:
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    where = "local folder" if local.exists() else "hub id (needs network access or a cached copy)"
-    return StcgError(f"could not load model {name!r} ({where}): {first[:240]}")
-
-
-def checkpoint_config(name_or_path: str | None = None):
-    """The ``Blip2Config`` of a checkpoint (config.json only, no weights), so settings that depend on
-    the model (layer indices, regions) are checked before any model work; one-line ``StcgError``."""
-    name = name_or_path or default_model()
-    local, source = _where(name)
-    try:
-        from transformers import AutoConfig
-
-        cfg = AutoConfig.from_pretrained(source)
-    except (OSError, ValueError) as e:
-        raise _load_error(name, local, e) from None
-    if getattr(cfg, "model_type", None) != "blip-2":
-        raise StcgError(f"{name} is a {getattr(cfg, 'model_type', '?')} checkpoint, not BLIP-2")
-    return cfg
-
-
-def load_model(name_or_path: str | None = None, device: str = "auto", dtype: str | None = None) -> LoadedModel:
-    """``from_pretrained`` for model and processor; one-line ``StcgError`` when it cannot load."""
-    name = name_or_path or default_model()
-    local, _ = _where(name)
-    dev = resolve_device(device)
-    try:
-        cfg = checkpoint_config(name)
-        dt = resolve_dtype(dtype, dev, bool(cfg.text_config.is_encoder_decoder))
-        model = Blip2ForConditionalGeneration.from_pretrained(
-            str(local) if local.exists() else name, dtype=dt, attn_implementation="eager"
-        )
-        use_capture_attention(model)
-        processor = Blip2Processor.from_pretrained(str(local) if local.exists() else name)
-    except StcgError:
-        raise
-    except (OSError, ValueError) as e:
-        raise _load_error(name, local, e) from None
-    return LoadedModel(model=model.to(dev).eval(), processor=processor, name=name, device=dev, dtype=dt)
+def weightless(config, source: str, name: str) -> LoadedModel:
+    """The architecture of ``config`` on the ``meta`` device (no weights) with the processor of ``source``."""
+    with torch.device("meta"):
+        model = Blip2ForConditionalGeneration(config)
+    processor = Blip2Processor.from_pretrained(source)
+    return LoadedModel(
+        model=model.eval(), processor=processor, name=name, device=torch.device("cpu"), dtype=torch.float32
+    )

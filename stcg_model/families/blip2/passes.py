@@ -1,6 +1,7 @@
 """The model passes: image variants + prompts through BLIP-2, with the attention the STCG reads.
 
-One interface, ``ModelPasses``, two classes picked once per model by ``passes_for``:
+One interface, ``ModelPasses`` (``stcg_model.families.passes``), two classes picked once per model by
+``passes_for`` (both ``Blip2Passes``: token ids, prompt inputs, greedy decoding):
 
 * ``EncoderDecoderPasses`` (T5, e.g. ``Salesforce/blip2-flan-t5-xl``): vision tower, Q-Former and
   T5 encoder run once per row (capturing ``C`` and ``E``); greedy decoding re-runs the decoder on
@@ -21,14 +22,11 @@ lists, ``</s>`` included when the model emitted it. Log probabilities are natura
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from stcg_model.families.blip2.loading import LoadedModel
 from stcg_model.families.blip2.points import blip2_hook_points, blip2_trace_points
 from stcg_model.families.blip2.teacher_forcing import (
     Traced,
@@ -41,32 +39,14 @@ from stcg_model.families.blip2.teacher_forcing import (
 )
 from stcg_model.families.capture import AttentionCapture, LayerSelection, recorded_maps
 from stcg_model.families.inputs import Row, TokenIds, prompt_ids
+from stcg_model.families.loading import LoadedModel
+from stcg_model.families.passes import ModelPasses, PassResult
 from stcg_model.maths import alignment as A
 
 
-@dataclass
-class PassResult:
-    """Per-row outputs of one pass (row = one image variant), each a list over rows:
-    ``C`` (Q, P) query -> region (CLS dropped, rows sum to 1); ``E`` (L, L) prompt self-attention;
-    ``D`` (T, L) attention of each answer step over the prompt positions; ``step_logprob`` (T,) log p
-    of each teacher-forced answer token; ``greedy`` the row's own greedy answer (token ids)."""
-
-    C: list[np.ndarray]
-    E: list[np.ndarray]
-    D: list[np.ndarray]
-    step_logprob: list[np.ndarray]
-    greedy: list[list[int]]
-
-
-class ModelPasses(ABC):
-    """Batched passes of one loaded BLIP-2 model. ``pixels`` turns images into on-device ``pixel_values``
-    (used when a call gets no ``pv``); ``min_new_tokens`` (default 0) bans ``</s>`` for the first steps
-    of greedy decoding (benchmarks force answer lengths on random weights)."""
-
-    kind: str  # "encoder-decoder" | "decoder-only" (stored in the STCG's params)
-    default_prompt: str  # the prompt template when none is given
-    closes_prompt_with_eos: bool  # whether the prompt tokens end with </s>
-    generated_prefix: int  # tokens of generate's output before the answer
+class Blip2Passes(ModelPasses):
+    """What BLIP-2's two kinds of language model share: its token ids, ``[image token x Q | prompt]`` inputs
+    and greedy decoding through the language model's ``generate``."""
 
     def __init__(
         self,
@@ -75,52 +55,10 @@ class ModelPasses(ABC):
         max_new_tokens: int = 10,
         pixels: Callable[[Sequence[np.ndarray]], torch.Tensor] | None = None,
     ):
-        self.lm = lm
-        self.model = lm.model
-        self.layers = layers if layers is not None else LayerSelection()
-        self.max_new_tokens = max_new_tokens
-        self.min_new_tokens = 0
-        self.pixels = pixels
+        super().__init__(lm, layers, max_new_tokens, pixels)
         ids = TokenIds.of(self.model.config)
         self.Q, self.image_token_id = ids.Q, ids.image_token_id
         self.eos_id, self.pad_id, self.start_id = ids.eos_id, ids.pad_id, ids.start_id
-
-    # ------------------------------------------------------------------ the interface
-    @abstractmethod
-    def run_pass(
-        self, rows: Sequence[Row], answers: Sequence[list[int]] | None, per_example: int, pv: torch.Tensor | None = None
-    ) -> PassResult:
-        """Every row once through the model with attention captured; greedy answers of every row; each
-        row's ``answers[r]`` teacher-forced (``None``: the greedy answer of its example's clean row, rows
-        being ``per_example`` consecutive variants per example, clean first). ``pv`` (R, 3, H, W): the
-        rows' pixel values when already made."""
-
-    def answer_logprobs(
-        self, rows: Sequence[Row], answers: Sequence[list[int]], pv: torch.Tensor | None = None
-    ) -> list[np.ndarray]:
-        """``logprobs`` of the rows' prompts and images (``pv``: their pixel values when already made)."""
-        return self.logprobs([self.prompt_ids(ex) for ex, _ in rows], answers, self.pixel_values(rows, pv))
-
-    @abstractmethod
-    def logprobs(
-        self, prompt_ids: Sequence[Sequence[int]], answers: Sequence[list[int]], pixel_values: torch.Tensor
-    ) -> list[np.ndarray]:
-        """Teacher-forced log p of ``answers[r]`` on row ``r``'s image and ``[image token x Q | prompt]`` ids,
-        in ONE batched pass, no attention captured, no gradients: per row a float64 array (T_r,) =
-        ``len(answers[r])`` of natural log probabilities of each answer token given the image, the prompt
-        and the answer tokens before it; ``p(y | image) = exp(sum)``. The engine's curves and the
-        perturbation-based methods (occlusion, scoring) both read it. Callers chunk long lists."""
-
-    @abstractmethod
-    def trace(
-        self,
-        prompt_ids: Sequence[Sequence[int]],
-        answers: Sequence[list[int]],
-        pixel_values: torch.Tensor,
-    ) -> Traced:
-        """The traced forward of the gradient methods: one teacher-forced pass of every row (its
-        ``[image token x Q | prompt]`` ids) on its answer, every attention map on the path from the image
-        to the answer recorded with heads kept and in the autograd graph (under ``torch.enable_grad``)."""
 
     # ------------------------------------------------------------------ shared
     def prompt_ids(self, ex) -> list[int]:
@@ -132,10 +70,6 @@ class ModelPasses(ABC):
         ids BLIP-2's own ``forward``/``generate`` take with ``pixel_values``)."""
         ids, am = pad_ids([self.prompt_ids(ex) for ex, _ in rows], self.pad_id)
         return ids.to(self.lm.device), am.to(self.lm.device)
-
-    def pixel_values(self, rows: Sequence[Row], pv: torch.Tensor | None = None) -> torch.Tensor:
-        """(R, 3, H, W) pixel values of the rows' images on the model's device and dtype."""
-        return self.pixels([a for _, a in rows]) if pv is None else pv.to(self.lm.device, self.lm.dtype)
 
     def greedy(self, **inputs) -> list[list[int]]:
         """Greedy answers (trimmed token ids) of the language model's ``generate`` from ``inputs``
@@ -162,13 +96,8 @@ class ModelPasses(ABC):
                 break
         return out or [self.eos_id]
 
-    @staticmethod
-    def clean_answers(greedy: list[list[int]], per_example: int) -> list[list[int]]:
-        """Each row's teacher-forcing target: the greedy answer of its example's clean (first) row."""
-        return [greedy[(r // per_example) * per_example] for r in range(len(greedy))]
 
-
-class EncoderDecoderPasses(ModelPasses):
+class EncoderDecoderPasses(Blip2Passes):
     """T5 language models: ``E`` from the encoder self-attention, ``D`` from the decoder cross-attention."""
 
     kind = "encoder-decoder"
@@ -306,7 +235,7 @@ class EncoderDecoderPasses(ModelPasses):
         )
 
 
-class DecoderOnlyPasses(ModelPasses):
+class DecoderOnlyPasses(Blip2Passes):
     """OPT language models: ``E`` and ``D`` from the causal self-attention of one teacher-forced pass."""
 
     kind = "decoder-only"
