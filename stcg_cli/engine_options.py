@@ -24,6 +24,19 @@ class RegistryHelpOption(click.Option):
         return super().get_help_record(ctx)
 
 
+MODEL_DEFAULT = (
+    "[default: the embedded scenes model for --dataset scenes, the embedded demo model otherwise, "
+    "else Salesforce/blip2-flan-t5-xl]"
+)
+
+
+def model_help() -> str:
+    """``--model``'s help: the supported model families, from their registry (no torch imported)."""
+    from stcg_model.families.registry import supported
+
+    return f"A checkpoint, hub id or local folder, of a supported model family: {supported()} {MODEL_DEFAULT}."
+
+
 def attributions_help() -> str:
     from stcg_model.attribution.base import attributions_help as from_registry
 
@@ -54,9 +67,8 @@ def engine_options(f):
         click.option(
             "--model",
             default=_DEFAULT.model,
-            help="BLIP-2 checkpoint: hub id or local folder "
-            "[default: the embedded scenes model for --dataset scenes, the embedded demo model otherwise, "
-            "else Salesforce/blip2-flan-t5-xl].",
+            cls=RegistryHelpOption,
+            help_from=model_help,
         ),
         click.option(
             "--device",

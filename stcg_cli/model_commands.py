@@ -9,7 +9,7 @@ import click
 import numpy as np
 
 from stcg.datasets import dataset_forms
-from stcg_cli.engine_options import engine_config, engine_options
+from stcg_cli.engine_options import MODEL_DEFAULT, RegistryHelpOption, engine_config, engine_options, model_help
 from stcg_model.training.scenes_config import ScenesConfig
 
 
@@ -228,7 +228,12 @@ def train_scenes_cmd(out, train_scenes, vision_steps, steps, batch_size, relatio
 
 
 @click.command("eval")
-@click.option("--model", default=None, help="BLIP-2 checkpoint [default: the embedded model for the dataset].")
+@click.option(
+    "--model",
+    default=None,
+    cls=RegistryHelpOption,
+    help_from=lambda: model_help().replace(MODEL_DEFAULT, "[default: the embedded model for the dataset]"),
+)
 @click.option(
     "--dataset", default="easy-vqa", show_default=True, help=f"Dataset: {dataset_forms()} (see `stcg ingest --help`)."
 )

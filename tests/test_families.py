@@ -95,6 +95,9 @@ def test_a_new_family_is_one_registry_entry():
     try:
         assert family_of(SimpleNamespace(model_type="toy-vl")) is toy
         assert "Toy-VL (ToyForConditionalGeneration)" in supported()
+        from stcg_cli.engine_options import model_help
+
+        assert "family: BLIP-2 (Blip2ForConditionalGeneration), Toy-VL (ToyForConditionalGeneration) [" in model_help()
         with pytest.raises(ValueError, match="already belong to the blip2 family"):
             register_family(ModelFamily("other", "Other", ("blip-2",), ("X",), "x"))
     finally:

@@ -48,14 +48,9 @@ class Blip2Passes(ModelPasses):
     """What BLIP-2's two kinds of language model share: its token ids, ``[image token x Q | prompt]`` inputs
     and greedy decoding through the language model's ``generate``."""
 
-    def __init__(
-        self,
-        lm: LoadedModel,
-        layers: LayerSelection | None = None,
-        max_new_tokens: int = 10,
-        pixels: Callable[[Sequence[np.ndarray]], torch.Tensor] | None = None,
-    ):
-        super().__init__(lm, layers, max_new_tokens, pixels)
+    def __init__(self, *args, **kwargs):
+        """``ModelPasses``'s arguments; the token facts come from the BLIP-2 config."""
+        super().__init__(*args, **kwargs)
         ids = TokenIds.of(self.model.config)
         self.Q, self.image_token_id = ids.Q, ids.image_token_id
         self.eos_id, self.pad_id, self.start_id = ids.eos_id, ids.pad_id, ids.start_id
