@@ -59,6 +59,14 @@ class RunStart:
         return {**self.__dict__, "heartbeat": None, "sink": None}
 
 
+def model_family(model_name: str) -> str:
+    """The name of the model family of a checkpoint (``blip2``), from its config."""
+    from stcg_model.families.loading import checkpoint_config
+    from stcg_model.families.registry import family_of
+
+    return family_of(checkpoint_config(model_name)).name
+
+
 def start_run(cfg: IngestConfig, model_name: str, examples: list, total: int, sink, log) -> RunStart:
     """Schema, run id, store folders and the ONE atomic claim of the run (name, identity, creation or
     resume), then which examples are still to do. Nothing here loads the model."""
@@ -80,6 +88,7 @@ def start_run(cfg: IngestConfig, model_name: str, examples: list, total: int, si
         "name": run_id,
         "name_key": run_name_key(run_id),
         "model": model_name,
+        "family": model_family(model_name),  # the model family explaining it (stcg_model.families.registry)
         "dataset": cfg.dataset,
         "split": cfg.split or "",
         "perturbations": [s.kind for s in specs],

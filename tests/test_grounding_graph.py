@@ -133,7 +133,7 @@ def test_a_scenes_run_without_model_is_explained_by_the_scenes_model_it_records(
     from stcg_model.families.loading import SCENES_MODEL_DIR
 
     (run,) = world["bolt"].execute_query("MATCH (r:Run {uid: $r}) RETURN r", r=world["run"]).records
-    assert run["r"]["model"] == str(SCENES_MODEL_DIR)
+    assert run["r"]["model"] == str(SCENES_MODEL_DIR) and run["r"]["family"] == "blip2"
     assert json.loads(run["r"]["params"])["engine"]["model"] == str(SCENES_MODEL_DIR)
     assert {g.params["model"] for g in world["graphs"]} == {str(SCENES_MODEL_DIR)}
 
