@@ -33,8 +33,8 @@ import numpy as np
 from neo4j import GraphDatabase
 
 from ingest.bulk import load_csv
-from ingest.pipeline import RUN_MERGE, finish_run
 from ingest.rows import GraphRows, graph_rows
+from ingest.runs import RUN_MERGE, finish_run
 from ingest.schema import ensure_schema
 from ingest.sinks.csv_files import CsvSink
 from ingest.writer import Neo4jWriter

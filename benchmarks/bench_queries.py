@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ingest.pipeline import RUN_FINISH, RUN_MERGE
 from ingest.rows import GraphRows, graph_rows
+from ingest.runs import RUN_FINISH, RUN_MERGE
 from ingest.schema import ensure_schema
 from ingest.writer import Neo4jWriter, delete_run
 from queries.library import QueryLibrary, load_template, template_names
