@@ -122,9 +122,12 @@ def query_patch_map(R_qi: torch.Tensor) -> torch.Tensor:
     return rows_normalised(R_qi[..., 1:])
 
 
-def relevance_to_regions(R_rows: torch.Tensor, R_qp: torch.Tensor) -> torch.Tensor:
-    """``(B, n, L) x (B, Q, P) -> (B, n, P)``: ``X[i, p] = sum_{k < Q} R[i, k] R_qp[k, p]`` over the
-    ``Q`` query slots (the first ``Q`` positions), rows renormalised. ``R_qp`` is the query -> patch
-    relevancy with the CLS column dropped and NOT renormalised (docs/spec.md section 6)."""
+def relevance_to_regions(R_rows: torch.Tensor, R_qp: torch.Tensor, slots=None) -> torch.Tensor:
+    """``(B, n, L) x (B, Q, P) -> (B, n, P)``: ``X[i, p] = sum_k R[i, slot_k] R_qp[k, p]`` over the ``Q``
+    image slots (their positions ``slots``; None: the first ``Q`` positions), rows renormalised. ``R_qp``
+    is the query -> patch relevancy with the CLS column dropped and NOT renormalised (docs/spec.md
+    section 6), or the identity for a family without a Q-Former."""
     Q = R_qp.shape[-2]
-    return rows_normalised(R_rows[..., :Q] @ R_qp)
+    first = slots is None or (len(slots) == Q and int(slots[0]) == 0 and int(slots[-1]) == Q - 1)
+    cols = R_rows[..., :Q] if first else R_rows[..., torch.as_tensor(slots, device=R_rows.device)]
+    return rows_normalised(cols @ R_qp)

@@ -36,8 +36,9 @@ def randomised_copy(lm, stages: int | None = None, seed: int = 0):
     torch.manual_seed(seed)
     try:
         with torch.no_grad():
+            inner_lm = getattr(out.model, "language_model", None)  # BLIP-2's own; LLaVA's top model inits all
             for m in modules:
-                owner = out.model.language_model if _inside(m, out.model.language_model) else out.model
+                owner = inner_lm if inner_lm is not None and _inside(m, inner_lm) else out.model
                 for sub in m.modules():
                     owner._init_weights(sub)
             if stages is None and hasattr(out.model, "query_tokens"):  # a Q-Former's learned queries

@@ -23,11 +23,14 @@ from stcg_model.maths.text import group_tokens, normalize_answer, word_kind
 from stcg_model.perturbations import PerturbationSpec
 
 
-def derive(C: np.ndarray, E: np.ndarray, D: np.ndarray, positions: np.ndarray) -> dict[str, np.ndarray]:
-    """Section 2 from ``C`` (Q, P), ``E`` (L, L), ``D`` (T, L) and the question tokens' ``positions`` (n,):
-    ``{"C", "E", "D", "W" (n, P), "m" (n,), "S" (T, P), "v" (T,), "step_token" (T, n)}``."""
-    W, m = A.structural(E, C, positions)
-    S, v, step_token = A.temporal(D, C, positions)
+def derive(
+    C: np.ndarray, E: np.ndarray, D: np.ndarray, positions: np.ndarray, slots: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Section 2 from ``C`` (Q, P), ``E`` (L, L), ``D`` (T, L), the question tokens' ``positions`` (n,) and
+    the image slots' (Q,; default the first Q): ``{"C", "E", "D", "W" (n, P), "m" (n,), "S" (T, P), "v" (T,),
+    "step_token" (T, n)}``."""
+    W, m = A.structural(E, C, positions, slots)
+    S, v, step_token = A.temporal(D, C, positions, slots)
     return {"C": C, "E": E, "D": D, "W": W, "m": m, "S": S, "v": v, "step_token": step_token}
 
 

@@ -1,8 +1,8 @@
-"""The STCG engine: batched BLIP-2 passes with attention capture -> one ``STCGraph`` per example.
+"""The STCG engine: batched model passes with attention capture -> one ``STCGraph`` per example.
 
 ``STCGEngine`` orchestrates; each job lives in its own module (docs/stcg.md, "Code map"):
 ``inputs`` (prompt tokenising, question positions), ``pixels`` (images -> ``pixel_values``),
-``passes`` (the model passes: one interface, one class per kind of language model), ``curves``
+the model family's passes (``families/<family>/``: one interface, ``ModelPasses``), ``curves``
 (deletion curves), ``assembly`` (section 2 quantities and the ``STCGraph``, pure functions).
 
 Per batch of examples:
@@ -42,8 +42,6 @@ from stcg_model.families.inputs import (
     answer_token_strings,
     check_prompt,
     decode_answer,
-    prompt_ids,
-    question_positions,
     question_token_strings,
 )
 from stcg_model.families.loading import LoadedModel
@@ -84,7 +82,7 @@ def prefetched(pool: ThreadPoolExecutor | None, fn: Callable, items: Sequence):
 
 
 class STCGEngine:
-    """Builds STCGs for batches of examples with one loaded BLIP-2 model.
+    """Builds STCGs for batches of examples with one loaded model of any registered family.
 
     Make it with ``STCGEngine.from_config(lm, EngineConfig(...))`` (or the keyword constructor, which
     builds the same ``EngineConfig``); either validates every setting against the model first. It
@@ -151,8 +149,7 @@ class STCGEngine:
         self.prompt = check_prompt(config.prompt if config.prompt is not None else p.default_prompt)
         self.Q, self.image_token_id = p.Q, p.image_token_id
         self.eos_id, self.pad_id, self.start_id = p.eos_id, p.pad_id, p.start_id
-        vc = self.model.config.vision_config
-        self.grid_side = int(vc.image_size // vc.patch_size)
+        self.grid_side = family_for(lm).grid_side(self.model.config)
         self.fill = tuple(float(x) for x in self.processor.image_processor.image_mean)
         if host_workers is None:  # on a CPU-only run the model already uses every core: threads would only contend
             host_workers = min(8, os.cpu_count() or 1) if lm.device.type != "cpu" else 0
@@ -344,8 +341,8 @@ class STCGEngine:
                     example_id=ex.ex.example_id,
                     image=ex.pixels,
                     grid=ex.grid,
-                    prompt_ids=prompt_ids(ex, self.Q, self.image_token_id),
-                    token_positions=question_positions(ex, self.Q),
+                    prompt_ids=self.passes.prompt_ids(ex),
+                    token_positions=self.passes.question_positions(ex),
                     answer=answers[i],
                     is_eos=is_eos[i],
                     perturbed=[images[k] for k in range(len(self.perturbations))],
@@ -383,7 +380,9 @@ class STCGEngine:
         return pv.to(self.lm.device, self.lm.dtype) if device else pv
 
     def _derive(self, ex: PreparedExample, res: PassResult, row: int) -> dict[str, np.ndarray]:
-        return derive(res.C[row], res.E[row], res.D[row], question_positions(ex, self.Q))
+        p = self.passes
+        slots = p.slot_positions(p.prompt_ids(ex))
+        return derive(res.C[row], res.E[row], res.D[row], p.question_positions(ex), slots)
 
     def _decode(self, ids: list[int]) -> str:
         return decode_answer(self.tokenizer, ids, self.eos_id)

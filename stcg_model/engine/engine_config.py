@@ -22,8 +22,8 @@ def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def _blip2_config(model: Any):
-    """The ``Blip2Config`` of a ``LoadedModel``, a BLIP-2 model, or the config itself."""
+def _model_config(model: Any):
+    """The config of a ``LoadedModel``, a transformers model, or the config itself."""
     inner = getattr(model, "model", None)
     if inner is not None and hasattr(inner, "config"):
         return inner.config
@@ -139,7 +139,7 @@ class EngineConfig:
         self.attribution_names()
         layers = self.layer_selection()
         if model is not None:
-            self._check_model(_blip2_config(model), layers)
+            self._check_model(_model_config(model), layers)
         return self
 
     def _check_device(self) -> None:
@@ -157,9 +157,9 @@ class EngineConfig:
     def _check_model(self, cfg, layers) -> None:
         from stcg_model.families.registry import family_of
 
-        layers.check(family_of(cfg).impl().hook_layer_counts(cfg))
-        vc = cfg.vision_config
-        regions = int(vc.image_size // vc.patch_size) ** 2
+        family = family_of(cfg).impl()
+        layers.check(family.hook_layer_counts(cfg))
+        regions = family.grid_side(cfg) ** 2
         if self.top_k > regions:
             raise StcgError(f"--top-k {self.top_k} is larger than the model's {regions} regions; allowed: 1..{regions}")
         if self.deletion_steps > regions:
@@ -169,7 +169,7 @@ class EngineConfig:
             )
         tc = cfg.text_config
         if not tc.is_encoder_decoder:
-            limit = int(getattr(tc, "max_position_embeddings", 0) or 0) - int(cfg.num_query_tokens) - 1
+            limit = int(getattr(tc, "max_position_embeddings", 0) or 0) - family.image_slots(cfg) - 1
             if limit > 0 and self.max_new_tokens > limit:
                 raise StcgError(
                     f"--max-new-tokens {self.max_new_tokens} does not fit the language model's "

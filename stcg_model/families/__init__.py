@@ -21,7 +21,7 @@ _EXPORTS = {
     "ModelPasses": "stcg_model.families.passes",
     "PassResult": "stcg_model.families.passes",
     "passes_for": "stcg_model.families.blip2.passes",
-    "Traced": "stcg_model.families.blip2.teacher_forcing",
+    "Traced": "stcg_model.families.traced",
     "AttentionCapture": "stcg_model.families.capture",
     "HookPoint": "stcg_model.families.capture",
     "LayerSelection": "stcg_model.families.capture",

@@ -2,8 +2,12 @@
 
 Preparing an example is host (CPU) work with no model: the image as an 8-bit RGB array
 (perturbations run on it, as the processor sees it), the prompt tokenised with character offsets,
-and which prompt tokens are the question's (the STCG's ``Token`` nodes). Language-model positions
-are ``[Q query slots | prompt tokens]``, so question token ``i`` sits at ``Q + q_index[i]``.
+and which prompt tokens are the question's (the STCG's ``Token`` nodes).
+
+Where the image goes in the language model's input is the prompt's business: a prompt whose tokens hold
+the image placeholder (LLaVA's ``"USER: <image>\n{question} ASSISTANT:"``) gets its ``Q`` image slots
+there, one placeholder id per slot; any other prompt gets them in front (BLIP-2: ``[Q query slots |
+prompt tokens]``). ``prompt_ids``, ``question_positions`` and ``slot_positions`` say where everything is.
 """
 
 from __future__ import annotations
@@ -86,14 +90,33 @@ def check_prompt(prompt: str) -> str:
     return prompt
 
 
+def placeholder_index(token_ids: list[int], image_token_id: int | None) -> int | None:
+    """Where the prompt's tokens hold the image placeholder (its first occurrence), or None (none there)."""
+    if image_token_id is None or image_token_id not in token_ids:
+        return None
+    return token_ids.index(image_token_id)
+
+
 def prompt_ids(ex: PreparedExample, num_query_tokens: int, image_token_id: int) -> list[int]:
-    """The language model's input ids ``[image token x Q | prompt tokens]`` (the slots get the query outputs)."""
-    return [image_token_id] * num_query_tokens + ex.token_ids
+    """The language model's input ids: the prompt tokens with the placeholder repeated ``Q`` times where the
+    prompt has it, else ``[image token x Q | prompt tokens]`` (the slots get the image features)."""
+    k = placeholder_index(ex.token_ids, image_token_id)
+    if k is None:
+        return [image_token_id] * num_query_tokens + ex.token_ids
+    return ex.token_ids[:k] + [image_token_id] * num_query_tokens + ex.token_ids[k + 1 :]
 
 
-def question_positions(ex: PreparedExample, num_query_tokens: int) -> np.ndarray:
+def question_positions(ex: PreparedExample, num_query_tokens: int, image_token_id: int | None = None) -> np.ndarray:
     """(n,) positions of the question tokens in ``prompt_ids`` (</s>, BOS and prompt words excluded)."""
-    return num_query_tokens + ex.q_index
+    k = placeholder_index(ex.token_ids, image_token_id)
+    if k is None:
+        return num_query_tokens + ex.q_index
+    return np.where(ex.q_index > k, ex.q_index + num_query_tokens - 1, ex.q_index)
+
+
+def slot_positions(ids, image_token_id: int) -> np.ndarray:
+    """(Q,) positions of the image slots in a language-model input ``ids`` (``prompt_ids``; padding excluded)."""
+    return np.flatnonzero(np.asarray(ids) == image_token_id)
 
 
 def question_token_strings(tokenizer, ex: PreparedExample) -> list[str]:

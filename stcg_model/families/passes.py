@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from stcg_model.families.blip2.teacher_forcing import Traced
 from stcg_model.families.capture import LayerSelection
-from stcg_model.families.inputs import Row
+from stcg_model.families.inputs import Row, prompt_ids, question_positions, slot_positions
 from stcg_model.families.loading import LoadedModel
+from stcg_model.families.teacher_forcing import pad_ids
+from stcg_model.families.traced import Traced
 
 
 @dataclass
@@ -37,7 +38,8 @@ class ModelPasses(ABC):
     """Batched passes of one loaded model. ``pixels`` turns images into on-device ``pixel_values`` (used when
     a call gets no ``pv``); ``min_new_tokens`` (default 0) bans ``</s>`` for the first steps of greedy
     decoding (benchmarks force answer lengths on random weights). A family sets the token facts the
-    engine reads: ``Q`` (image slots in the prompt), ``image_token_id``, ``eos_id``, ``pad_id``, ``start_id``."""
+    engine reads: ``Q`` (image slots in the prompt), ``image_token_id``, ``eos_id``, ``pad_id``, ``start_id``,
+    and ``generator()``, the module whose ``generate`` decodes greedily from embeddings."""
 
     Q: int
     image_token_id: int
@@ -101,9 +103,60 @@ class ModelPasses(ABC):
         ``[image token x Q | prompt]`` ids) on its answer, every attention map on the path from the image
         to the answer recorded with heads kept and in the autograd graph (under ``torch.enable_grad``)."""
 
-    @abstractmethod
     def prompt_ids(self, ex) -> list[int]:
-        """The language model's input ids of a prepared example: its image slots and prompt tokens."""
+        """The language model's input ids of a prepared example: its prompt tokens with the ``Q`` image slots
+        where the prompt holds the image placeholder, else in front (``families.inputs.prompt_ids``)."""
+        return prompt_ids(ex, self.Q, self.image_token_id)
+
+    def question_positions(self, ex) -> np.ndarray:
+        """(n,) positions of the example's question tokens in ``prompt_ids(ex)``."""
+        return question_positions(ex, self.Q, self.image_token_id)
+
+    def slot_positions(self, ids) -> np.ndarray:
+        """(Q,) positions of the image slots in language-model input ``ids`` (e.g. ``prompt_ids(ex)``)."""
+        return slot_positions(ids, self.image_token_id)
+
+    def prompt_inputs(self, rows: Sequence[Row]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded ``prompt_ids`` (R, L) and attention mask (R, L), on the model's device (the input
+        ids the model's own ``forward``/``generate`` take with ``pixel_values``)."""
+        ids, am = pad_ids([self.prompt_ids(ex) for ex, _ in rows], self.pad_id)
+        return ids.to(self.lm.device), am.to(self.lm.device)
+
+    @abstractmethod
+    def generator(self) -> torch.nn.Module:
+        """The module whose ``generate`` decodes greedily from ``inputs_embeds`` or encoder outputs."""
+
+    def banned_tokens(self) -> list[int]:
+        """Token ids greedy decoding never emits (none by default)."""
+        return []
+
+    def greedy(self, **inputs) -> list[list[int]]:
+        """Greedy answers (trimmed token ids) of ``generator().generate`` from ``inputs`` (encoder outputs
+        or input embeddings, attention mask)."""
+        banned = self.banned_tokens()
+        if banned:
+            inputs["suppress_tokens"] = banned
+        gen = self.generator().generate(
+            **inputs,
+            max_new_tokens=self.max_new_tokens,
+            do_sample=False,
+            min_new_tokens=self.min_new_tokens or None,
+            num_beams=1,
+            eos_token_id=self.eos_id,
+            pad_token_id=self.pad_id,
+        )
+        return [self.trim_answer(seq[self.generated_prefix :].tolist()) for seq in gen]
+
+    def trim_answer(self, ids: list[int]) -> list[int]:
+        """Generated ids up to and including the first </s>; padding dropped; never empty."""
+        out = []
+        for t in ids:
+            if t == self.pad_id and out:
+                break
+            out.append(int(t))
+            if t == self.eos_id:
+                break
+        return out or [self.eos_id]
 
     def pixel_values(self, rows: Sequence[Row], pv: torch.Tensor | None = None) -> torch.Tensor:
         """(R, 3, H, W) pixel values of the rows' images on the model's device and dtype."""

@@ -1,8 +1,9 @@
 """The STCG quantities of docs/spec.md section 2, as pure numpy functions.
 
-Shapes: ``Q`` query slots, ``P`` regions, ``n`` question tokens, ``L`` encoder positions
-(``[query slots | question tokens | </s>]``), ``T`` answer steps. All attention inputs are already
-averaged over heads and aggregated over layers.
+Shapes: ``Q`` image slots, ``P`` regions, ``n`` question tokens, ``L`` prompt positions (BLIP-2's T5:
+``[query slots | question tokens | </s>]``), ``T`` answer steps. ``slots`` (Q,) are the positions of
+the image slots among the ``L`` (default: the first ``Q``; LLaVA's sit inside its chat template). All
+attention inputs are already averaged over heads and aggregated over layers.
 """
 
 from __future__ import annotations
@@ -23,29 +24,37 @@ def query_region_attention(cross: np.ndarray) -> np.ndarray:
     return renormalise_rows(cross[..., 1:])
 
 
-def structural(E: np.ndarray, C: np.ndarray, token_positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def leading(slots, Q: int) -> bool:
+    """Whether ``slots`` (sorted positions, or None) are the first ``Q`` positions (then a slice reads them)."""
+    return slots is None or (len(slots) == Q and int(slots[0]) == 0 and int(slots[-1]) == Q - 1)
+
+
+def structural(
+    E: np.ndarray, C: np.ndarray, token_positions: np.ndarray, slots: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Question token -> region alignment.
 
-    ``E`` (L, L) encoder self-attention, ``C`` (Q, P), ``token_positions`` (n,) rows of the question
+    ``E`` (L, L) prompt self-attention, ``C`` (Q, P), ``token_positions`` (n,) rows of the question
     tokens in ``E``. Returns ``W`` (n, P), rows summing to 1, and visual mass ``m`` (n,):
-    ``m_i = sum_{k<Q} E[i, k]``, ``a_i = E[i, :Q] / m_i``, ``W[i] = a_i @ C``.
+    ``m_i = sum_{k in slots} E[i, k]``, ``a_i = E[i, slots] / m_i``, ``W[i] = a_i @ C``.
     """
     Q = C.shape[0]
-    rows = E[token_positions, :Q]
+    rows = E[token_positions, :Q] if leading(slots, Q) else E[np.ix_(np.asarray(token_positions), np.asarray(slots))]
     m = rows.sum(-1)
     a = rows / np.maximum(m, EPS)[:, None]
     return a @ C, m
 
 
-def temporal(D: np.ndarray, C: np.ndarray, token_positions: np.ndarray):
+def temporal(D: np.ndarray, C: np.ndarray, token_positions: np.ndarray, slots: np.ndarray | None = None):
     """Answer step -> region and step -> question-token attention.
 
-    ``D`` (T, L) decoder cross-attention of each answer step. Returns ``S`` (T, P) rows summing to 1,
-    ``v`` (T,) visual mass, and ``step_token`` (T, n) = ``D_t[Q + i]`` (raw attention, not renormalised).
+    ``D`` (T, L) attention of each answer step over the prompt. Returns ``S`` (T, P) rows summing to 1,
+    ``v`` (T,) visual mass, and ``step_token`` (T, n) = ``D_t[token_positions]`` (raw, not renormalised).
     """
     Q = C.shape[0]
-    v = D[:, :Q].sum(-1)
-    b = D[:, :Q] / np.maximum(v, EPS)[:, None]
+    visual = D[:, :Q] if leading(slots, Q) else D[:, np.asarray(slots)]
+    v = visual.sum(-1)
+    b = visual / np.maximum(v, EPS)[:, None]
     return b @ C, v, D[:, token_positions]
 
 

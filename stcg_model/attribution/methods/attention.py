@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from stcg_model.attribution.base import AttributionMethod, MethodMaps, register_attribution
-from stcg_model.attribution.methods.chains import layer_mean, raw_lm_maps, section2, trace
+from stcg_model.attribution.methods.chains import layer_mean, raw_lm_maps, section2, slots_of, trace
 from stcg_model.families.registry import family_for
 from stcg_model.maths import alignment as A
 
@@ -24,11 +25,14 @@ class Attention(AttributionMethod):
     def compute(self, lm, batch):
         fam = family_for(lm).passes_for(lm)
         t = trace(fam, batch)
-        cross = layer_mean([c for c in t.qformer_cross if c is not None])
+        cross = layer_mean([c for c in t.qformer_cross if c is not None]) if t.has_qformer else None
         out = []
         for r in range(len(batch)):
-            C = A.query_region_attention(cross[r].double().cpu().numpy())
+            if cross is not None:
+                C = A.query_region_attention(cross[r].double().cpu().numpy())
+            else:  # no Q-Former: slot k is region k
+                C = np.eye(len(t.slots[r]))
             E, D = raw_lm_maps(t, batch, r)
-            C, W, S, region = section2(C, E, D, batch.token_positions[r], batch.is_eos[r])
+            C, W, S, region = section2(C, E, D, batch.token_positions[r], batch.is_eos[r], slots_of(t, r))
             out.append(MethodMaps(self.name, region, C, W, S))
         return out

@@ -5,9 +5,12 @@ chain reads its ``Traced.kind``:
 
 - ``encoder-decoder`` (T5): Q-Former self/cross -> encoder self -> decoder self/cross. Token rows come
   from the encoder relevancy, step rows from the decoder's.
-- ``decoder-only`` (OPT): Q-Former self/cross -> causal self-attention over ``[query slots | prompt |
-  answer]``; token rows are prompt positions, step ``t`` is the row of the position that predicts answer
-  token ``t`` (``L - 1 + t``), as in docs/stcg.md.
+- ``decoder-only`` (OPT, LLaVA): (Q-Former self/cross where there is one ->) causal self-attention over
+  ``[prompt (with the image slots) | answer]``; token rows are prompt positions, step ``t`` is the row
+  of the position that predicts answer token ``t`` (``L - 1 + t``), as in docs/stcg.md.
+
+Rows reach the regions through the image slots (``Traced.slots``): through the Q-Former's query ->
+patch relevancy, or, with no Q-Former (LLaVA), directly: slot ``k`` is region ``k`` (``C`` the identity).
 
 The relevancy chains run in float64: ``R = I + Abar R`` with gradient-weighted ``Abar`` near 1e-5 (and
 near 1e-30 on near-certain steps) loses its signal next to the identity in float32.
@@ -22,7 +25,8 @@ import torch
 
 from stcg_model.attribution import propagation as R
 from stcg_model.attribution.base import AttributionBatch, region_from_steps
-from stcg_model.families.blip2.teacher_forcing import Traced
+from stcg_model.families.registry import family_for
+from stcg_model.families.traced import Traced
 from stcg_model.maths import alignment as A
 
 
@@ -43,16 +47,42 @@ def raw_lm_maps(traced: Traced, batch: AttributionBatch, r: int) -> tuple[np.nda
     return E.double().cpu().numpy(), D.double().cpu().numpy()
 
 
-def section2(C: np.ndarray, E: np.ndarray, D: np.ndarray, positions: np.ndarray, is_eos):
-    """``(C, W, S, region)`` of section 2 from a method's ``C`` and raw ``E``, ``D``."""
-    W, _ = A.structural(E, C, positions)
-    S, _, _ = A.temporal(D, C, positions)
+def cam_lm_maps(cam: torch.Tensor, batch: AttributionBatch, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row ``r``'s ``E`` (L, L) and ``D`` (T, L) read from a decoder-only map ``cam`` (B, N, N) over
+    ``[prompt | answer]``, as ``raw_lm_maps`` reads the raw attention."""
+    L, T = len(batch.prompt_ids[r]), len(batch.answers[r])
+    full = cam[r]
+    return full[:L, :L].double().cpu().numpy(), full[L - 1 : L - 1 + T, :L].double().cpu().numpy()
+
+
+def section2(C: np.ndarray, E: np.ndarray, D: np.ndarray, positions: np.ndarray, is_eos, slots=None):
+    """``(C, W, S, region)`` of section 2 from a method's ``C`` and raw ``E``, ``D`` (``slots``: the image
+    slots' positions; None: the first Q)."""
+    W, _ = A.structural(E, C, positions, slots)
+    S, _, _ = A.temporal(D, C, positions, slots)
     return C, W, S, region_from_steps(S, np.asarray(is_eos, dtype=bool))
+
+
+def slots_of(traced: Traced, r: int) -> np.ndarray | None:
+    """Row ``r``'s image-slot positions (None: the first Q)."""
+    return None if traced.slots is None else traced.slots[r]
+
+
+def identity_slots(traced: Traced) -> torch.Tensor:
+    """(B, Q, Q) identity: with no Q-Former, slot ``k`` is region ``k``."""
+    B, Q = traced.logp.shape[0], len(traced.slots[0])
+    return R.eye_like(B, Q, traced.lm_self[0])
 
 
 def qformer_relevance(maps: Traced) -> torch.Tensor:
     """(B, Q, 1 + P) query -> image-position relevancy of per-layer ``Abar`` maps."""
     return R.qformer_relevance(maps.qformer_self, maps.qformer_cross)
+
+
+def slot_region_relevance(maps: Traced) -> torch.Tensor:
+    """(B, Q, P) slot -> region relevancy: the Q-Former's with the CLS column dropped, NOT renormalised
+    (docs/spec.md section 6), or the identity with no Q-Former."""
+    return qformer_relevance(maps)[..., 1:] if maps.has_qformer else identity_slots(maps)
 
 
 def lm_relevance(maps: Traced) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -82,19 +112,20 @@ def token_step_rows(
 
 def maps_to_regions(maps: Traced, batch: AttributionBatch) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per row: ``W`` (n, P) and ``S`` (T, P) through the relevancy chain of ``Abar`` maps."""
-    R_qp = qformer_relevance(maps)[..., 1:]  # CLS dropped, not renormalised (docs/spec.md section 6)
+    R_qp = slot_region_relevance(maps)
     enc_rel, dec_rel = lm_relevance(maps)
     Ws, Ss = [], []
     for r in range(len(batch)):
         tok_rows, step_rows = token_step_rows(maps.kind, enc_rel, dec_rel, batch, r)
-        Ws.append(R.relevance_to_regions(tok_rows[None], R_qp[r : r + 1])[0].double().cpu().numpy())
-        Ss.append(R.relevance_to_regions(step_rows[None], R_qp[r : r + 1])[0].double().cpu().numpy())
+        slots = slots_of(maps, r)
+        Ws.append(R.relevance_to_regions(tok_rows[None], R_qp[r : r + 1], slots)[0].double().cpu().numpy())
+        Ss.append(R.relevance_to_regions(step_rows[None], R_qp[r : r + 1], slots)[0].double().cpu().numpy())
     return Ws, Ss
 
 
 def propagated(abar: Traced, batch) -> tuple[torch.Tensor, list[np.ndarray], list[np.ndarray]]:
     """``C`` (B, Q, P) and per-row ``W``, ``S`` through the relevancy chain of ``abar`` maps."""
-    C = R.query_patch_map(qformer_relevance(abar))
+    C = R.query_patch_map(qformer_relevance(abar)) if abar.has_qformer else identity_slots(abar)
     W, S = maps_to_regions(abar, batch)
     return C, W, S
 
@@ -125,12 +156,13 @@ def step_gradients(t: Traced, kind: str = "logit") -> list[list[torch.Tensor]]:
 
 @contextmanager
 def vision_as_leaf(model):
-    """While active, the vision tower runs without autograd and its output (the image embeddings)
-    is a leaf that requires grad: the Q-Former and language-model graph is built from there, and the
-    ViT's activations (most of the memory a backward would keep, docs/attribution.md) are never
-    saved. No method needs gradients below the Q-Former's maps, so the maps' gradients are the same.
-    The hooks are removed on exit, also on error."""
-    vision = model.vision_model
+    """While active, the vision tower (its family's ``vision_tower``) runs without autograd and its
+    outputs (the image embeddings, and the hidden states a LLaVA projector reads) are leaves that
+    require grad: the Q-Former and language-model graph is built from there, and the ViT's activations
+    (most of the memory a backward would keep, docs/attribution.md) are never saved. No method needs
+    gradients below the first traced map, so the maps' gradients are the same. The hooks are removed
+    on exit, also on error."""
+    vision = family_for(model).vision_tower(model)
     state = {}
 
     def before(module, args, kwargs):
@@ -140,6 +172,10 @@ def vision_as_leaf(model):
     def after(module, args, kwargs, output):
         torch.set_grad_enabled(state.pop("grad", True))
         output.last_hidden_state = output.last_hidden_state.detach().requires_grad_(True)
+        if getattr(output, "hidden_states", None) is not None:
+            output.hidden_states = tuple(
+                None if h is None else h.detach().requires_grad_(True) for h in output.hidden_states
+            )
         return output
 
     handles = [

@@ -9,6 +9,22 @@ from stcg_model.families.blip2.passes import passes_for
 from stcg_model.families.blip2.points import hook_layer_counts
 
 
+def grid_side(config) -> int:
+    """The region grid side ``G`` (``P = G * G`` ViT patches) of a BLIP-2 config."""
+    vc = config.vision_config
+    return int(vc.image_size // vc.patch_size)
+
+
+def image_slots(config) -> int:
+    """``Q``: the language model's image slots (the Q-Former's query tokens)."""
+    return int(config.num_query_tokens)
+
+
+def vision_tower(model) -> torch.nn.Module:
+    """The vision encoder (the gradient methods run it without autograd: ``chains.vision_as_leaf``)."""
+    return model.vision_model
+
+
 def cascade(model) -> list[torch.nn.Module]:
     """The re-initialisation order of a ``Blip2ForConditionalGeneration`` for the sanity check, top layer
     first: the language model's head and layers (T5: decoder then encoder blocks; OPT: decoder layers),
@@ -26,4 +42,13 @@ def cascade(model) -> list[torch.nn.Module]:
     return order
 
 
-__all__ = ["cascade", "hook_layer_counts", "load", "passes_for", "weightless"]
+__all__ = [
+    "cascade",
+    "grid_side",
+    "hook_layer_counts",
+    "image_slots",
+    "load",
+    "passes_for",
+    "vision_tower",
+    "weightless",
+]

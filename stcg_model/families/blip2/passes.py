@@ -1,19 +1,15 @@
 """The model passes: image variants + prompts through BLIP-2, with the attention the STCG reads.
 
 One interface, ``ModelPasses`` (``stcg_model.families.passes``), two classes picked once per model by
-``passes_for`` (both ``Blip2Passes``: token ids, prompt inputs, greedy decoding):
+``passes_for`` (both ``Blip2Passes``: token ids, greedy decoding by the language model's ``generate``):
 
 * ``EncoderDecoderPasses`` (T5, e.g. ``Salesforce/blip2-flan-t5-xl``): vision tower, Q-Former and
   T5 encoder run once per row (capturing ``C`` and ``E``); greedy decoding re-runs the decoder on
   the whole prefix (no cache), so its last step is the teacher-forced pass of every row on its own
   greedy answer (``D`` and the step log p are kept from it); only rows whose target differs get a
   separate teacher-forced pass.
-* ``DecoderOnlyPasses`` (OPT, e.g. ``Salesforce/blip2-opt-2.7b``): no encoder, so ``E`` and ``D`` come
-  from the causal self-attention of one teacher-forced pass over ``[query slots | prompt | answer]``:
-  ``E`` is the block of the ``L`` prompt positions, ``D[t]`` the row of position ``L - 1 + t`` (the one
-  predicting answer token ``t``) over the prompt positions, not renormalised. Greedy answers come from
-  ``generate`` on left-padded prompts (KV cache); the teacher-forced pass (right-padded) reuses the
-  projected query outputs.
+* ``DecoderOnlyPasses`` (OPT, e.g. ``Salesforce/blip2-opt-2.7b``): the family-blind decoder-only passes
+  (``stcg_model.families.decoder_only``, shared with LLaVA) with the Q-Former's outputs in the slots.
 
 A *row* is ``(PreparedExample, (h, w, 3) uint8 image)``: one image variant of an example. Positions
 are ``L = Q + len(ex.token_ids)`` per row: ``[Q query slots | prompt tokens]``. Answers are token id
@@ -28,25 +24,19 @@ import numpy as np
 import torch
 
 from stcg_model.families.blip2.points import blip2_hook_points, blip2_trace_points
-from stcg_model.families.blip2.teacher_forcing import (
-    Traced,
-    answer_labels,
-    causal_positions,
-    causal_sequences,
-    decoder_inputs,
-    gather_labels,
-    pad_ids,
-)
-from stcg_model.families.capture import AttentionCapture, LayerSelection, recorded_maps
-from stcg_model.families.inputs import Row, TokenIds, prompt_ids
+from stcg_model.families.capture import AttentionCapture, HookPoint, LayerSelection, recorded_maps
+from stcg_model.families.decoder_only import SlotDecoderPasses
+from stcg_model.families.inputs import Row, TokenIds
 from stcg_model.families.loading import LoadedModel
 from stcg_model.families.passes import ModelPasses, PassResult
+from stcg_model.families.teacher_forcing import decoder_inputs, gather_labels, pad_ids
+from stcg_model.families.traced import Traced
 from stcg_model.maths import alignment as A
 
 
 class Blip2Passes(ModelPasses):
-    """What BLIP-2's two kinds of language model share: its token ids, ``[image token x Q | prompt]`` inputs
-    and greedy decoding through the language model's ``generate``."""
+    """What BLIP-2's two kinds of language model share: its token ids (``TokenIds.of`` its config) and
+    greedy decoding through the language model's ``generate``."""
 
     def __init__(self, *args, **kwargs):
         """``ModelPasses``'s arguments; the token facts come from the BLIP-2 config."""
@@ -55,41 +45,8 @@ class Blip2Passes(ModelPasses):
         self.Q, self.image_token_id = ids.Q, ids.image_token_id
         self.eos_id, self.pad_id, self.start_id = ids.eos_id, ids.pad_id, ids.start_id
 
-    # ------------------------------------------------------------------ shared
-    def prompt_ids(self, ex) -> list[int]:
-        """``[image token x Q | prompt tokens]`` of a prepared example."""
-        return prompt_ids(ex, self.Q, self.image_token_id)
-
-    def prompt_inputs(self, rows: Sequence[Row]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Right-padded ``prompt_ids`` (R, L) and attention mask (R, L), on the model's device (the input
-        ids BLIP-2's own ``forward``/``generate`` take with ``pixel_values``)."""
-        ids, am = pad_ids([self.prompt_ids(ex) for ex, _ in rows], self.pad_id)
-        return ids.to(self.lm.device), am.to(self.lm.device)
-
-    def greedy(self, **inputs) -> list[list[int]]:
-        """Greedy answers (trimmed token ids) of the language model's ``generate`` from ``inputs``
-        (encoder outputs or input embeddings, attention mask)."""
-        gen = self.model.language_model.generate(
-            **inputs,
-            max_new_tokens=self.max_new_tokens,
-            do_sample=False,
-            min_new_tokens=self.min_new_tokens or None,
-            num_beams=1,
-            eos_token_id=self.eos_id,
-            pad_token_id=self.pad_id,
-        )
-        return [self.trim_answer(seq[self.generated_prefix :].tolist()) for seq in gen]
-
-    def trim_answer(self, ids: list[int]) -> list[int]:
-        """Generated ids up to and including the first </s>; padding dropped; never empty."""
-        out = []
-        for t in ids:
-            if t == self.pad_id and out:
-                break
-            out.append(int(t))
-            if t == self.eos_id:
-                break
-        return out or [self.eos_id]
+    def generator(self) -> torch.nn.Module:
+        return self.model.language_model
 
 
 class EncoderDecoderPasses(Blip2Passes):
@@ -227,98 +184,35 @@ class EncoderDecoderPasses(Blip2Passes):
             mask,
             logit,
             self.kind,
+            [self.slot_positions(p) for p in prompt_ids],
         )
 
 
-class DecoderOnlyPasses(Blip2Passes):
-    """OPT language models: ``E`` and ``D`` from the causal self-attention of one teacher-forced pass."""
+class DecoderOnlyPasses(Blip2Passes, SlotDecoderPasses):
+    """OPT language models (``SlotDecoderPasses``): the slots get the projected Q-Former outputs, ``C`` is
+    the Q-Former cross-attention."""
 
-    kind = "decoder-only"
     default_prompt = "Question: {question} Answer:"  # BLIP-2's VQA prompt
-    closes_prompt_with_eos = False
-    generated_prefix = 0  # generate on embeddings returns the new tokens only
+
+    def hook_points(self) -> dict[str, HookPoint]:
+        return blip2_hook_points(self.model)
+
+    def trace_points(self) -> dict[str, HookPoint]:
+        return blip2_trace_points(self.model)
+
+    def causal_lm(self) -> torch.nn.Module:
+        return self.model.language_model
 
     def query_features(self, pv: torch.Tensor) -> torch.Tensor:
         """(R, Q, d_lm) projected Q-Former outputs of pixel values ``pv`` (on the model's device and dtype)."""
         return self.model.get_image_features(pv, return_dict=True).pooler_output
 
-    def embed(self, seqs: Sequence[list[int]], feats: torch.Tensor, left_pad: bool):
-        """Padded ``inputs_embeds`` (R, N, d) with the query features scattered into the image slots, and the mask."""
-        ids, am = pad_ids(seqs, self.pad_id, left_pad)
-        ids, am = ids.to(self.lm.device), am.to(self.lm.device)
-        embeds = self.model.get_input_embeddings()(ids)
-        slots = (ids == self.image_token_id) & am.bool()
-        embeds = embeds.masked_scatter(slots.unsqueeze(-1), feats.to(embeds.dtype))
-        return embeds, am
-
-    def teacher_forced(
-        self, prompt_ids: Sequence[Sequence[int]], feats: torch.Tensor, answers: Sequence[list[int]]
-    ) -> list[np.ndarray]:
-        """One causal pass over ``[slots | prompt | answer[:-1]]`` (right-padded); per row the (T_r,) log p."""
-        seqs = causal_sequences(prompt_ids, answers)
-        embeds, am = self.embed(seqs, feats, left_pad=False)
-        out = self.model.language_model(inputs_embeds=embeds, attention_mask=am, return_dict=True, use_cache=False)
-        logp = out.logits.double().log_softmax(-1)
-        result = []
-        for r, (p, a) in enumerate(zip(prompt_ids, answers)):
-            pos = causal_positions(len(p), len(a), logp.device)
-            tgt = torch.tensor(a, device=logp.device)
-            result.append(logp[r, pos, tgt].cpu().numpy())
-        return result
-
-    @torch.no_grad()
-    def run_pass(
-        self, rows: Sequence[Row], answers: Sequence[list[int]] | None, per_example: int, pv: torch.Tensor | None = None
-    ) -> PassResult:
-        with AttentionCapture(blip2_hook_points(self.model), self.layers) as cap:
-            with cap.recording("qformer.cross"):
-                feats = self.query_features(self.pixel_values(rows, pv))
-            C_raw = cap.pop("qformer.cross")
-            embeds, am = self.embed([self.prompt_ids(ex) for ex, _ in rows], feats, left_pad=True)
-            greedy = self.greedy(inputs_embeds=embeds, attention_mask=am)
-            answers = answers or self.clean_answers(greedy, per_example)
-            with cap.recording("lm.self"):
-                step_lp = self.teacher_forced([self.prompt_ids(ex) for ex, _ in rows], feats, answers)
-            A_raw = cap.pop("lm.self")
-        C_all = A.query_region_attention(C_raw.cpu().numpy())
-        A_all = A_raw.cpu().numpy()
-        C, E, D = [], [], []
-        for r, (ex, _) in enumerate(rows):
-            L = self.Q + len(ex.token_ids)
-            C.append(C_all[r])
-            E.append(A_all[r, :L, :L])
-            D.append(A_all[r, L - 1 : L - 1 + len(answers[r]), :L])
-        return PassResult(C, E, D, step_lp, greedy)
-
-    @torch.no_grad()
-    def logprobs(self, prompt_ids, answers, pixel_values) -> list[np.ndarray]:
-        feats = self.query_features(pixel_values.to(self.lm.device, self.lm.dtype))
-        return self.teacher_forced(prompt_ids, feats, answers)
-
-    def trace(self, prompt_ids, answers, pixel_values) -> Traced:
-        dev = self.lm.device
-        ids, am = pad_ids(causal_sequences(prompt_ids, answers), self.pad_id)
-        _, step_mask = answer_labels(answers)
-        with recorded_maps(list(blip2_trace_points(self.model).values())) as maps:
-            out = self.model(
-                pixel_values=pixel_values.to(dev, self.lm.dtype),
-                input_ids=ids.to(dev),
-                attention_mask=am.to(dev),
-                return_dict=True,
-            )
-        raw = out.logits[:, -ids.shape[1] :]  # some versions return logits for the text positions only
-        logp_all = raw.double().log_softmax(-1)
-        B, T = step_mask.shape
-        logp = torch.zeros((B, T), device=dev, dtype=torch.float64)
-        logit = torch.zeros((B, T), device=dev, dtype=out.logits.dtype)
-        for r, (p, a) in enumerate(zip(prompt_ids, answers)):
-            pos, tgt = causal_positions(len(p), len(a), dev), torch.tensor(a, device=dev)
-            logp[r, : len(a)] = logp_all[r, pos, tgt]
-            logit[r, : len(a)] = raw[r, pos, tgt]
-        got = lambda name: list(maps[name])  # noqa: E731
-        return Traced(
-            got("qformer.self"), got("qformer.cross"), got("lm.self"), [], [], logp, step_mask, logit, self.kind
-        )
+    def image_features(self, pv, cap=None):
+        if cap is None:
+            return self.query_features(pv), None
+        with cap.recording("qformer.cross"):
+            feats = self.query_features(pv)
+        return feats, list(A.query_region_attention(cap.pop("qformer.cross").cpu().numpy()))
 
 
 def passes_for(

@@ -1,6 +1,6 @@
-"""BLIP-2's one teacher-forced path: the inputs that feed an answer back to the model and the log
+"""The one teacher-forced path (every family): the inputs that feed an answer back to the model and the log
 probabilities read from its logits, shared by the STCG's passes and the traced forward of the
-gradient methods, plus what the traced forward returns (``Traced``).
+gradient methods (what the traced forward returns is ``stcg_model.families.traced.Traced``).
 
 T5 (encoder-decoder): the decoder reads ``[start | answer[:-1]]`` and predicts ``answer``.
 OPT (decoder-only): one causal sequence ``[query slots | prompt | answer[:-1]]``; answer token ``t`` is
@@ -10,7 +10,6 @@ predicted at position ``L - 1 + t`` (``L`` prompt positions).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 
@@ -60,59 +59,3 @@ def causal_positions(prompt_len: int, answer_len: int, device=None) -> torch.Ten
 def gather_labels(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """(B, T) ``logits[b, t, labels[b, t]]`` (labels -1 read token 0; callers mask those steps)."""
     return logits.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-
-
-@dataclass
-class Traced:
-    """The attention weights of one traced forward pass, ``(B, H, q, k)`` per layer, the answer's
-    per-step log-probabilities ``logp`` (B, T, float64) and pre-softmax logits ``logit`` (B, T) of its
-    tokens (both 0 beyond a row's answer). ``kind`` is the passes' kind of language model:
-    ``"encoder-decoder"`` (``lm_self`` = encoder self-attention, ``dec_*`` filled) or ``"decoder-only"``
-    (``lm_self`` = the causal self-attention over ``[slots | prompt | answer]``)."""
-
-    qformer_self: list[torch.Tensor]
-    qformer_cross: list[torch.Tensor | None]  # None for a Q-Former layer without cross-attention
-    lm_self: list[torch.Tensor]
-    dec_self: list[torch.Tensor]  # T5 only
-    dec_cross: list[torch.Tensor]  # T5 only
-    logp: torch.Tensor
-    step_mask: torch.Tensor  # (B, T) bool: which steps belong to each row's answer
-    logit: torch.Tensor | None = None
-    kind: str = "encoder-decoder"
-
-    def target(self, kind: str) -> torch.Tensor:
-        """(B, T) what gradient methods differentiate: ``logit`` (the answer token's pre-softmax
-        score, as Chefer et al. and Grad-CAM do) or ``logp`` (its log-probability)."""
-        if kind == "logit":
-            return self.logit
-        if kind == "logp":
-            return self.logp
-        raise ValueError(f"unknown gradient target {kind!r}: logit or logp")
-
-    def tensors(self) -> list[torch.Tensor]:
-        """Every recorded map, in a fixed order (for ``torch.autograd.grad``)."""
-        return [
-            *self.qformer_self,
-            *[c for c in self.qformer_cross if c is not None],
-            *self.lm_self,
-            *self.dec_self,
-            *self.dec_cross,
-        ]
-
-    def rebuild(self, maps: Sequence[torch.Tensor]) -> Traced:
-        """A ``Traced`` of the same layout holding ``maps`` (e.g. per-layer ``Abar``) instead."""
-        it = iter(maps)
-        take = lambda n: [next(it) for _ in range(n)]  # noqa: E731
-        qs = take(len(self.qformer_self))
-        qc = [None if c is None else next(it) for c in self.qformer_cross]
-        return Traced(
-            qs,
-            qc,
-            take(len(self.lm_self)),
-            take(len(self.dec_self)),
-            take(len(self.dec_cross)),
-            self.logp,
-            self.step_mask,
-            self.logit,
-            self.kind,
-        )
