@@ -71,8 +71,12 @@ def attention_modules(model) -> dict[tuple[str, int], torch.nn.Module]:
     """Every attention module on the image -> answer path, by (kind, layer).
 
     kinds: ``qs`` Q-Former self, ``qc`` Q-Former cross, ``es`` T5 encoder self, ``ds`` T5 decoder
-    self, ``dc`` T5 decoder cross, ``ls`` decoder-only (OPT) self-attention."""
+    self, ``dc`` T5 decoder cross, ``ls`` decoder-only (OPT, LLaVA's Llama) self-attention."""
     out = {}
+    if not hasattr(model, "qformer"):  # LLaVA: the projected patches go straight into the language model
+        for i, layer in enumerate(model.model.language_model.layers):
+            out[("ls", i)] = layer.self_attn
+        return out
     for i, layer in enumerate(model.qformer.encoder.layer):
         out[("qs", i)] = layer.attention.attention
         if layer.has_cross_attention:
@@ -189,7 +193,13 @@ def chain(abar: dict[tuple[str, int], np.ndarray], family: str, L: int, T: int):
     """The relevancy chain of per-layer ``Abar`` (q, k) maps (float64).
 
     Returns ``R_qi`` (Q, 1+P) and the language-model relevancy ``R_lm``: T5 -> (``R_enc`` (L, L),
-    ``R_dec`` (T, L)); OPT -> (``R`` (N, N), None)."""
+    ``R_dec`` (T, L)); OPT -> (``R`` (N, N), None); LLaVA (no Q-Former) -> (None, ``R`` (N, N), None)."""
+    if family == "llava":
+        N = abar[("ls", 0)].shape[0]
+        R = np.eye(N)
+        for i in range(sum(1 for kind, _ in abar if kind == "ls")):
+            R = R + abar[("ls", i)] @ R
+        return None, R, None
     nq = max(i for kind, i in abar if kind == "qs") + 1
     Q = abar[("qs", 0)].shape[0]
     K = next(v for (kind, _), v in abar.items() if kind == "qc").shape[1]
@@ -219,8 +229,14 @@ def chain(abar: dict[tuple[str, int], np.ndarray], family: str, L: int, T: int):
     return R_qi, R, None
 
 
-def maps_from_chain(R_qi, R_a, R_b, family: str, Q: int, L: int, positions, T: int):
-    """``C`` (Q, P), ``W`` (n, P), ``S`` (T, P) from one chain (CLS column of ``R_qi`` dropped)."""
+def maps_from_chain(R_qi, R_a, R_b, family: str, Q: int, L: int, positions, T: int, slots=None):
+    """``C`` (Q, P), ``W`` (n, P), ``S`` (T, P) from one chain (CLS column of ``R_qi`` dropped). LLaVA:
+    slot ``k`` (at position ``slots[k]``) is patch ``k``, so ``C`` is the identity."""
+    if family == "llava":
+        positions, slots = np.asarray(positions), np.asarray(slots)
+        W = rows_normalised(R_a[np.ix_(positions, slots)])
+        S = rows_normalised(R_a[np.ix_(L - 1 + np.arange(T), slots)])
+        return np.eye(len(slots)), W, S
     R_qp = R_qi[:, 1:]
     C = rows_normalised(R_qp)
     positions = np.asarray(positions)
@@ -262,20 +278,24 @@ def reference_maps(
     """``C``, ``W``, ``S``, ``region`` of ``rollout`` or ``relevancy`` for ONE example (docs/spec.md section 6);
     relevancy's gradients are of ``target``: the answer tokens' logits (the method) or log p
     (``relevancy_logp``)."""
-    family = "t5" if ref.config.text_config.is_encoder_decoder else "opt"
+    if not hasattr(ref, "qformer"):
+        family = "llava"
+    else:
+        family = "t5" if ref.config.text_config.is_encoder_decoder else "opt"
+    slots = np.flatnonzero(np.asarray(prompt_ids) == ref.config.image_token_id)
     T = len(answer)
     with torch.enable_grad():
         fw = forward(ref, pixel_values, prompt_ids, answer)
         L = fw.L
         if method == "rollout":
-            C, W, S = maps_from_chain(*chain(_abar(fw.maps), family, L, T), family, Q, L, positions, T)
+            C, W, S = maps_from_chain(*chain(_abar(fw.maps), family, L, T), family, Q, L, positions, T, slots)
         elif method == "relevancy":
             whole = _abar(fw.maps, _grads(fw, fw.target(target).sum()))
-            C, W, _ = maps_from_chain(*chain(whole, family, L, T), family, Q, L, positions, T)
+            C, W, _ = maps_from_chain(*chain(whole, family, L, T), family, Q, L, positions, T, slots)
             S = np.zeros((T, C.shape[1]))
             for t in range(T):
                 step = _abar(fw.maps, _grads(fw, fw.target(target)[t]))
-                S[t] = maps_from_chain(*chain(step, family, L, T), family, Q, L, positions, T)[2][t]
+                S[t] = maps_from_chain(*chain(step, family, L, T), family, Q, L, positions, T, slots)[2][t]
         else:
             raise ValueError(method)
     return {"C": C, "W": W, "S": S, "region": region_from(S, np.asarray(is_eos))}

@@ -25,24 +25,26 @@ from stcg_model.families.registry import (
     unregister_family,
 )
 
-SUPPORTED = "supported: BLIP-2 (Blip2ForConditionalGeneration)"
+SUPPORTED = "supported: BLIP-2 (Blip2ForConditionalGeneration), LLaVA (LlavaForConditionalGeneration)"
 
 
 @pytest.fixture(scope="module")
-def llava_folder(tmp_path_factory):
-    """A checkpoint folder of an architecture no family explains yet: a tiny LLaVA config, as saved."""
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
+def unknown_folder(tmp_path_factory):
+    """A checkpoint folder of an architecture no family explains: a tiny PaliGemma config, as saved."""
+    from transformers import GemmaConfig, PaliGemmaConfig, SiglipVisionConfig
 
-    cfg = LlavaConfig(
-        vision_config=CLIPVisionConfig(
+    cfg = PaliGemmaConfig(
+        vision_config=SiglipVisionConfig(
             hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
-        ),
-        text_config=LlamaConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32),
+        ).to_dict(),
+        text_config=GemmaConfig(
+            hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+        ).to_dict(),
     )
-    cfg.architectures = ["LlavaForConditionalGeneration"]  # as save_pretrained of the model writes it
-    folder = tmp_path_factory.mktemp("llava")
+    cfg.architectures = ["PaliGemmaForConditionalGeneration"]  # as save_pretrained of the model writes it
+    folder = tmp_path_factory.mktemp("paligemma")
     cfg.save_pretrained(folder)
-    assert json.loads((folder / "config.json").read_text())["model_type"] == "llava"
+    assert json.loads((folder / "config.json").read_text())["model_type"] == "paligemma"
     return folder
 
 
@@ -58,18 +60,20 @@ def test_blip2_checkpoints_are_the_blip2_family(tiny_checkpoint):
     assert [f.name for f in model_families()][0] == "blip2"
 
 
-def test_an_unsupported_architecture_is_one_line_naming_the_supported_ones(llava_folder):
+def test_an_unsupported_architecture_is_one_line_naming_the_supported_ones(unknown_folder):
     for call in (checkpoint_config, load_model, weightless_model):
         with pytest.raises(StcgError) as e:
-            call(str(llava_folder))
+            call(str(unknown_folder))
         msg = str(e.value)
-        assert "\n" not in msg and f"{llava_folder} is a llava checkpoint (LlavaForConditionalGeneration)" in msg, msg
+        assert (
+            "\n" not in msg and f"{unknown_folder} is a paligemma checkpoint (PaliGemmaForConditionalGeneration)" in msg
+        ), msg
         assert msg.endswith(f"which no model family here explains; {SUPPORTED}"), msg
 
 
-def test_the_command_line_says_so_in_one_line_before_any_work(llava_folder, tmp_path):
+def test_the_command_line_says_so_in_one_line_before_any_work(unknown_folder, tmp_path):
     res = subprocess.run(
-        [sys.executable, "-m", "stcg_cli.main", "ingest", "--model", str(llava_folder), "--limit", "1"]
+        [sys.executable, "-m", "stcg_cli.main", "ingest", "--model", str(unknown_folder), "--limit", "1"]
         + ["--sink", f"csv:{tmp_path / 'csv'}", "--store", str(tmp_path / "store")],
         capture_output=True,
         text=True,
@@ -77,7 +81,7 @@ def test_the_command_line_says_so_in_one_line_before_any_work(llava_folder, tmp_
     )
     assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr
     lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and "llava checkpoint" in lines[0] and SUPPORTED in lines[0], lines
+    assert len(lines) == 1 and "paligemma checkpoint" in lines[0] and SUPPORTED in lines[0], lines
     assert not (tmp_path / "csv").exists() and not (tmp_path / "store").exists()  # refused before any work
 
 
@@ -97,7 +101,7 @@ def test_a_new_family_is_one_registry_entry():
         assert "Toy-VL (ToyForConditionalGeneration)" in supported()
         from stcg_cli.engine_options import model_help
 
-        assert "family: BLIP-2 (Blip2ForConditionalGeneration), Toy-VL (ToyForConditionalGeneration) [" in model_help()
+        assert "LLaVA (LlavaForConditionalGeneration), Toy-VL (ToyForConditionalGeneration) [" in model_help()
         with pytest.raises(ValueError, match="already belong to the blip2 family"):
             register_family(ModelFamily("other", "Other", ("blip-2",), ("X",), "x"))
     finally:

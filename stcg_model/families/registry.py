@@ -7,6 +7,9 @@ the platform calls (docs/extending.md):
     weightless(config, source) -> LoadedModel         the architecture on the meta device + processor
     passes_for(lm, layers, max_new_tokens, pixels)    the batched passes and the traced forward
     hook_layer_counts(config) -> {hook point: layers} from the config alone (settings are checked early)
+    grid_side(config) -> G                            the region grid side (P = G * G regions)
+    image_slots(config) -> Q                          the language model's image slots
+    vision_tower(model) -> module                     run without autograd by the gradient methods
     cascade(model) -> [modules]                       the sanity check's re-initialisation order
 
 ``family_of(config)`` picks the family; a checkpoint of an architecture no family explains gets one
@@ -95,6 +98,13 @@ BUILTINS = (
         ("blip-2",),
         ("Blip2ForConditionalGeneration",),
         "stcg_model.families.blip2.family",
+    ),
+    ModelFamily(
+        "llava",
+        "LLaVA",
+        ("llava",),
+        ("LlavaForConditionalGeneration",),
+        "stcg_model.families.llava.family",
     ),
 )
 """The built-in families, registered in this order."""

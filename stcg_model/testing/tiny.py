@@ -1,12 +1,20 @@
-"""Tiny random BLIP-2 models for tests: the real classes (``families.blip2.configs``) with a word-level
+"""Tiny random BLIP-2 and LLaVA models for tests: the real classes (``families.blip2.configs``) with a word-level
 tokenizer and processor (``training.tokenizer``), loaded like any checkpoint."""
 
 from __future__ import annotations
 
 from stcg_model.families.blip2.configs import blip2_config, build_model, flan_t5_xl_config, init_query_tokens
-from stcg_model.training.tokenizer import build_word_tokenizer, make_processor
+from stcg_model.training.tokenizer import build_word_tokenizer, make_llava_processor, make_processor
 
-__all__ = ["TINY_TEXTS", "blip2_config", "build_model", "flan_t5_xl_config", "init_query_tokens", "tiny_blip2"]
+__all__ = [
+    "TINY_TEXTS",
+    "blip2_config",
+    "build_model",
+    "flan_t5_xl_config",
+    "init_query_tokens",
+    "tiny_blip2",
+    "tiny_llava",
+]
 
 TINY_TEXTS = (
     "what color is the shape ? what shape is in the image ? is there a red circle ? "
@@ -43,3 +51,31 @@ def tiny_blip2(
     model = build_model(cfg, seed=seed)
     processor = make_processor(tok, image_size, num_query_tokens)
     return prepare(model, processor, name=f"tiny-{lm}-random", device=device, dtype=dtype)
+
+
+def tiny_llava(
+    texts=(TINY_TEXTS,),
+    image_size: int = 32,
+    patch_size: int = 8,
+    seed: int = 0,
+    device: str = "cpu",
+    dtype: str | None = None,
+    **kw,
+):
+    """A tiny random LLaVA (CLIP + Llama) with a word-level tokenizer and LLaVA processor, as a ``LoadedModel``."""
+    from stcg_model.families.llava.configs import build_model as build_llava
+    from stcg_model.families.llava.configs import llava_config
+    from stcg_model.families.llava.loading import prepare
+
+    tok = build_word_tokenizer(texts, causal=True)
+    cfg = llava_config(
+        vocab_size=len(tok),
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        image_size=image_size,
+        patch_size=patch_size,
+        bos_token_id=tok.bos_token_id,
+        **kw,
+    )
+    model = build_llava(cfg, seed=seed)
+    processor = make_llava_processor(tok, image_size, patch_size)
+    return prepare(model, processor, name="tiny-llava-random", device=device, dtype=dtype)

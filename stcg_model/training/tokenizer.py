@@ -1,8 +1,10 @@
 """Word-level tokenizers built from data, and BLIP-2 processors around them.
 
-Used for the tiny test models and the embedded demo model. They save with ``save_pretrained`` and
-load back through ``AutoTokenizer`` / ``Blip2Processor.from_pretrained`` like any checkpoint's.
-Layout of the vocabulary: ``<pad>`` 0, ``</s>`` 1, ``<unk>`` 2, the words, ``<image>`` last.
+Used for the tiny test models and the embedded demo models. They save with ``save_pretrained`` and
+load back through ``AutoTokenizer`` / ``AutoProcessor.from_pretrained`` like any checkpoint's.
+Layout of the vocabulary: ``<pad>`` 0, ``</s>`` 1, ``<unk>`` 2, the words, ``<image>`` last; the
+decoder-only flavour (LLaVA) has ``<s>`` 3 before the words, prepends it, appends nothing, and reads
+``<image>`` in text as the one placeholder token.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import re
 from collections.abc import Iterable
 
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
-from transformers import Blip2Processor, BlipImageProcessorPil, PreTrainedTokenizerFast
+from transformers import AddedToken, Blip2Processor, BlipImageProcessorPil, PreTrainedTokenizerFast
 
 SPECIALS = ["<pad>", "</s>", "<unk>"]
 IMAGE_TOKEN = "<image>"
@@ -23,23 +25,32 @@ def split_words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def build_word_tokenizer(texts: Iterable[str]) -> PreTrainedTokenizerFast:
-    """A lower-casing word-level tokenizer over every word in ``texts``; appends ``</s>`` like T5."""
+def build_word_tokenizer(texts: Iterable[str], causal: bool = False) -> PreTrainedTokenizerFast:
+    """A lower-casing word-level tokenizer over every word in ``texts``; appends ``</s>`` like T5, or, with
+    ``causal``, prepends ``<s>`` like Llama and keeps ``<image>`` in text as one token (LLaVA's prompts)."""
     vocab_words = sorted({w for t in texts for w in split_words(t)})
-    vocab = {tok: i for i, tok in enumerate(SPECIALS + vocab_words + [IMAGE_TOKEN])}
+    specials = SPECIALS + ["<s>"] if causal else SPECIALS
+    vocab = {tok: i for i, tok in enumerate(specials + vocab_words + [IMAGE_TOKEN])}
     tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tk.normalizer = normalizers.Lowercase()
     tk.pre_tokenizer = pre_tokenizers.Split(Regex(r"[a-z0-9]+|[^\sa-z0-9]"), behavior="isolated")
     tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), tk.pre_tokenizer])
-    tk.post_processor = processors.TemplateProcessing(
-        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
-    )
+    if causal:
+        tk.post_processor = processors.TemplateProcessing(
+            single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", vocab["<s>"])]
+        )
+        tk.add_special_tokens([AddedToken(IMAGE_TOKEN, normalized=False, special=True)])
+    else:
+        tk.post_processor = processors.TemplateProcessing(
+            single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
+        )
     tok = PreTrainedTokenizerFast(
         tokenizer_object=tk,
         pad_token="<pad>",
         eos_token="</s>",
         unk_token="<unk>",
-        model_max_length=128,
+        bos_token="<s>" if causal else None,
+        model_max_length=256 if causal else 128,
     )
     return tok
 
@@ -59,3 +70,34 @@ def make_processor(
         do_convert_rgb=True,
     )
     return Blip2Processor(image_processor=image_processor, tokenizer=tokenizer, num_query_tokens=num_query_tokens)
+
+
+def make_llava_processor(
+    tokenizer,
+    image_size: int,
+    patch_size: int,
+    image_mean=(0.48145466, 0.4578275, 0.40821073),
+    image_std=(0.26862954, 0.26130258, 0.27577711),
+):
+    """A ``LlavaProcessor``: CLIP's image processor resizing to ``image_size`` square (no crop, so the region
+    grid covers the whole image), one ``<image>`` per patch, LLaVA-1.5's conversation as chat template."""
+    from transformers import CLIPImageProcessorPil, LlavaProcessor
+
+    from stcg_model.families.llava.configs import LLAVA_CHAT_TEMPLATE
+
+    image_processor = CLIPImageProcessorPil(
+        size={"height": image_size, "width": image_size},
+        do_center_crop=False,
+        image_mean=list(image_mean),
+        image_std=list(image_std),
+        do_convert_rgb=True,
+    )
+    return LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        image_token=IMAGE_TOKEN,
+        chat_template=LLAVA_CHAT_TEMPLATE,
+    )

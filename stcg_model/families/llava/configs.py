@@ -1,0 +1,114 @@
+"""LLaVA architectures built from config: the tiny ones of the tests and the scenes model, and full size
+(``llava-hf/llava-1.5-7b-hf``) for GPU benchmarks with random weights. All use the real
+``LlavaForConditionalGeneration`` class (CLIP vision tower, Llama language model), with a word-level
+tokenizer whose ``<image>`` is one special token and a chat template in LLaVA-1.5's format."""
+
+from __future__ import annotations
+
+import torch
+from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+LLAVA_CHAT_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'user' %}USER: {% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<image>\n{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}"
+    "{% endfor %} {% elif m['role'] == 'assistant' %}ASSISTANT: {% for c in m['content'] %}"
+    "{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}</s>{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+"""LLaVA-1.5's conversation format (``USER: <image>\\n{question} ASSISTANT:``) as a chat template."""
+
+
+def llava_config(
+    vocab_size: int,
+    image_token_id: int,
+    image_size: int = 32,
+    patch_size: int = 8,
+    hidden: int = 32,
+    layers: int = 2,
+    vision_layers: int = 2,
+    heads: int = 4,
+    pad_token_id: int = 0,
+    eos_token_id: int = 1,
+    bos_token_id: int = 3,
+    max_positions: int = 256,
+    vision_feature_layer: int = -2,
+) -> LlavaConfig:
+    """A small LLaVA config; ``image_size // patch_size`` is the region grid side (one slot per patch)."""
+    if image_size % patch_size:
+        raise ValueError("image_size must be a multiple of patch_size")
+    vision = CLIPVisionConfig(
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=vision_layers,
+        num_attention_heads=heads,
+        image_size=image_size,
+        patch_size=patch_size,
+        projection_dim=hidden,
+    )
+    text = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=max_positions,
+        pad_token_id=pad_token_id,
+        bos_token_id=bos_token_id,
+        eos_token_id=eos_token_id,
+        tie_word_embeddings=False,
+    )
+    cfg = LlavaConfig(
+        vision_config=vision.to_dict(),
+        text_config=text.to_dict(),
+        image_token_id=image_token_id,
+        projector_hidden_act="gelu",
+        vision_feature_select_strategy="default",
+        vision_feature_layer=vision_feature_layer,
+        image_seq_length=(image_size // patch_size) ** 2,
+    )
+    cfg.architectures = ["LlavaForConditionalGeneration"]
+    return cfg
+
+
+def build_model(config: LlavaConfig, seed: int = 0) -> LlavaForConditionalGeneration:
+    """A randomly initialised model in eval mode."""
+    torch.manual_seed(seed)
+    return LlavaForConditionalGeneration(config).eval()
+
+
+def llava_1_5_7b_config() -> LlavaConfig:
+    """The architecture of ``llava-hf/llava-1.5-7b-hf`` (CLIP ViT-L/14 at 336 px: 576 slots; Llama-2-7B)."""
+    vision = CLIPVisionConfig(
+        hidden_size=1024,
+        intermediate_size=4096,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        image_size=336,
+        patch_size=14,
+        projection_dim=768,
+        hidden_act="quick_gelu",
+    )
+    text = LlamaConfig(
+        vocab_size=32064,
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        max_position_embeddings=4096,
+        pad_token_id=32001,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    cfg = LlavaConfig(
+        vision_config=vision.to_dict(),
+        text_config=text.to_dict(),
+        image_token_id=32000,
+        projector_hidden_act="gelu",
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+        image_seq_length=576,
+    )
+    cfg.architectures = ["LlavaForConditionalGeneration"]
+    return cfg

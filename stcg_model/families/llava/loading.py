@@ -1,0 +1,50 @@
+"""Load a LLaVA checkpoint (``LlavaForConditionalGeneration`` + its processor) ready for attention capture."""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+from stcg_model.families.capture import register_capture_attention
+from stcg_model.families.loading import LoadedModel, resolve_device, resolve_dtype
+
+
+def use_capture_attention(model: LlavaForConditionalGeneration) -> LlavaForConditionalGeneration:
+    """The language model uses ``CAPTURE_IMPL`` (SDPA, except eager with weights while its hook point
+    records); the vision tower, whose weights the STCG never reads, uses SDPA."""
+    model.set_attn_implementation(register_capture_attention())
+    model.model.vision_tower.set_attn_implementation("sdpa")
+    return model
+
+
+def prepare(
+    model: LlavaForConditionalGeneration,
+    processor,
+    name: str,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype | None = None,
+) -> LoadedModel:
+    """Put an already built model on its device/dtype with capture attention (``use_capture_attention``)."""
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev, False)
+    use_capture_attention(model)
+    model = model.to(device=dev, dtype=dt).eval()
+    return LoadedModel(model=model, processor=processor, name=name, device=dev, dtype=dt)
+
+
+def load(source: str, device: torch.device, dtype: torch.dtype, name: str) -> LoadedModel:
+    """``from_pretrained`` of model and processor from ``source`` (a folder or hub id), on ``device`` in ``dtype``."""
+    model = LlavaForConditionalGeneration.from_pretrained(source, dtype=dtype, attn_implementation="eager")
+    use_capture_attention(model)
+    processor = AutoProcessor.from_pretrained(source)
+    return LoadedModel(model=model.to(device).eval(), processor=processor, name=name, device=device, dtype=dtype)
+
+
+def weightless(config, source: str, name: str) -> LoadedModel:
+    """The architecture of ``config`` on the ``meta`` device (no weights) with the processor of ``source``."""
+    with torch.device("meta"):
+        model = LlavaForConditionalGeneration(config)
+    processor = AutoProcessor.from_pretrained(source)
+    return LoadedModel(
+        model=model.eval(), processor=processor, name=name, device=torch.device("cpu"), dtype=torch.float32
+    )

@@ -1,0 +1,266 @@
+"""The LLaVA family (``LlavaForConditionalGeneration``) on tiny random models of the real classes (CLIP
+vision tower, Llama language model, a word-level tokenizer whose ``<image>`` is one token, LLaVA-1.5's
+chat template), checked against computations written here from docs/spec.md section 8: the image slots
+sit inside the template, one per patch, ``C`` is the identity, ``E`` and ``D`` are the causal
+self-attention of the prompt and of the positions predicting the answer."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stcg.images import quantise
+from stcg_model.attribution.base import AttributionBatch, get_attribution
+from stcg_model.engine.core import STCGEngine, VQAInput
+from stcg_model.engine.engine_config import EngineConfig
+from stcg_model.families.llava.loading import use_capture_attention
+from stcg_model.families.registry import family_for
+from stcg_model.testing.tiny import tiny_llava
+from tests.attribution_reference import reference_copy, reference_maps
+
+QUESTIONS = ["What color is the shape?", "is the triangle blue?", "what shape is in the image?"]
+SEED = 3
+
+
+def _examples(n: int, seed: int = 0, size: tuple[int, int] = (40, 48)) -> list[VQAInput]:
+    rng = np.random.default_rng(seed)
+    h, w = size
+    return [
+        VQAInput(f"ll{i}", Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)), QUESTIONS[i % 3])
+        for i in range(n)
+    ]
+
+
+@pytest.fixture(scope="module")
+def llava():
+    lm = tiny_llava(seed=SEED)
+    eng = STCGEngine.from_config(lm, EngineConfig(seed=7, deletion_steps=3, max_new_tokens=4))
+    eng.min_new_tokens = 2  # random weights: force multi-step answers so steps are tested
+    return lm, eng
+
+
+def _ids(eng, graph) -> list[int]:
+    return [int(i) for i in eng.tokenizer.convert_tokens_to_ids(graph.answer_tokens)]
+
+
+def _reference_attention(model, pv, ids):
+    """Head- and layer-mean causal self-attention (N, N) of one eager forward with ``output_attentions``
+    (no hooks), and the (N, V) log-probabilities."""
+    model.set_attn_implementation("eager")
+    try:
+        with torch.no_grad():
+            out = model(pixel_values=pv, input_ids=torch.tensor([ids]), output_attentions=True)
+    finally:
+        use_capture_attention(model)
+    att = torch.stack(out.attentions).mean(2).mean(0)[0].double().numpy()
+    return att, out.logits[0].double().log_softmax(-1)
+
+
+def test_the_family_is_detected_and_its_prompt_is_the_chat_template(llava):
+    lm, eng = llava
+    assert family_for(lm).__name__ == "stcg_model.families.llava.family"
+    assert eng.prompt == "USER: <image>\n{question} ASSISTANT:"
+    assert eng.Q == eng.grid_side**2 == 16 and eng.passes.kind == "decoder-only"
+    ex = eng._prepare(_examples(1)[0])
+    ids = eng.passes.prompt_ids(ex)
+    slots = np.flatnonzero(np.asarray(ids) == lm.model.config.image_token_id)
+    # the slots sit inside the template, after "<s> user :", as LLaVA's processor puts them
+    assert len(slots) == 16 and slots[0] == 3 and (np.diff(slots) == 1).all()
+    text = lm.processor(
+        images=[Image.fromarray(ex.pixels)], text=eng.prompt.format(question=ex.ex.question), return_tensors="pt"
+    )
+    assert text["input_ids"][0].tolist() == ids  # the real processor expands <image> the same way
+    pos = eng.passes.question_positions(ex)
+    words = eng.tokenizer.convert_ids_to_tokens([ids[p] for p in pos])
+    assert words == ["what", "color", "is", "the", "shape", "?"]
+
+
+def test_engine_arrays_equal_output_attentions_and_rows_sum_to_1(llava):
+    lm, eng = llava
+    ex_in = _examples(2)[1]
+    g = eng.explain([ex_in])[0]
+    ex = eng._prepare(ex_in)
+    answer = _ids(eng, g)
+    assert len(answer) >= 2
+    prompt = eng.passes.prompt_ids(ex)
+    L = len(prompt)
+    slots = np.flatnonzero(np.asarray(prompt) == lm.model.config.image_token_id)
+    att, logp = _reference_attention(lm.model, eng._pixel_values([ex.pixels]), prompt + answer[:-1])
+    np.testing.assert_allclose(g.E, att[:L, :L], atol=1e-6)
+    np.testing.assert_allclose(g.D, att[L - 1 : L - 1 + len(answer), :L], atol=1e-6)
+    np.testing.assert_allclose(
+        g.step_logprob, logp[torch.arange(L - 1, L - 1 + len(answer)), torch.tensor(answer)].numpy(), atol=1e-5
+    )
+    # section 8: C is the identity, W the renormalised attention of each question token to the slots
+    np.testing.assert_array_equal(g.C, np.eye(16, dtype=np.float32))
+    pos = np.array([p for p in range(L) if prompt[p] != lm.model.config.image_token_id])
+    q_pos = pos[[i for i, p in enumerate(pos) if ex.offsets[p - (15 if p > slots[0] else 0)] != (0, 0)]]
+    rows = att[np.ix_(q_pos, slots)]
+    np.testing.assert_allclose(g.W, rows / rows.sum(1, keepdims=True), atol=1e-6)
+    np.testing.assert_allclose(g.m, rows.sum(1), atol=1e-6)
+    steps = att[np.ix_(L - 1 + np.arange(len(answer)), slots)]
+    np.testing.assert_allclose(g.S, steps / steps.sum(1, keepdims=True), atol=1e-6)
+    for name in ("W", "S"):
+        np.testing.assert_allclose(getattr(g, name).sum(1), 1.0, atol=1e-5)
+    assert (g.m > 0).all() and (g.m < 1).all() and g.params["language_model"] == "decoder-only"
+
+
+def test_greedy_answer_equals_llavas_own_generate(llava):
+    lm, eng = llava
+    ex_in = _examples(3)[2]
+    g = eng.explain([ex_in])[0]
+    ex = eng._prepare(ex_in)
+    enc = lm.processor(
+        images=[Image.fromarray(ex.pixels)], text=eng.prompt.format(question=ex.ex.question), return_tensors="pt"
+    )
+    gen = lm.model.generate(
+        **enc, max_new_tokens=eng.max_new_tokens, min_new_tokens=2, do_sample=False, pad_token_id=eng.pad_id
+    )
+    assert eng.passes.trim_answer(gen[0, enc["input_ids"].shape[1] :].tolist()) == _ids(eng, g)
+
+
+def test_batched_equals_one_by_one_and_perturbed_passes_align(llava):
+    lm, eng = llava
+    exs = _examples(4)  # different question lengths: left padding in generate, right when teacher-forced
+    batched = eng.explain(exs, batch_size=4)
+    for ex, g in zip(exs, batched):
+        one = eng.explain([ex], batch_size=1)[0]
+        assert one.answer == g.answer and one.perturbed_answers == g.perturbed_answers
+        for name, x in g.arrays().items():
+            np.testing.assert_allclose(x, one.arrays()[name], atol=2e-5, err_msg=name)
+        T = len(g.answer_tokens)
+        # every perturbation teacher-forces the clean answer: its step arrays have the clean steps
+        assert g.dS.shape == (len(g.perturbations), T, 16) and g.dW.shape[1:] == g.W.shape
+
+
+def _batch(eng, examples, answers, images=None) -> AttributionBatch:
+    prep = eng.prepare_batch(examples).prepared
+    pixels = [p.pixels for p in prep] if images is None else list(images)
+    return AttributionBatch(
+        pixel_values=eng._pixel_values(pixels),
+        images=pixels,
+        grids=[p.grid for p in prep],
+        prompt_ids=[eng.passes.prompt_ids(p) for p in prep],
+        answers=[list(a) for a in answers],
+        token_positions=[eng.passes.question_positions(p) for p in prep],
+        is_eos=[np.array([t == eng.eos_id for t in a]) for a in answers],
+        fill=eng.fill,
+        to_pixels=eng._pixel_values,
+    )
+
+
+@pytest.mark.parametrize("method", ["rollout", "relevancy"])
+def test_rollout_and_relevancy_equal_the_independent_reference(method, llava):
+    lm, eng = llava
+    batch = _batch(eng, _examples(2, seed=5), [[5, 7, 9, 1], [9, 1]])
+    ref = reference_copy(lm.model, torch.float64)
+    maps = get_attribution(method).compute(lm, batch)
+    for r in range(len(batch)):
+        want = reference_maps(
+            ref,
+            method,
+            batch.pixel_values[r : r + 1],
+            batch.prompt_ids[r],
+            batch.answers[r],
+            batch.token_positions[r],
+            batch.is_eos[r],
+            eng.Q,
+        )
+        got = maps[r].arrays()
+        diff = {k: float(np.abs(got[k].astype(np.float64) - want[k]).max()) for k in want}
+        assert max(diff.values()) < 1e-5, (r, diff)
+
+
+@pytest.mark.parametrize("method", ["attention", "rollout", "relevancy", "gradcam", "occlusion"])
+def test_methods_batched_equal_one_by_one_and_are_normalised(method, llava):
+    lm, eng = llava
+    batch = _batch(eng, _examples(3), [[5, 7, 1], [9, 1], [11, 4, 6, 8, 1]])
+    whole = get_attribution(method).compute(lm, batch)
+    for r in range(len(batch)):
+        one = dataclasses.replace(
+            batch,
+            pixel_values=batch.pixel_values[r : r + 1],
+            **{
+                f: [getattr(batch, f)[r]]
+                for f in ("images", "grids", "prompt_ids", "answers", "token_positions", "is_eos")
+            },
+        )
+        alone = get_attribution(method).compute(lm, one)[0].arrays()
+        for name, x in whole[r].arrays().items():
+            assert np.isfinite(x).all() and (x >= 0).all(), (method, name)
+            np.testing.assert_allclose(x.sum(-1), 1.0, atol=1e-5)
+            np.testing.assert_allclose(x, alone[name], atol=1e-5, err_msg=f"{method} row {r} {name}")
+
+
+def test_attention_method_equals_the_engines_arrays(llava):
+    lm, eng = llava
+    exs = _examples(2)
+    graphs = eng.explain(exs)
+    batch = _batch(eng, exs, [_ids(eng, g) for g in graphs])
+    for g, m in zip(graphs, get_attribution("attention").compute(lm, batch)):
+        np.testing.assert_allclose(m.W, g.W, atol=1e-5)
+        np.testing.assert_allclose(m.S, g.S, atol=1e-5)
+        np.testing.assert_allclose(m.region, g.attribution, atol=1e-5)
+
+
+def test_occlusion_ranks_a_planted_region_first(llava):
+    """A grey image with one coloured patch: greying any other block leaves the image as it was, so only
+    the planted block can move the answer's probability. The answer explained is the token whose log p
+    the planted patch raises most over the all-grey image (computed here by an independent forward)."""
+    lm, eng = llava
+    G = eng.grid_side
+    fill = quantise(np.asarray(eng.fill, dtype=np.float32))
+    side = 32 // G
+    region = 2 * G + 1
+    img = np.broadcast_to(fill, (32, 32, 3)).copy()
+    img[2 * side : 3 * side, 1 * side : 2 * side] = (0, 200, 0)
+    grey = np.broadcast_to(fill, img.shape).copy()
+    ex = VQAInput("planted", Image.fromarray(img), "what color is the shape?")
+    prompt = eng.passes.prompt_ids(eng._prepare(ex))
+    ref = reference_copy(lm.model)
+    with torch.no_grad():
+        ids = torch.tensor([prompt] * 2)
+        logits = ref(pixel_values=eng._pixel_values([img, grey]), input_ids=ids).logits[:, len(prompt) - 1]
+    gain = logits.log_softmax(-1)[0] - logits.log_softmax(-1)[1]
+    token = int(torch.argmax(gain))
+    assert gain[token] > 0
+    batch = _batch(eng, [ex], [[token]], images=[img])
+    m = get_attribution("occlusion").compute(lm, batch)[0]
+    assert m.C is None and m.W is None
+    assert int(np.argmax(m.region)) == region
+    assert m.region[region] == pytest.approx(1.0, abs=1e-6)
+    assert np.abs(np.delete(m.region, region)).max() < 1e-6
+
+
+def test_sanity_cascade_reinitialises_the_language_model_top_down(llava):
+    from stcg_model.attribution.sanity import cascade, randomised_copy
+
+    lm, _ = llava
+    order = cascade(lm.model)
+    assert order[0] is lm.model.lm_head and order[-1] is lm.model.model.multi_modal_projector
+    copy = randomised_copy(lm, stages=2, seed=0)
+    w0 = lm.model.model.language_model.layers[-1].self_attn.q_proj.weight
+    w1 = copy.model.model.language_model.layers[-1].self_attn.q_proj.weight
+    assert not torch.equal(w0, w1)
+    assert torch.equal(
+        lm.model.model.language_model.layers[0].self_attn.q_proj.weight,
+        copy.model.model.language_model.layers[0].self_attn.q_proj.weight,
+    )
+
+
+def test_greedy_decoding_never_emits_the_image_placeholder():
+    """A model whose head prefers ``<image>`` above every word: fed back as an answer token the placeholder
+    would open an image slot with no image (LLaVA's forward then fails), so decoding bans it."""
+    lm = tiny_llava(seed=SEED)
+    image_id = lm.model.config.image_token_id
+    with torch.no_grad():
+        lm.model.lm_head.bias = torch.nn.Parameter(torch.zeros(lm.model.lm_head.out_features))
+        lm.model.lm_head.bias[image_id] = 1e4
+    eng = STCGEngine.from_config(lm, EngineConfig(deletion_steps=0, max_new_tokens=3, perturbations="center_mask"))
+    g = eng.explain(_examples(2))[0]
+    ids = _ids(eng, g)
+    assert image_id not in ids and len(ids) == 3

@@ -1,0 +1,92 @@
+"""Runs of two model families side by side in the real Neo4j: the same VQA-v2-format questions ingested
+with a tiny BLIP-2 (T5) checkpoint and a tiny LLaVA checkpoint (both saved with ``save_pretrained`` and
+loaded by path like any checkpoint), every method; every template answers on the LLaVA run, each run
+records its family, and ``compare_runs`` pairs the two models' answers question by question."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from queries.library import QueryLibrary, load_template, template_names
+from queries.metrics import load_run_graphs
+from tests.conftest import ingest_fixture_run
+from tests.vqa_fixtures import make_vqa_v2_folder
+
+METHODS = "rollout,relevancy,gradcam,occlusion"
+
+
+@pytest.fixture(scope="module")
+def llava_checkpoint(tmp_path_factory) -> str:
+    from stcg_model.testing.tiny import tiny_llava
+
+    d = tmp_path_factory.mktemp("tiny-llava")
+    lm = tiny_llava(seed=4)
+    lm.model.save_pretrained(d)
+    lm.processor.save_pretrained(d)
+    return str(d)
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, tiny_checkpoint, llava_checkpoint, driver):
+    tmp = tmp_path_factory.mktemp("families")
+    folder = make_vqa_v2_folder(tmp / "vqa", n_images=3, questions_per_image=2)
+    tag = uuid.uuid4().hex[:8]
+    blip2, llava = f"test-fam-blip2-{tag}", f"test-fam-llava-{tag}"
+    kw = dict(deletion_steps=2, top_k=3, attributions=METHODS)
+    try:
+        ingest_fixture_run(folder, tiny_checkpoint, blip2, tmp / "store", **kw)
+        ingest_fixture_run(folder, llava_checkpoint, llava, tmp / "store", **kw)
+        yield {"blip2": blip2, "llava": llava, "lib": QueryLibrary(driver)}
+    finally:
+        with driver.session() as s:
+            for rid in (blip2, llava):
+                s.run(
+                    "MATCH (n {run_id: $r}) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 5000 ROWS", r=rid
+                ).consume()
+
+
+def test_each_run_records_its_family_and_its_graphs_read_back(two_runs):
+    lib = two_runs["lib"]
+    runs = lib.run("runs", limit=1000).set_index("run_id")
+    assert runs.loc[two_runs["blip2"], "family"] == "blip2"
+    assert runs.loc[two_runs["llava"], "family"] == "llava"
+    graphs, _ = load_run_graphs(lib, two_runs["llava"])
+    assert len(graphs) == 6
+    for g in graphs:
+        assert g.params["language_model"] == "decoder-only" and g.params["num_query_tokens"] == 16
+        np.testing.assert_array_equal(g.C, np.eye(16, dtype=np.float32))
+        np.testing.assert_allclose(g.W.sum(1), 1.0, atol=1e-5)
+        assert g.method_names == ["attention", "rollout", "relevancy", "gradcam", "occlusion"]
+        for name in ("rollout", "relevancy", "gradcam"):
+            m = g.methods[name]
+            assert m.W.shape == g.W.shape and m.W_pert.shape == (len(g.perturbations), *g.W.shape)
+            assert np.isfinite(m.scores["deletion_auc"])
+
+
+def test_every_template_runs_on_the_llava_run(two_runs):
+    lib, run = two_runs["lib"], two_runs["llava"]
+    example = load_run_graphs(lib, run)[0][0].example_id
+    nonempty = 0
+    names = [n for n in template_names() if n != "compare_runs"]
+    for name in names:
+        t = load_template(name)
+        kw = {"run_id": run} if t.param("run_id") else {}
+        if t.param("example_id"):
+            kw["example_id"] = example
+        df = lib.run(name, **kw)
+        assert isinstance(df, pd.DataFrame), name
+        nonempty += len(df) > 0
+    assert nonempty >= len(names) - 3  # flips, wrong answers and run_examples may be empty on random weights
+
+
+def test_compare_runs_pairs_the_two_families_question_by_question(two_runs):
+    lib = two_runs["lib"]
+    df = lib.run("compare_runs", run_a=two_runs["blip2"], run_b=two_runs["llava"])
+    assert len(df) > 0
+    blip2, _ = load_run_graphs(lib, two_runs["blip2"])
+    llava, _ = load_run_graphs(lib, two_runs["llava"])
+    assert {g.example_id for g in blip2} == {g.example_id for g in llava}
