@@ -34,7 +34,11 @@ def model_help() -> str:
     """``--model``'s help: the supported model families, from their registry (no torch imported)."""
     from stcg_model.families.registry import supported
 
-    return f"A checkpoint, hub id or local folder, of a supported model family: {supported()} {MODEL_DEFAULT}."
+    return (
+        f"A checkpoint, hub id or local folder, of a supported model family: {supported()}; or a shipped one: demo "
+        f"(BLIP-2, easy-VQA), scenes (BLIP-2) or scenes-llava (LLaVA), both trained on the scenes testbed "
+        f"{MODEL_DEFAULT}."
+    )
 
 
 def attributions_help() -> str:

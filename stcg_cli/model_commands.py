@@ -195,8 +195,16 @@ _SCENES = ScenesConfig()
 )
 @click.option("--seed", default=0, show_default=True, help="Seed of initialisation and sampling.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-def train_scenes_cmd(out, train_scenes, vision_steps, steps, batch_size, relation_steps, seed, device):
-    """Train the tiny BLIP-2 scenes model (T5 language model) on the scenes testbed's train split.
+@click.option(
+    "--family",
+    default="blip2",
+    show_default=True,
+    type=click.Choice(["blip2", "llava"]),
+    help="Model family: blip2 (ViT + Q-Former + T5; shipped as stcg_model/scenes_model) or llava (ViT + MLP "
+    "projector + Llama, one language-model slot per region; shipped as stcg_model/scenes_llava).",
+)
+def train_scenes_cmd(out, train_scenes, vision_steps, steps, batch_size, relation_steps, seed, device, family):
+    """Train a tiny scenes model (BLIP-2 with T5, or LLaVA with Llama) on the scenes testbed's train split.
 
     The demo model's two stages: the ViT first learns what each 8 x 8 px region holds (the shape and
     colour of the object covering it and of the object centred in it, from the generator) and where it
@@ -206,6 +214,10 @@ def train_scenes_cmd(out, train_scenes, vision_steps, steps, batch_size, relatio
     objects' positions forms there), then a settling phase on all questions while the learning rate
     decays to 0. Check it with `stcg eval --dataset scenes` (accuracy and the causal
     edit check). Seeded; the checkpoint loads with from_pretrained. Partial checkpoints every 500 steps.
+
+    --family llava: the same vision stage, then the projector and Llama learn to answer the conversation
+    "USER: <image> {question} ASSISTANT: {answer}" (no auxiliary losses), with the same relation and
+    settling phases (stcg_model/training/scenes_llava.py).
     """
     from stcg_model.engine.engine_config import check_count
     from stcg_model.families.loading import resolve_device
@@ -216,6 +228,20 @@ def train_scenes_cmd(out, train_scenes, vision_steps, steps, batch_size, relatio
     check_count("--batch-size", batch_size)
     check_count("--vision-steps", vision_steps, minimum=0)
     check_count("--relation-steps", relation_steps, minimum=0)
+    if family == "llava":
+        from stcg_model.training.scenes_config import ScenesLlavaConfig
+        from stcg_model.training.scenes_llava import train_scenes_llava
+
+        lcfg = ScenesLlavaConfig(
+            train_scenes=train_scenes,
+            vision_steps=vision_steps,
+            steps=steps,
+            batch_size=batch_size,
+            relation_steps=relation_steps,
+            seed=seed,
+        )
+        train_scenes_llava(out, lcfg, device=str(resolve_device(device)), log=click.echo)
+        return
     cfg = ScenesConfig(
         train_scenes=train_scenes,
         vision_steps=vision_steps,

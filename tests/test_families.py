@@ -108,3 +108,17 @@ def test_a_new_family_is_one_registry_entry():
         unregister_family("toy")
     with pytest.raises(StcgError, match=re.escape(SUPPORTED) + "$"):
         family_of(SimpleNamespace(model_type="toy-vl", architectures=["ToyForConditionalGeneration"]))
+
+
+def test_shipped_checkpoints_answer_to_their_names():
+    """``--model scenes-llava`` (and ``demo``, ``scenes``) name the shipped folders: the family comes from
+    the folder's config and the run fingerprint from its content, as for the path itself."""
+    from stcg_model.families.loading import EMBEDDED, model_fingerprint
+
+    for name, folder in EMBEDDED.items():
+        if not (folder / "config.json").is_file():
+            continue
+        assert family_of(checkpoint_config(name)).name == family_of(checkpoint_config(str(folder))).name
+        assert model_fingerprint(name) == model_fingerprint(str(folder))
+    assert family_of(checkpoint_config("scenes-llava")).name == "llava"
+    assert family_of(checkpoint_config("scenes")).name == "blip2"

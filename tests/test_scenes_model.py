@@ -240,3 +240,73 @@ def test_the_shipped_scenes_model_meets_the_issues_bars_on_a_test_sample():
     df["family"] = [e.extra["scene"]["family"] for e in examples]
     em = df.groupby("family")["exact_match"].mean()
     assert (em >= 0.9).all() and len(em) == 4, em.to_dict()
+
+
+def test_train_scenes_llava_writes_a_llava_checkpoint_with_grounding_targets(tmp_path):
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    from stcg_model.training.scenes_config import ScenesLlavaConfig
+    from stcg_model.training.scenes_llava import conversations, grounding_targets, new_llava, train_scenes_llava
+
+    cfg = ScenesLlavaConfig(
+        train_scenes=64, vision_steps=2, steps=3, batch_size=8, relation_steps=2, relation_batch_size=8,
+        settle_steps=2, hidden=32, layers=1, grounding_weight=1.0,
+    )  # fmt: skip
+    record = train_scenes_llava(tmp_path / "m", cfg, progress=False, log=lambda s: None)
+    assert (
+        record["family"] == "llava"
+        and [h["phase"] for h in record["history"]] == ["stage 2"] * 2 + ["stage 3"] * 2 + ["stage 4"] * 2
+    )
+    assert all("grounding_acc" in h for h in record["history"])
+    model = LlavaForConditionalGeneration.from_pretrained(str(tmp_path / "m"))
+    proc = AutoProcessor.from_pretrained(str(tmp_path / "m"))
+    for text in scenes_vocabulary():
+        assert proc.tokenizer.unk_token_id not in proc.tokenizer(text)["input_ids"], text
+    assert model.config.vision_config.image_size // model.config.vision_config.patch_size == 8
+    # the conversation holds one slot per region where the template puts <image>; the loss reads the answer
+    tok, _, fresh = new_llava(cfg)
+    sc = scenes.generate("train", 3)
+    image_id = fresh.config.image_token_id
+    ids, am, labels = conversations(tok, [sc.question], [scenes.answer(sc)], 64, image_id)
+    row = ids[0, : int(am[0].sum())].tolist()
+    assert row.count(image_id) == 64 and tok.convert_ids_to_tokens(row[:4]) == ["<s>", "user", ":", "<image>"]
+    answer = [t for t, y in zip(row, labels[0].tolist()) if y != -100]
+    assert tok.decode(answer, skip_special_tokens=True) == scenes.answer(sc) and answer[-1] == tok.eos_token_id
+    # grounding: a word naming one object -> its column and row, on the prompt only
+    g = grounding_targets(tok, [sc], ids, labels, 8)[0]
+    words = tok.convert_ids_to_tokens(row)
+    for j, w in enumerate(words):
+        named = [o for o in sc.objects if w in (o.shape, o.colour)]
+        if labels[0, j] == -100 and len(named) == 1:
+            assert g[j, :2].tolist() == [named[0].cx // 8, named[0].cy // 8], w
+        elif labels[0, j] != -100:
+            assert (g[j] == -100).all()
+
+
+def test_the_shipped_llava_scenes_model_as_measured_on_a_test_sample():
+    """The shipped LLaVA-family checkpoint (stcg_model/scenes_llava) on the same 240 test questions as the
+    BLIP-2 scenes model above. It does NOT meet the issue's bars (docs/demo-model.md): measured on the
+    whole test split (benchmarks/results/scenes_llava.json) exact match 86.05 % (bar 95 %), relation
+    questions at chance (56.8 %) and their causal edit check failing (55.6 % / 18.7 %). What it does meet,
+    and what this test holds it to: attribute questions >= 95 % and their causal edit check (follows
+    >= 90 % of target edits, changes with <= 5 % of distractor edits; whole split 98.3 % / 1.9 %), so
+    the masks of attribute questions are its evidence; existence >= 90 %; and relation is asserted to
+    be what it is (the check fails), so a retrained checkpoint that learns relations fails here and
+    gets its numbers updated."""
+    from stcg_model.engine.evaluation import evaluate
+    from stcg_model.families.loading import SCENES_LLAVA_DIR, load_model
+
+    lm = load_model("scenes-llava", device="cpu")
+    assert type(lm.model).__name__ == "LlavaForConditionalGeneration" and lm.name == "scenes-llava"
+    assert (SCENES_LLAVA_DIR / "config.json").is_file()
+    examples = open_dataset("scenes", split="test", limit=240)
+    cdf = causal_check(lm, examples, batch_size=128)
+    attribute = causal_summary(cdf, "attribute")
+    assert attribute["questions"] > 40 and attribute["distractor_edits"] > 40 and attribute["passes"], attribute
+    relation = causal_summary(cdf, "relation")
+    assert relation["questions"] > 40 and not relation["passes"], relation
+    df = evaluate(lm, examples, batch_size=120)
+    df["family"] = [e.extra["scene"]["family"] for e in examples]
+    em = df.groupby("family")["exact_match"].mean()
+    assert em["attribute"] >= 0.95 and em["existence"] >= 0.9 and em["relation"] < 0.75, em.to_dict()
+    assert 0.8 <= df["exact_match"].mean() < 0.95

@@ -1,4 +1,4 @@
-"""Answer accuracy of a BLIP-2 checkpoint on a VQA dataset: exact match (and VQA accuracy)."""
+"""Answer accuracy of a checkpoint of any family on a VQA dataset: exact match (and VQA accuracy)."""
 
 from __future__ import annotations
 
@@ -26,9 +26,17 @@ def greedy_answers_with_confidence(
 ) -> tuple[list[str], list[float]]:
     """Batched greedy answers and the model's probability of each, ``p(answer | image, question)``:
     the product of the answer tokens' softmax probabilities, end-of-sequence included (what the
-    STCG engine calls ``p(y | I)``; a run cut at ``max_new_tokens`` has no end token to count)."""
-    inputs = lm.processor(images=list(images), text=list(questions), padding=True, return_tensors="pt")
+    STCG engine calls ``p(y | I)``; a run cut at ``max_new_tokens`` has no end token to count).
+    Questions are wrapped in the prompt the engine uses by default (``ModelPasses.default_prompt``: the
+    bare question for BLIP-2 T5, the chat template for LLaVA); decoder-only models read left-padded prompts."""
+    from stcg_model.families.registry import family_for
+
+    passes = family_for(lm).passes_for(lm)
+    text = [passes.default_prompt.format(question=q) for q in questions]
+    side = {"padding_side": "left"} if not lm.is_encoder_decoder else {}
+    inputs = lm.processor(images=list(images), text=text, padding=True, return_tensors="pt", **side)
     pv = inputs["pixel_values"].to(lm.device, lm.dtype)
+    banned = passes.banned_tokens()
     out = lm.model.generate(
         pixel_values=pv,
         input_ids=inputs["input_ids"].to(lm.device),
@@ -38,6 +46,7 @@ def greedy_answers_with_confidence(
         num_beams=1,
         output_scores=True,
         return_dict_in_generate=True,
+        **({"suppress_tokens": banned} if banned else {}),
     )
     seqs = out.sequences
     if not lm.is_encoder_decoder:

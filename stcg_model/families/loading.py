@@ -15,6 +15,8 @@ from stcg_model.families.registry import family_of
 HUB_DEFAULT = "Salesforce/blip2-flan-t5-xl"
 DEMO_MODEL_DIR = Path(__file__).resolve().parents[1] / "demo_model"
 SCENES_MODEL_DIR = Path(__file__).resolve().parents[1] / "scenes_model"
+SCENES_LLAVA_DIR = Path(__file__).resolve().parents[1] / "scenes_llava"
+"""The LLaVA-family scenes model (``stcg train-scenes --family llava``), for comparing two families."""
 
 
 def model_fingerprint(name_or_path: str) -> str:
@@ -23,7 +25,7 @@ def model_fingerprint(name_or_path: str) -> str:
     A hub id (no local folder) is its own fingerprint."""
     import hashlib
 
-    folder = Path(name_or_path).expanduser()
+    folder = Path(embedded(name_or_path)).expanduser()
     h = hashlib.sha1()
     if not folder.is_dir():
         h.update(name_or_path.encode())
@@ -39,6 +41,17 @@ def model_fingerprint(name_or_path: str) -> str:
                 fh.seek(max(0, size - (1 << 20)))
                 h.update(fh.read(1 << 20))
     return h.hexdigest()[:12]
+
+
+EMBEDDED = {"demo": DEMO_MODEL_DIR, "scenes": SCENES_MODEL_DIR, "scenes-llava": SCENES_LLAVA_DIR}
+"""Names of the checkpoints shipped with the package (``--model scenes-llava``), resolved to their folders."""
+
+
+def embedded(name: str) -> str:
+    """The folder of a shipped checkpoint's name (``EMBEDDED``), else ``name`` unchanged (a local folder of
+    that name wins)."""
+    folder = None if Path(name).exists() else EMBEDDED.get(name)
+    return str(folder) if folder is not None and (folder / "config.json").is_file() else name
 
 
 def default_model(dataset: str | None = None) -> str:
@@ -96,7 +109,8 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device, is_t5: 
 
 
 def _where(name: str) -> tuple[Path, str]:
-    """(local path, what to pass to ``from_pretrained``) of a hub id or folder; one-line errors."""
+    """(local path, what to pass to ``from_pretrained``) of a hub id, folder or shipped name; one-line errors."""
+    name = embedded(name)
     local = Path(name).expanduser()
     looks_local = name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.sep == "\\" and "\\" in name
     if looks_local and not local.exists():

@@ -69,7 +69,7 @@ def scenes_vocabulary() -> list[str]:
     return texts
 
 
-def _pixels(processor, images) -> torch.Tensor:
+def processor_pixels(processor, images) -> torch.Tensor:
     out = [
         processor.image_processor(images=images[s : s + 1024], return_tensors="pt")["pixel_values"]
         for s in range(0, len(images), 1024)
@@ -281,7 +281,7 @@ def train_scenes(
     t_start = time.time()
 
     train = [scenes.generate("train", i) for i in range(cfg.train_scenes)]
-    pixels = _pixels(processor, [scenes.render(s) for s in train])
+    pixels = processor_pixels(processor, [scenes.render(s) for s in train])
     grid = cfg.image_size // cfg.patch_size
     labels_1 = [region_labels(s, grid) for s in train]
     cover = torch.as_tensor(np.stack([c for c, _ in labels_1]))
