@@ -123,7 +123,6 @@ def make_batch(lm, B: int, T: int, seed: int = 0):
 
     from stcg_model.attribution.base import AttributionBatch
     from stcg_model.engine.core import STCGEngine, VQAInput
-    from stcg_model.families.inputs import prompt_ids, question_positions
 
     eng = STCGEngine(lm, "center_mask", deletion_steps=0)
     side = int(lm.model.config.vision_config.image_size)
@@ -139,9 +138,9 @@ def make_batch(lm, B: int, T: int, seed: int = 0):
         pixel_values=eng._pixel_values([p.pixels for p in prep]),
         images=[p.pixels for p in prep],
         grids=[p.grid for p in prep],
-        prompt_ids=[prompt_ids(p, eng.Q, eng.image_token_id) for p in prep],
+        prompt_ids=[eng.passes.prompt_ids(p) for p in prep],
         answers=[list(answer) for _ in prep],
-        token_positions=[question_positions(p, eng.Q) for p in prep],
+        token_positions=[eng.passes.question_positions(p) for p in prep],
         is_eos=[np.array([t == eng.eos_id for t in answer]) for _ in prep],
         fill=eng.fill,
         to_pixels=eng._pixel_values,

@@ -81,7 +81,6 @@ def method_costs(lm, inputs, names, batch_size: int, reps: int) -> dict:
     """Seconds per example of each method's maps on the same clean batches, interleaved repetitions."""
     from stcg_model.attribution.base import get_attribution
     from stcg_model.attribution.explain import ExampleRows, _batch
-    from stcg_model.families.inputs import prompt_ids, question_positions
 
     eng = STCGEngine.from_config(lm, EngineConfig(perturbations="gaussian_noise", deletion_steps=0))
     batches = []
@@ -95,8 +94,8 @@ def method_costs(lm, inputs, names, batch_size: int, reps: int) -> dict:
                 ex.ex.example_id,
                 ex.pixels,
                 ex.grid,
-                prompt_ids(ex, eng.Q, eng.image_token_id),
-                question_positions(ex, eng.Q),
+                eng.passes.prompt_ids(ex),
+                eng.passes.question_positions(ex),
                 a,
                 np.array([t == eng.eos_id for t in a]),
                 [],

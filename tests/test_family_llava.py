@@ -264,3 +264,17 @@ def test_greedy_decoding_never_emits_the_image_placeholder():
     g = eng.explain(_examples(2))[0]
     ids = _ids(eng, g)
     assert image_id not in ids and len(ids) == 3
+
+
+def test_an_answer_id_beyond_the_tokenizer_is_shown_not_fatal():
+    """llava-1.5's embedding table is padded past its tokenizer (32064 rows, 32002 tokens): a model may emit
+    an id the tokenizer has no string for. The graph shows it as ``<id N>`` instead of failing."""
+    lm = tiny_llava(seed=SEED)
+    n = len(lm.processor.tokenizer)
+    lm.model.resize_token_embeddings(n + 8)
+    with torch.no_grad():
+        lm.model.lm_head.bias = torch.nn.Parameter(torch.zeros(n + 8))
+        lm.model.lm_head.bias[n + 3] = 1e4
+    eng = STCGEngine.from_config(lm, EngineConfig(deletion_steps=0, max_new_tokens=2, perturbations="center_mask"))
+    g = eng.explain(_examples(1))[0]
+    assert g.answer_tokens == [f"<id {n + 3}>"] * 2 and g.W.shape[1] == 16

@@ -126,8 +126,10 @@ def question_token_strings(tokenizer, ex: PreparedExample) -> list[str]:
 
 
 def answer_token_strings(tokenizer, answer: list[int]) -> list[str]:
-    """Each answer step's token as shown (``</s>`` kept)."""
-    return [t.replace("\u2581", "") or t for t in tokenizer.convert_ids_to_tokens(answer)]
+    """Each answer step's token as shown (``</s>`` kept); an id the tokenizer does not have (a model whose
+    embedding table is padded past its vocabulary, as llava-1.5's is) shows as ``<id N>``."""
+    tokens = tokenizer.convert_ids_to_tokens(answer)
+    return [f"<id {i}>" if t is None else (t.replace("\u2581", "") or t) for i, t in zip(answer, tokens)]
 
 
 def decode_answer(tokenizer, answer: list[int], eos_id: int) -> str:
