@@ -40,6 +40,12 @@ def test_demo_runs_end_to_end(tmp_path, driver):
         # the scenes run (every method, ground truth known) leads the report and is printed
         assert "Which explanation is faithful? 4 scenes questions, evidence known" in res.stdout
         assert "oracle" in res.stdout and "mass_accuracy" in res.stdout
+        # the same scenes questions with the LLaVA-family scenes model, the two families side by side
+        assert res.stdout.count("4 written, 0 failed") == 2, res.stdout[-3000:]
+        assert "Two model families on the same 4 scenes questions" in res.stdout
+        assert "mass_accuracy LLaVA" in res.stdout and "exact match: BLIP-2" in res.stdout
+        compare = (out / "queries" / "compare_runs.csv").read_text()
+        assert compare.count("\n") == 7  # header + the six perturbations, both families' columns filled
         assert "On known evidence first" in (out / "report.html").read_text()
         assert (out / "report.html").stat().st_size > 1_000_000  # plotly embedded
         assert {p.stem for p in (out / "queries").glob("*.csv")} == set(template_names())
@@ -53,5 +59,6 @@ def test_demo_runs_end_to_end(tmp_path, driver):
         with driver.session() as s:
             s.run(
                 "MATCH (n) WHERE n.run_id STARTS WITH 'demo-easy-vqa-6-' OR n.run_id STARTS WITH 'demo-scenes-4-' "
+                "OR n.run_id STARTS WITH 'demo-scenes-llava-4-' "
                 "DETACH DELETE n"
             ).consume()
