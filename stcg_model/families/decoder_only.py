@@ -82,12 +82,13 @@ class SlotDecoderPasses(ModelPasses):
         seqs = causal_sequences(prompt_ids, answers)
         embeds, am = self.embed(seqs, feats, left_pad=False)
         out = self.causal_lm()(inputs_embeds=embeds, attention_mask=am, return_dict=True, use_cache=False)
-        logp = out.logits.double().log_softmax(-1)
         result = []
         for r, (p, a) in enumerate(zip(prompt_ids, answers)):
-            pos = causal_positions(len(p), len(a), logp.device)
-            tgt = torch.tensor(a, device=logp.device)
-            result.append(logp[r, pos, tgt].cpu().numpy())
+            pos = causal_positions(len(p), len(a), out.logits.device)
+            tgt = torch.arange(len(a), device=out.logits.device), torch.tensor(a, device=out.logits.device)
+            # float64 (p(y) near 1 keeps its drops) on the T answer rows only: over every prompt position
+            # (LLaVA-1.5: ~600) the float64 vocabulary would dominate the pass's memory
+            result.append(out.logits[r, pos].double().log_softmax(-1)[tgt].cpu().numpy())
         return result
 
     @torch.no_grad()
@@ -128,13 +129,13 @@ class SlotDecoderPasses(ModelPasses):
                 return_dict=True,
             )
         raw = out.logits[:, -ids.shape[1] :]  # some versions return logits for the text positions only
-        logp_all = raw.double().log_softmax(-1)
         B, T = step_mask.shape
         logp = torch.zeros((B, T), device=dev, dtype=torch.float64)
         logit = torch.zeros((B, T), device=dev, dtype=out.logits.dtype)
         for r, (p, a) in enumerate(zip(prompt_ids, answers)):
             pos, tgt = causal_positions(len(p), len(a), dev), torch.tensor(a, device=dev)
-            logp[r, : len(a)] = logp_all[r, pos, tgt]
+            steps = torch.arange(len(a), device=dev)
+            logp[r, : len(a)] = raw[r, pos].double().log_softmax(-1)[steps, tgt]  # the answer rows only
             logit[r, : len(a)] = raw[r, pos, tgt]
         got = lambda name: list(maps.get(name, []))  # noqa: E731
         return Traced(
