@@ -13,6 +13,12 @@
 #   device run:  command "bash benchmarks/gpu_session.sh attribution"   carry [".gpu"]   timeout_s 420
 #   DEVICE=cpu PYTHON=.venv/bin/python OUT=/tmp bash benchmarks/gpu_session.sh attribution   # dry run (tiny224)
 #
+# A third call measures the model families side by side (docs/families.md): the whole llava-1.5-7b and
+# blip2-flan-t5-xl architectures with random bfloat16 weights, STCG build vs bare generate and the peak
+# CUDA memory of the STCG build, batches 1 and 8 -> $OUT/families_device_cuda.json:
+#   device run:  command "bash benchmarks/gpu_session.sh families"   carry [".gpu"]   timeout_s 480
+#   DEVICE=cpu PYTHON=.venv/bin/python OUT=/tmp bash benchmarks/gpu_session.sh families   # dry run (tiny models)
+#
 # The GPU machine has torch and an older transformers but reaches no package index, so `prepare`
 # downloads the transformers wheel this project runs with (pure Python, installed there with --no-deps
 # into /tmp/site). Results go to $OUT (the device tool brings them back) or benchmarks/results/.
@@ -31,7 +37,7 @@ prepare)
         --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .gpu/whl "transformers==$version"
     du -sh .gpu
     ;;
-run|attribution)
+run|attribution|families)
     out=${OUT:-benchmarks/results}
     device=${DEVICE:-cuda}
     export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
@@ -41,6 +47,11 @@ run|attribution)
     fi
     "$PYTHON" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'cuda', torch.cuda.is_available())"
     [ "$device" = cuda ] && nvidia-smi --query-gpu=name,memory.total,clocks.sm --format=csv || true
+    if [ "$1" = families ]; then
+        timeout 440 "$PYTHON" benchmarks/bench_families.py --part device --device "$device" --batches 1,8 --reps 3 \
+            --out "$out/families_device_$device.json" 2>&1 | tee "$out/families_device_$device.log" || echo "families step failed or timed out"
+        exit 0
+    fi
     if [ "$1" = attribution ]; then
         # 3. every attribution method on the full-size architecture (39 ViT-g, 12 Q-Former, 24 + 24 T5 layers,
         #    random bf16 weights, answers forced to 3 steps): peak CUDA memory over the model, median time of
