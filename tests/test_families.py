@@ -101,7 +101,10 @@ def test_a_new_family_is_one_registry_entry():
         assert "Toy-VL (ToyForConditionalGeneration)" in supported()
         from stcg_cli.engine_options import model_help
 
-        assert "LLaVA (LlavaForConditionalGeneration), Toy-VL (ToyForConditionalGeneration); or a shipped one" in model_help()
+        assert (
+            "LLaVA (LlavaForConditionalGeneration), Toy-VL (ToyForConditionalGeneration); or a shipped one"
+            in model_help()
+        )
         with pytest.raises(ValueError, match="already belong to the blip2 family"):
             register_family(ModelFamily("other", "Other", ("blip-2",), ("X",), "x"))
     finally:
