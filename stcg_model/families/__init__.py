@@ -2,8 +2,10 @@
 
 ``capture`` (the one hook mechanism: an attention implementation that returns weights only where asked,
 named hook points, the layer selection), ``inputs`` (prepared examples and token ids every family
-shares), and one folder per family: ``blip2/`` (loading, configs, hook points, the batched passes and
-the traced forward for T5 and OPT language models, teacher forcing, pixel preprocessing).
+shares), ``passes`` (the interface), ``decoder_only`` (the passes of every decoder-only language model
+with image slots), ``traced`` and ``teacher_forcing``, and one folder per family: ``blip2/`` (loading,
+configs, hook points, the batched passes and the traced forward for T5 and OPT language models, pixel
+preprocessing) and ``llava/`` (docs/families.md).
 """
 
 from __future__ import annotations

@@ -63,8 +63,9 @@ class HostBatch:
 
 @dataclass(frozen=True)
 class TokenIds:
-    """The special token ids of a BLIP-2 config: ``Q`` query slots, the image placeholder, end,
-    padding and decoder start (the padding id when the model has no start token: OPT)."""
+    """The token facts a family's passes read: ``Q`` image slots, the image placeholder, end, padding and
+    decoder start (the padding id when the model has no start token: OPT, LLaVA). ``of`` reads them from
+    a BLIP-2 config; LLaVA's come from ``families.llava.passes.token_ids``."""
 
     Q: int
     image_token_id: int
