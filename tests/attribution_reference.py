@@ -88,8 +88,9 @@ def attention_modules(model) -> dict[tuple[str, int], torch.nn.Module]:
         for i, block in enumerate(lmod.decoder.block):
             out[("ds", i)] = block.layer[0].SelfAttention
             out[("dc", i)] = block.layer[1].EncDecAttention
-    else:
-        for i, layer in enumerate(lmod.model.decoder.layers):
+    else:  # OPT (BLIP-2) keeps its layers under model.decoder, Llama (InstructBLIP's Vicuna) under model
+        layers = lmod.model.decoder.layers if hasattr(lmod.model, "decoder") else lmod.model.layers
+        for i, layer in enumerate(layers):
             out[("ls", i)] = layer.self_attn
     return out
 
@@ -135,9 +136,17 @@ class Forward:
         return {"logit": self.logit, "logp": self.logp}[kind]
 
 
-def forward(ref, pixel_values: torch.Tensor, prompt_ids: Sequence[int], answer: Sequence[int], delta=None) -> Forward:
-    """Teacher-forced forward on ``answer`` through ``Blip2ForConditionalGeneration``: ONE prompt and
-    answer for every image row of ``pixel_values`` (no padding); ``logp`` is (T,) for one image, else (N, T)."""
+def forward(
+    ref,
+    pixel_values: torch.Tensor,
+    prompt_ids: Sequence[int],
+    answer: Sequence[int],
+    delta=None,
+    qformer_ids: Sequence[int] | None = None,
+) -> Forward:
+    """Teacher-forced forward on ``answer`` through the model: ONE prompt and answer for every image row of
+    ``pixel_values`` (no padding); ``logp`` is (T,) for one image, else (N, T). ``qformer_ids``: the
+    instruction InstructBLIP's Q-Former reads."""
     cfg = ref.config.text_config
     dtype = next(ref.parameters()).dtype
     mods = attention_modules(ref)
@@ -146,6 +155,7 @@ def forward(ref, pixel_values: torch.Tensor, prompt_ids: Sequence[int], answer: 
     TAP.delta = dict(delta or {})
     pv = pixel_values.to(dtype)
     N, L, T = pv.shape[0], len(prompt_ids), len(answer)
+    extra = {} if qformer_ids is None else {"qformer_input_ids": torch.tensor([list(qformer_ids)] * N)}
     try:
         if cfg.is_encoder_decoder:
             start = cfg.decoder_start_token_id if cfg.decoder_start_token_id is not None else cfg.pad_token_id
@@ -154,6 +164,7 @@ def forward(ref, pixel_values: torch.Tensor, prompt_ids: Sequence[int], answer: 
                 input_ids=torch.tensor([list(prompt_ids)] * N),
                 attention_mask=torch.ones(N, L, dtype=torch.long),
                 decoder_input_ids=torch.tensor([[start, *answer[:-1]]] * N),
+                **extra,
             )
             logits = out.logits
         else:
@@ -162,6 +173,7 @@ def forward(ref, pixel_values: torch.Tensor, prompt_ids: Sequence[int], answer: 
                 pixel_values=pv,
                 input_ids=torch.tensor([ids] * N),
                 attention_mask=torch.ones(N, len(ids), dtype=torch.long),
+                **extra,
             )
             logits = out.logits[:, L - 1 : L - 1 + T]
         logp = logits.log_softmax(-1)[:, torch.arange(T), torch.tensor(list(answer))]
@@ -201,14 +213,15 @@ def chain(abar: dict[tuple[str, int], np.ndarray], family: str, L: int, T: int):
             R = R + abar[("ls", i)] @ R
         return None, R, None
     nq = max(i for kind, i in abar if kind == "qs") + 1
-    Q = abar[("qs", 0)].shape[0]
-    K = next(v for (kind, _), v in abar.items() if kind == "qc").shape[1]
-    R_qq, R_qi, R_ii = np.eye(Q), np.zeros((Q, K)), np.eye(K)
+    S = abar[("qs", 0)].shape[0]  # Q-Former positions: the queries, then InstructBLIP's instruction tokens
+    Q, K = next(v for (kind, _), v in abar.items() if kind == "qc").shape
+    R_ss, R_si, R_ii = np.eye(S), np.zeros((S, K)), np.eye(K)
     for i in range(nq):
         A = abar[("qs", i)]
-        R_qq, R_qi = R_qq + A @ R_qq, R_qi + A @ R_qi
-        if ("qc", i) in abar:
-            R_qi = R_qi + norm_residual(R_qq).T @ abar[("qc", i)] @ norm_residual(R_ii)
+        R_ss, R_si = R_ss + A @ R_ss, R_si + A @ R_si
+        if ("qc", i) in abar:  # only the queries cross-attend: the sum over s runs over the Q query rows
+            R_si = R_si + norm_residual(R_ss)[:Q].T @ abar[("qc", i)] @ norm_residual(R_ii)
+    R_qi = R_si[:Q]
     if family == "t5":
         n_enc = sum(1 for kind, _ in abar if kind == "es")
         n_dec = sum(1 for kind, _ in abar if kind == "ds")
@@ -275,6 +288,8 @@ def _grads(fw: Forward, target: torch.Tensor) -> dict[tuple[str, int], torch.Ten
 def reference_maps(
     ref, method: str, pixel_values, prompt_ids, answer, positions, is_eos, Q: int, target: str = "logit"
 ) -> dict[str, np.ndarray]:
+    qformer_ids = getattr(prompt_ids, "qformer_ids", None)  # InstructBLIP's instruction, if the row has one
+    prompt_ids = list(prompt_ids)
     """``C``, ``W``, ``S``, ``region`` of ``rollout`` or ``relevancy`` for ONE example (docs/spec.md section 6);
     relevancy's gradients are of ``target``: the answer tokens' logits (the method) or log p
     (``relevancy_logp``)."""
@@ -285,7 +300,7 @@ def reference_maps(
     slots = np.flatnonzero(np.asarray(prompt_ids) == ref.config.image_token_id)
     T = len(answer)
     with torch.enable_grad():
-        fw = forward(ref, pixel_values, prompt_ids, answer)
+        fw = forward(ref, pixel_values, prompt_ids, answer, qformer_ids=qformer_ids)
         L = fw.L
         if method == "rollout":
             C, W, S = maps_from_chain(*chain(_abar(fw.maps), family, L, T), family, Q, L, positions, T, slots)

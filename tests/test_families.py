@@ -25,7 +25,10 @@ from stcg_model.families.registry import (
     unregister_family,
 )
 
-SUPPORTED = "supported: BLIP-2 (Blip2ForConditionalGeneration), LLaVA (LlavaForConditionalGeneration)"
+SUPPORTED = (
+    "supported: BLIP-2 (Blip2ForConditionalGeneration), InstructBLIP (InstructBlipForConditionalGeneration), "
+    "LLaVA (LlavaForConditionalGeneration)"
+)
 
 
 @pytest.fixture(scope="module")

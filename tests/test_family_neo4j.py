@@ -1,7 +1,8 @@
-"""Runs of two model families side by side in the real Neo4j: the same VQA-v2-format questions ingested
-with a tiny BLIP-2 (T5) checkpoint and a tiny LLaVA checkpoint (both saved with ``save_pretrained`` and
-loaded by path like any checkpoint), every method; every template answers on the LLaVA run, each run
-records its family, and ``compare_runs`` pairs the two models' answers question by question."""
+"""Runs of three model families side by side in the real Neo4j: the same VQA-v2-format questions ingested
+with a tiny BLIP-2 (T5) checkpoint, a tiny LLaVA checkpoint and a tiny InstructBLIP (Llama) checkpoint (all
+saved with ``save_pretrained`` and loaded by path like any checkpoint), every method; every template answers
+on the LLaVA and InstructBLIP runs, each run records its family, and ``compare_runs`` pairs two models'
+answers question by question."""
 
 from __future__ import annotations
 
@@ -31,19 +32,31 @@ def llava_checkpoint(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory, tiny_checkpoint, llava_checkpoint, driver):
+def instructblip_checkpoint(tmp_path_factory) -> str:
+    from stcg_model.testing.tiny import tiny_instructblip
+
+    d = tmp_path_factory.mktemp("tiny-instructblip")
+    lm = tiny_instructblip("llama", seed=4)
+    lm.model.save_pretrained(d)
+    lm.processor.save_pretrained(d)
+    return str(d)
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, tiny_checkpoint, llava_checkpoint, instructblip_checkpoint, driver):
     tmp = tmp_path_factory.mktemp("families")
     folder = make_vqa_v2_folder(tmp / "vqa", n_images=3, questions_per_image=2)
     tag = uuid.uuid4().hex[:8]
-    blip2, llava = f"test-fam-blip2-{tag}", f"test-fam-llava-{tag}"
+    runs = {f: f"test-fam-{f}-{tag}" for f in ("blip2", "llava", "instructblip")}
     kw = dict(deletion_steps=2, top_k=3, attributions=METHODS)
     try:
-        ingest_fixture_run(folder, tiny_checkpoint, blip2, tmp / "store", **kw)
-        ingest_fixture_run(folder, llava_checkpoint, llava, tmp / "store", **kw)
-        yield {"blip2": blip2, "llava": llava, "lib": QueryLibrary(driver)}
+        ingest_fixture_run(folder, tiny_checkpoint, runs["blip2"], tmp / "store", **kw)
+        ingest_fixture_run(folder, llava_checkpoint, runs["llava"], tmp / "store", **kw)
+        ingest_fixture_run(folder, instructblip_checkpoint, runs["instructblip"], tmp / "store", **kw)
+        yield {**runs, "lib": QueryLibrary(driver)}
     finally:
         with driver.session() as s:
-            for rid in (blip2, llava):
+            for rid in runs.values():
                 s.run(
                     "MATCH (n {run_id: $r}) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 5000 ROWS", r=rid
                 ).consume()
@@ -54,6 +67,14 @@ def test_each_run_records_its_family_and_its_graphs_read_back(two_runs):
     runs = lib.run("runs", limit=1000).set_index("run_id")
     assert runs.loc[two_runs["blip2"], "family"] == "blip2"
     assert runs.loc[two_runs["llava"], "family"] == "llava"
+    assert runs.loc[two_runs["instructblip"], "family"] == "instructblip"
+    graphs, _ = load_run_graphs(lib, two_runs["instructblip"])
+    assert len(graphs) == 6
+    for g in graphs:  # the Q-Former's 4 queries in front of a Llama prompt
+        assert g.params["language_model"] == "decoder-only" and g.params["num_query_tokens"] == 4
+        assert g.C.shape == (4, 16) and not np.allclose(g.C, np.eye(4, 16))
+        np.testing.assert_allclose(g.C.sum(1), 1.0, atol=1e-5)
+        assert g.method_names == ["attention", "rollout", "relevancy", "gradcam", "occlusion"]
     graphs, _ = load_run_graphs(lib, two_runs["llava"])
     assert len(graphs) == 6
     for g in graphs:
@@ -67,8 +88,9 @@ def test_each_run_records_its_family_and_its_graphs_read_back(two_runs):
             assert np.isfinite(m.scores["deletion_auc"])
 
 
-def test_every_template_runs_on_the_llava_run(two_runs):
-    lib, run = two_runs["lib"], two_runs["llava"]
+@pytest.mark.parametrize("family", ["llava", "instructblip"])
+def test_every_template_runs_on_the_new_families_runs(family, two_runs):
+    lib, run = two_runs["lib"], two_runs[family]
     example = load_run_graphs(lib, run)[0][0].example_id
     nonempty = 0
     names = [n for n in template_names() if n != "compare_runs"]
@@ -90,3 +112,5 @@ def test_compare_runs_pairs_the_two_families_question_by_question(two_runs):
     blip2, _ = load_run_graphs(lib, two_runs["blip2"])
     llava, _ = load_run_graphs(lib, two_runs["llava"])
     assert {g.example_id for g in blip2} == {g.example_id for g in llava}
+    df = lib.run("compare_runs", run_a=two_runs["instructblip"], run_b=two_runs["llava"])
+    assert len(df) > 0

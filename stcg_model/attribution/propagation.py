@@ -64,21 +64,28 @@ def cross_rule(R_ss: torch.Tensor, R_sq: torch.Tensor, R_qq: torch.Tensor | None
 def qformer_relevance(self_maps: Sequence[torch.Tensor], cross_maps: Sequence[torch.Tensor | None]) -> torch.Tensor:
     """Query -> patch relevancy ``R_qi`` (B, Q, K) through the Q-Former.
 
-    ``self_maps[l]`` (B, Q, Q) is layer ``l``'s query self-attention; ``cross_maps[l]`` (B, Q, K) its
-    cross-attention to the ``K`` image positions (CLS included), or None for a layer without one.
-    In each layer self-attention comes first, as in ``Blip2QFormerLayer``.
+    ``self_maps[l]`` (B, S, S) is layer ``l``'s self-attention over the Q-Former's ``S`` positions: the
+    ``Q`` queries, then (InstructBLIP) the instruction's ``S - Q`` text tokens; ``cross_maps[l]`` (B, Q, K)
+    the queries' cross-attention to the ``K`` image positions (CLS included), or None for a layer without
+    one. In each layer self-attention comes first, as in ``Blip2QFormerLayer``. Text tokens do not
+    cross-attend: the cross rule runs over all ``S`` positions with zero rows for them, so relevancy the
+    queries passed to the text comes back to the queries through later self-attention layers. Only the
+    queries' rows are returned (they are what the language model reads).
     """
     if len(self_maps) != len(cross_maps):
         raise ValueError("one self map and one (possibly None) cross map per Q-Former layer")
     first_cross = next(c for c in cross_maps if c is not None)
     B, Q, K = first_cross.shape
-    R_qq = eye_like(B, Q, first_cross)
-    R_qi = first_cross.new_zeros(B, Q, K)
+    S = self_maps[0].shape[-1]
+    R_ss = eye_like(B, S, first_cross)
+    R_si = first_cross.new_zeros(B, S, K)
     for A_self, A_cross in zip(self_maps, cross_maps):
-        R_qq, R_qi = self_rule(R_qq, R_qi, A_self)
+        R_ss, R_si = self_rule(R_ss, R_si, A_self)
         if A_cross is not None:
-            R_qi = cross_rule(R_qq, R_qi, None, A_cross)
-    return R_qi
+            if S > Q:  # the text rows of the cross map: nothing
+                A_cross = torch.cat([A_cross, A_cross.new_zeros(B, S - Q, K)], dim=1)
+            R_si = cross_rule(R_ss, R_si, None, A_cross)
+    return R_si[:, :Q]
 
 
 def encoder_relevance(self_maps: Sequence[torch.Tensor]) -> torch.Tensor:

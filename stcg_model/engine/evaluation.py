@@ -41,6 +41,7 @@ def greedy_answers_with_confidence(
         pixel_values=pv,
         input_ids=inputs["input_ids"].to(lm.device),
         attention_mask=inputs["attention_mask"].to(lm.device),
+        **{k: v.to(lm.device) for k, v in inputs.items() if k.startswith("qformer_")},  # InstructBLIP
         max_new_tokens=max_new_tokens,
         do_sample=False,
         num_beams=1,

@@ -48,11 +48,12 @@ class SlotDecoderPasses(ModelPasses):
 
     @abstractmethod
     def image_features(
-        self, pv: torch.Tensor, cap: AttentionCapture | None = None
+        self, pv: torch.Tensor, cap: AttentionCapture | None = None, prompt_ids: Sequence[Sequence[int]] = ()
     ) -> tuple[torch.Tensor, list[np.ndarray] | None]:
-        """``(feats (R, Q, d_lm), C)`` of pixel values ``pv`` (on the model's device and dtype): what fills
-        each row's ``Q`` image slots, and per row ``C`` (Q, P) slot -> region, rows summing to 1
-        (recorded through ``cap``; None when ``cap`` is None)."""
+        """``(feats (R, Q, d_lm), C)`` of pixel values ``pv`` (on the model's device and dtype) for rows with
+        these ``prompt_ids`` (read where the image path reads text: ``image_kwargs``): what fills each row's
+        ``Q`` image slots, and per row ``C`` (Q, P) slot -> region, rows summing to 1 (recorded through
+        ``cap``; None when ``cap`` is None)."""
 
     @abstractmethod
     def causal_lm(self) -> torch.nn.Module:
@@ -97,7 +98,7 @@ class SlotDecoderPasses(ModelPasses):
     ) -> PassResult:
         prompts = [self.prompt_ids(ex) for ex, _ in rows]
         with AttentionCapture(self.hook_points(), self.layers) as cap:
-            feats, C = self.image_features(self.pixel_values(rows, pv), cap)
+            feats, C = self.image_features(self.pixel_values(rows, pv), cap, prompts)
             embeds, am = self.embed(prompts, feats, left_pad=True)
             greedy = self.greedy(inputs_embeds=embeds, attention_mask=am)
             answers = answers or self.clean_answers(greedy, per_example)
@@ -114,7 +115,7 @@ class SlotDecoderPasses(ModelPasses):
 
     @torch.no_grad()
     def logprobs(self, prompt_ids, answers, pixel_values) -> list[np.ndarray]:
-        feats, _ = self.image_features(pixel_values.to(self.lm.device, self.lm.dtype))
+        feats, _ = self.image_features(pixel_values.to(self.lm.device, self.lm.dtype), None, prompt_ids)
         return self.teacher_forced(prompt_ids, feats, answers)
 
     def trace(self, prompt_ids, answers, pixel_values) -> Traced:
@@ -127,6 +128,7 @@ class SlotDecoderPasses(ModelPasses):
                 input_ids=ids.to(dev),
                 attention_mask=am.to(dev),
                 return_dict=True,
+                **self.image_kwargs(prompt_ids),
             )
         raw = out.logits[:, -ids.shape[1] :]  # some versions return logits for the text positions only
         B, T = step_mask.shape

@@ -45,6 +45,7 @@ class PreparedExample:
     offsets: list[tuple[int, int]]  # character spans in the question ((0, 0) outside it)
     q_index: np.ndarray  # which of token_ids are question tokens (the STCG's Token nodes)
     original_size: tuple[int, int]  # (width, height) before any downscaling
+    prompt_text: str = ""  # the prompt with the question, as tokenised (InstructBLIP's Q-Former reads it too)
 
 
 Row = tuple[PreparedExample, np.ndarray]
@@ -180,7 +181,8 @@ class InputPreparer:
         inside = [t != self.image_token_id and e > s for t, (s, e) in zip(ids, clamped)]
         offsets = [(s - q0, e - q0) if k else (0, 0) for k, (s, e) in zip(inside, clamped)]
         q_index = np.flatnonzero(inside)
-        return PreparedExample(ex, pixels, RegionGrid(self.grid_side, w, h), ids, offsets, q_index, orig)
+        text = self.prompt.replace("{question}", ex.question)
+        return PreparedExample(ex, pixels, RegionGrid(self.grid_side, w, h), ids, offsets, q_index, orig, text)
 
     def tokenize(self, question: str) -> tuple[list[int], list[tuple[int, int]], int, int]:
         """(prompt token ids, their character spans in the prompt text, where the question starts and ends)."""

@@ -122,6 +122,11 @@ class ModelPasses(ABC):
         ids, am = pad_ids([self.prompt_ids(ex) for ex, _ in rows], self.pad_id)
         return ids.to(self.lm.device), am.to(self.lm.device)
 
+    def image_kwargs(self, prompt_ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+        """What the model's image path reads besides pixel values, for rows with these ``prompt_ids``
+        (InstructBLIP: the Q-Former's text ids and mask); nothing by default."""
+        return {}
+
     @abstractmethod
     def generator(self) -> torch.nn.Module:
         """The module whose ``generate`` decodes greedily from ``inputs_embeds`` or encoder outputs."""

@@ -100,6 +100,13 @@ BUILTINS = (
         "stcg_model.families.blip2.family",
     ),
     ModelFamily(
+        "instructblip",
+        "InstructBLIP",
+        ("instructblip",),
+        ("InstructBlipForConditionalGeneration",),
+        "stcg_model.families.instructblip.family",
+    ),
+    ModelFamily(
         "llava",
         "LLaVA",
         ("llava",),

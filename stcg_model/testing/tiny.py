@@ -1,10 +1,15 @@
-"""Tiny random BLIP-2 and LLaVA models for tests: the real classes (``families.blip2.configs``) with a word-level
+"""Tiny random BLIP-2, InstructBLIP and LLaVA models for tests: the real classes (``families.blip2.configs``) with a word-level
 tokenizer and processor (``training.tokenizer``), loaded like any checkpoint."""
 
 from __future__ import annotations
 
 from stcg_model.families.blip2.configs import blip2_config, build_model, flan_t5_xl_config, init_query_tokens
-from stcg_model.training.tokenizer import build_word_tokenizer, make_llava_processor, make_processor
+from stcg_model.training.tokenizer import (
+    build_word_tokenizer,
+    make_instructblip_processor,
+    make_llava_processor,
+    make_processor,
+)
 
 __all__ = [
     "TINY_TEXTS",
@@ -13,6 +18,7 @@ __all__ = [
     "flan_t5_xl_config",
     "init_query_tokens",
     "tiny_blip2",
+    "tiny_instructblip",
     "tiny_llava",
 ]
 
@@ -51,6 +57,41 @@ def tiny_blip2(
     model = build_model(cfg, seed=seed)
     processor = make_processor(tok, image_size, num_query_tokens)
     return prepare(model, processor, name=f"tiny-{lm}-random", device=device, dtype=dtype)
+
+
+def tiny_instructblip(
+    lm: str = "t5",
+    texts=(TINY_TEXTS,),
+    image_size: int = 32,
+    patch_size: int = 8,
+    num_query_tokens: int = 4,
+    seed: int = 0,
+    device: str = "cpu",
+    dtype: str | None = None,
+    **kw,
+):
+    """A tiny random InstructBLIP (T5 or Llama language model) with word-level tokenizers for the language
+    model and the Q-Former, as a ``LoadedModel``."""
+    from stcg_model.families.instructblip.configs import build_model as build_instructblip
+    from stcg_model.families.instructblip.configs import instructblip_config
+    from stcg_model.families.instructblip.loading import prepare
+
+    tok = build_word_tokenizer(texts, causal=lm == "llama")
+    qtok = build_word_tokenizer(texts)
+    cfg = instructblip_config(
+        lm=lm,
+        vocab_size=len(tok),
+        qformer_vocab_size=len(qtok),
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        image_size=image_size,
+        patch_size=patch_size,
+        num_query_tokens=num_query_tokens,
+        bos_token_id=tok.bos_token_id if tok.bos_token_id is not None else 3,
+        **kw,
+    )
+    model = build_instructblip(cfg, seed=seed)
+    processor = make_instructblip_processor(tok, qtok, image_size, num_query_tokens)
+    return prepare(model, processor, name=f"tiny-instructblip-{lm}-random", device=device, dtype=dtype)
 
 
 def tiny_llava(

@@ -1,4 +1,4 @@
-"""Word-level tokenizers built from data, and BLIP-2 processors around them.
+"""Word-level tokenizers built from data, and BLIP-2, InstructBLIP and LLaVA processors around them.
 
 Used for the tiny test models and the embedded demo models. They save with ``save_pretrained`` and
 load back through ``AutoTokenizer`` / ``AutoProcessor.from_pretrained`` like any checkpoint's.
@@ -70,6 +70,20 @@ def make_processor(
         do_convert_rgb=True,
     )
     return Blip2Processor(image_processor=image_processor, tokenizer=tokenizer, num_query_tokens=num_query_tokens)
+
+
+def make_instructblip_processor(tokenizer, qformer_tokenizer, image_size: int, num_query_tokens: int):
+    """An ``InstructBlipProcessor``: ``make_processor``'s image processor and query placeholders, plus the
+    Q-Former's tokenizer of the instruction."""
+    from transformers import InstructBlipProcessor
+
+    blip2 = make_processor(tokenizer, image_size, num_query_tokens)
+    return InstructBlipProcessor(
+        image_processor=blip2.image_processor,
+        tokenizer=tokenizer,
+        qformer_tokenizer=qformer_tokenizer,
+        num_query_tokens=num_query_tokens,
+    )
 
 
 def make_llava_processor(

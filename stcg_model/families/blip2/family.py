@@ -6,7 +6,7 @@ import torch
 
 from stcg_model.families.blip2.loading import load, weightless
 from stcg_model.families.blip2.passes import passes_for
-from stcg_model.families.blip2.points import hook_layer_counts
+from stcg_model.families.blip2.points import causal_layers, hook_layer_counts
 
 
 def grid_side(config) -> int:
@@ -28,7 +28,7 @@ def vision_tower(model) -> torch.nn.Module:
 def cascade(model) -> list[torch.nn.Module]:
     """The re-initialisation order of a ``Blip2ForConditionalGeneration`` for the sanity check, top layer
     first: the language model's head and layers (T5: decoder then encoder blocks; OPT: decoder layers),
-    the language projection, then the Q-Former's layers."""
+    the language projection, then the Q-Former's layers (InstructBLIP's model has the same layout)."""
     lm = model.language_model
     order: list[torch.nn.Module] = []
     if model.config.text_config.is_encoder_decoder:
@@ -36,7 +36,7 @@ def cascade(model) -> list[torch.nn.Module]:
         order += list(reversed(lm.decoder.block)) + list(reversed(lm.encoder.block))
     else:
         order.append(lm.lm_head)
-        order += list(reversed(lm.model.decoder.layers))
+        order += list(reversed(causal_layers(lm)))
     order.append(model.language_projection)
     order += list(reversed(model.qformer.encoder.layer))
     return order

@@ -36,19 +36,30 @@ def prepare(
     return LoadedModel(model=model, processor=processor, name=name, device=dev, dtype=dt)
 
 
-def load(source: str, device: torch.device, dtype: torch.dtype, name: str) -> LoadedModel:
-    """``from_pretrained`` of model and processor from ``source`` (a folder or hub id), on ``device`` in ``dtype``."""
-    model = Blip2ForConditionalGeneration.from_pretrained(source, dtype=dtype, attn_implementation="eager")
+def load(
+    source: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    name: str,
+    classes: tuple[type, type] = (Blip2ForConditionalGeneration, Blip2Processor),
+) -> LoadedModel:
+    """``from_pretrained`` of model and processor (``classes``: InstructBLIP passes its own, the layout is
+    BLIP-2's) from ``source`` (a folder or hub id), on ``device`` in ``dtype``."""
+    model_cls, processor_cls = classes
+    model = model_cls.from_pretrained(source, dtype=dtype, attn_implementation="eager")
     use_capture_attention(model)
-    processor = Blip2Processor.from_pretrained(source)
+    processor = processor_cls.from_pretrained(source)
     return LoadedModel(model=model.to(device).eval(), processor=processor, name=name, device=device, dtype=dtype)
 
 
-def weightless(config, source: str, name: str) -> LoadedModel:
+def weightless(
+    config, source: str, name: str, classes: tuple[type, type] = (Blip2ForConditionalGeneration, Blip2Processor)
+) -> LoadedModel:
     """The architecture of ``config`` on the ``meta`` device (no weights) with the processor of ``source``."""
+    model_cls, processor_cls = classes
     with torch.device("meta"):
-        model = Blip2ForConditionalGeneration(config)
-    processor = Blip2Processor.from_pretrained(source)
+        model = model_cls(config)
+    processor = processor_cls.from_pretrained(source)
     return LoadedModel(
         model=model.eval(), processor=processor, name=name, device=torch.device("cpu"), dtype=torch.float32
     )

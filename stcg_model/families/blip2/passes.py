@@ -68,7 +68,7 @@ class EncoderDecoderPasses(Blip2Passes):
         model = self.model
         ids, am = pad_ids([list(p) for p in prompt_ids], self.pad_id)
         ids, am = ids.to(self.lm.device), am.to(self.lm.device)
-        feats = model.get_image_features(pv, return_dict=True).pooler_output
+        feats = model.get_image_features(pv, return_dict=True, **self.image_kwargs(prompt_ids)).pooler_output
         embeds = model.get_input_embeddings()(ids)
         mask = (ids == self.image_token_id).unsqueeze(-1)
         embeds = embeds.masked_scatter(mask, feats.to(embeds.dtype))
@@ -168,6 +168,7 @@ class EncoderDecoderPasses(Blip2Passes):
                 decoder_input_ids=dec_in.to(dev),
                 decoder_attention_mask=step_mask.long().to(dev),
                 return_dict=True,
+                **self.image_kwargs(prompt_ids),
             )
         mask = step_mask.to(dev)
         lab = labels.to(dev)
@@ -203,15 +204,16 @@ class DecoderOnlyPasses(Blip2Passes, SlotDecoderPasses):
     def causal_lm(self) -> torch.nn.Module:
         return self.model.language_model
 
-    def query_features(self, pv: torch.Tensor) -> torch.Tensor:
-        """(R, Q, d_lm) projected Q-Former outputs of pixel values ``pv`` (on the model's device and dtype)."""
-        return self.model.get_image_features(pv, return_dict=True).pooler_output
+    def query_features(self, pv: torch.Tensor, prompt_ids: Sequence[Sequence[int]] = ()) -> torch.Tensor:
+        """(R, Q, d_lm) projected Q-Former outputs of pixel values ``pv`` (on the model's device and dtype)
+        for rows with these ``prompt_ids`` (``image_kwargs``)."""
+        return self.model.get_image_features(pv, return_dict=True, **self.image_kwargs(prompt_ids)).pooler_output
 
-    def image_features(self, pv, cap=None):
+    def image_features(self, pv, cap=None, prompt_ids=()):
         if cap is None:
-            return self.query_features(pv), None
+            return self.query_features(pv, prompt_ids), None
         with cap.recording("qformer.cross"):
-            feats = self.query_features(pv)
+            feats = self.query_features(pv, prompt_ids)
         return feats, list(A.query_region_attention(cap.pop("qformer.cross").cpu().numpy()))
 
 

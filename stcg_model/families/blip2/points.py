@@ -7,6 +7,8 @@ Capture points (head-mean, layer-aggregated by ``AttentionCapture``)::
     lm.encoder.self    language_model.encoder.block[i].layer[0].SelfAttention    (B, H, L, L)   T5
     lm.decoder.cross   language_model.decoder.block[i].layer[1].EncDecAttention  (B, H, T, L)   T5
     lm.self            language_model.model.decoder.layers[i].self_attn          (B, H, N, N)   OPT
+                       (language_model.model.layers[i].self_attn: InstructBLIP's Vicuna)
+    The qformer.* points of InstructBLIP read [queries | instruction]: qformer.self (B, H, Q+n, Q+n).
 
 Trace points (every layer, heads kept, for the gradient methods) add ``qformer.self`` and, for T5,
 ``lm.decoder.self``; ``qformer.cross`` keeps one entry per Q-Former layer (None where a layer has no
@@ -16,6 +18,13 @@ cross-attention), so the relevancy chain can walk the layers in order.
 from __future__ import annotations
 
 from stcg_model.families.capture import HookPoint
+
+
+def causal_layers(lm) -> list:
+    """The decoder layers of a causal language model: OPT's ``model.decoder.layers`` (BLIP-2) or
+    Llama's ``model.layers`` (InstructBLIP's Vicuna)."""
+    inner = lm.model
+    return list(inner.decoder.layers if hasattr(inner, "decoder") else inner.layers)
 
 
 def blip2_hook_points(model) -> dict[str, HookPoint]:
@@ -35,7 +44,7 @@ def blip2_hook_points(model) -> dict[str, HookPoint]:
             "lm.decoder.cross", tuple(b.layer[1].EncDecAttention for b in lm.decoder.block), 2
         )
     else:
-        points["lm.self"] = HookPoint("lm.self", tuple(layer.self_attn for layer in lm.model.decoder.layers), 1)
+        points["lm.self"] = HookPoint("lm.self", tuple(layer.self_attn for layer in causal_layers(lm)), 1)
     return points
 
 
@@ -78,5 +87,5 @@ def blip2_trace_points(model) -> dict[str, HookPoint]:
         ):
             points[name] = HookPoint(name, tuple(modules), 2)
     else:
-        points["lm.self"] = HookPoint("lm.self", tuple(layer.self_attn for layer in lm.model.decoder.layers), 1)
+        points["lm.self"] = HookPoint("lm.self", tuple(layer.self_attn for layer in causal_layers(lm)), 1)
     return points

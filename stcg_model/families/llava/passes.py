@@ -72,7 +72,7 @@ class LlavaPasses(SlotDecoderPasses):
     def causal_lm(self) -> torch.nn.Module:
         return self.model  # with inputs_embeds and no pixel values, LLaVA's forward is its language model's
 
-    def image_features(self, pv, cap=None):
+    def image_features(self, pv, cap=None, prompt_ids=()):
         feats = torch.stack(list(self.model.get_image_features(pixel_values=pv, return_dict=True).pooler_output))
         if cap is None:
             return feats, None
