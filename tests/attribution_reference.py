@@ -38,9 +38,12 @@ TAP = _Tap()
 
 
 def reference_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, position_bias=None, **kw):
-    """Plain softmax attention (every family this project uses: BLIP-2 Q-Former/ViT, T5, OPT)."""
+    """Plain softmax attention (every family this project uses: BLIP-2 Q-Former/ViT, T5, OPT, Llama, Qwen2)."""
     if scaling is None:
         scaling = query.size(-1) ** -0.5
+    if key.shape[1] != query.shape[1]:  # grouped-query attention (Qwen): each key/value head serves several
+        key = key.repeat_interleave(query.shape[1] // key.shape[1], dim=1)
+        value = value.repeat_interleave(query.shape[1] // value.shape[1], dim=1)
     scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
     if position_bias is not None:
         scores = scores + position_bias
@@ -156,6 +159,12 @@ def forward(
     pv = pixel_values.to(dtype)
     N, L, T = pv.shape[0], len(prompt_ids), len(answer)
     extra = {} if qformer_ids is None else {"qformer_input_ids": torch.tensor([list(qformer_ids)] * N)}
+    if hasattr(
+        getattr(ref, "model", None), "visual"
+    ):  # Qwen-VL: rows of patches, one square image each, and M-RoPE from the ids
+        g = int(round((pv.shape[1]) ** 0.5))
+        extra["image_grid_thw"] = torch.tensor([[1, g, g]] * N)
+        pv = pv.reshape(-1, pv.shape[-1])
     try:
         if cfg.is_encoder_decoder:
             start = cfg.decoder_start_token_id if cfg.decoder_start_token_id is not None else cfg.pad_token_id
@@ -169,6 +178,8 @@ def forward(
             logits = out.logits
         else:
             ids = [*prompt_ids, *answer[:-1]]
+            if "image_grid_thw" in extra:  # the model numbers its positions from where the image tokens are
+                extra["mm_token_type_ids"] = (torch.tensor([ids] * N) == ref.config.image_token_id).long()
             out = ref(
                 pixel_values=pv,
                 input_ids=torch.tensor([ids] * N),

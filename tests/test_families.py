@@ -27,7 +27,8 @@ from stcg_model.families.registry import (
 
 SUPPORTED = (
     "supported: BLIP-2 (Blip2ForConditionalGeneration), InstructBLIP (InstructBlipForConditionalGeneration), "
-    "LLaVA (LlavaForConditionalGeneration)"
+    "LLaVA (LlavaForConditionalGeneration), "
+    "Qwen2-VL / Qwen2.5-VL (Qwen2VLForConditionalGeneration, Qwen2_5_VLForConditionalGeneration)"
 )
 
 
@@ -105,7 +106,7 @@ def test_a_new_family_is_one_registry_entry():
         from stcg_cli.engine_options import model_help
 
         assert (
-            "LLaVA (LlavaForConditionalGeneration), Toy-VL (ToyForConditionalGeneration); or a shipped one"
+            "Qwen2_5_VLForConditionalGeneration), Toy-VL (ToyForConditionalGeneration); or a shipped one"
             in model_help()
         )
         with pytest.raises(ValueError, match="already belong to the blip2 family"):

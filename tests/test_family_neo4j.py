@@ -1,7 +1,7 @@
-"""Runs of three model families side by side in the real Neo4j: the same VQA-v2-format questions ingested
-with a tiny BLIP-2 (T5) checkpoint, a tiny LLaVA checkpoint and a tiny InstructBLIP (Llama) checkpoint (all
-saved with ``save_pretrained`` and loaded by path like any checkpoint), every method; every template answers
-on the LLaVA and InstructBLIP runs, each run records its family, and ``compare_runs`` pairs two models'
+"""Runs of four model families side by side in the real Neo4j: the same VQA-v2-format questions ingested
+with tiny BLIP-2 (T5), LLaVA, InstructBLIP (Llama) and Qwen2.5-VL checkpoints (all saved with
+``save_pretrained`` and loaded by path like any checkpoint), every method; every template answers on the
+LLaVA, InstructBLIP and Qwen runs, each run records its family, and ``compare_runs`` pairs two models'
 answers question by question."""
 
 from __future__ import annotations
@@ -43,16 +43,28 @@ def instructblip_checkpoint(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory, tiny_checkpoint, llava_checkpoint, instructblip_checkpoint, driver):
+def qwen_checkpoint(tmp_path_factory) -> str:
+    from stcg_model.testing.tiny import tiny_qwen_vl
+
+    d = tmp_path_factory.mktemp("tiny-qwen")
+    lm = tiny_qwen_vl("2.5", seed=4)
+    lm.model.save_pretrained(d)
+    lm.processor.save_pretrained(d)
+    return str(d)
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, tiny_checkpoint, llava_checkpoint, instructblip_checkpoint, qwen_checkpoint, driver):
     tmp = tmp_path_factory.mktemp("families")
     folder = make_vqa_v2_folder(tmp / "vqa", n_images=3, questions_per_image=2)
     tag = uuid.uuid4().hex[:8]
-    runs = {f: f"test-fam-{f}-{tag}" for f in ("blip2", "llava", "instructblip")}
+    runs = {f: f"test-fam-{f}-{tag}" for f in ("blip2", "llava", "instructblip", "qwen_vl")}
     kw = dict(deletion_steps=2, top_k=3, attributions=METHODS)
     try:
         ingest_fixture_run(folder, tiny_checkpoint, runs["blip2"], tmp / "store", **kw)
         ingest_fixture_run(folder, llava_checkpoint, runs["llava"], tmp / "store", **kw)
         ingest_fixture_run(folder, instructblip_checkpoint, runs["instructblip"], tmp / "store", **kw)
+        ingest_fixture_run(folder, qwen_checkpoint, runs["qwen_vl"], tmp / "store", **kw)
         yield {**runs, "lib": QueryLibrary(driver)}
     finally:
         with driver.session() as s:
@@ -68,6 +80,13 @@ def test_each_run_records_its_family_and_its_graphs_read_back(two_runs):
     assert runs.loc[two_runs["blip2"], "family"] == "blip2"
     assert runs.loc[two_runs["llava"], "family"] == "llava"
     assert runs.loc[two_runs["instructblip"], "family"] == "instructblip"
+    assert runs.loc[two_runs["qwen_vl"], "family"] == "qwen_vl"
+    graphs, _ = load_run_graphs(lib, two_runs["qwen_vl"])
+    assert len(graphs) == 6
+    for g in graphs:  # 112 px images: 4 x 4 merged blocks, one image token each
+        assert g.params["language_model"] == "decoder-only" and g.params["num_query_tokens"] == 16
+        np.testing.assert_array_equal(g.C, np.eye(16, dtype=np.float32))
+        assert g.method_names == ["attention", "rollout", "relevancy", "gradcam", "occlusion"]
     graphs, _ = load_run_graphs(lib, two_runs["instructblip"])
     assert len(graphs) == 6
     for g in graphs:  # the Q-Former's 4 queries in front of a Llama prompt
@@ -88,7 +107,7 @@ def test_each_run_records_its_family_and_its_graphs_read_back(two_runs):
             assert np.isfinite(m.scores["deletion_auc"])
 
 
-@pytest.mark.parametrize("family", ["llava", "instructblip"])
+@pytest.mark.parametrize("family", ["llava", "instructblip", "qwen_vl"])
 def test_every_template_runs_on_the_new_families_runs(family, two_runs):
     lib, run = two_runs["lib"], two_runs[family]
     example = load_run_graphs(lib, run)[0][0].example_id
@@ -112,5 +131,5 @@ def test_compare_runs_pairs_the_two_families_question_by_question(two_runs):
     blip2, _ = load_run_graphs(lib, two_runs["blip2"])
     llava, _ = load_run_graphs(lib, two_runs["llava"])
     assert {g.example_id for g in blip2} == {g.example_id for g in llava}
-    df = lib.run("compare_runs", run_a=two_runs["instructblip"], run_b=two_runs["llava"])
-    assert len(df) > 0
+    for a, b in (("instructblip", "llava"), ("qwen_vl", "blip2")):
+        assert len(lib.run("compare_runs", run_a=two_runs[a], run_b=two_runs[b])) > 0

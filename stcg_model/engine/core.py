@@ -143,8 +143,12 @@ class STCGEngine:
         self.deletion_steps = config.deletion_steps
         self.attributions = config.attribution_names()  # attention first; others add maps and scores
         self.store_dense = store_dense
-        self.pixels = PixelPreprocessor(self.processor.image_processor)
-        self.passes: ModelPasses = family_for(lm).passes_for(lm, self.layers, config.max_new_tokens, self._pixel_values)
+        family = family_for(lm)
+        make_pixels = getattr(
+            family, "pixel_preprocessor", None
+        )  # optional: a family whose pixel values are not (3, H, W)
+        self.pixels = make_pixels(lm) if make_pixels else PixelPreprocessor(self.processor.image_processor)
+        self.passes: ModelPasses = family.passes_for(lm, self.layers, config.max_new_tokens, self._pixel_values)
         p = self.passes
         self.prompt = check_prompt(config.prompt if config.prompt is not None else p.default_prompt)
         self.Q, self.image_token_id = p.Q, p.image_token_id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
@@ -31,17 +32,24 @@ def greedy_answers_with_confidence(
     bare question for BLIP-2 T5, the chat template for LLaVA); decoder-only models read left-padded prompts."""
     from stcg_model.families.registry import family_for
 
-    passes = family_for(lm).passes_for(lm)
+    family = family_for(lm)
+    passes = family.passes_for(lm)
     text = [passes.default_prompt.format(question=q) for q in questions]
     side = {"padding_side": "left"} if not lm.is_encoder_decoder else {}
-    inputs = lm.processor(images=list(images), text=text, padding=True, return_tensors="pt", **side)
+    images = list(images)
+    make_pixels = getattr(family, "pixel_preprocessor", None)
+    square = getattr(make_pixels(lm), "square", None) if make_pixels else None
+    if square is not None:  # Qwen-VL: the images at the square side the engine gives them
+        images = [square(np.asarray(im.convert("RGB"))) for im in images]
+    inputs = lm.processor(images=images, text=text, padding=True, return_tensors="pt", **side)
     pv = inputs["pixel_values"].to(lm.device, lm.dtype)
     banned = passes.banned_tokens()
     out = lm.model.generate(
         pixel_values=pv,
         input_ids=inputs["input_ids"].to(lm.device),
         attention_mask=inputs["attention_mask"].to(lm.device),
-        **{k: v.to(lm.device) for k, v in inputs.items() if k.startswith("qformer_")},  # InstructBLIP
+        # the rest of what the processor made: InstructBLIP's qformer_*, Qwen's image_grid_thw, mm_token_type_ids
+        **{k: v.to(lm.device) for k, v in inputs.items() if k not in ("pixel_values", "input_ids", "attention_mask")},
         max_new_tokens=max_new_tokens,
         do_sample=False,
         num_beams=1,

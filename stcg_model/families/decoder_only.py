@@ -22,10 +22,48 @@ import numpy as np
 import torch
 
 from stcg_model.families.capture import AttentionCapture, HookPoint, recorded_maps
-from stcg_model.families.inputs import Row
+from stcg_model.families.inputs import Row, TokenIds
 from stcg_model.families.passes import ModelPasses, PassResult
 from stcg_model.families.teacher_forcing import answer_labels, causal_positions, causal_sequences, pad_ids
 from stcg_model.families.traced import Traced
+
+
+def _first(x) -> int | None:
+    if isinstance(x, (list, tuple)):
+        return int(x[0]) if x else None
+    return None if x is None else int(x)
+
+
+def token_ids(config, tokenizer, slots: int) -> TokenIds:
+    """The token facts of a chat-template family (LLaVA, Qwen-VL) from its config and tokenizer: ``slots`` image
+    slots, the config's image token, end of sequence of the language model (the first, where a config lists
+    several; else the tokenizer's), padding of the config or the tokenizer (else the end token), which also
+    starts nothing (no decoder start token)."""
+    tc = config.text_config
+    eos = _first(tc.eos_token_id)
+    eos = eos if eos is not None else _first(getattr(tokenizer, "eos_token_id", None))
+    pad = _first(tc.pad_token_id)
+    pad = pad if pad is not None else _first(getattr(tokenizer, "pad_token_id", None))
+    pad = pad if pad is not None else eos
+    return TokenIds(int(slots), int(config.image_token_id), int(eos), int(pad), int(pad))
+
+
+def chat_prompt(processor, fallback: str) -> str:
+    """The prompt template (``{question}`` once) of the processor's chat template for one user turn with the
+    image and the question, generation prompt added; ``fallback`` when the processor has no template."""
+    if getattr(processor, "chat_template", None):
+        turn = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "{question}"}]}]
+        text = processor.apply_chat_template(turn, add_generation_prompt=True, tokenize=False)
+        if isinstance(text, str) and text.count("{question}") == 1:
+            return text
+    return fallback
+
+
+def language_model_points(model) -> dict[str, HookPoint]:
+    """The one hook point of a model whose language model's layers are ``model.model.language_model.layers``
+    (LLaVA, Qwen-VL): ``lm.self``, the causal self-attention (B, H, N, N), for capture and trace alike."""
+    layers = model.model.language_model.layers
+    return {"lm.self": HookPoint("lm.self", tuple(layer.self_attn for layer in layers), 1)}
 
 
 class SlotDecoderPasses(ModelPasses):
@@ -62,27 +100,38 @@ class SlotDecoderPasses(ModelPasses):
     def generator(self) -> torch.nn.Module:
         return self.causal_lm()
 
+    def position_ids(self, ids: torch.Tensor, am: torch.Tensor) -> torch.Tensor | None:
+        """Position ids of padded input ``ids`` (R, N) with mask ``am``, or None: the model numbers the
+        unmasked tokens itself (Qwen's multimodal positions are given here: ``families.qwen_vl``)."""
+        return None
+
+    def model_inputs(self, pixel_values: torch.Tensor, prompt_ids) -> dict[str, torch.Tensor]:
+        """What the model's own ``forward`` reads of the image, besides the input ids (the traced forward):
+        the pixel values on its device and dtype, and ``image_kwargs``."""
+        return {"pixel_values": pixel_values.to(self.lm.device, self.lm.dtype), **self.image_kwargs(prompt_ids)}
+
     def banned_tokens(self) -> list[int]:
         """The image placeholder: fed back as an answer token it would open an image slot with no image."""
         return [self.image_token_id]
 
     # ------------------------------------------------------------------ shared
-    def embed(self, seqs: Sequence[list[int]], feats: torch.Tensor, left_pad: bool):
-        """Padded ``inputs_embeds`` (R, N, d) with the image features scattered into the image slots, and the mask."""
+    def embed(self, seqs: Sequence[list[int]], feats: torch.Tensor, left_pad: bool) -> dict[str, torch.Tensor]:
+        """The language model's inputs: padded ``inputs_embeds`` (R, N, d) with the image features scattered
+        into the image slots, the mask, and ``position_ids`` where the family gives them."""
         ids, am = pad_ids(seqs, self.pad_id, left_pad)
         ids, am = ids.to(self.lm.device), am.to(self.lm.device)
         embeds = self.model.get_input_embeddings()(ids)
         slots = (ids == self.image_token_id) & am.bool()
         embeds = embeds.masked_scatter(slots.unsqueeze(-1), feats.to(embeds.dtype))
-        return embeds, am
+        pos = self.position_ids(ids, am)
+        return {"inputs_embeds": embeds, "attention_mask": am, **({} if pos is None else {"position_ids": pos})}
 
     def teacher_forced(
         self, prompt_ids: Sequence[Sequence[int]], feats: torch.Tensor, answers: Sequence[list[int]]
     ) -> list[np.ndarray]:
         """One causal pass over ``[prompt | answer[:-1]]`` (right-padded); per row the (T_r,) log p."""
         seqs = causal_sequences(prompt_ids, answers)
-        embeds, am = self.embed(seqs, feats, left_pad=False)
-        out = self.causal_lm()(inputs_embeds=embeds, attention_mask=am, return_dict=True, use_cache=False)
+        out = self.causal_lm()(**self.embed(seqs, feats, left_pad=False), return_dict=True, use_cache=False)
         result = []
         for r, (p, a) in enumerate(zip(prompt_ids, answers)):
             pos = causal_positions(len(p), len(a), out.logits.device)
@@ -99,8 +148,7 @@ class SlotDecoderPasses(ModelPasses):
         prompts = [self.prompt_ids(ex) for ex, _ in rows]
         with AttentionCapture(self.hook_points(), self.layers) as cap:
             feats, C = self.image_features(self.pixel_values(rows, pv), cap, prompts)
-            embeds, am = self.embed(prompts, feats, left_pad=True)
-            greedy = self.greedy(inputs_embeds=embeds, attention_mask=am)
+            greedy = self.greedy(**self.embed(prompts, feats, left_pad=True))
             answers = answers or self.clean_answers(greedy, per_example)
             with cap.recording("lm.self"):
                 step_lp = self.teacher_forced(prompts, feats, answers)
@@ -121,14 +169,16 @@ class SlotDecoderPasses(ModelPasses):
     def trace(self, prompt_ids, answers, pixel_values) -> Traced:
         dev = self.lm.device
         ids, am = pad_ids(causal_sequences(prompt_ids, answers), self.pad_id)
+        ids, am = ids.to(dev), am.to(dev)
         _, step_mask = answer_labels(answers)
+        pos = self.position_ids(ids, am)
         with recorded_maps(list(self.trace_points().values())) as maps:
             out = self.model(
-                pixel_values=pixel_values.to(dev, self.lm.dtype),
-                input_ids=ids.to(dev),
-                attention_mask=am.to(dev),
+                input_ids=ids,
+                attention_mask=am,
                 return_dict=True,
-                **self.image_kwargs(prompt_ids),
+                **self.model_inputs(pixel_values, prompt_ids),
+                **({} if pos is None else {"position_ids": pos}),
             )
         raw = out.logits[:, -ids.shape[1] :]  # some versions return logits for the text positions only
         B, T = step_mask.shape

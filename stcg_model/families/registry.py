@@ -11,6 +11,8 @@ the platform calls (docs/extending.md):
     image_slots(config) -> Q                          the language model's image slots
     vision_tower(model) -> module                     run without autograd by the gradient methods
     cascade(model) -> [modules]                       the sanity check's re-initialisation order
+    pixel_preprocessor(lm) -> callable (optional)     images -> a row-indexable pixel tensor, where the
+                                                      processor's own (N, 3, H, W) is not it (Qwen-VL)
 
 ``family_of(config)`` picks the family; a checkpoint of an architecture no family explains gets one
 line naming the supported ones. A family is registered by one ``ModelFamily`` line (``BUILTINS`` here).
@@ -112,6 +114,13 @@ BUILTINS = (
         ("llava",),
         ("LlavaForConditionalGeneration",),
         "stcg_model.families.llava.family",
+    ),
+    ModelFamily(
+        "qwen_vl",
+        "Qwen2-VL / Qwen2.5-VL",
+        ("qwen2_vl", "qwen2_5_vl"),
+        ("Qwen2VLForConditionalGeneration", "Qwen2_5_VLForConditionalGeneration"),
+        "stcg_model.families.qwen_vl.family",
     ),
 )
 """The built-in families, registered in this order."""

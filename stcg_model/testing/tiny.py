@@ -1,14 +1,16 @@
-"""Tiny random BLIP-2, InstructBLIP and LLaVA models for tests: the real classes (``families.blip2.configs``) with a word-level
+"""Tiny random BLIP-2, InstructBLIP, LLaVA and Qwen-VL models for tests: the real classes (``families.blip2.configs``) with a word-level
 tokenizer and processor (``training.tokenizer``), loaded like any checkpoint."""
 
 from __future__ import annotations
 
 from stcg_model.families.blip2.configs import blip2_config, build_model, flan_t5_xl_config, init_query_tokens
 from stcg_model.training.tokenizer import (
+    build_qwen_tokenizer,
     build_word_tokenizer,
     make_instructblip_processor,
     make_llava_processor,
     make_processor,
+    make_qwen_processor,
 )
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "tiny_blip2",
     "tiny_instructblip",
     "tiny_llava",
+    "tiny_qwen_vl",
 ]
 
 TINY_TEXTS = (
@@ -120,3 +123,42 @@ def tiny_llava(
     model = build_llava(cfg, seed=seed)
     processor = make_llava_processor(tok, image_size, patch_size)
     return prepare(model, processor, name="tiny-llava-random", device=device, dtype=dtype)
+
+
+def tiny_qwen_vl(
+    version: str = "2.5",
+    texts=(TINY_TEXTS,),
+    image_side: int = 112,
+    seed: int = 0,
+    device: str = "cpu",
+    dtype: str | None = None,
+    **kw,
+):
+    """A tiny random Qwen2.5-VL (``version="2.5"``) or Qwen2-VL (``"2"``) with a word-level tokenizer holding
+    Qwen's special tokens, Qwen-Instruct's chat template and images at ``image_side`` pixels, as a ``LoadedModel``."""
+    from stcg_model.families.qwen_vl.configs import build_model as build_qwen
+    from stcg_model.families.qwen_vl.configs import qwen_vl_config
+    from stcg_model.families.qwen_vl.loading import prepare
+
+    tok = build_qwen_tokenizer([*texts, "you are a helpful assistant . system user"])
+    ids = {
+        name: tok.convert_tokens_to_ids(t)
+        for name, t in (
+            ("image_token_id", "<|image_pad|>"),
+            ("video_token_id", "<|video_pad|>"),
+            ("vision_start_token_id", "<|vision_start|>"),
+            ("vision_end_token_id", "<|vision_end|>"),
+        )
+    }
+    cfg = qwen_vl_config(
+        version,
+        vocab_size=len(tok),
+        token_ids=ids,
+        image_side=image_side,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        **kw,
+    )
+    model = build_qwen(cfg, seed=seed)
+    processor = make_qwen_processor(tok, version, image_side)
+    return prepare(model, processor, name=f"tiny-qwen{version}-vl-random", device=device, dtype=dtype)

@@ -1,4 +1,4 @@
-"""Word-level tokenizers built from data, and BLIP-2, InstructBLIP and LLaVA processors around them.
+"""Word-level tokenizers built from data, and BLIP-2, InstructBLIP, LLaVA and Qwen-VL processors around them.
 
 Used for the tiny test models and the embedded demo models. They save with ``save_pretrained`` and
 load back through ``AutoTokenizer`` / ``AutoProcessor.from_pretrained`` like any checkpoint's.
@@ -53,6 +53,41 @@ def build_word_tokenizer(texts: Iterable[str], causal: bool = False) -> PreTrain
         model_max_length=256 if causal else 128,
     )
     return tok
+
+
+def build_qwen_tokenizer(texts: Iterable[str]) -> PreTrainedTokenizerFast:
+    """A lower-casing word-level tokenizer in Qwen's layout: no BOS, ``<|endoftext|>`` 0 pads, ``<|im_end|>`` 1
+    ends a turn (the end of an answer), ``<unk>`` 2, the words, then Qwen's special tokens (``QWEN_SPECIALS``)
+    as one token each in text."""
+    from stcg_model.families.qwen_vl.configs import QWEN_SPECIALS
+
+    words = sorted({w for t in texts for w in split_words(t)})
+    vocab = {tok: i for i, tok in enumerate(["<|endoftext|>", "<|im_end|>", "<unk>", *words, *QWEN_SPECIALS])}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tk.normalizer = normalizers.Lowercase()
+    tk.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(r"[a-z0-9]+|[^\sa-z0-9]"), behavior="isolated")]
+    )
+    tk.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in ("<|im_end|>", *QWEN_SPECIALS)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tk, pad_token="<|endoftext|>", eos_token="<|im_end|>", unk_token="<unk>", model_max_length=1024
+    )
+
+
+def make_qwen_processor(tokenizer, version: str = "2.5", image_side: int = 112):
+    """Qwen's processor (image half: ``families.qwen_vl.pixels``) with the PIL image processor (patch 14, merge 2,
+    images of ``image_side`` pixels kept as they are) and Qwen-Instruct's chat template."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    from stcg_model.families.qwen_vl.configs import QWEN_CHAT_TEMPLATE
+    from stcg_model.families.qwen_vl.pixels import Qwen2_5_VLImageProcessor, Qwen2VLImageProcessor
+
+    px = image_side * image_side
+    ip = Qwen2VLImageProcessorPil(
+        size={"shortest_edge": px, "longest_edge": px}, patch_size=14, merge_size=2, temporal_patch_size=2
+    )
+    cls = Qwen2_5_VLImageProcessor if version == "2.5" else Qwen2VLImageProcessor
+    return cls(image_processor=ip, tokenizer=tokenizer, chat_template=QWEN_CHAT_TEMPLATE)
 
 
 def make_processor(

@@ -172,6 +172,8 @@ def vision_as_leaf(model):
     def after(module, args, kwargs, output):
         torch.set_grad_enabled(state.pop("grad", True))
         output.last_hidden_state = output.last_hidden_state.detach().requires_grad_(True)
+        if isinstance(getattr(output, "pooler_output", None), torch.Tensor):  # Qwen's merged patch features
+            output.pooler_output = output.pooler_output.detach().requires_grad_(True)
         if getattr(output, "hidden_states", None) is not None:
             output.hidden_states = tuple(
                 None if h is None else h.detach().requires_grad_(True) for h in output.hidden_states

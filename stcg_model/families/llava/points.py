@@ -1,4 +1,5 @@
-"""Where LLaVA's attention weights are read (``stcg_model.families.capture`` is the mechanism).
+"""Where LLaVA's attention weights are read (``decoder_only.language_model_points``; ``stcg_model.families.capture``
+is the mechanism).
 
 One point, for the STCG's capture and the gradient methods' traced forward alike::
 
@@ -9,14 +10,6 @@ patch to its own slot, so no attention sits between a region and its slot.
 """
 
 from __future__ import annotations
-
-from stcg_model.families.capture import HookPoint
-
-
-def llava_hook_points(model) -> dict[str, HookPoint]:
-    """The hook points of a ``LlavaForConditionalGeneration`` (any decoder-only language model class)."""
-    layers = model.model.language_model.layers
-    return {"lm.self": HookPoint("lm.self", tuple(layer.self_attn for layer in layers), 1)}
 
 
 def hook_layer_counts(config) -> dict[str, int]:
