@@ -1,22 +1,23 @@
 """Speed and memory of the STCG engine per model family, side by side in one run.
 
 ``--part speed``: per family, a tiny random model of the real classes at one shared geometry (224 px,
-patch 14: 16 x 16 regions; width 64, 2 layers per stack): building STCGs (clean + the 6 perturbations,
+patch 14: 16 x 16 regions, Qwen's merged blocks 8 x 8; width 64, 2 layers per stack): building STCGs (clean + the 6 perturbations,
 attention captured, deletion curves off, answers forced to --new-tokens steps) against a bare batched
 ``generate`` of the same 7 images per example from pixel tensors made beforehand, with the model's own
 attention (SDPA) and prompts padded as the family generates (left for decoder-only models). The two are
 timed alternately, --reps times, medians kept; the ratio is what compares (CPU times move 2x between
-hosts). BLIP-2 has 32 image slots (the Q-Former's queries), LLaVA 256 (one per patch), so the language
-model of LLaVA reads an 8x longer prompt.
+hosts). BLIP-2 and InstructBLIP have 32 image slots (the Q-Former's queries), LLaVA 256 (one per patch),
+Qwen2.5-VL 64 (one per merged 2 x 2 block), so the language model of LLaVA reads an 8x longer prompt.
 
 ``--part memory``: peak bytes of CPU tensors alive at once during ``explain_batch`` of one example (7
 image rows, attention captured; torch's allocator events under the profiler, the meter of
 ``bench_attribution_memory.py``: weights and inputs made before the call are not counted) on the REAL
 full-size architectures with random bfloat16 weights at reduced depth, and the same with more layers in
 one stack at a time, so the cost per layer is measured and the full depth extrapolated linearly:
-LLaVA-1.5-7B (CLIP ViT-L/14-336: 577 positions, 24 layers; Llama-2-7B: 32 layers; 576 image slots) and
-BLIP-2 flan-t5-xl (ViT-g 39, Q-Former 12, T5 24 + 24). The whole models (7B and 4B parameters) are not
-built on 2 shared cores.
+LLaVA-1.5-7B (CLIP ViT-L/14-336: 577 positions, 24 layers; Llama-2-7B: 32 layers; 576 image slots),
+BLIP-2 flan-t5-xl (ViT-g 39, Q-Former 12, T5 24 + 24), InstructBLIP-Vicuna-7B (ViT-g 39, Q-Former 12 reading
+the instruction, Llama 32) and Qwen2.5-VL-7B (windowed ViT 32 at 448 px: 1,024 patches, 256 image tokens;
+Qwen2-7B 28 layers). The whole models (4-8B parameters) are not built on 2 shared cores.
 
 ``--part device`` (the GPU step, ``benchmarks/gpu_session.sh families``): the whole full-size models
 (every layer, random bfloat16 weights) on ``--device``: STCG build vs bare generate as in ``speed``,
@@ -43,14 +44,18 @@ QUESTION = "what color is the shape in the picture ?"
 
 
 def tiny_models() -> dict:
-    """The three kinds of language model at one geometry: BLIP-2 with T5, BLIP-2 with OPT, LLaVA (Llama)."""
-    from stcg_model.testing.tiny import tiny_blip2, tiny_llava
+    """Builders of every family's kinds of language model at one geometry (224 px images): BLIP-2 with T5 and
+    with OPT, InstructBLIP with T5 and with Llama (Vicuna's class), LLaVA (Llama), Qwen2.5-VL (Qwen2)."""
+    from stcg_model.testing.tiny import tiny_blip2, tiny_instructblip, tiny_llava, tiny_qwen_vl
 
     geo = dict(image_size=224, patch_size=14, seed=0)
     return {
-        "blip2-t5": tiny_blip2("t5", num_query_tokens=32, hidden=64, **geo),
-        "blip2-opt": tiny_blip2("opt", num_query_tokens=32, hidden=64, **geo),
-        "llava": tiny_llava(hidden=64, **geo),
+        "blip2-t5": lambda: tiny_blip2("t5", num_query_tokens=32, hidden=64, **geo),
+        "blip2-opt": lambda: tiny_blip2("opt", num_query_tokens=32, hidden=64, **geo),
+        "instructblip-t5": lambda: tiny_instructblip("t5", num_query_tokens=32, hidden=64, **geo),
+        "instructblip-llama": lambda: tiny_instructblip("llama", num_query_tokens=32, hidden=64, **geo),
+        "llava": lambda: tiny_llava(hidden=64, **geo),
+        "qwen2.5-vl": lambda: tiny_qwen_vl("2.5", image_side=224, hidden=64, seed=0),
     }
 
 
@@ -78,14 +83,27 @@ def timeit_pair(f, g, reps: int) -> tuple[float, float]:
 
 
 def full_models(device: str) -> dict:
-    """The whole full-size architectures with random bfloat16 weights on ``device``."""
+    """Builders of the whole full-size architectures with random bfloat16 weights on ``device`` (one at a time)."""
     return {
-        "llava-1.5-7b": llava_at(24, 32, device),
-        "blip2-flan-t5-xl": blip2_at(39, 12, 24, 24, device),
+        "llava-1.5-7b": lambda: llava_at(24, 32, device),
+        "blip2-flan-t5-xl": lambda: blip2_at(39, 12, 24, 24, device),
+        "instructblip-vicuna-7b": lambda: instructblip_at(39, 12, 32, device),
+        "qwen2.5-vl-7b": lambda: qwen_at(32, 28, device),
     }
 
 
-def speed(batches, new_tokens: int, reps: int, models: dict | None = None, device: str = "cpu") -> dict:
+def bare_inputs(eng, prompts, pv) -> dict:
+    """What the model's own ``generate`` reads of the image besides the padded ids: the pixel values as the
+    family's forward takes them (Qwen: flattened patches and ``image_grid_thw``), InstructBLIP's instruction."""
+    p = eng.passes
+    inputs = (
+        p.model_inputs(pv, prompts) if hasattr(p, "model_inputs") else {"pixel_values": pv, **p.image_kwargs(prompts)}
+    )
+    return inputs
+
+
+def speed(batches, new_tokens: int, reps: int, models: dict | None = None, device: str = "cpu", only=None) -> dict:
+    """Per family (``models``: name -> builder; ``only``: name prefixes kept), STCG build vs bare ``generate``."""
     from stcg_model.engine.core import STCGEngine
     from stcg_model.engine.engine_config import EngineConfig
     from stcg_model.families.registry import family_for
@@ -98,7 +116,10 @@ def speed(batches, new_tokens: int, reps: int, models: dict | None = None, devic
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
-    for name, lm in (models or tiny_models()).items():
+    for name, build in (models or tiny_models()).items():
+        if only and not any(name.startswith(f) for f in only):
+            continue
+        lm = build()
         load = family_for(lm).load.__module__  # the family's loading module re-applies capture attention
         use_capture = __import__(load, fromlist=["use_capture_attention"]).use_capture_attention
         rows = []
@@ -115,16 +136,19 @@ def speed(batches, new_tokens: int, reps: int, models: dict | None = None, devic
                 arrays.append(ex.pixels)
                 arrays += [eng._perturb(ex, spec, g.attribution) for spec in eng.perturbations]
             pv = eng._pixel_values(arrays)
-            ids, am = pad_ids(
-                [eng.passes.prompt_ids(p) for p in prepared for _ in range(7)], eng.pad_id, not lm.is_encoder_decoder
-            )
+            prompts = [eng.passes.prompt_ids(p) for p in prepared for _ in range(7)]
+            ids, am = pad_ids(prompts, eng.pad_id, not lm.is_encoder_decoder)
+            ids, am = ids.to(dev), am.to(dev)
+            image = bare_inputs(eng, prompts, pv)
+            if "image_grid_thw" in image:  # Qwen numbers its positions from where the image tokens are
+                image["mm_token_type_ids"] = (ids == eng.image_token_id).long()
 
             def bare():
                 lm.model.set_attn_implementation("sdpa")
                 with torch.no_grad():
                     sync()
                     lm.model.generate(
-                        pixel_values=pv,
+                        **image,
                         input_ids=ids,
                         attention_mask=am,
                         max_new_tokens=new_tokens,
@@ -157,7 +181,11 @@ def speed(batches, new_tokens: int, reps: int, models: dict | None = None, devic
                 row["stcg_peak_over_weights_GiB"] = round((torch.cuda.max_memory_allocated() - before) / 2**30, 3)
             print(name, json.dumps(row), flush=True)
             rows.append(row)
+            eng.close()
         out[name] = rows
+        lm = eng = None  # the next model is built once this one is freed
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
     return out
 
 
@@ -200,6 +228,47 @@ def blip2_at(vision: int, qformer: int, enc: int, dec: int, device: str = "cpu")
     return lm
 
 
+def instructblip_at(vision: int, qformer: int, lm_layers: int, device: str = "cpu"):
+    """``Salesforce/instructblip-vicuna-7b``'s architecture at the given depths, random bfloat16 weights."""
+    from stcg_model.families.instructblip.configs import build_model, instructblip_vicuna_7b_config
+    from stcg_model.families.instructblip.loading import prepare
+    from stcg_model.training.tokenizer import build_word_tokenizer, make_instructblip_processor
+
+    cfg = instructblip_vicuna_7b_config()
+    cfg.vision_config.num_hidden_layers = vision
+    cfg.qformer_config.num_hidden_layers = qformer
+    cfg.text_config.num_hidden_layers = lm_layers
+    words = [QUESTION, "question : short answer : red blue green yes no"]
+    tok, qtok = build_word_tokenizer(words, causal=True), build_word_tokenizer(words)
+    with torch.device(device):
+        model = build_model(cfg, seed=0).to(torch.bfloat16)
+    model.config.image_token_id = tok.convert_tokens_to_ids("<image>")  # word-level ids are valid Vicuna ids
+    name = f"instructblip-vicuna-7b-architecture-random:{vision},{qformer},{lm_layers}"
+    return prepare(model, make_instructblip_processor(tok, qtok, 224, 32), name, device, "bfloat16")
+
+
+def qwen_at(vision: int, lm_layers: int, device: str = "cpu", side: int = 448):
+    """``Qwen/Qwen2.5-VL-7B-Instruct``'s architecture at the given depths, random bfloat16 weights, images at
+    ``side`` pixels (448: 16 x 16 merged blocks, 256 image tokens)."""
+    from stcg_model.families.qwen_vl.configs import build_model, qwen2_5_vl_7b_config
+    from stcg_model.families.qwen_vl.loading import prepare
+    from stcg_model.training.tokenizer import build_qwen_tokenizer, make_qwen_processor
+
+    cfg = qwen2_5_vl_7b_config()
+    cfg.vision_config.depth = vision
+    cfg.vision_config.fullatt_block_indexes = [vision - 1]
+    cfg.text_config.num_hidden_layers = lm_layers
+    cfg.stcg_image_side = side
+    tok = build_qwen_tokenizer([QUESTION, "you are a helpful assistant . system user red blue green yes no"])
+    with torch.device(device):
+        model = build_model(cfg, seed=0).to(torch.bfloat16)
+    for key, t in (("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
+                   ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>")):  # fmt: skip
+        setattr(model.config, key, tok.convert_tokens_to_ids(t))  # the word-level tokenizer's ids
+    name = f"qwen2.5-vl-7b-architecture-random:{vision},{lm_layers}"
+    return prepare(model, make_qwen_processor(tok, "2.5", side), name, device, "bfloat16")
+
+
 def peak_of_explain(lm, new_tokens: int) -> tuple[int, float]:
     import gc
     import sys
@@ -212,7 +281,7 @@ def peak_of_explain(lm, new_tokens: int) -> tuple[int, float]:
 
     eng = STCGEngine.from_config(lm, EngineConfig(perturbations="all", deletion_steps=0, max_new_tokens=new_tokens))
     eng.min_new_tokens = new_tokens
-    side = int(lm.processor.image_processor.size.get("height", 224))
+    side = int(lm.processor.image_processor.size.get("height") or getattr(eng.pixels, "side", 224))
     exs = examples(1, size=side)
     host = eng.prepare_batch(exs)
     peak, _, secs = torch_peak(lambda: eng.explain_batch(exs, host))
@@ -227,7 +296,37 @@ def memory(new_tokens: int, families=("llava", "blip2")) -> dict:
         out["llava-1.5-7b"] = llava_memory(new_tokens)
     if "blip2" in families:
         out["blip2-flan-t5-xl"] = blip2_memory(new_tokens)
+    if "instructblip" in families:
+        out["instructblip-vicuna-7b"] = stacks_memory(
+            "instructblip", instructblip_at, {"vision": 39, "qformer": 12, "lm": 32}, (1, 2, 1), new_tokens
+        )
+    if "qwen_vl" in families:
+        out["qwen2.5-vl-7b"] = stacks_memory("qwen_vl", qwen_at, {"vision": 32, "lm": 28}, (1, 1), new_tokens)
     return out
+
+
+def stacks_memory(label: str, build, full: dict, base: tuple, new_tokens: int) -> dict:
+    """Peak at the ``base`` depths (one per stack of ``full``, in order), then with 2 more layers in one stack at a
+    time; the full depth extrapolated linearly from the per-layer costs."""
+    gib = 2**30
+    meas = {}
+    cases = {"base": base}
+    for i, stack in enumerate(full):
+        cases[f"{stack}+2"] = tuple(d + 2 if j == i else d for j, d in enumerate(base))
+    for key, depths in cases.items():
+        lm = build(*depths)
+        peak, secs = peak_of_explain(lm, new_tokens)
+        meas[key] = {"depths": depths, "peak_bytes": peak, "seconds": round(secs, 1)}
+        print(label, key, round(peak / gib, 3), "GiB", flush=True)
+        del lm
+    per = {stack: (meas[f"{stack}+2"]["peak_bytes"] - meas["base"]["peak_bytes"]) / 2 for stack in full}
+    peak = meas["base"]["peak_bytes"] + sum(per[k] * (full[k] - d) for k, d in zip(full, base))
+    return {
+        "measured": meas,
+        "per_layer_bytes": per,
+        "full_depth": full,
+        "extrapolated_peak_GiB": round(peak / gib, 3),
+    }
 
 
 def llava_memory(new_tokens: int) -> dict:
@@ -280,22 +379,29 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="device of --part device (cuda; cpu: a dry run on the tiny models)")
     ap.add_argument("--batches", default="1,8", help="examples per batch (speed)")
     ap.add_argument("--new-tokens", type=int, default=3)
-    ap.add_argument("--families", default="llava,blip2", help="families of --part memory")
+    ap.add_argument(
+        "--families",
+        default=None,
+        help="memory: families measured (llava,blip2,instructblip,qwen_vl; default llava,blip2); speed and "
+        "device: model-name prefixes kept (e.g. qwen,llava; default all)",
+    )
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     import platform
 
     t0 = time.time()
+    only = args.families.split(",") if args.families else None
     if args.part == "speed":
-        result = speed([int(b) for b in args.batches.split(",")], args.new_tokens, args.reps)
+        result = speed([int(b) for b in args.batches.split(",")], args.new_tokens, args.reps, only=only)
     elif args.part == "device":
         models = full_models(args.device) if args.device != "cpu" else None
-        result = speed([int(b) for b in args.batches.split(",")], args.new_tokens, args.reps, models, args.device)
+        batches = [int(b) for b in args.batches.split(",")]
+        result = speed(batches, args.new_tokens, args.reps, models, args.device, only=only)
         if args.device != "cpu":
             result["gpu"] = torch.cuda.get_device_name(0)
     else:
-        result = memory(args.new_tokens, args.families.split(","))
+        result = memory(args.new_tokens, (args.families or "llava,blip2").split(","))
     result["meta"] = {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

@@ -13,10 +13,12 @@
 #   device run:  command "bash benchmarks/gpu_session.sh attribution"   carry [".gpu"]   timeout_s 420
 #   DEVICE=cpu PYTHON=.venv/bin/python OUT=/tmp bash benchmarks/gpu_session.sh attribution   # dry run (tiny224)
 #
-# A third call measures the model families side by side (docs/families.md): the whole llava-1.5-7b and
-# blip2-flan-t5-xl architectures with random bfloat16 weights, STCG build vs bare generate and the peak
-# CUDA memory of the STCG build, batches 1 and 8 -> $OUT/families_device_cuda.json:
-#   device run:  command "bash benchmarks/gpu_session.sh families"   carry [".gpu"]   timeout_s 480
+# A third call measures the model families side by side (docs/families.md): the whole llava-1.5-7b,
+# blip2-flan-t5-xl, instructblip-vicuna-7b and Qwen2.5-VL-7B architectures (built one at a time) with random
+# bfloat16 weights, STCG build vs bare generate and the peak CUDA memory of the STCG build, batches 1 and 8
+# -> $OUT/families_device_cuda[_FAMILIES].json. FAMILIES (model-name prefixes) splits it over two calls:
+#   device run:  command "FAMILIES=llava,blip2 bash benchmarks/gpu_session.sh families"   carry [".gpu"]   timeout_s 480
+#   device run:  command "FAMILIES=instructblip,qwen bash benchmarks/gpu_session.sh families"   carry [".gpu"]   timeout_s 480
 #   DEVICE=cpu PYTHON=.venv/bin/python OUT=/tmp bash benchmarks/gpu_session.sh families   # dry run (tiny models)
 #
 # The GPU machine has torch and an older transformers but reaches no package index, so `prepare`
@@ -48,8 +50,10 @@ run|attribution|families)
     "$PYTHON" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'cuda', torch.cuda.is_available())"
     [ "$device" = cuda ] && nvidia-smi --query-gpu=name,memory.total,clocks.sm --format=csv || true
     if [ "$1" = families ]; then
+        tag=${FAMILIES:+_${FAMILIES//,/_}}
         timeout 440 "$PYTHON" benchmarks/bench_families.py --part device --device "$device" --batches 1,8 --reps 3 \
-            --out "$out/families_device_$device.json" 2>&1 | tee "$out/families_device_$device.log" || echo "families step failed or timed out"
+            ${FAMILIES:+--families "$FAMILIES"} --out "$out/families_device_$device$tag.json" 2>&1 \
+            | tee "$out/families_device_$device$tag.log" || echo "families step failed or timed out"
         exit 0
     fi
     if [ "$1" = attribution ]; then

@@ -12,6 +12,7 @@ from stcg_model.families.loading import LoadedModel
 CLASSES = (InstructBlipForConditionalGeneration, InstructBlipProcessor)
 
 prepare = blip2_loading.prepare  # capture attention, device and dtype: the module layout is BLIP-2's
+use_capture_attention = blip2_loading.use_capture_attention
 
 
 def load(source: str, device: torch.device, dtype: torch.dtype, name: str) -> LoadedModel:
