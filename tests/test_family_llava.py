@@ -6,21 +6,25 @@ self-attention of the prompt and of the positions predicting the answer."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from stcg.images import quantise
-from stcg_model.attribution.base import AttributionBatch, get_attribution
+from stcg_model.attribution.base import get_attribution
 from stcg_model.engine.core import STCGEngine, VQAInput
 from stcg_model.engine.engine_config import EngineConfig
 from stcg_model.families.llava.loading import use_capture_attention
 from stcg_model.families.registry import family_for
 from stcg_model.testing.tiny import tiny_llava
-from tests.attribution_reference import reference_copy, reference_maps
+from tests.attribution_reference import reference_copy
+from tests.family_checks import (
+    assert_batched_equals_one_by_one,
+    assert_equals_reference,
+    assert_occlusion_finds,
+    attribution_batch,
+    planted_images,
+)
 
 QUESTIONS = ["What color is the shape?", "is the triangle blue?", "what shape is in the image?"]
 SEED = 3
@@ -137,70 +141,25 @@ def test_batched_equals_one_by_one_and_perturbed_passes_align(llava):
         assert g.dS.shape == (len(g.perturbations), T, 16) and g.dW.shape[1:] == g.W.shape
 
 
-def _batch(eng, examples, answers, images=None) -> AttributionBatch:
-    prep = eng.prepare_batch(examples).prepared
-    pixels = [p.pixels for p in prep] if images is None else list(images)
-    return AttributionBatch(
-        pixel_values=eng._pixel_values(pixels),
-        images=pixels,
-        grids=[p.grid for p in prep],
-        prompt_ids=[eng.passes.prompt_ids(p) for p in prep],
-        answers=[list(a) for a in answers],
-        token_positions=[eng.passes.question_positions(p) for p in prep],
-        is_eos=[np.array([t == eng.eos_id for t in a]) for a in answers],
-        fill=eng.fill,
-        to_pixels=eng._pixel_values,
-    )
-
-
 @pytest.mark.parametrize("method", ["rollout", "relevancy"])
 def test_rollout_and_relevancy_equal_the_independent_reference(method, llava):
     lm, eng = llava
-    batch = _batch(eng, _examples(2, seed=5), [[5, 7, 9, 1], [9, 1]])
-    ref = reference_copy(lm.model, torch.float64)
-    maps = get_attribution(method).compute(lm, batch)
-    for r in range(len(batch)):
-        want = reference_maps(
-            ref,
-            method,
-            batch.pixel_values[r : r + 1],
-            batch.prompt_ids[r],
-            batch.answers[r],
-            batch.token_positions[r],
-            batch.is_eos[r],
-            eng.Q,
-        )
-        got = maps[r].arrays()
-        diff = {k: float(np.abs(got[k].astype(np.float64) - want[k]).max()) for k in want}
-        assert max(diff.values()) < 1e-5, (r, diff)
+    batch = attribution_batch(eng, _examples(2, seed=5), [[5, 7, 9, 1], [9, 1]])
+    assert_equals_reference(method, lm, eng, batch)
 
 
 @pytest.mark.parametrize("method", ["attention", "rollout", "relevancy", "gradcam", "occlusion"])
 def test_methods_batched_equal_one_by_one_and_are_normalised(method, llava):
     lm, eng = llava
-    batch = _batch(eng, _examples(3), [[5, 7, 1], [9, 1], [11, 4, 6, 8, 1]])
-    whole = get_attribution(method).compute(lm, batch)
-    for r in range(len(batch)):
-        one = dataclasses.replace(
-            batch,
-            pixel_values=batch.pixel_values[r : r + 1],
-            **{
-                f: [getattr(batch, f)[r]]
-                for f in ("images", "grids", "prompt_ids", "answers", "token_positions", "is_eos")
-            },
-        )
-        alone = get_attribution(method).compute(lm, one)[0].arrays()
-        for name, x in whole[r].arrays().items():
-            assert np.isfinite(x).all() and (x >= 0).all(), (method, name)
-            np.testing.assert_allclose(x.sum(-1), 1.0, atol=1e-5)
-            np.testing.assert_allclose(x, alone[name], atol=1e-5, err_msg=f"{method} row {r} {name}")
+    batch = attribution_batch(eng, _examples(3), [[5, 7, 1], [9, 1], [11, 4, 6, 8, 1]])
+    assert_batched_equals_one_by_one(method, lm, batch)
 
 
 def test_attention_method_equals_the_engines_arrays(llava):
     lm, eng = llava
     exs = _examples(2)
     graphs = eng.explain(exs)
-    batch = _batch(eng, exs, [_ids(eng, g) for g in graphs])
+    batch = attribution_batch(eng, exs, [_ids(eng, g) for g in graphs])
     for g, m in zip(graphs, get_attribution("attention").compute(lm, batch)):
         np.testing.assert_allclose(m.W, g.W, atol=1e-5)
         np.testing.assert_allclose(m.S, g.S, atol=1e-5)
@@ -212,13 +171,7 @@ def test_occlusion_ranks_a_planted_region_first(llava):
     the planted block can move the answer's probability. The answer explained is the token whose log p
     the planted patch raises most over the all-grey image (computed here by an independent forward)."""
     lm, eng = llava
-    G = eng.grid_side
-    fill = quantise(np.asarray(eng.fill, dtype=np.float32))
-    side = 32 // G
-    region = 2 * G + 1
-    img = np.broadcast_to(fill, (32, 32, 3)).copy()
-    img[2 * side : 3 * side, 1 * side : 2 * side] = (0, 200, 0)
-    grey = np.broadcast_to(fill, img.shape).copy()
+    img, grey, region = planted_images(eng, 32)
     ex = VQAInput("planted", Image.fromarray(img), "what color is the shape?")
     prompt = eng.passes.prompt_ids(eng._prepare(ex))
     ref = reference_copy(lm.model)
@@ -228,12 +181,8 @@ def test_occlusion_ranks_a_planted_region_first(llava):
     gain = logits.log_softmax(-1)[0] - logits.log_softmax(-1)[1]
     token = int(torch.argmax(gain))
     assert gain[token] > 0
-    batch = _batch(eng, [ex], [[token]], images=[img])
-    m = get_attribution("occlusion").compute(lm, batch)[0]
-    assert m.C is None and m.W is None
-    assert int(np.argmax(m.region)) == region
-    assert m.region[region] == pytest.approx(1.0, abs=1e-6)
-    assert np.abs(np.delete(m.region, region)).max() < 1e-6
+    batch = attribution_batch(eng, [ex], [[token]], images=[img])
+    assert_occlusion_finds(region, lm, batch)
 
 
 def test_sanity_cascade_reinitialises_the_language_model_top_down(llava):

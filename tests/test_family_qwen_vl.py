@@ -15,14 +15,19 @@ import pytest
 import torch
 from PIL import Image
 
-from stcg.images import quantise
-from stcg_model.attribution.base import AttributionBatch, get_attribution
 from stcg_model.engine.core import STCGEngine, VQAInput
 from stcg_model.engine.engine_config import EngineConfig
 from stcg_model.families.qwen_vl.loading import use_capture_attention
 from stcg_model.families.registry import family_for
 from stcg_model.testing.tiny import tiny_qwen_vl
-from tests.attribution_reference import reference_copy, reference_maps
+from tests.attribution_reference import reference_copy
+from tests.family_checks import (
+    assert_batched_equals_one_by_one,
+    assert_equals_reference,
+    assert_occlusion_finds,
+    attribution_batch,
+    planted_images,
+)
 
 QUESTIONS = ["What color is the shape?", "is the triangle blue?", "what shape is in the image?"]
 SEED = 3
@@ -190,62 +195,17 @@ def test_batched_equals_one_by_one_and_perturbed_passes_align(qwen):
         assert g.dS.shape == (len(g.perturbations), len(g.answer_tokens), 16) and g.dW.shape[1:] == g.W.shape
 
 
-def _batch(eng, examples, answers, images=None) -> AttributionBatch:
-    prep = eng.prepare_batch(examples).prepared
-    pixels = [p.pixels for p in prep] if images is None else list(images)
-    return AttributionBatch(
-        pixel_values=eng._pixel_values(pixels),
-        images=pixels,
-        grids=[p.grid for p in prep],
-        prompt_ids=[eng.passes.prompt_ids(p) for p in prep],
-        answers=[list(a) for a in answers],
-        token_positions=[eng.passes.question_positions(p) for p in prep],
-        is_eos=[np.array([t == eng.eos_id for t in a]) for a in answers],
-        fill=eng.fill,
-        to_pixels=eng._pixel_values,
-    )
-
-
 @pytest.mark.parametrize("method", ["rollout", "relevancy"])
 def test_rollout_and_relevancy_equal_the_independent_reference(method, qwen):
     lm, eng = qwen
-    batch = _batch(eng, _examples(2, seed=5), [[5, 7, 9, 1], [9, 1]])
-    ref = reference_copy(lm.model, torch.float64)
-    maps = get_attribution(method).compute(lm, batch)
-    for r in range(len(batch)):
-        want = reference_maps(
-            ref,
-            method,
-            batch.pixel_values[r : r + 1],
-            batch.prompt_ids[r],
-            batch.answers[r],
-            batch.token_positions[r],
-            batch.is_eos[r],
-            eng.Q,
-        )
-        got = maps[r].arrays()
-        diff = {k: float(np.abs(got[k].astype(np.float64) - want[k]).max()) for k in want}
-        assert max(diff.values()) < 1e-5, (r, diff)
+    batch = attribution_batch(eng, _examples(2, seed=5), [[5, 7, 9, 1], [9, 1]])
+    assert_equals_reference(method, lm, eng, batch)
 
 
 def _methods_batched_equal_one_by_one(method, pair):
     lm, eng = pair
-    batch = _batch(eng, _examples(3), [[5, 7, 1], [9, 1], [11, 4, 6, 8, 1]])
-    whole = get_attribution(method).compute(lm, batch)
-    for r in range(len(batch)):
-        one = dataclasses.replace(
-            batch,
-            pixel_values=batch.pixel_values[r : r + 1],
-            **{
-                f: [getattr(batch, f)[r]]
-                for f in ("images", "grids", "prompt_ids", "answers", "token_positions", "is_eos")
-            },
-        )
-        alone = get_attribution(method).compute(lm, one)[0].arrays()
-        for name, x in whole[r].arrays().items():
-            assert np.isfinite(x).all() and (x >= 0).all(), (method, name)
-            np.testing.assert_allclose(x.sum(-1), 1.0, atol=1e-5)
-            np.testing.assert_allclose(x, alone[name], atol=1e-5, err_msg=f"{method} row {r} {name}")
+    batch = attribution_batch(eng, _examples(3), [[5, 7, 1], [9, 1], [11, 4, 6, 8, 1]])
+    assert_batched_equals_one_by_one(method, lm, batch)
 
 
 @pytest.mark.parametrize("method", ["attention", "rollout", "relevancy", "gradcam"])
@@ -262,13 +222,7 @@ def test_occlusion_ranks_a_planted_region_first(qwen64):
     planted block can move the answer's probability. The answer explained is the token whose log p the planted
     block raises most over the all-grey image (an independent forward on the processor's inputs)."""
     lm, eng = qwen64
-    G = eng.grid_side
-    fill = quantise(np.asarray(eng.fill, dtype=np.float32))
-    side = SIDE // G
-    region = 2 * G + 1
-    img = np.broadcast_to(fill, (SIDE, SIDE, 3)).copy()
-    img[2 * side : 3 * side, 1 * side : 2 * side] = (0, 200, 0)
-    grey = np.broadcast_to(fill, img.shape).copy()
+    img, grey, region = planted_images(eng, SIDE)
     ex = VQAInput("planted", Image.fromarray(img), "what color is the shape?")
     prompt = eng.passes.prompt_ids(eng._prepare(ex))
     ref = reference_copy(lm.model, torch.float64)
@@ -280,11 +234,7 @@ def test_occlusion_ranks_a_planted_region_first(qwen64):
     gain = logits.log_softmax(-1)[0] - logits.log_softmax(-1)[1]
     token = int(torch.argmax(gain))
     assert gain[token] > 0
-    m = get_attribution("occlusion").compute(lm, _batch(eng, [ex], [[token]], images=[img]))[0]
-    assert m.C is None and m.W is None
-    assert int(np.argmax(m.region)) == region
-    assert m.region[region] == pytest.approx(1.0, abs=1e-6)
-    assert np.abs(np.delete(m.region, region)).max() < 1e-6
+    assert_occlusion_finds(region, lm, attribution_batch(eng, [ex], [[token]], images=[img]))
 
 
 def test_sanity_cascade_and_a_saved_checkpoint_loads_as_qwen(qwen, tmp_path):

@@ -68,4 +68,5 @@ class ScenesLlavaConfig:
     settle_steps: int = 600  # stage 4: all questions, lr cosine from relation_lr to 0
     grounding_weight: float = 0.0  # stages 2-4: question words find their objects (> 0 on; docs/demo-model.md)
     grounding_layer: int = -2  # hidden states the grounding head reads (-2: those below the last layer)
+    grounding_stages: tuple[str, ...] = ("stage 2", "stage 3", "stage 4")  # where the grounding loss is on
     seed: int = 0

@@ -119,7 +119,7 @@ def _phase(
         proj = model.model.multi_modal_projector(feats[b].to(device))
         embeds = model.get_input_embeddings()(x)
         embeds = embeds.masked_scatter((x == image_token_id).unsqueeze(-1), proj.to(embeds.dtype))
-        grounded = cfg.grounding_weight > 0
+        grounded = cfg.grounding_weight > 0 and phase in cfg.grounding_stages
         out = model(inputs_embeds=embeds, attention_mask=m, labels=y, return_dict=True, output_hidden_states=grounded)
         total = out.loss
         if grounded:

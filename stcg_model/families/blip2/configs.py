@@ -15,8 +15,9 @@ from transformers import (
     Blip2QFormerConfig,
     Blip2VisionConfig,
     OPTConfig,
-    T5Config,
 )
+
+from stcg_model.families.text_configs import flan_t5_xl, tiny_t5
 
 
 def init_query_tokens(model: Blip2ForConditionalGeneration, seed: int | None = None) -> None:
@@ -65,19 +66,7 @@ def blip2_config(
         vocab_size=vocab_size,
     )
     if lm == "t5":
-        text = T5Config(
-            vocab_size=vocab_size,
-            d_model=hidden,
-            d_kv=hidden // heads,
-            d_ff=2 * hidden,
-            num_layers=layers,
-            num_decoder_layers=layers,
-            num_heads=heads,
-            pad_token_id=pad_token_id,
-            eos_token_id=eos_token_id,
-            decoder_start_token_id=pad_token_id,
-            tie_word_embeddings=False,
-        )
+        text = tiny_t5(vocab_size, hidden, layers, heads, pad_token_id, eos_token_id)
     elif lm == "opt":
         text = OPTConfig(
             vocab_size=vocab_size,
@@ -114,20 +103,7 @@ def build_model(config: Blip2Config, seed: int = 0) -> Blip2ForConditionalGenera
 
 def flan_t5_xl_config() -> Blip2Config:
     """The architecture of ``Salesforce/blip2-flan-t5-xl`` (ViT-g 224/14, 32 queries, Flan-T5-XL)."""
-    t5 = T5Config(
-        vocab_size=32128,
-        d_model=2048,
-        d_kv=64,
-        d_ff=5120,
-        num_layers=24,
-        num_decoder_layers=24,
-        num_heads=32,
-        feed_forward_proj="gated-gelu",
-        decoder_start_token_id=0,
-        pad_token_id=0,
-        eos_token_id=1,
-        tie_word_embeddings=False,
-    )
+    t5 = flan_t5_xl()
     cfg = Blip2Config(
         vision_config=Blip2VisionConfig(initializer_range=0.02).to_dict(),
         qformer_config=Blip2QFormerConfig().to_dict(),

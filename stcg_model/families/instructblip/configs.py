@@ -12,10 +12,10 @@ from transformers import (
     InstructBlipQFormerConfig,
     InstructBlipVisionConfig,
     LlamaConfig,
-    T5Config,
 )
 
 from stcg_model.families.blip2.configs import init_query_tokens
+from stcg_model.families.text_configs import flan_t5_xl, tiny_llama, tiny_t5
 
 
 def instructblip_config(
@@ -59,33 +59,9 @@ def instructblip_config(
         max_position_embeddings=128,
     )
     if lm == "t5":
-        text = T5Config(
-            vocab_size=vocab_size,
-            d_model=hidden,
-            d_kv=hidden // heads,
-            d_ff=2 * hidden,
-            num_layers=layers,
-            num_decoder_layers=layers,
-            num_heads=heads,
-            pad_token_id=pad_token_id,
-            eos_token_id=eos_token_id,
-            decoder_start_token_id=pad_token_id,
-            tie_word_embeddings=False,
-        )
+        text = tiny_t5(vocab_size, hidden, layers, heads, pad_token_id, eos_token_id)
     elif lm == "llama":
-        text = LlamaConfig(
-            vocab_size=vocab_size,
-            hidden_size=hidden,
-            intermediate_size=2 * hidden,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            num_key_value_heads=heads,
-            max_position_embeddings=256,
-            pad_token_id=pad_token_id,
-            bos_token_id=bos_token_id,
-            eos_token_id=eos_token_id,
-            tie_word_embeddings=False,
-        )
+        text = tiny_llama(vocab_size, hidden, layers, heads, pad_token_id, eos_token_id, bos_token_id)
     else:
         raise ValueError(f"unknown language model kind {lm!r} (t5 or llama)")
     cfg = InstructBlipConfig(
@@ -121,20 +97,7 @@ def _full_size(text, image_token_id: int) -> InstructBlipConfig:
 
 def instructblip_flan_t5_xl_config() -> InstructBlipConfig:
     """The architecture of ``Salesforce/instructblip-flan-t5-xl`` (ViT-g, 32 queries, Flan-T5-XL)."""
-    t5 = T5Config(
-        vocab_size=32128,
-        d_model=2048,
-        d_kv=64,
-        d_ff=5120,
-        num_layers=24,
-        num_decoder_layers=24,
-        num_heads=32,
-        feed_forward_proj="gated-gelu",
-        decoder_start_token_id=0,
-        pad_token_id=0,
-        eos_token_id=1,
-        tie_word_embeddings=False,
-    )
+    t5 = flan_t5_xl()
     return _full_size(t5, 32100)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
+from stcg_model.families.text_configs import tiny_llama
+
 LLAVA_CHAT_TEMPLATE = (
     "{% for m in messages %}{% if m['role'] == 'user' %}USER: {% for c in m['content'] %}"
     "{% if c['type'] == 'image' %}<image>\n{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}"
@@ -45,19 +47,7 @@ def llava_config(
         patch_size=patch_size,
         projection_dim=hidden,
     )
-    text = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=heads,
-        max_position_embeddings=max_positions,
-        pad_token_id=pad_token_id,
-        bos_token_id=bos_token_id,
-        eos_token_id=eos_token_id,
-        tie_word_embeddings=False,
-    )
+    text = tiny_llama(vocab_size, hidden, layers, heads, pad_token_id, eos_token_id, bos_token_id, max_positions)
     cfg = LlavaConfig(
         vision_config=vision.to_dict(),
         text_config=text.to_dict(),
