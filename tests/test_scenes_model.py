@@ -284,16 +284,14 @@ def test_train_scenes_llava_writes_a_llava_checkpoint_with_grounding_targets(tmp
             assert (g[j] == -100).all()
 
 
-def test_the_shipped_llava_scenes_model_as_measured_on_a_test_sample():
+def test_the_shipped_llava_scenes_model_meets_the_bars_on_a_test_sample():
     """The shipped LLaVA-family checkpoint (stcg_model/scenes_llava) on the same 240 test questions as the
-    BLIP-2 scenes model above. It does NOT meet the issue's bars (docs/demo-model.md): measured on the
-    whole test split (benchmarks/results/scenes_llava.json) exact match 86.05 % (bar 95 %), relation
-    questions at chance (56.8 %) and their causal edit check failing (55.6 % / 18.7 %). What it does meet,
-    and what this test holds it to: attribute questions >= 95 % and their causal edit check (follows
-    >= 90 % of target edits, changes with <= 5 % of distractor edits; whole split 98.3 % / 1.9 %), so
-    the masks of attribute questions are its evidence; existence >= 90 %; and relation is asserted to
-    be what it is (the check fails), so a retrained checkpoint that learns relations fails here and
-    gets its numbers updated."""
+    BLIP-2 scenes model above, held to the same bars: exact match >= 95 % (0.9 on this sample of 240, as
+    above), every question family learnt, and the causal edit check passing on attribute AND relation
+    questions (follows >= 90 % of target edits, changes with <= 5 % of distractor edits). Whole test split
+    (benchmarks/results/scenes_llava.json): 95.9 %; attribute 99.25, count 89.9, existence 94.44, relation
+    99.6; checks 99.2 % / 0.2 % (attribute), 99.2 % / 0.5 % (relation). On these 240: 96.7 % (count 91.5,
+    existence 94.8, attribute and relation 100), both checks 100 % / 0 %."""
     from stcg_model.engine.evaluation import evaluate
     from stcg_model.families.loading import SCENES_LLAVA_DIR, load_model
 
@@ -302,12 +300,11 @@ def test_the_shipped_llava_scenes_model_as_measured_on_a_test_sample():
     assert (SCENES_LLAVA_DIR / "config.json").is_file()
     examples = open_dataset("scenes", split="test", limit=240)
     cdf = causal_check(lm, examples, batch_size=128)
-    attribute = causal_summary(cdf, "attribute")
-    assert attribute["questions"] > 40 and attribute["distractor_edits"] > 40 and attribute["passes"], attribute
-    relation = causal_summary(cdf, "relation")
-    assert relation["questions"] > 40 and not relation["passes"], relation
+    for family in ("attribute", "relation"):
+        summary = causal_summary(cdf, family)
+        assert summary["questions"] > 40 and summary["distractor_edits"] > 20 and summary["passes"], summary
     df = evaluate(lm, examples, batch_size=120)
     df["family"] = [e.extra["scene"]["family"] for e in examples]
     em = df.groupby("family")["exact_match"].mean()
-    assert em["attribute"] >= 0.95 and em["existence"] >= 0.9 and em["relation"] < 0.75, em.to_dict()
-    assert 0.8 <= df["exact_match"].mean() < 0.95
+    assert (em >= 0.85).all() and em["attribute"] >= 0.95 and em["relation"] >= 0.95, em.to_dict()
+    assert df["exact_match"].mean() >= 0.9

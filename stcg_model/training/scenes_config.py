@@ -65,8 +65,8 @@ class ScenesLlavaConfig:
     relation_batch_size: int = 128
     relation_share: float = 0.5
     relation_lr: float = 1e-3
-    settle_steps: int = 600  # stage 4: all questions, lr cosine from relation_lr to 0
-    grounding_weight: float = 0.0  # stages 2-4: question words find their objects (> 0 on; docs/demo-model.md)
-    grounding_layer: int = -2  # hidden states the grounding head reads (-2: those below the last layer)
-    grounding_stages: tuple[str, ...] = ("stage 2", "stage 3", "stage 4")  # where the grounding loss is on
+    settle_steps: int = 800  # stage 4: all questions, lr cosine from relation_lr to 0
+    grounding_weight: float = 1.0  # question words find their objects (0: off; docs/demo-model.md)
+    grounding_layer: int = -1  # hidden states the grounding head reads (-1: the last layer's)
+    grounding_stages: tuple[str, ...] = ("stage 2", "stage 3")  # a curriculum: off while settling
     seed: int = 0
