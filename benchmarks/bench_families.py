@@ -290,18 +290,28 @@ def peak_of_explain(lm, new_tokens: int) -> tuple[int, float]:
     return peak, secs
 
 
-def memory(new_tokens: int, families=("llava", "blip2")) -> dict:
+def memory(new_tokens: int, families=("llava", "blip2"), save=lambda result: None) -> dict:
+    """Peak memory per family in ``families``; ``save(result so far)`` after each, so a run stopped part-way
+    keeps what it measured."""
     out = {"dtype": "bfloat16", "rows": 7, "answer_steps": new_tokens}
-    if "llava" in families:
-        out["llava-1.5-7b"] = llava_memory(new_tokens)
-    if "blip2" in families:
-        out["blip2-flan-t5-xl"] = blip2_memory(new_tokens)
-    if "instructblip" in families:
-        out["instructblip-vicuna-7b"] = stacks_memory(
-            "instructblip", instructblip_at, {"vision": 39, "qformer": 12, "lm": 32}, (1, 2, 1), new_tokens
-        )
-    if "qwen_vl" in families:
-        out["qwen2.5-vl-7b"] = stacks_memory("qwen_vl", qwen_at, {"vision": 32, "lm": 28}, (1, 1), new_tokens)
+    measure = {
+        "llava": ("llava-1.5-7b", lambda: llava_memory(new_tokens)),
+        "blip2": ("blip2-flan-t5-xl", lambda: blip2_memory(new_tokens)),
+        "instructblip": (
+            "instructblip-vicuna-7b",
+            lambda: stacks_memory(
+                "instructblip", instructblip_at, {"vision": 39, "qformer": 12, "lm": 32}, (1, 2, 1), new_tokens
+            ),
+        ),
+        "qwen_vl": (
+            "qwen2.5-vl-7b",
+            lambda: stacks_memory("qwen_vl", qwen_at, {"vision": 32, "lm": 28}, (1, 1), new_tokens),
+        ),
+    }
+    for family in families:
+        name, run = measure[family]
+        out[name] = run()
+        save(out)
     return out
 
 
@@ -400,19 +410,19 @@ def main() -> None:
         result = speed(batches, args.new_tokens, args.reps, models, args.device, only=only)
         if args.device != "cpu":
             result["gpu"] = torch.cuda.get_device_name(0)
-    else:
-        result = memory(args.new_tokens, (args.families or "llava,blip2").split(","))
-    result["meta"] = {
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "machine": platform.machine(),
-        "seconds": round(time.time() - t0, 1),
-    }
     out = Path(
         args.out or f"benchmarks/results/families_{args.part}{'_' + args.device if args.part == 'device' else ''}.json"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
+
+    def save(result: dict, partial: bool = True) -> None:
+        meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine()}
+        meta.update(seconds=round(time.time() - t0, 1), partial=partial)
+        out.write_text(json.dumps({**result, "meta": meta}, indent=1))
+
+    if args.part == "memory":
+        result = memory(args.new_tokens, (args.families or "llava,blip2").split(","), save)
+    save(result, partial=False)
     print("->", out)
 
 
