@@ -89,7 +89,7 @@ def explanation_rows(g: STCGraph, ex: str, run_id: str, explained: list[dict], s
             # the statistics in the map's own dtype (float32, as stored), as the Token properties are computed
             "token_entropy": None if W is None else entropy_bits(m.W).tolist(),
             "token_top_k_mass": None if W is None else top_k_mass(m.W, k).tolist(),
-            "token_spread": None if W is None else spatial_spread(m.W, g.grid).tolist(),
+            "token_spread": None if W is None else spatial_spread(m.W, g.grid_shape).tolist(),
             "step_entropy": None if S is None else entropy_bits(m.S).tolist(),
             "stability_jaccard": None if stable is None else jac[stable],
         }

@@ -202,6 +202,7 @@ def example_payload(g: STCGraph, run_id: str, top_k: int, store_ref: dict | None
         "width": int(g.image_size[0]),
         "height": int(g.image_size[1]),
         "grid": int(g.grid),
+        "grid_cols": int(g.cols),
         "n_tokens": n,
         "n_steps": T,
         "mean_drift": _f(g.drift.mean()) if len(g.drift) else 0.0,
@@ -244,8 +245,8 @@ def example_payload(g: STCGraph, run_id: str, top_k: int, store_ref: dict | None
             "uid": f"{ex}/r{p}",
             "run_id": run_id,
             "index": p,
-            "row": p // g.grid,
-            "col": p % g.grid,
+            "row": p // g.cols,
+            "col": p % g.cols,
             "x0": boxes[p][0],
             "y0": boxes[p][1],
             "x1": boxes[p][2],
@@ -255,7 +256,7 @@ def example_payload(g: STCGraph, run_id: str, top_k: int, store_ref: dict | None
         }
         for p in used.tolist()
     ]
-    token_entropy, token_spread, token_mass = entropy_bits(g.W), spatial_spread(g.W, g.grid), top_k_mass(g.W, k)
+    token_entropy, token_spread, token_mass = entropy_bits(g.W), spatial_spread(g.W, g.grid_shape), top_k_mass(g.W, k)
     tokens = []
     for i, tok in enumerate(g.tokens):
         w = g.token_word[i]

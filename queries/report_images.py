@@ -49,26 +49,27 @@ MASK_OUTLINE = (0, 229, 255)
 """Colour of the ground-truth mask's outline on the method heatmaps (the top regions are outlined in red)."""
 
 
-def mask_edges(gt, grid: int, width: int, height: int) -> list[tuple[int, int, int, int]]:
+def mask_edges(gt, grid, width: int, height: int) -> list[tuple[int, int, int, int]]:
     """Line segments (x0, y0, x1, y1) of the outline of the regions with ``gt > 0`` on an image of
-    ``width`` x ``height`` pixels cut into ``grid`` x ``grid`` regions (``RegionGrid``'s boxes): each side of
-    an inside region whose neighbour across it is outside (or the image's edge)."""
-    from stcg_model.maths.regions import RegionGrid
+    ``width`` x ``height`` pixels cut into ``grid`` regions (a side ``G`` or ``(rows, cols)``; ``RegionGrid``'s
+    boxes): each side of an inside region whose neighbour across it is outside (or the image's edge)."""
+    from stcg_model.maths.regions import RegionGrid, as_shape
 
-    inside = (np.asarray(gt) > 0).reshape(grid, grid)
-    boxes = RegionGrid(grid, width, height).boxes()
+    n_rows, n_cols = as_shape(grid)
+    inside = (np.asarray(gt) > 0).reshape(n_rows, n_cols)
+    boxes = RegionGrid(n_rows, width, height, n_cols).boxes()
     edges = []
     for p in np.flatnonzero(inside.ravel()).tolist():
-        r, c = divmod(p, grid)
+        r, c = divmod(p, n_cols)
         x0, y0, x1, y1 = (int(v) for v in boxes[p])
         x1, y1 = x1 - 1, y1 - 1  # boxes are exclusive at the right and bottom
         if r == 0 or not inside[r - 1, c]:
             edges.append((x0, y0, x1, y0))
-        if r == grid - 1 or not inside[r + 1, c]:
+        if r == n_rows - 1 or not inside[r + 1, c]:
             edges.append((x0, y1, x1, y1))
         if c == 0 or not inside[r, c - 1]:
             edges.append((x0, y0, x0, y1))
-        if c == grid - 1 or not inside[r, c + 1]:
+        if c == n_cols - 1 or not inside[r, c + 1]:
             edges.append((x1, y0, x1, y1))
     return edges
 
@@ -85,7 +86,7 @@ def outline_mask(panel, g, tiles: int, label_height: int = 18, pad: int = 6):
     w, h = (panel.width + pad) // tiles - pad, panel.height - label_height
     if w < 1 or h < 1 or tiles * (w + pad) - pad != panel.width:
         return panel
-    edges = mask_edges(g.gt, g.grid, w, h)
+    edges = mask_edges(g.gt, g.grid_shape, w, h)
     draw = ImageDraw.Draw(panel)
     line = max(2, min(w, h) // 96)
     for i in range(tiles):
@@ -107,7 +108,7 @@ def example_figures(graphs, n: int) -> str:
             continue
         scale = max(1, 250 // max(1, min(image.size)))
         big = image.resize((image.width * scale, image.height * scale)) if scale > 1 else image
-        grid = RegionGrid(g.grid, big.width, big.height)
+        grid = RegionGrid.of(g, big.width, big.height)
         tiles = [("image", big)]
         content = [i for i, k in enumerate(g.word_kinds) if k == "content"]
         if content:

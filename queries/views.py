@@ -11,7 +11,8 @@ example, kind).
     view = load_example_view(lib, None, examples.example_id[0])
     token_figure(view, word="color").show()
 
-Maps are (G, G) arrays over the G x G region grid (row-major, row 0 at the top of the image);
+Maps are (rows, cols) arrays over the region grid (G x G for most families; row-major, row 0 at the top
+of the image);
 attention weights are probabilities (rows of W / S sum to 1 over regions), dW is signed (W - W^pi).
 
 Every map and figure takes ``method="attention"``: a run ingested with ``--attributions`` holds
@@ -174,7 +175,7 @@ def region_map(
         values = view.token_map(method)[rows].mean(0)
     else:
         values = m.region
-    return np.asarray(values, dtype=np.float64).reshape(g.grid, g.grid)
+    return np.asarray(values, dtype=np.float64).reshape(g.grid_shape)
 
 
 def perturbed_image(view: ExampleView, perturbation: str) -> Image.Image:
@@ -188,7 +189,7 @@ def perturbed_image(view: ExampleView, perturbation: str) -> Image.Image:
     spec = PerturbationSpec(perturbation, dict(g.perturbation_params[k]))
     img = view.image
     fill = tuple(g.params.get("fill", (0.48145466, 0.4578275, 0.40821073)))
-    ctx = PerturbationContext(fill=fill, grid=RegionGrid(g.grid, img.width, img.height), attribution=g.attribution)
+    ctx = PerturbationContext(fill=fill, grid=RegionGrid.of(g, img.width, img.height), attribution=g.attribution)
     return to_image(apply_perturbation(spec, to_array(img), int(g.params.get("seed", 0)), g.example_id, ctx))
 
 

@@ -73,7 +73,7 @@ def explain(image_path, question, out, **kw):
             continue
         dist = g.word_regions(wi)
         top = np.argsort(-dist, kind="stable")[:top_k]
-        click.echo(f"  {word:<14}" + "  ".join(f"({p // g.grid},{p % g.grid}): {dist[p]:.3f}" for p in top))
+        click.echo(f"  {word:<14}" + "  ".join(f"({p // g.cols},{p % g.cols}): {dist[p]:.3f}" for p in top))
     auc = g.deletion_auc()
     if auc:
         click.echo(f"deletion AUC: attribution {auc[0]:.4f}, random {auc[1]:.4f}")
@@ -94,7 +94,7 @@ def method_table(g) -> str:
         m = g.method(name)
         sc = m.scores
         top = np.argsort(-np.asarray(m.region), kind="stable")[:3]
-        where = " ".join(f"({p // g.grid},{p % g.grid})" for p in top)
+        where = " ".join(f"({p // g.cols},{p % g.cols})" for p in top)
         if sc:
             lines.append(
                 f"  {name:<12}{sc['deletion_ratio']:>10.3f}{sc['insertion_ratio']:>10.3f}"

@@ -122,7 +122,8 @@ class STCGraph:
     perturbations: list[str]  # K kinds, in array order
     perturbation_params: list[dict]
     perturbed_answers: list[str]
-    grid: int
+    grid: int  # regions per column (rows; G of a square grid)
+    grid_cols: int = 0  # regions per row when the grid is not square (Qwen-VL at its own resolution); 0: square
     image_size: tuple[int, int]  # (width, height) of the original image
     p_clean: float
     params: dict  # model, layers, seed, ... everything used
@@ -160,7 +161,17 @@ class STCGraph:
     # ------------------------------------------------------------ views
     @property
     def num_regions(self) -> int:
-        return self.grid * self.grid
+        return self.grid * self.cols
+
+    @property
+    def cols(self) -> int:
+        """Regions per row."""
+        return self.grid_cols or self.grid
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        """``(rows, cols)`` of the region grid (row-major region indices)."""
+        return self.grid, self.cols
 
     def perturbation_index(self, kind: str) -> int:
         return self.perturbations.index(kind)
@@ -183,6 +194,8 @@ class STCGraph:
         for f in fields(self):
             if f.name not in ARRAY_FIELDS and f.name != "methods":
                 out[f.name] = getattr(self, f.name)
+        if not self.grid_cols:  # a square grid's files stay as they were before grids had two sides
+            del out["grid_cols"]
         out["image_size"] = list(self.image_size)
         if self.methods:
             out["method_scores"] = {name: dict(m.scores) for name, m in self.methods.items()}
@@ -276,8 +289,8 @@ class STCGraph:
                 ("Region", p),
                 label="Region",
                 index=p,
-                row=p // self.grid,
-                col=p % self.grid,
+                row=p // self.cols,
+                col=p % self.cols,
                 box=tuple(int(x) for x in self.boxes[p]),
             )
             g.add_edge(ex, ("Region", p), key="HAS_REGION")

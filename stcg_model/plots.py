@@ -43,7 +43,7 @@ def overlay(
     else:
         lo, hi = v.min(), v.max()
         colours = colormap((v - lo) / (hi - lo) if hi > lo else np.zeros_like(v), _SEQ)
-    heat = colours.reshape(grid.grid, grid.grid, 3)
+    heat = colours.reshape(*grid.shape, 3)
     up = np.stack([grid.upsample(heat[..., c].reshape(-1)) for c in range(3)], -1)
     out = Image.fromarray(np.round((1 - alpha) * base * 255 + alpha * up * 255).astype(np.uint8))
     if boxes is not None:
@@ -81,7 +81,7 @@ def methods_panel(g: STCGraph, image: Image.Image, top_k: int = 3, label_height:
     """One PNG-ready picture: the image, then each method's region attribution over it, side by side,
     each captioned with the method's name (and, when scored, its deletion and insertion ratios)."""
     big, _ = _scaled(image.convert("RGB"), min_side=192)
-    grid = RegionGrid(g.grid, big.width, big.height)
+    grid = RegionGrid.of(g, big.width, big.height)
     tiles = [("image", big)]
     for name in g.method_names:
         m = g.method(name)
@@ -107,7 +107,7 @@ def write_pictures(g: STCGraph, image: Image.Image, out_dir: str | Path, top_k: 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     big, scale = _scaled(image.convert("RGB"))
-    grid = RegionGrid(g.grid, big.width, big.height)
+    grid = RegionGrid.of(g, big.width, big.height)
     written = []
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in g.example_id)
     for name, (values, signed) in maps(g).items():
@@ -134,13 +134,13 @@ def figure(g: STCGraph, image: Image.Image):
     fig = go.Figure()
     fig.add_trace(go.Image(z=np.asarray(image.convert("RGB")), name="image"))
     W, H = g.image_size
-    xs = (np.arange(g.grid) + 0.5) * W / g.grid
+    xs = (np.arange(g.cols) + 0.5) * W / g.cols
     ys = (np.arange(g.grid) + 0.5) * H / g.grid
     for j, name in enumerate(names):
         values, signed = m[name]
         fig.add_trace(
             go.Heatmap(
-                z=values.reshape(g.grid, g.grid),
+                z=values.reshape(g.grid_shape),
                 x=xs,
                 y=ys,
                 opacity=0.55,

@@ -161,10 +161,14 @@ def forward(
     extra = {} if qformer_ids is None else {"qformer_input_ids": torch.tensor([list(qformer_ids)] * N)}
     if hasattr(
         getattr(ref, "model", None), "visual"
-    ):  # Qwen-VL: rows of patches, one square image each, and M-RoPE from the ids
-        g = int(round((pv.shape[1]) ** 0.5))
-        extra["image_grid_thw"] = torch.tensor([[1, g, g]] * N)
-        pv = pv.reshape(-1, pv.shape[-1])
+    ):  # Qwen-VL: rows of patches, and M-RoPE from the ids; the image's grid is the row's (t, h, w)
+        # when its prompt ids carry one (each image at its own resolution), else one square image
+        if hasattr(prompt_ids, "grid_thw"):
+            t, h, w = prompt_ids.grid_thw
+        else:
+            t, h, w = 1, int(round(pv.shape[1] ** 0.5)), int(round(pv.shape[1] ** 0.5))
+        extra["image_grid_thw"] = torch.tensor([[t, h, w]] * N)
+        pv = pv[:, : t * h * w].reshape(-1, pv.shape[-1])  # a row's real patches (batches pad them)
     try:
         if cfg.is_encoder_decoder:
             start = cfg.decoder_start_token_id if cfg.decoder_start_token_id is not None else cfg.pad_token_id
@@ -299,11 +303,12 @@ def _grads(fw: Forward, target: torch.Tensor) -> dict[tuple[str, int], torch.Ten
 def reference_maps(
     ref, method: str, pixel_values, prompt_ids, answer, positions, is_eos, Q: int, target: str = "logit"
 ) -> dict[str, np.ndarray]:
-    qformer_ids = getattr(prompt_ids, "qformer_ids", None)  # InstructBLIP's instruction, if the row has one
-    prompt_ids = list(prompt_ids)
     """``C``, ``W``, ``S``, ``region`` of ``rollout`` or ``relevancy`` for ONE example (docs/spec.md section 6);
     relevancy's gradients are of ``target``: the answer tokens' logits (the method) or log p
     (``relevancy_logp``)."""
+    qformer_ids = getattr(prompt_ids, "qformer_ids", None)  # InstructBLIP's instruction, if the row has one
+    row_ids = prompt_ids  # as given: a Qwen-VL row's ids carry its image's grid (``grid_thw``)
+    prompt_ids = list(prompt_ids)
     if not hasattr(ref, "qformer"):
         family = "llava"
     else:
@@ -311,7 +316,7 @@ def reference_maps(
     slots = np.flatnonzero(np.asarray(prompt_ids) == ref.config.image_token_id)
     T = len(answer)
     with torch.enable_grad():
-        fw = forward(ref, pixel_values, prompt_ids, answer, qformer_ids=qformer_ids)
+        fw = forward(ref, pixel_values, row_ids, answer, qformer_ids=qformer_ids)
         L = fw.L
         if method == "rollout":
             C, W, S = maps_from_chain(*chain(_abar(fw.maps), family, L, T), family, Q, L, positions, T, slots)

@@ -61,7 +61,7 @@ def assert_equals_reference(method: str, lm, eng, batch: AttributionBatch, atol:
             batch.answers[r],
             batch.token_positions[r],
             batch.is_eos[r],
-            eng.Q,
+            batch.grids[r].num_regions if eng.Q is None else eng.Q,  # Qwen-VL at its own resolution: Q = P
         )
         got = maps[r].arrays()
         diff = {k: float(np.abs(got[k].astype(np.float64) - want[k]).max()) for k in want}

@@ -47,7 +47,7 @@ def qwen_checkpoint(tmp_path_factory) -> str:
     from stcg_model.testing.tiny import tiny_qwen_vl
 
     d = tmp_path_factory.mktemp("tiny-qwen")
-    lm = tiny_qwen_vl("2.5", seed=4)
+    lm = tiny_qwen_vl("2.5", seed=4, native=True, min_side=112)  # at its own resolution, as released checkpoints
     lm.model.save_pretrained(d)
     lm.processor.save_pretrained(d)
     return str(d)
@@ -83,10 +83,20 @@ def test_each_run_records_its_family_and_its_graphs_read_back(two_runs):
     assert runs.loc[two_runs["qwen_vl"], "family"] == "qwen_vl"
     graphs, _ = load_run_graphs(lib, two_runs["qwen_vl"])
     assert len(graphs) == 6
-    for g in graphs:  # 112 px images: 4 x 4 merged blocks, one image token each
-        assert g.params["language_model"] == "decoder-only" and g.params["num_query_tokens"] == 16
-        np.testing.assert_array_equal(g.C, np.eye(16, dtype=np.float32))
+    for g in graphs:  # 64 x 48 px images at Qwen's own resolution (112 x 140 px): 4 x 5 merged blocks
+        assert g.params["language_model"] == "decoder-only" and g.params["num_query_tokens"] is None
+        assert g.grid_shape == (4, 5) and g.params["grid"] is None
+        np.testing.assert_array_equal(g.C, np.eye(20, dtype=np.float32))
         assert g.method_names == ["attention", "rollout", "relevancy", "gradcam", "occlusion"]
+    with lib.driver.session() as s:  # the Example and Region nodes hold the grid: region p at (p // 5, p % 5)
+        rows = s.run(
+            "MATCH (e:Example {run_id: $r})-[:HAS_REGION]->(x:Region) RETURN e.grid AS grid, e.grid_cols AS cols,"
+            " x.index AS p, x.row AS row, x.col AS col",
+            r=two_runs["qwen_vl"],
+        ).data()
+    assert rows and all((d["grid"], d["cols"]) == (4, 5) and (d["row"], d["col"]) == divmod(d["p"], 5) for d in rows)
+    wrong = lib.run("wrong_answer_regions", run_id=two_runs["qwen_vl"], limit=100)
+    assert wrong.row.between(0, 3).all() and wrong.col.between(0, 4).all()
     graphs, _ = load_run_graphs(lib, two_runs["instructblip"])
     assert len(graphs) == 6
     for g in graphs:  # the Q-Former's 4 queries in front of a Llama prompt

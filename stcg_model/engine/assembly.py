@@ -71,7 +71,6 @@ def assemble_graph(
     step_logprob: np.ndarray,
     perturbations: Sequence[PerturbationSpec],
     perturbed: Sequence[PerturbedRow],
-    grid: int,
     params: dict,
     store_dense: bool,
     curve: tuple[Sequence[float], Sequence[float]] | None,
@@ -104,7 +103,8 @@ def assemble_graph(
         perturbations=[p.kind for p in perturbations],
         perturbation_params=[dict(p.params) for p in perturbations],
         perturbed_answers=pert_answers,
-        grid=grid,
+        grid=ex.grid.grid,
+        grid_cols=ex.grid.grid_cols,
         image_size=ex.original_size,
         p_clean=p_clean,
         params=params,
@@ -120,7 +120,7 @@ def assemble_graph(
         drift=A.drift(_f32(clean["S"])),
         attribution=_f32(attribution),
         step_logprob=step_lp,
-        boxes=RegionGrid(grid, *ex.original_size).boxes(),
+        boxes=RegionGrid(ex.grid.grid, *ex.original_size, ex.grid.grid_cols).boxes(),
         C_pert=C_p,
         W_pert=W_p,
         S_pert=S_p,
@@ -132,7 +132,7 @@ def assemble_graph(
         p_pert=_f32(p_p),
         dp=_f32(p_clean - np.asarray(p_p, dtype=np.float64)) if K else _f32(np.zeros(0)),
         answer_changed=np.array([normalize_answer(a) != normalize_answer(answer) for a in pert_answers], dtype=bool),
-        gt=None if ex.ex.mask is None else _f32(region_shares(ex.ex.mask, (grid, grid))),
+        gt=None if ex.ex.mask is None else _f32(region_shares(ex.ex.mask, ex.grid.shape)),
     )
     if curve is not None:
         g.deletion_curve = _f32([p_clean, *curve[0]])

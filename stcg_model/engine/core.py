@@ -153,7 +153,7 @@ class STCGEngine:
         self.prompt = check_prompt(config.prompt if config.prompt is not None else p.default_prompt)
         self.Q, self.image_token_id = p.Q, p.image_token_id
         self.eos_id, self.pad_id, self.start_id = p.eos_id, p.pad_id, p.start_id
-        self.grid_side = family_for(lm).grid_side(self.model.config)
+        self.grid_side = family.grid_side(self.model.config)  # None: each image has its own grid (grid_shape)
         self.fill = tuple(float(x) for x in self.processor.image_processor.image_mean)
         if host_workers is None:  # on a CPU-only run the model already uses every core: threads would only contend
             host_workers = min(8, os.cpu_count() or 1) if lm.device.type != "cpu" else 0
@@ -167,6 +167,7 @@ class STCGEngine:
             self.image_token_id,
             self.grid_side,
             closing_eos_id=self.eos_id if p.closes_prompt_with_eos else None,
+            grid_shape=getattr(self.pixels, "grid_shape", None),
         )
 
     def close(self) -> None:
@@ -321,7 +322,6 @@ class STCGEngine:
                     step_logprob=res1.step_logprob[i * per_ex1],
                     perturbations=self.perturbations,
                     perturbed=perturbed,
-                    grid=self.grid_side,
                     params=self.params,
                     store_dense=self.store_dense,
                     curve=None if curves is None else curves[i],

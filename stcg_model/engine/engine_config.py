@@ -159,17 +159,18 @@ class EngineConfig:
 
         family = family_of(cfg).impl()
         layers.check(family.hook_layer_counts(cfg))
-        regions = family.grid_side(cfg) ** 2
-        if self.top_k > regions:
+        side = family.grid_side(cfg)
+        regions = None if side is None else side**2  # None: each image has its own grid (Qwen-VL)
+        if regions is not None and self.top_k > regions:
             raise StcgError(f"--top-k {self.top_k} is larger than the model's {regions} regions; allowed: 1..{regions}")
-        if self.deletion_steps > regions:
+        if regions is not None and self.deletion_steps > regions:
             raise StcgError(
                 f"--deletion-steps {self.deletion_steps} is more than the model's {regions} regions; "
                 f"allowed: 0 (off)..{regions}"
             )
         tc = cfg.text_config
         if not tc.is_encoder_decoder:
-            limit = int(getattr(tc, "max_position_embeddings", 0) or 0) - family.image_slots(cfg) - 1
+            limit = int(getattr(tc, "max_position_embeddings", 0) or 0) - (family.image_slots(cfg) or 0) - 1
             if limit > 0 and self.max_new_tokens > limit:
                 raise StcgError(
                     f"--max-new-tokens {self.max_new_tokens} does not fit the language model's "

@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from stcg_model.families.inputs import MAX_SIDE, decode_answer, downscaled
 from stcg_model.families.loading import LoadedModel
 from stcg_model.maths.text import normalize_answer, vqa_accuracy
 
@@ -36,11 +37,11 @@ def greedy_answers_with_confidence(
     passes = family.passes_for(lm)
     text = [passes.default_prompt.format(question=q) for q in questions]
     side = {"padding_side": "left"} if not lm.is_encoder_decoder else {}
-    images = list(images)
+    images = [downscaled(im, MAX_SIDE).convert("RGB") for im in images]  # as the engine prepares them
     make_pixels = getattr(family, "pixel_preprocessor", None)
-    square = getattr(make_pixels(lm), "square", None) if make_pixels else None
-    if square is not None:  # Qwen-VL: the images at the square side the engine gives them
-        images = [square(np.asarray(im.convert("RGB"))) for im in images]
+    model_image = getattr(make_pixels(lm), "model_image", None) if make_pixels else None
+    if model_image is not None:  # Qwen-VL at a fixed side: the images at the square side the engine gives them
+        images = [model_image(np.asarray(im)) for im in images]
     inputs = lm.processor(images=images, text=text, padding=True, return_tensors="pt", **side)
     pv = inputs["pixel_values"].to(lm.device, lm.dtype)
     banned = passes.banned_tokens()
@@ -63,12 +64,14 @@ def greedy_answers_with_confidence(
     new = seqs[:, -len(out.scores) :]  # (B, steps): the generated tokens, one per score row
     logp = torch.stack([torch.log_softmax(s.double(), dim=-1) for s in out.scores], dim=1)  # (B, steps, V)
     token_logp = logp.gather(2, new.unsqueeze(-1)).squeeze(-1)  # (B, steps)
-    eos = lm.model.config.text_config.eos_token_id
-    is_eos = new == eos
-    # steps up to and including the first end token count; the padding after it does not
-    keep = (is_eos.cumsum(1) - is_eos.long()) == 0
+    # each answer as the engine reads it (``trim_answer``): up to and including the first end token, or up to
+    # padding; the steps after it do not count
+    trimmed = [passes.trim_answer(row) for row in new.tolist()]
+    keep = torch.zeros_like(token_logp, dtype=torch.bool)
+    for r, t in enumerate(trimmed):
+        keep[r, : len(t)] = True
     probs = torch.exp((token_logp * keep).sum(1)).tolist()
-    answers = [t.strip() for t in lm.processor.tokenizer.batch_decode(seqs, skip_special_tokens=True)]
+    answers = [decode_answer(lm.processor.tokenizer, t, passes.eos_id) for t in trimmed]
     return answers, probs
 
 

@@ -88,10 +88,11 @@ class SlotDecoderPasses(ModelPasses):
     def image_features(
         self, pv: torch.Tensor, cap: AttentionCapture | None = None, prompt_ids: Sequence[Sequence[int]] = ()
     ) -> tuple[torch.Tensor, list[np.ndarray] | None]:
-        """``(feats (R, Q, d_lm), C)`` of pixel values ``pv`` (on the model's device and dtype) for rows with
-        these ``prompt_ids`` (read where the image path reads text: ``image_kwargs``): what fills each row's
-        ``Q`` image slots, and per row ``C`` (Q, P) slot -> region, rows summing to 1 (recorded through
-        ``cap``; None when ``cap`` is None)."""
+        """``(feats, C)`` of pixel values ``pv`` (on the model's device and dtype) for rows with these
+        ``prompt_ids`` (read where the image path reads text, ``image_kwargs``, or the rows' grids): ``feats``
+        (R, Q, d_lm), or (sum_r Q_r, d_lm) when rows have different slot counts, fills the rows' image slots
+        in order, and per row ``C`` (Q, P) slot -> region, rows summing to 1 (recorded through ``cap``; None
+        when ``cap`` is None)."""
 
     @abstractmethod
     def causal_lm(self) -> torch.nn.Module:
@@ -100,9 +101,10 @@ class SlotDecoderPasses(ModelPasses):
     def generator(self) -> torch.nn.Module:
         return self.causal_lm()
 
-    def position_ids(self, ids: torch.Tensor, am: torch.Tensor) -> torch.Tensor | None:
-        """Position ids of padded input ``ids`` (R, N) with mask ``am``, or None: the model numbers the
-        unmasked tokens itself (Qwen's multimodal positions are given here: ``families.qwen_vl``)."""
+    def position_ids(self, ids: torch.Tensor, am: torch.Tensor, prompt_ids=()) -> torch.Tensor | None:
+        """Position ids of padded input ``ids`` (R, N) with mask ``am`` (rows starting with these
+        ``prompt_ids``), or None: the model numbers the unmasked tokens itself (Qwen's multimodal positions
+        are given here: ``families.qwen_vl``)."""
         return None
 
     def model_inputs(self, pixel_values: torch.Tensor, prompt_ids) -> dict[str, torch.Tensor]:
@@ -115,15 +117,18 @@ class SlotDecoderPasses(ModelPasses):
         return [self.image_token_id]
 
     # ------------------------------------------------------------------ shared
-    def embed(self, seqs: Sequence[list[int]], feats: torch.Tensor, left_pad: bool) -> dict[str, torch.Tensor]:
+    def embed(
+        self, seqs: Sequence[list[int]], feats: torch.Tensor, left_pad: bool, prompt_ids: Sequence[Sequence[int]] = ()
+    ) -> dict[str, torch.Tensor]:
         """The language model's inputs: padded ``inputs_embeds`` (R, N, d) with the image features scattered
-        into the image slots, the mask, and ``position_ids`` where the family gives them."""
+        into the image slots, the mask, and ``position_ids`` where the family gives them (``seqs`` start with
+        the rows' ``prompt_ids``)."""
         ids, am = pad_ids(seqs, self.pad_id, left_pad)
         ids, am = ids.to(self.lm.device), am.to(self.lm.device)
         embeds = self.model.get_input_embeddings()(ids)
         slots = (ids == self.image_token_id) & am.bool()
         embeds = embeds.masked_scatter(slots.unsqueeze(-1), feats.to(embeds.dtype))
-        pos = self.position_ids(ids, am)
+        pos = self.position_ids(ids, am, prompt_ids)
         return {"inputs_embeds": embeds, "attention_mask": am, **({} if pos is None else {"position_ids": pos})}
 
     def teacher_forced(
@@ -131,7 +136,9 @@ class SlotDecoderPasses(ModelPasses):
     ) -> list[np.ndarray]:
         """One causal pass over ``[prompt | answer[:-1]]`` (right-padded); per row the (T_r,) log p."""
         seqs = causal_sequences(prompt_ids, answers)
-        out = self.causal_lm()(**self.embed(seqs, feats, left_pad=False), return_dict=True, use_cache=False)
+        out = self.causal_lm()(
+            **self.embed(seqs, feats, left_pad=False, prompt_ids=prompt_ids), return_dict=True, use_cache=False
+        )
         result = []
         for r, (p, a) in enumerate(zip(prompt_ids, answers)):
             pos = causal_positions(len(p), len(a), out.logits.device)
@@ -148,7 +155,7 @@ class SlotDecoderPasses(ModelPasses):
         prompts = [self.prompt_ids(ex) for ex, _ in rows]
         with AttentionCapture(self.hook_points(), self.layers) as cap:
             feats, C = self.image_features(self.pixel_values(rows, pv), cap, prompts)
-            greedy = self.greedy(**self.embed(prompts, feats, left_pad=True))
+            greedy = self.greedy(**self.embed(prompts, feats, left_pad=True, prompt_ids=prompts))
             answers = answers or self.clean_answers(greedy, per_example)
             with cap.recording("lm.self"):
                 step_lp = self.teacher_forced(prompts, feats, answers)
@@ -171,7 +178,7 @@ class SlotDecoderPasses(ModelPasses):
         ids, am = pad_ids(causal_sequences(prompt_ids, answers), self.pad_id)
         ids, am = ids.to(dev), am.to(dev)
         _, step_mask = answer_labels(answers)
-        pos = self.position_ids(ids, am)
+        pos = self.position_ids(ids, am, prompt_ids)
         with recorded_maps(list(self.trace_points().values())) as maps:
             out = self.model(
                 input_ids=ids,

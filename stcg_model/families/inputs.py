@@ -13,6 +13,7 @@ prompt tokens]``). ``prompt_ids``, ``question_positions`` and ``slot_positions``
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -139,39 +140,56 @@ def decode_answer(tokenizer, answer: list[int], eos_id: int) -> str:
     return tokenizer.decode([t for t in answer if t != eos_id], skip_special_tokens=True).strip()
 
 
+def downscaled(image: Image.Image, max_side: int) -> Image.Image:
+    """``image``, or a copy whose longer side is ``max_side`` pixels when it is longer (bilinear): what the
+    perturbations run on and the processor sees (BLIP-2 sees 224 px; Qwen-VL's grid follows this size)."""
+    w, h = image.size
+    if max(w, h) <= max_side:
+        return image
+    s = max_side / max(w, h)
+    return image.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BILINEAR)
+
+
+MAX_SIDE = 1024
+"""``InputPreparer``'s default ``max_side``."""
+
+
 class InputPreparer:
     """``VQAInput`` -> ``PreparedExample``; safe to call from several threads (the tokenizer is locked).
 
     ``prompt`` wraps the question (``{question}`` once); ``closing_eos_id`` is appended to the prompt
     tokens when they do not end with it (T5 encoders expect a closing ``</s>``; ``None``: nothing).
     Images longer than ``max_side`` pixels are downscaled before perturbation (boxes stay in the
-    original pixels)."""
+    original pixels). Every image gets a ``grid_side x grid_side`` region grid, unless ``grid_shape``
+    ((width, height) of the image as perturbed -> (rows, cols)) gives each its own (Qwen-VL at its own
+    resolution; ``grid_side`` is then None)."""
 
     def __init__(
         self,
         tokenizer,
         prompt: str,
-        num_query_tokens: int,
+        num_query_tokens: int | None,
         image_token_id: int,
-        grid_side: int,
+        grid_side: int | None,
         closing_eos_id: int | None,
-        max_side: int = 1024,
+        max_side: int = MAX_SIDE,
+        grid_shape: Callable[[int, int], tuple[int, int]] | None = None,
     ):
+        if grid_side is None and grid_shape is None:
+            raise ValueError("InputPreparer needs a grid_side or a grid_shape")
         self.tokenizer = tokenizer
         self.prompt = check_prompt(prompt)
         self.Q = num_query_tokens
         self.image_token_id = image_token_id
         self.grid_side = grid_side
+        self.grid_shape = grid_shape
         self.closing_eos_id = closing_eos_id
         self.max_side = max_side
         self._lock = threading.Lock()
 
     def prepare(self, ex: VQAInput) -> PreparedExample:
-        image = ex.image
-        orig = image.size
-        if max(orig) > self.max_side:  # the model sees 224 px; perturb a copy of sane size
-            s = self.max_side / max(orig)
-            image = image.resize((max(1, round(orig[0] * s)), max(1, round(orig[1] * s))), Image.BILINEAR)
+        orig = ex.image.size
+        image = downscaled(ex.image, self.max_side)
         pixels = np.array(image.convert("RGB"), dtype=np.uint8)  # writable (PIL arrays are read-only)
         h, w = pixels.shape[:2]
         ids, spans, q0, q1 = self.tokenize(ex.question)
@@ -182,14 +200,16 @@ class InputPreparer:
         offsets = [(s - q0, e - q0) if k else (0, 0) for k, (s, e) in zip(inside, clamped)]
         q_index = np.flatnonzero(inside)
         text = self.prompt.replace("{question}", ex.question)
-        return PreparedExample(ex, pixels, RegionGrid(self.grid_side, w, h), ids, offsets, q_index, orig, text)
+        rows, cols = self.grid_shape(w, h) if self.grid_shape is not None else (self.grid_side, self.grid_side)
+        grid = RegionGrid(int(rows), w, h, int(cols))
+        return PreparedExample(ex, pixels, grid, ids, offsets, q_index, orig, text)
 
     def tokenize(self, question: str) -> tuple[list[int], list[tuple[int, int]], int, int]:
         """(prompt token ids, their character spans in the prompt text, where the question starts and ends)."""
         head, tail = self.prompt.split("{question}")
         text = head + question + tail
         q0, q1 = len(head), len(head) + len(question)
-        max_len = max(8, min(getattr(self.tokenizer, "model_max_length", 512) or 512, 100_000) - self.Q)
+        max_len = max(8, min(getattr(self.tokenizer, "model_max_length", 512) or 512, 100_000) - (self.Q or 0))
         with self._lock:  # fast tokenizers must not be entered from two threads at once
             enc = self.tokenizer(
                 text, return_offsets_mapping=True, add_special_tokens=True, truncation=True, max_length=max_len

@@ -7,12 +7,14 @@ the platform calls (docs/extending.md):
     weightless(config, source) -> LoadedModel         the architecture on the meta device + processor
     passes_for(lm, layers, max_new_tokens, pixels)    the batched passes and the traced forward
     hook_layer_counts(config) -> {hook point: layers} from the config alone (settings are checked early)
-    grid_side(config) -> G                            the region grid side (P = G * G regions)
-    image_slots(config) -> Q                          the language model's image slots
+    grid_side(config) -> G | None                     the region grid side (P = G * G regions); None: per image
+    image_slots(config) -> Q | None                   the language model's image slots; None: per image
     vision_tower(model) -> module                     run without autograd by the gradient methods
     cascade(model) -> [modules]                       the sanity check's re-initialisation order
     pixel_preprocessor(lm) -> callable (optional)     images -> a row-indexable pixel tensor, where the
                                                       processor's own (N, 3, H, W) is not it (Qwen-VL)
+                                                      its ``grid_shape(width, height) -> (rows, cols)``
+                                                      gives each image its grid when ``grid_side`` is None
 
 ``family_of(config)`` picks the family; a checkpoint of an architecture no family explains gets one
 line naming the supported ones. A family is registered by one ``ModelFamily`` line (``BUILTINS`` here).

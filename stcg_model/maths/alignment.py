@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from stcg_model.maths.regions import as_shape
+
 EPS = 1e-12
 
 
@@ -83,9 +85,11 @@ def entropy_bits(p: np.ndarray) -> np.ndarray:
     return -(np.where(p > 0, p * np.log2(np.maximum(p, EPS)), 0.0)).sum(-1)
 
 
-def spatial_spread(p: np.ndarray, grid: int) -> np.ndarray:
-    """Attention-weighted RMS distance (in patch units) from the distribution's centroid."""
-    rr, cc = np.divmod(np.arange(grid * grid), grid)
+def spatial_spread(p: np.ndarray, grid) -> np.ndarray:
+    """Attention-weighted RMS distance (in patch units) from the distribution's centroid; ``grid`` is the
+    side ``G`` of a square grid or ``(rows, cols)`` (regions row-major)."""
+    rows, cols = as_shape(grid)
+    rr, cc = np.divmod(np.arange(rows * cols), cols)
     p = p / np.maximum(p.sum(-1, keepdims=True), EPS)
     mr, mc = p @ rr, p @ cc
     d2 = (rr - mr[..., None]) ** 2 + (cc - mc[..., None]) ** 2

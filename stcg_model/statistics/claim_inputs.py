@@ -201,7 +201,7 @@ class TokenArrays:
             kind += [g.word_kinds[g.token_word[t]] for t in range(n)]
             ent.append(entropy_bits(W))
             mass.append(top_k_mass(W, top_k))
-            spread.append(spatial_spread(W, g.grid))
+            spread.append(spatial_spread(W, g.grid_shape))
         if not held:
             return None
 

@@ -132,10 +132,14 @@ def tiny_qwen_vl(
     seed: int = 0,
     device: str = "cpu",
     dtype: str | None = None,
+    native: bool = False,
+    min_side: int = 56,
     **kw,
 ):
     """A tiny random Qwen2.5-VL (``version="2.5"``) or Qwen2-VL (``"2"``) with a word-level tokenizer holding
-    Qwen's special tokens, Qwen-Instruct's chat template and images at ``image_side`` pixels, as a ``LoadedModel``."""
+    Qwen's special tokens, Qwen-Instruct's chat template and images at ``image_side`` pixels, as a ``LoadedModel``;
+    ``native``: each image at its own resolution instead (the processor's bounds ``min_side``^2 .. ``image_side``^2
+    pixels: grids from about ``min_side / 28`` to ``image_side / 28`` blocks a side)."""
     from stcg_model.families.qwen_vl.configs import build_model as build_qwen
     from stcg_model.families.qwen_vl.configs import qwen_vl_config
     from stcg_model.families.qwen_vl.loading import prepare
@@ -154,11 +158,11 @@ def tiny_qwen_vl(
         version,
         vocab_size=len(tok),
         token_ids=ids,
-        image_side=image_side,
+        image_side=None if native else image_side,
         pad_token_id=tok.pad_token_id,
         eos_token_id=tok.eos_token_id,
         **kw,
     )
     model = build_qwen(cfg, seed=seed)
-    processor = make_qwen_processor(tok, version, image_side)
+    processor = make_qwen_processor(tok, version, image_side, min_side=min_side if native else None)
     return prepare(model, processor, name=f"tiny-qwen{version}-vl-random", device=device, dtype=dtype)

@@ -74,17 +74,19 @@ def build_qwen_tokenizer(texts: Iterable[str]) -> PreTrainedTokenizerFast:
     )
 
 
-def make_qwen_processor(tokenizer, version: str = "2.5", image_side: int = 112):
-    """Qwen's processor (image half: ``families.qwen_vl.pixels``) with the PIL image processor (patch 14, merge 2,
-    images of ``image_side`` pixels kept as they are) and Qwen-Instruct's chat template."""
+def make_qwen_processor(tokenizer, version: str = "2.5", image_side: int = 112, min_side: int | None = None):
+    """Qwen's processor (image half: ``families.qwen_vl.pixels``) with the PIL image processor (patch 14, merge 2)
+    and Qwen-Instruct's chat template. Its pixel bounds are ``min_side^2 .. image_side^2`` (``min_side`` None:
+    ``image_side``, so any image is resized to about ``image_side^2`` pixels)."""
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     from stcg_model.families.qwen_vl.configs import QWEN_CHAT_TEMPLATE
     from stcg_model.families.qwen_vl.pixels import Qwen2_5_VLImageProcessor, Qwen2VLImageProcessor
 
     px = image_side * image_side
+    lo = px if min_side is None else min_side * min_side
     ip = Qwen2VLImageProcessorPil(
-        size={"shortest_edge": px, "longest_edge": px}, patch_size=14, merge_size=2, temporal_patch_size=2
+        size={"shortest_edge": lo, "longest_edge": px}, patch_size=14, merge_size=2, temporal_patch_size=2
     )
     cls = Qwen2_5_VLImageProcessor if version == "2.5" else Qwen2VLImageProcessor
     return cls(image_processor=ip, tokenizer=tokenizer, chat_template=QWEN_CHAT_TEMPLATE)

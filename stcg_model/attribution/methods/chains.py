@@ -68,10 +68,10 @@ def slots_of(traced: Traced, r: int) -> np.ndarray | None:
     return None if traced.slots is None else traced.slots[r]
 
 
-def identity_slots(traced: Traced) -> torch.Tensor:
-    """(B, Q, Q) identity: with no Q-Former, slot ``k`` is region ``k``."""
-    B, Q = traced.logp.shape[0], len(traced.slots[0])
-    return R.eye_like(B, Q, traced.lm_self[0])
+def identity_slots(traced: Traced) -> list[torch.Tensor]:
+    """Per row the (Q_r, Q_r) identity: with no Q-Former, slot ``k`` is region ``k`` (rows of Qwen-VL at
+    their own resolution have different ``Q_r``)."""
+    return [R.eye_like(1, len(s), traced.lm_self[0])[0] for s in traced.slots]
 
 
 def qformer_relevance(maps: Traced) -> torch.Tensor:
@@ -79,8 +79,8 @@ def qformer_relevance(maps: Traced) -> torch.Tensor:
     return R.qformer_relevance(maps.qformer_self, maps.qformer_cross)
 
 
-def slot_region_relevance(maps: Traced) -> torch.Tensor:
-    """(B, Q, P) slot -> region relevancy: the Q-Former's with the CLS column dropped, NOT renormalised
+def slot_region_relevance(maps: Traced) -> torch.Tensor | list[torch.Tensor]:
+    """(B, Q, P) slot -> region relevancy (indexed by row: per row (Q_r, P_r)): the Q-Former's with the CLS column dropped, NOT renormalised
     (docs/spec.md section 6), or the identity with no Q-Former."""
     return qformer_relevance(maps)[..., 1:] if maps.has_qformer else identity_slots(maps)
 
@@ -118,13 +118,13 @@ def maps_to_regions(maps: Traced, batch: AttributionBatch) -> tuple[list[np.ndar
     for r in range(len(batch)):
         tok_rows, step_rows = token_step_rows(maps.kind, enc_rel, dec_rel, batch, r)
         slots = slots_of(maps, r)
-        Ws.append(R.relevance_to_regions(tok_rows[None], R_qp[r : r + 1], slots)[0].double().cpu().numpy())
-        Ss.append(R.relevance_to_regions(step_rows[None], R_qp[r : r + 1], slots)[0].double().cpu().numpy())
+        Ws.append(R.relevance_to_regions(tok_rows[None], R_qp[r][None], slots)[0].double().cpu().numpy())
+        Ss.append(R.relevance_to_regions(step_rows[None], R_qp[r][None], slots)[0].double().cpu().numpy())
     return Ws, Ss
 
 
 def propagated(abar: Traced, batch) -> tuple[torch.Tensor, list[np.ndarray], list[np.ndarray]]:
-    """``C`` (B, Q, P) and per-row ``W``, ``S`` through the relevancy chain of ``abar`` maps."""
+    """``C`` (B, Q, P; indexed by row) and per-row ``W``, ``S`` through the relevancy chain of ``abar`` maps."""
     C = R.query_patch_map(qformer_relevance(abar)) if abar.has_qformer else identity_slots(abar)
     W, S = maps_to_regions(abar, batch)
     return C, W, S

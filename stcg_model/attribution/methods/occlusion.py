@@ -10,23 +10,30 @@ import torch
 from stcg.images import quantise
 from stcg_model.attribution.base import AttributionMethod, MethodMaps, normalised, register_attribution, subset_batch
 from stcg_model.families.registry import family_for
+from stcg_model.maths.regions import as_shape
 
 
-def occlusion_block_side(grid: int, max_blocks: int = 64) -> int:
-    """The smallest block side ``b`` (in patches) giving at most ``max_blocks`` blocks on a G x G grid."""
+def occlusion_block_side(grid, max_blocks: int = 64) -> int:
+    """The smallest block side ``b`` (in patches) giving at most ``max_blocks`` blocks on a grid (its side
+    ``G`` or ``(rows, cols)``)."""
+    n_rows, n_cols = as_shape(grid)
     b = 1
-    while math.ceil(grid / b) ** 2 > max_blocks:
+    while math.ceil(n_rows / b) * math.ceil(n_cols / b) > max_blocks:
         b += 1
     return b
 
 
-def occlusion_blocks(grid: int, b: int) -> list[np.ndarray]:
-    """Region indices of each b x b block of a G x G grid (row-major; edge blocks may be smaller)."""
+def occlusion_blocks(grid, b: int) -> list[np.ndarray]:
+    """Region indices of each b x b block of a grid (its side ``G`` or ``(rows, cols)``; row-major; edge
+    blocks may be smaller)."""
+    n_rows, n_cols = as_shape(grid)
     blocks = []
-    for r0 in range(0, grid, b):
-        for c0 in range(0, grid, b):
-            rows, cols = np.meshgrid(np.arange(r0, min(r0 + b, grid)), np.arange(c0, min(c0 + b, grid)), indexing="ij")
-            blocks.append((rows * grid + cols).ravel())
+    for r0 in range(0, n_rows, b):
+        for c0 in range(0, n_cols, b):
+            rows, cols = np.meshgrid(
+                np.arange(r0, min(r0 + b, n_rows)), np.arange(c0, min(c0 + b, n_cols)), indexing="ij"
+            )
+            blocks.append((rows * n_cols + cols).ravel())
     return blocks
 
 
@@ -51,8 +58,8 @@ class Occlusion(AttributionMethod):
         jobs = []  # (row, block regions)
         images = []
         for r, (img, grid) in enumerate(zip(batch.images, batch.grids)):
-            b = occlusion_block_side(grid.grid, self.max_blocks)
-            for block in occlusion_blocks(grid.grid, b):
+            b = occlusion_block_side(grid.shape, self.max_blocks)
+            for block in occlusion_blocks(grid.shape, b):
                 jobs.append((r, block))
                 images.append(grid.fill_regions(img.copy(), block, fill))
         logps: list[np.ndarray] = []

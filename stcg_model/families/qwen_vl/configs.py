@@ -32,7 +32,7 @@ def qwen_vl_config(
     version: str = "2.5",
     vocab_size: int = 64,
     token_ids: dict | None = None,
-    image_side: int = 112,
+    image_side: int | None = 112,
     hidden: int = 64,
     layers: int = 2,
     vision_hidden: int = 32,
@@ -43,10 +43,11 @@ def qwen_vl_config(
     eos_token_id: int = 1,
 ):
     """A small Qwen2.5-VL (``version="2.5"``) or Qwen2-VL (``"2"``) config: patch 14, 2 x 2 merge, images at
-    ``image_side`` pixels (``stcg_image_side``: ``(image_side / 28)^2`` image tokens). ``token_ids`` holds
+    ``image_side`` pixels (``stcg_image_side``: ``(image_side / 28)^2`` image tokens), or, with ``image_side``
+    None, each image at its own resolution (as the released checkpoints' configs). ``token_ids`` holds
     ``image_token_id``, ``video_token_id``, ``vision_start_token_id``, ``vision_end_token_id``."""
     head_dim = hidden // heads
-    if head_dim % 2 or image_side % 28:
+    if head_dim % 2 or (image_side or 0) % 28:
         raise ValueError("hidden // heads must be even and image_side a multiple of 28")
     half = head_dim // 2  # M-RoPE splits the rotary half of each head over (t, h, w)
     text = dict(
@@ -87,7 +88,8 @@ def qwen_vl_config(
         cfg.architectures = ["Qwen2VLForConditionalGeneration"]
     else:
         raise ValueError(f"unknown Qwen-VL version {version!r} (2 or 2.5)")
-    cfg.stcg_image_side = image_side
+    if image_side is not None:
+        cfg.stcg_image_side = image_side
     return cfg
 
 

@@ -1,5 +1,6 @@
 """The Qwen2-VL / Qwen2.5-VL family's interface (``stcg_model.families.registry``): what the family-blind platform
-calls. Images run at one square side (``pixels.image_side``), so every image has ``G x G`` merged blocks."""
+calls. Each image runs at its own resolution with its own ``rows x cols`` grid of merged blocks
+(``pixels.QwenPixels.grid_shape``), unless the config fixes one square side (``stcg_image_side``)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,20 @@ import torch
 
 from stcg_model.families.qwen_vl.loading import load, weightless
 from stcg_model.families.qwen_vl.passes import passes_for
-from stcg_model.families.qwen_vl.pixels import QwenPixels, image_side, unit
+from stcg_model.families.qwen_vl.pixels import QwenPixels, fixed_side, unit
 
 
-def grid_side(config) -> int:
-    """The region grid side ``G``: merged 2 x 2 patch blocks per side of the square image."""
-    return image_side(config) // unit(config)
+def grid_side(config) -> int | None:
+    """The region grid side ``G`` of a fixed square side (merged 2 x 2 patch blocks per side); None: each
+    image has its own grid."""
+    side = fixed_side(config)
+    return None if side is None else side // unit(config)
 
 
-def image_slots(config) -> int:
-    """``Q = G * G``: one ``<|image_pad|>`` slot per merged block."""
-    return grid_side(config) ** 2
+def image_slots(config) -> int | None:
+    """``Q = G * G`` at a fixed side: one ``<|image_pad|>`` slot per merged block; None: it varies per image."""
+    g = grid_side(config)
+    return None if g is None else g * g
 
 
 def hook_layer_counts(config) -> dict[str, int]:
@@ -37,8 +41,9 @@ def cascade(model) -> list[torch.nn.Module]:
 
 
 def pixel_preprocessor(lm) -> QwenPixels:
-    """Images -> (N, n, C * t * p * p) patches at the config's square side (``pixels.QwenPixels``)."""
-    return QwenPixels(lm.processor.image_processor, image_side(lm.model.config))
+    """Images -> (N, n_max, C * t * p * p) patches, each image's grid by ``grid_shape`` (``pixels.QwenPixels``)."""
+    cfg = lm.model.config
+    return QwenPixels(lm.processor.image_processor, fixed_side(cfg), unit(cfg))
 
 
 __all__ = [
