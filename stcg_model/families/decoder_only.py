@@ -24,7 +24,7 @@ import torch
 from stcg_model.families.capture import AttentionCapture, HookPoint, recorded_maps
 from stcg_model.families.inputs import Row, TokenIds
 from stcg_model.families.passes import ModelPasses, PassResult
-from stcg_model.families.teacher_forcing import answer_labels, causal_positions, causal_sequences, pad_ids
+from stcg_model.families.teacher_forcing import answer_labels, answer_rows, causal_sequences, pad_ids
 from stcg_model.families.traced import Traced
 
 
@@ -134,18 +134,18 @@ class SlotDecoderPasses(ModelPasses):
     def teacher_forced(
         self, prompt_ids: Sequence[Sequence[int]], feats: torch.Tensor, answers: Sequence[list[int]]
     ) -> list[np.ndarray]:
-        """One causal pass over ``[prompt | answer[:-1]]`` (right-padded); per row the (T_r,) log p."""
+        """One causal pass over ``[prompt | answer[:-1]]`` (right-padded); per row the (T_r,) log p. The head
+        runs on the answer rows only (``answer_rows``): over every prompt position (LLaVA-1.5: ~600, Qwen-VL:
+        hundreds to thousands) the vocabulary's logits would dominate the pass's memory."""
         seqs = causal_sequences(prompt_ids, answers)
-        out = self.causal_lm()(
-            **self.embed(seqs, feats, left_pad=False, prompt_ids=prompt_ids), return_dict=True, use_cache=False
-        )
+        inputs = self.embed(seqs, feats, left_pad=False, prompt_ids=prompt_ids)
+        keep = answer_rows(prompt_ids, answers, inputs["inputs_embeds"].device)
+        out = self.causal_lm()(**inputs, return_dict=True, use_cache=False, logits_to_keep=keep)
         result = []
-        for r, (p, a) in enumerate(zip(prompt_ids, answers)):
-            pos = causal_positions(len(p), len(a), out.logits.device)
+        for r, a in enumerate(answers):
             tgt = torch.arange(len(a), device=out.logits.device), torch.tensor(a, device=out.logits.device)
-            # float64 (p(y) near 1 keeps its drops) on the T answer rows only: over every prompt position
-            # (LLaVA-1.5: ~600) the float64 vocabulary would dominate the pass's memory
-            result.append(out.logits[r, pos].double().log_softmax(-1)[tgt].cpu().numpy())
+            # float64 (p(y) near 1 keeps its drops)
+            result.append(out.logits[r, : len(a)].double().log_softmax(-1)[tgt].cpu().numpy())
         return result
 
     @torch.no_grad()
@@ -184,18 +184,17 @@ class SlotDecoderPasses(ModelPasses):
                 input_ids=ids,
                 attention_mask=am,
                 return_dict=True,
+                logits_to_keep=answer_rows(prompt_ids, answers, dev),  # (B, T_max): the answer rows only
                 **self.model_inputs(pixel_values, prompt_ids),
                 **({} if pos is None else {"position_ids": pos}),
             )
-        raw = out.logits[:, -ids.shape[1] :]  # some versions return logits for the text positions only
         B, T = step_mask.shape
         logp = torch.zeros((B, T), device=dev, dtype=torch.float64)
         logit = torch.zeros((B, T), device=dev, dtype=out.logits.dtype)
-        for r, (p, a) in enumerate(zip(prompt_ids, answers)):
-            pos, tgt = causal_positions(len(p), len(a), dev), torch.tensor(a, device=dev)
-            steps = torch.arange(len(a), device=dev)
-            logp[r, : len(a)] = raw[r, pos].double().log_softmax(-1)[steps, tgt]  # the answer rows only
-            logit[r, : len(a)] = raw[r, pos, tgt]
+        for r, a in enumerate(answers):
+            tgt, steps = torch.tensor(a, device=dev), torch.arange(len(a), device=dev)
+            logp[r, : len(a)] = out.logits[r, : len(a)].double().log_softmax(-1)[steps, tgt]
+            logit[r, : len(a)] = out.logits[r, steps, tgt]
         got = lambda name: list(maps.get(name, []))  # noqa: E731
         return Traced(
             got("qformer.self"),

@@ -56,6 +56,15 @@ def causal_positions(prompt_len: int, answer_len: int, device=None) -> torch.Ten
     return torch.arange(prompt_len - 1, prompt_len - 1 + answer_len, device=device)
 
 
+def answer_rows(prompt_ids: Sequence[Sequence[int]], answers: Sequence[list[int]], device=None) -> torch.Tensor:
+    """(B, T_max) per row the positions ``L_r - 1 .. L_r - 2 + T_r`` that predict its answer (``causal_positions``),
+    shorter rows repeating their last one: the ``logits_to_keep`` of a causal pass, so the language model head
+    runs on the answer rows only, never on every prompt position."""
+    T = max(len(a) for a in answers)
+    rows = [[len(p) - 1 + min(t, len(a) - 1) for t in range(T)] for p, a in zip(prompt_ids, answers)]
+    return torch.tensor(rows, dtype=torch.long, device=device)
+
+
 def gather_labels(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """(B, T) ``logits[b, t, labels[b, t]]`` (labels -1 read token 0; callers mask those steps)."""
     return logits.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
