@@ -27,7 +27,7 @@ from stcg_model.families.registry import (
 
 SUPPORTED = (
     "supported: BLIP-2 (Blip2ForConditionalGeneration), InstructBLIP (InstructBlipForConditionalGeneration), "
-    "LLaVA (LlavaForConditionalGeneration), "
+    "LLaVA / VipLlava (LlavaForConditionalGeneration, VipLlavaForConditionalGeneration), "
     "Qwen2-VL / Qwen2.5-VL (Qwen2VLForConditionalGeneration, Qwen2_5_VLForConditionalGeneration)"
 )
 

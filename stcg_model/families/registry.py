@@ -112,9 +112,9 @@ BUILTINS = (
     ),
     ModelFamily(
         "llava",
-        "LLaVA",
-        ("llava",),
-        ("LlavaForConditionalGeneration",),
+        "LLaVA / VipLlava",
+        ("llava", "vipllava"),
+        ("LlavaForConditionalGeneration", "VipLlavaForConditionalGeneration"),
         "stcg_model.families.llava.family",
     ),
     ModelFamily(

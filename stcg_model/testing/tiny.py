@@ -106,7 +106,8 @@ def tiny_llava(
     dtype: str | None = None,
     **kw,
 ):
-    """A tiny random LLaVA (CLIP + Llama) with a word-level tokenizer and LLaVA processor, as a ``LoadedModel``."""
+    """A tiny random LLaVA (CLIP + Llama) with a word-level tokenizer and LLaVA processor, as a ``LoadedModel``
+    (``vip=True`` in ``kw``: a VipLlava, the features of the last two vision layers concatenated)."""
     from stcg_model.families.llava.configs import build_model as build_llava
     from stcg_model.families.llava.configs import llava_config
     from stcg_model.families.llava.loading import prepare
@@ -122,7 +123,8 @@ def tiny_llava(
     )
     model = build_llava(cfg, seed=seed)
     processor = make_llava_processor(tok, image_size, patch_size)
-    return prepare(model, processor, name="tiny-llava-random", device=device, dtype=dtype)
+    name = "tiny-vipllava-random" if kw.get("vip") else "tiny-llava-random"
+    return prepare(model, processor, name=name, device=device, dtype=dtype)
 
 
 def tiny_qwen_vl(

@@ -6,7 +6,14 @@ tokenizer whose ``<image>`` is one special token and a chat template in LLaVA-1.
 from __future__ import annotations
 
 import torch
-from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+from transformers import (
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    VipLlavaConfig,
+    VipLlavaForConditionalGeneration,
+)
 
 from stcg_model.families.text_configs import tiny_llama
 
@@ -33,9 +40,12 @@ def llava_config(
     eos_token_id: int = 1,
     bos_token_id: int = 3,
     max_positions: int = 256,
-    vision_feature_layer: int = -2,
-) -> LlavaConfig:
-    """A small LLaVA config; ``image_size // patch_size`` is the region grid side (one slot per patch)."""
+    vision_feature_layer: int | list[int] = -2,
+    vip: bool = False,
+) -> LlavaConfig | VipLlavaConfig:
+    """A small LLaVA config; ``image_size // patch_size`` is the region grid side (one slot per patch). ``vip``:
+    a VipLlava config instead (``VipLlavaForConditionalGeneration``: the patch features of several vision
+    layers, ``vision_feature_layer`` a list, concatenated and projected through a layer norm and an MLP)."""
     if image_size % patch_size:
         raise ValueError("image_size must be a multiple of patch_size")
     vision = CLIPVisionConfig(
@@ -48,6 +58,17 @@ def llava_config(
         projection_dim=hidden,
     )
     text = tiny_llama(vocab_size, hidden, layers, heads, pad_token_id, eos_token_id, bos_token_id, max_positions)
+    if vip:
+        cfg = VipLlavaConfig(
+            vision_config=vision.to_dict(),
+            text_config=text.to_dict(),
+            image_token_id=image_token_id,
+            projector_hidden_act="gelu",
+            vision_feature_layer=vision_feature_layer if isinstance(vision_feature_layer, list) else [-2, -1],
+            image_seq_length=(image_size // patch_size) ** 2,
+        )
+        cfg.architectures = ["VipLlavaForConditionalGeneration"]
+        return cfg
     cfg = LlavaConfig(
         vision_config=vision.to_dict(),
         text_config=text.to_dict(),
@@ -61,10 +82,15 @@ def llava_config(
     return cfg
 
 
-def build_model(config: LlavaConfig, seed: int = 0) -> LlavaForConditionalGeneration:
+def model_class(config) -> type:
+    """The conditional-generation class of a LLaVA-family config (LLaVA or VipLlava)."""
+    return VipLlavaForConditionalGeneration if config.model_type == "vipllava" else LlavaForConditionalGeneration
+
+
+def build_model(config: LlavaConfig | VipLlavaConfig, seed: int = 0):
     """A randomly initialised model in eval mode."""
     torch.manual_seed(seed)
-    return LlavaForConditionalGeneration(config).eval()
+    return model_class(config)(config).eval()
 
 
 def llava_1_5_7b_config() -> LlavaConfig:

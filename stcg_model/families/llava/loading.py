@@ -1,11 +1,13 @@
-"""Load a LLaVA checkpoint (``LlavaForConditionalGeneration`` + its processor) ready for attention capture."""
+"""Load a LLaVA-family checkpoint (``LlavaForConditionalGeneration`` or ``VipLlavaForConditionalGeneration``, with
+its processor) ready for attention capture."""
 
 from __future__ import annotations
 
 import torch
-from transformers import AutoProcessor, LlavaForConditionalGeneration
+from transformers import AutoConfig, AutoProcessor, LlavaForConditionalGeneration
 
 from stcg_model.families.capture import register_capture_attention
+from stcg_model.families.llava.configs import model_class
 from stcg_model.families.loading import LoadedModel, resolve_device, resolve_dtype
 
 
@@ -34,7 +36,8 @@ def prepare(
 
 def load(source: str, device: torch.device, dtype: torch.dtype, name: str) -> LoadedModel:
     """``from_pretrained`` of model and processor from ``source`` (a folder or hub id), on ``device`` in ``dtype``."""
-    model = LlavaForConditionalGeneration.from_pretrained(source, dtype=dtype, attn_implementation="eager")
+    config = AutoConfig.from_pretrained(source)
+    model = model_class(config).from_pretrained(source, dtype=dtype, attn_implementation="eager")
     use_capture_attention(model)
     processor = AutoProcessor.from_pretrained(source)
     return LoadedModel(model=model.to(device).eval(), processor=processor, name=name, device=device, dtype=dtype)
@@ -43,7 +46,7 @@ def load(source: str, device: torch.device, dtype: torch.dtype, name: str) -> Lo
 def weightless(config, source: str, name: str) -> LoadedModel:
     """The architecture of ``config`` on the ``meta`` device (no weights) with the processor of ``source``."""
     with torch.device("meta"):
-        model = LlavaForConditionalGeneration(config)
+        model = model_class(config)(config)
     processor = AutoProcessor.from_pretrained(source)
     return LoadedModel(
         model=model.eval(), processor=processor, name=name, device=torch.device("cpu"), dtype=torch.float32
