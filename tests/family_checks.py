@@ -86,3 +86,30 @@ def assert_occlusion_finds(region: int, lm, batch: AttributionBatch) -> None:
     assert int(np.argmax(m.region)) == region
     assert abs(m.region[region] - 1.0) < 1e-6
     assert np.abs(np.delete(m.region, region)).max() < 1e-6
+
+
+def assert_engine_batched_equals_one_by_one(eng, examples, batch_size: int = 4) -> list:
+    """Every array, answer and perturbed answer of ``examples`` explained ``batch_size`` at a time equal those of
+    each explained alone (2e-5); returns the batched graphs."""
+    batched = eng.explain(examples, batch_size=batch_size)
+    for ex, g in zip(examples, batched):
+        one = eng.explain([ex], batch_size=1)[0]
+        assert one.answer == g.answer and one.perturbed_answers == g.perturbed_answers
+        for name, x in g.arrays().items():
+            np.testing.assert_allclose(x, one.arrays()[name], atol=2e-5, err_msg=name)
+    return batched
+
+
+def qwen_generate_ids(lm, eng, enc) -> list[int]:
+    """Qwen's own greedy ``generate`` on processor inputs ``enc`` of one row (at least 2 new tokens, the
+    placeholder banned), as the engine's answer ids; the model's cached M-RoPE offsets are reset after."""
+    gen = lm.model.generate(
+        **enc,
+        max_new_tokens=eng.max_new_tokens,
+        min_new_tokens=2,
+        do_sample=False,
+        pad_token_id=eng.pad_id,
+        suppress_tokens=eng.passes.banned_tokens(),
+    )
+    lm.model.model.rope_deltas = None
+    return eng.passes.trim_answer(gen[0, enc["input_ids"].shape[1] :].tolist())

@@ -22,6 +22,7 @@ from stcg_model.testing.tiny import tiny_instructblip
 from tests.attribution_reference import reference_copy
 from tests.family_checks import (
     assert_batched_equals_one_by_one,
+    assert_engine_batched_equals_one_by_one,
     assert_equals_reference,
     assert_occlusion_finds,
     attribution_batch,
@@ -172,12 +173,8 @@ def test_greedy_answer_equals_the_models_own_generate(ib):
 def test_batched_equals_one_by_one_and_perturbed_passes_align(ib):
     lm, eng = ib
     exs = _examples(4)  # different question lengths: the Q-Former's instructions are padded too
-    batched = eng.explain(exs, batch_size=4)
-    for ex, g in zip(exs, batched):
-        one = eng.explain([ex], batch_size=1)[0]
-        assert one.answer == g.answer and one.perturbed_answers == g.perturbed_answers
-        for name, x in g.arrays().items():
-            np.testing.assert_allclose(x, one.arrays()[name], atol=2e-5, err_msg=name)
+    batched = assert_engine_batched_equals_one_by_one(eng, exs)
+    for g in batched:
         assert g.dS.shape == (len(g.perturbations), len(g.answer_tokens), 16) and g.dW.shape[1:] == g.W.shape
 
 

@@ -20,6 +20,7 @@ from stcg_model.testing.tiny import tiny_llava
 from tests.attribution_reference import reference_copy
 from tests.family_checks import (
     assert_batched_equals_one_by_one,
+    assert_engine_batched_equals_one_by_one,
     assert_equals_reference,
     assert_occlusion_finds,
     attribution_batch,
@@ -138,15 +139,9 @@ def test_greedy_answer_equals_llavas_own_generate(llava):
 def test_batched_equals_one_by_one_and_perturbed_passes_align(llava):
     lm, eng = llava
     exs = _examples(4)  # different question lengths: left padding in generate, right when teacher-forced
-    batched = eng.explain(exs, batch_size=4)
-    for ex, g in zip(exs, batched):
-        one = eng.explain([ex], batch_size=1)[0]
-        assert one.answer == g.answer and one.perturbed_answers == g.perturbed_answers
-        for name, x in g.arrays().items():
-            np.testing.assert_allclose(x, one.arrays()[name], atol=2e-5, err_msg=name)
-        T = len(g.answer_tokens)
-        # every perturbation teacher-forces the clean answer: its step arrays have the clean steps
-        assert g.dS.shape == (len(g.perturbations), T, 16) and g.dW.shape[1:] == g.W.shape
+    batched = assert_engine_batched_equals_one_by_one(eng, exs)
+    for g in batched:  # every perturbation teacher-forces the clean answer: its step arrays have the clean steps
+        assert g.dS.shape == (len(g.perturbations), len(g.answer_tokens), 16) and g.dW.shape[1:] == g.W.shape
 
 
 @pytest.mark.parametrize("method", ["rollout", "relevancy"])

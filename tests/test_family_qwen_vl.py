@@ -23,10 +23,12 @@ from stcg_model.testing.tiny import tiny_qwen_vl
 from tests.attribution_reference import reference_copy
 from tests.family_checks import (
     assert_batched_equals_one_by_one,
+    assert_engine_batched_equals_one_by_one,
     assert_equals_reference,
     assert_occlusion_finds,
     attribution_batch,
     planted_images,
+    qwen_generate_ids,
 )
 
 QUESTIONS = ["What color is the shape?", "is the triangle blue?", "what shape is in the image?"]
@@ -170,28 +172,14 @@ def test_greedy_answer_equals_the_models_own_generate(qwen):
     lm, eng = qwen
     ex_in = _examples(3)[2]
     g = eng.explain([ex_in])[0]
-    enc = _processor_inputs(lm, eng, eng._prepare(ex_in))
-    gen = lm.model.generate(
-        **enc,
-        max_new_tokens=eng.max_new_tokens,
-        min_new_tokens=2,
-        do_sample=False,
-        pad_token_id=eng.pad_id,
-        suppress_tokens=eng.passes.banned_tokens(),
-    )
-    lm.model.model.rope_deltas = None
-    assert eng.passes.trim_answer(gen[0, enc["input_ids"].shape[1] :].tolist()) == _ids(eng, g)
+    assert qwen_generate_ids(lm, eng, _processor_inputs(lm, eng, eng._prepare(ex_in))) == _ids(eng, g)
 
 
 def test_batched_equals_one_by_one_and_perturbed_passes_align(qwen):
     lm, eng = qwen
     exs = _examples(4)  # different question lengths: left padding in generate, right when teacher-forced
-    batched = eng.explain(exs, batch_size=4)
-    for ex, g in zip(exs, batched):
-        one = eng.explain([ex], batch_size=1)[0]
-        assert one.answer == g.answer and one.perturbed_answers == g.perturbed_answers
-        for name, x in g.arrays().items():
-            np.testing.assert_allclose(x, one.arrays()[name], atol=2e-5, err_msg=name)
+    batched = assert_engine_batched_equals_one_by_one(eng, exs)
+    for g in batched:
         assert g.dS.shape == (len(g.perturbations), len(g.answer_tokens), 16) and g.dW.shape[1:] == g.W.shape
 
 

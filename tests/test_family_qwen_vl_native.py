@@ -23,9 +23,11 @@ from stcg_model.testing.tiny import tiny_qwen_vl
 from tests.attribution_reference import reference_copy
 from tests.family_checks import (
     assert_batched_equals_one_by_one,
+    assert_engine_batched_equals_one_by_one,
     assert_equals_reference,
     assert_occlusion_finds,
     attribution_batch,
+    qwen_generate_ids,
 )
 from tests.test_family_qwen_vl import _reference_attention
 
@@ -161,17 +163,7 @@ def test_greedy_answers_equal_the_models_own_generate_and_stcg_eval(native):
     exs = _examples()
     graphs = eng.explain(exs, batch_size=4)
     for ex_in, g in zip(exs, graphs):
-        enc = _processor_inputs(lm, eng, [eng._prepare(ex_in)])
-        gen = lm.model.generate(
-            **enc,
-            max_new_tokens=eng.max_new_tokens,
-            min_new_tokens=2,
-            do_sample=False,
-            pad_token_id=eng.pad_id,
-            suppress_tokens=eng.passes.banned_tokens(),
-        )
-        lm.model.model.rope_deltas = None
-        assert eng.passes.trim_answer(gen[0, enc["input_ids"].shape[1] :].tolist()) == _ids(eng, g)
+        assert qwen_generate_ids(lm, eng, _processor_inputs(lm, eng, [eng._prepare(ex_in)])) == _ids(eng, g)
     plain = STCGEngine.from_config(lm, EngineConfig(deletion_steps=0, max_new_tokens=4, perturbations="center_mask"))
     want = [g.answer for g in plain.explain(exs)]
     assert greedy_answers(lm, [e.image for e in exs], [e.question for e in exs], 4) == want
@@ -180,12 +172,7 @@ def test_greedy_answers_equal_the_models_own_generate_and_stcg_eval(native):
 def test_batched_equals_one_by_one_on_mixed_grids(native):
     lm, eng = native
     exs = _examples()
-    batched = eng.explain(exs, batch_size=4)
-    for ex, g in zip(exs, batched):
-        one = eng.explain([ex], batch_size=1)[0]
-        assert one.answer == g.answer and one.perturbed_answers == g.perturbed_answers
-        for name, x in g.arrays().items():
-            np.testing.assert_allclose(x, one.arrays()[name], atol=2e-5, err_msg=name)
+    assert_engine_batched_equals_one_by_one(eng, exs)
 
 
 def _batch(eng, seed: int = 0):
