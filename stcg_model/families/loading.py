@@ -108,6 +108,17 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device, is_t5: 
     return resolved
 
 
+def placed(model, processor, name: str, device, dtype, use_capture_attention) -> LoadedModel:
+    """An already built ``model`` on its device (``resolve_device``) and dtype (``resolve_dtype``) in eval mode,
+    with the family's capture attention (``use_capture_attention(model)``), as a ``LoadedModel``."""
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev, bool(model.config.text_config.is_encoder_decoder))
+    use_capture_attention(model)
+    return LoadedModel(
+        model=model.to(device=dev, dtype=dt).eval(), processor=processor, name=name, device=dev, dtype=dt
+    )
+
+
 def _where(name: str) -> tuple[Path, str]:
     """(local path, what to pass to ``from_pretrained``) of a hub id, folder or shipped name; one-line errors."""
     name = embedded(name)

@@ -8,7 +8,7 @@ import torch
 from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
 from stcg_model.families.capture import register_capture_attention
-from stcg_model.families.loading import LoadedModel, resolve_device, resolve_dtype
+from stcg_model.families.loading import LoadedModel, placed
 
 
 def use_capture_attention(model: Blip2ForConditionalGeneration) -> Blip2ForConditionalGeneration:
@@ -29,11 +29,7 @@ def prepare(
     dtype: str | torch.dtype | None = None,
 ) -> LoadedModel:
     """Put an already built model on its device/dtype with capture attention (``use_capture_attention``)."""
-    dev = resolve_device(device)
-    dt = resolve_dtype(dtype, dev, bool(model.config.text_config.is_encoder_decoder))
-    use_capture_attention(model)
-    model = model.to(device=dev, dtype=dt).eval()
-    return LoadedModel(model=model, processor=processor, name=name, device=dev, dtype=dt)
+    return placed(model, processor, name, device, dtype, use_capture_attention)
 
 
 def load(

@@ -8,7 +8,7 @@ from transformers import AutoConfig, AutoProcessor, LlavaForConditionalGeneratio
 
 from stcg_model.families.capture import register_capture_attention
 from stcg_model.families.llava.configs import model_class
-from stcg_model.families.loading import LoadedModel, resolve_device, resolve_dtype
+from stcg_model.families.loading import LoadedModel, placed
 
 
 def use_capture_attention(model: LlavaForConditionalGeneration) -> LlavaForConditionalGeneration:
@@ -27,11 +27,7 @@ def prepare(
     dtype: str | torch.dtype | None = None,
 ) -> LoadedModel:
     """Put an already built model on its device/dtype with capture attention (``use_capture_attention``)."""
-    dev = resolve_device(device)
-    dt = resolve_dtype(dtype, dev, False)
-    use_capture_attention(model)
-    model = model.to(device=dev, dtype=dt).eval()
-    return LoadedModel(model=model, processor=processor, name=name, device=dev, dtype=dt)
+    return placed(model, processor, name, device, dtype, use_capture_attention)
 
 
 def load(source: str, device: torch.device, dtype: torch.dtype, name: str) -> LoadedModel:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from stcg_model.families.capture import register_capture_attention
-from stcg_model.families.loading import LoadedModel, resolve_device, resolve_dtype
+from stcg_model.families.loading import LoadedModel, placed
 from stcg_model.families.qwen_vl.configs import model_class
 from stcg_model.families.qwen_vl.pixels import Qwen2_5_VLImageProcessor, Qwen2VLImageProcessor
 
@@ -26,11 +26,7 @@ def use_capture_attention(model):
 
 def prepare(model, processor, name: str, device: str | torch.device = "auto", dtype=None) -> LoadedModel:
     """Put an already built model on its device/dtype with capture attention (``use_capture_attention``)."""
-    dev = resolve_device(device)
-    dt = resolve_dtype(dtype, dev, False)
-    use_capture_attention(model)
-    model = model.to(device=dev, dtype=dt).eval()
-    return LoadedModel(model=model, processor=processor, name=name, device=dev, dtype=dt)
+    return placed(model, processor, name, device, dtype, use_capture_attention)
 
 
 def load(source: str, device: torch.device, dtype: torch.dtype, name: str) -> LoadedModel:
