@@ -260,3 +260,21 @@ def test_stcg_explain_prints_rows_and_columns_of_a_wide_grid(native, tmp_path):
 
     assert STCGraph.load(tmp_path / "out" / "graph.safetensors").grid_shape == (3, 5)
     assert (tmp_path / "out" / "wide__methods.png").exists()
+
+
+def test_a_weightless_host_engine_prepares_the_same_batch(native, tmp_path):
+    """Ray's read tasks prepare batches on a weightless engine (the model on the meta device, the processor
+    loaded): its grids, prompt ids and padded patches equal the loaded engine's, and pickle with their grids."""
+    from ingest.drivers.ray_stages import host_engine
+
+    lm, eng = native
+    lm.model.save_pretrained(tmp_path)
+    lm.processor.save_pretrained(tmp_path)
+    host = host_engine(str(tmp_path), EngineConfig(seed=7, deletion_steps=3, max_new_tokens=4))
+    assert {p.device.type for p in host.model.parameters()} == {"meta"}
+    exs = _examples()
+    a, b = eng.prepare_batch(exs), pickle.loads(pickle.dumps(host.prepare_batch(exs)))
+    assert [p.grid for p in a.prepared] == [p.grid for p in b.prepared]
+    assert [eng.passes.prompt_ids(p) for p in a.prepared] == [host.passes.prompt_ids(p) for p in b.prepared]
+    assert [host.passes.prompt_ids(p).grid_thw for p in b.prepared] == [(1, 2 * r, 2 * c) for r, c in GRIDS]
+    assert torch.equal(a.pixel_values, b.pixel_values) and a.pixel_values.shape[0] == len(a.rows)
