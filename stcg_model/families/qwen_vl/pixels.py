@@ -27,9 +27,6 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_res
 from stcg.images import quantise
 from stcg_model.families.blip2.pixels import thread_map
 
-DEFAULT_SIDE = 448
-"""The square side of ``image_side`` when asked for one with no ``stcg_image_side`` in the config."""
-
 
 def unit(config) -> int:
     """Pixels per side of one merged block (region): ``patch_size * spatial_merge_size`` (28 when released)."""
@@ -44,11 +41,6 @@ def fixed_side(config) -> int | None:
     if not side:
         return None
     return max(unit(config), int(side) // unit(config) * unit(config))
-
-
-def image_side(config) -> int:
-    """``fixed_side``, else ``DEFAULT_SIDE`` (what the memory benchmark builds a square input of)."""
-    return fixed_side(config) or max(unit(config), DEFAULT_SIDE // unit(config) * unit(config))
 
 
 def pixel_bounds(image_processor) -> tuple[int, int]:
