@@ -17,7 +17,8 @@ one stack at a time, so the cost per layer is measured and the full depth extrap
 LLaVA-1.5-7B (CLIP ViT-L/14-336: 577 positions, 24 layers; Llama-2-7B: 32 layers; 576 image slots),
 BLIP-2 flan-t5-xl (ViT-g 39, Q-Former 12, T5 24 + 24), InstructBLIP-Vicuna-7B (ViT-g 39, Q-Former 12 reading
 the instruction, Llama 32) and Qwen2.5-VL-7B (windowed ViT 32 at 448 px: 1,024 patches, 256 image tokens;
-Qwen2-7B 28 layers). The whole models (4-8B parameters) are not built on 2 shared cores.
+Qwen2-7B 28 layers; ``qwen_vl_native``: a 640 x 480 image at its own resolution under the released pixel
+bounds, 1,564 patches, 391 image tokens). The whole models (4-8B parameters) are not built on 2 shared cores.
 
 ``--part device`` (the GPU step, ``benchmarks/gpu_session.sh families``): the whole full-size models
 (every layer, random bfloat16 weights) on ``--device``: STCG build vs bare generate as in ``speed``,
@@ -59,13 +60,14 @@ def tiny_models() -> dict:
     }
 
 
-def examples(n: int, size: int = 224, seed: int = 0):
+def examples(n: int, size: int | tuple[int, int] = 224, seed: int = 0):
+    """``n`` random images of ``size`` pixels (a side, or (width, height)) with the benchmark's question."""
     from stcg_model.engine.core import VQAInput
 
+    w, h = (size, size) if isinstance(size, int) else size
     rng = np.random.default_rng(seed)
     return [
-        VQAInput(f"ex{i}", Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)), QUESTION)
-        for i in range(n)
+        VQAInput(f"ex{i}", Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)), QUESTION) for i in range(n)
     ]
 
 
@@ -247,9 +249,11 @@ def instructblip_at(vision: int, qformer: int, lm_layers: int, device: str = "cp
     return prepare(model, make_instructblip_processor(tok, qtok, 224, 32), name, device, "bfloat16")
 
 
-def qwen_at(vision: int, lm_layers: int, device: str = "cpu", side: int = 448):
+def qwen_at(vision: int, lm_layers: int, device: str = "cpu", side: int | None = 448):
     """``Qwen/Qwen2.5-VL-7B-Instruct``'s architecture at the given depths, random bfloat16 weights, images at
-    ``side`` pixels (448: 16 x 16 merged blocks, 256 image tokens)."""
+    ``side`` pixels (448: 16 x 16 merged blocks, 256 image tokens), or with ``side`` None at their own
+    resolution under the released processor's pixel bounds (56^2 .. 3584^2: a 640 x 480 image is 23 x 17
+    merged blocks, 391 image tokens)."""
     from stcg_model.families.qwen_vl.configs import build_model, qwen2_5_vl_7b_config
     from stcg_model.families.qwen_vl.loading import prepare
     from stcg_model.training.tokenizer import build_qwen_tokenizer, make_qwen_processor
@@ -258,7 +262,8 @@ def qwen_at(vision: int, lm_layers: int, device: str = "cpu", side: int = 448):
     cfg.vision_config.depth = vision
     cfg.vision_config.fullatt_block_indexes = [vision - 1]
     cfg.text_config.num_hidden_layers = lm_layers
-    cfg.stcg_image_side = side
+    if side is not None:
+        cfg.stcg_image_side = side
     tok = build_qwen_tokenizer([QUESTION, "you are a helpful assistant . system user red blue green yes no"])
     with torch.device(device):
         model = build_model(cfg, seed=0).to(torch.bfloat16)
@@ -266,10 +271,17 @@ def qwen_at(vision: int, lm_layers: int, device: str = "cpu", side: int = 448):
                    ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>")):  # fmt: skip
         setattr(model.config, key, tok.convert_tokens_to_ids(t))  # the word-level tokenizer's ids
     name = f"qwen2.5-vl-7b-architecture-random:{vision},{lm_layers}"
-    return prepare(model, make_qwen_processor(tok, "2.5", side), name, device, "bfloat16")
+    processor = make_qwen_processor(tok, "2.5", side) if side else make_qwen_processor(tok, "2.5", 3584, min_side=56)
+    return prepare(model, processor, name, device, "bfloat16")
 
 
-def peak_of_explain(lm, new_tokens: int) -> tuple[int, float]:
+NATIVE_IMAGE = (640, 480)
+"""(width, height) of the image of the native-resolution Qwen memory case: a COCO image's usual size."""
+
+
+def peak_of_explain(lm, new_tokens: int, image: tuple[int, int] | None = None) -> tuple[int, float]:
+    """Peak bytes and seconds of ``explain_batch`` of one example: a square image at the model's side, or
+    ``image`` (width, height)."""
     import gc
     import sys
 
@@ -281,8 +293,11 @@ def peak_of_explain(lm, new_tokens: int) -> tuple[int, float]:
 
     eng = STCGEngine.from_config(lm, EngineConfig(perturbations="all", deletion_steps=0, max_new_tokens=new_tokens))
     eng.min_new_tokens = new_tokens
-    side = int(lm.processor.image_processor.size.get("height") or getattr(eng.pixels, "side", 224))
-    exs = examples(1, size=side)
+    if image is None:
+        side = int(lm.processor.image_processor.size.get("height") or getattr(eng.pixels, "side", None) or 224)
+        exs = examples(1, size=side)
+    else:
+        exs = examples(1, size=image)
     host = eng.prepare_batch(exs)
     peak, _, secs = torch_peak(lambda: eng.explain_batch(exs, host))
     eng.close()
@@ -307,6 +322,17 @@ def memory(new_tokens: int, families=("llava", "blip2"), save=lambda result: Non
             "qwen2.5-vl-7b",
             lambda: stacks_memory("qwen_vl", qwen_at, {"vision": 32, "lm": 28}, (1, 1), new_tokens),
         ),
+        "qwen_vl_native": (
+            "qwen2.5-vl-7b-native-640x480",
+            lambda: stacks_memory(
+                "qwen_vl_native",
+                lambda v, n: qwen_at(v, n, side=None),
+                {"vision": 32, "lm": 28},
+                (1, 1),
+                new_tokens,
+                image=NATIVE_IMAGE,
+            ),
+        ),
     }
     for family in families:
         name, run = measure[family]
@@ -315,7 +341,7 @@ def memory(new_tokens: int, families=("llava", "blip2"), save=lambda result: Non
     return out
 
 
-def stacks_memory(label: str, build, full: dict, base: tuple, new_tokens: int) -> dict:
+def stacks_memory(label: str, build, full: dict, base: tuple, new_tokens: int, image=None) -> dict:
     """Peak at the ``base`` depths (one per stack of ``full``, in order), then with 2 more layers in one stack at a
     time; the full depth extrapolated linearly from the per-layer costs."""
     gib = 2**30
@@ -325,7 +351,7 @@ def stacks_memory(label: str, build, full: dict, base: tuple, new_tokens: int) -
         cases[f"{stack}+2"] = tuple(d + 2 if j == i else d for j, d in enumerate(base))
     for key, depths in cases.items():
         lm = build(*depths)
-        peak, secs = peak_of_explain(lm, new_tokens)
+        peak, secs = peak_of_explain(lm, new_tokens, image)
         meas[key] = {"depths": depths, "peak_bytes": peak, "seconds": round(secs, 1)}
         print(label, key, round(peak / gib, 3), "GiB", flush=True)
         del lm
@@ -392,7 +418,7 @@ def main() -> None:
     ap.add_argument(
         "--families",
         default=None,
-        help="memory: families measured (llava,blip2,instructblip,qwen_vl; default llava,blip2); speed and "
+        help="memory: families measured (llava,blip2,instructblip,qwen_vl,qwen_vl_native; default llava,blip2); speed and "
         "device: model-name prefixes kept (e.g. qwen,llava; default all)",
     )
     ap.add_argument("--reps", type=int, default=5)
