@@ -310,38 +310,44 @@ def memory(new_tokens: int, families=("llava", "blip2"), save=lambda result: Non
     keeps what it measured."""
     out = {"dtype": "bfloat16", "rows": 7, "answer_steps": new_tokens}
     measure = {
-        "llava": ("llava-1.5-7b", lambda: llava_memory(new_tokens)),
-        "blip2": ("blip2-flan-t5-xl", lambda: blip2_memory(new_tokens)),
+        "llava": ("llava-1.5-7b", lambda progress: llava_memory(new_tokens, progress)),
+        "blip2": ("blip2-flan-t5-xl", lambda progress: blip2_memory(new_tokens, progress)),
         "instructblip": (
             "instructblip-vicuna-7b",
-            lambda: stacks_memory(
+            lambda progress: stacks_memory(
                 "instructblip", instructblip_at, {"vision": 39, "qformer": 12, "lm": 32}, (1, 2, 1), new_tokens
             ),
         ),
         "qwen_vl": (
             "qwen2.5-vl-7b",
-            lambda: stacks_memory("qwen_vl", qwen_at, {"vision": 32, "lm": 28}, (1, 1), new_tokens),
+            lambda progress: stacks_memory(
+                "qwen_vl", qwen_at, {"vision": 32, "lm": 28}, (1, 1), new_tokens, progress=progress
+            ),
         ),
         "qwen_vl_native": (
             "qwen2.5-vl-7b-native-640x480",
-            lambda: stacks_memory(
+            lambda progress: stacks_memory(
                 "qwen_vl_native",
                 lambda v, n: qwen_at(v, n, side=None),
                 {"vision": 32, "lm": 28},
                 (1, 1),
                 new_tokens,
                 image=NATIVE_IMAGE,
+                progress=progress,
             ),
         ),
     }
     for family in families:
         name, run = measure[family]
-        out[name] = run()
+        # each measurement is saved as it comes (a family takes minutes per depth: a run stopped part-way keeps them)
+        out[name] = run(lambda measured, name=name: save({**out, name: {"measured": measured, "partial": True}}))
         save(out)
     return out
 
 
-def stacks_memory(label: str, build, full: dict, base: tuple, new_tokens: int, image=None) -> dict:
+def stacks_memory(
+    label: str, build, full: dict, base: tuple, new_tokens: int, image=None, progress=lambda measured: None
+) -> dict:
     """Peak at the ``base`` depths (one per stack of ``full``, in order), then with 2 more layers in one stack at a
     time; the full depth extrapolated linearly from the per-layer costs."""
     gib = 2**30
@@ -353,6 +359,7 @@ def stacks_memory(label: str, build, full: dict, base: tuple, new_tokens: int, i
         lm = build(*depths)
         peak, secs = peak_of_explain(lm, new_tokens, image)
         meas[key] = {"depths": depths, "peak_bytes": peak, "seconds": round(secs, 1)}
+        progress(meas)
         print(label, key, round(peak / gib, 3), "GiB", flush=True)
         del lm
     per = {stack: (meas[f"{stack}+2"]["peak_bytes"] - meas["base"]["peak_bytes"]) / 2 for stack in full}
@@ -365,7 +372,7 @@ def stacks_memory(label: str, build, full: dict, base: tuple, new_tokens: int, i
     }
 
 
-def llava_memory(new_tokens: int) -> dict:
+def llava_memory(new_tokens: int, progress=lambda measured: None) -> dict:
     gib = 2**30
     # LLaVA: base (1 vision, 1 language-model layer), then +2 in one stack at a time
     meas = {}
@@ -373,6 +380,7 @@ def llava_memory(new_tokens: int) -> dict:
         lm = llava_at(v, n_lm)
         peak, secs = peak_of_explain(lm, new_tokens)
         meas[key] = {"vision_layers": v, "lm_layers": n_lm, "peak_bytes": peak, "seconds": round(secs, 1)}
+        progress(meas)
         print("llava", key, round(peak / gib, 3), "GiB", flush=True)
         del lm
     per_v = (meas["vision+2"]["peak_bytes"] - meas["base"]["peak_bytes"]) / 2
@@ -387,7 +395,7 @@ def llava_memory(new_tokens: int) -> dict:
     }
 
 
-def blip2_memory(new_tokens: int) -> dict:
+def blip2_memory(new_tokens: int, progress=lambda measured: None) -> dict:
     gib = 2**30
     meas = {}
     base = (1, 2, 1, 1)
@@ -396,6 +404,7 @@ def blip2_memory(new_tokens: int) -> dict:
         lm = blip2_at(*d)
         peak, secs = peak_of_explain(lm, new_tokens)
         meas[key] = {"depths": d, "peak_bytes": peak, "seconds": round(secs, 1)}
+        progress(meas)
         print("blip2", key, round(peak / gib, 3), "GiB", flush=True)
         del lm
     per = {k: (meas[k]["peak_bytes"] - meas["base"]["peak_bytes"]) / 2 for k in meas if k != "base"}
