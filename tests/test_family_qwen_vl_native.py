@@ -74,8 +74,8 @@ def _processor_inputs(lm, eng, exs, **kw):
 
 @pytest.mark.parametrize("bounds", [None, (56 * 56, 112 * 112)])
 def test_the_grid_is_the_processors_own_resize_and_rows_its_patches(bounds):
-    """``grid_shape`` of any image size is half the processor's ``image_grid_thw`` (the released bounds:
-    3,136 .. 12,845,056 pixels, and a tiny model's), and a row's real patches are the processor's."""
+    """``grid_shape`` of any image size is half the processor's ``image_grid_thw`` (the image processor's default
+    bounds, 3,136 .. 1,003,520 pixels, and a tiny model's), and a row's real patches are the processor's."""
     ip = (
         Qwen2VLImageProcessorPil()
         if bounds is None
