@@ -278,3 +278,12 @@ def test_a_weightless_host_engine_prepares_the_same_batch(native, tmp_path):
     assert [eng.passes.prompt_ids(p) for p in a.prepared] == [host.passes.prompt_ids(p) for p in b.prepared]
     assert [host.passes.prompt_ids(p).grid_thw for p in b.prepared] == [(1, 2 * r, 2 * c) for r, c in GRIDS]
     assert torch.equal(a.pixel_values, b.pixel_values) and a.pixel_values.shape[0] == len(a.rows)
+
+
+def test_an_image_too_elongated_for_qwen_is_refused_in_one_line(native):
+    from stcg.errors import StcgError
+
+    _, eng = native
+    thin = VQAInput("thin", Image.fromarray(np.zeros((2, 500, 3), np.uint8)), QUESTIONS[0])
+    with pytest.raises(StcgError, match="too elongated for Qwen-VL"):
+        eng._prepare(thin)

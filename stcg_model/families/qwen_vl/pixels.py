@@ -24,8 +24,12 @@ from PIL import Image
 from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
+from stcg.errors import StcgError
 from stcg.images import quantise
 from stcg_model.families.blip2.pixels import thread_map
+
+MAX_ASPECT = 200
+"""The longest side over the shortest that Qwen's ``smart_resize`` accepts."""
 
 
 def unit(config) -> int:
@@ -81,6 +85,10 @@ class QwenPixels:
         """``(rows, cols)`` of merged blocks the model sees of a ``width x height`` image."""
         if self.side is not None:
             return self.side // self.unit, self.side // self.unit
+        if max(width, height) > MAX_ASPECT * min(width, height):  # Qwen's processor refuses such images
+            raise StcgError(
+                f"a {width} x {height} px image is too elongated for Qwen-VL (aspect ratio at most {MAX_ASPECT}:1)"
+            )
         h, w = smart_resize(height, width, factor=self.unit, min_pixels=self.bounds[0], max_pixels=self.bounds[1])
         return h // self.unit, w // self.unit
 
